@@ -1,0 +1,380 @@
+"""Parsers for the dataset layouts the engine reads, and layout detection.
+
+Each parser takes the dataset folder and returns the three raw splits as lists of
+:class:`Sample` with the pid as written on disk; :func:`engine.data.load_dataset` then
+relabels train identities, drops junk and checks the splits. SPEC.md section 10 defines the
+file names and the timestamps.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import re
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .images import is_image_name
+from .samples import Sample
+
+MARKET_FPS = 25.0
+DUKE_FPS = 59.94
+# Frames to add to each DukeMTMC camera's local frame number to reach the common clock.
+DUKE_OFFSETS = (5542, 3606, 27243, 31181, 0, 22401, 18967, 46765)
+
+_MARKET_RE = re.compile(r"^(-?\d+)_c(\d+)s(\d+)_(\d+)_\d+")
+_DUKE_RE = re.compile(r"^(-?\d+)_c(\d+)_f(\d+)")
+_CUHK_RE = re.compile(r"^(-?\d+)_c(\d+)_\d+")
+_CAM_IN_NAME_RE = re.compile(r"(?:^|[_\-])c(\d+)")
+
+
+class LayoutError(ValueError):
+    """The folder does not hold a dataset in a layout we read."""
+
+
+@dataclass
+class RawSplits:
+    """What a parser found: samples per split plus the rows it could not use."""
+
+    train: list[Sample] = field(default_factory=list)
+    query: list[Sample] = field(default_factory=list)
+    gallery: list[Sample] = field(default_factory=list)
+    bad_rows: list[tuple[str, str]] = field(default_factory=list)
+    present: tuple[str, ...] = ()  # splits whose folder or list exists
+
+
+def _list_images(folder: str) -> list[str]:
+    if not os.path.isdir(folder):
+        return []
+    return sorted(n for n in os.listdir(folder) if is_image_name(n))
+
+
+# --------------------------------------------------------------------------- Market-1501
+def _parse_market(root: str) -> RawSplits:
+    folders = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
+    parsed: dict[str, list[tuple[str, int, int, int, int]]] = {}
+    out = RawSplits()
+    max_frame: dict[tuple[int, int], int] = defaultdict(int)
+    for split, sub in folders.items():
+        rows = []
+        for name in _list_images(os.path.join(root, sub)):
+            m = _MARKET_RE.match(name)
+            if m is None:
+                out.bad_rows.append((os.path.join(root, sub, name), "name is not PPPP_cCsS_FFFFFF_NN"))
+                continue
+            pid, cam, sess, frame = (int(g) for g in m.groups())
+            rows.append((os.path.join(root, sub, name), pid, cam, sess, frame))
+            max_frame[cam, sess] = max(max_frame[cam, sess], frame)
+        parsed[split] = rows
+    # Sessions of one camera are laid end to end: a session starts where the earlier ones end.
+    offset: dict[tuple[int, int], int] = {}
+    for cam in sorted({c for c, _ in max_frame}):
+        running = 0
+        for sess in sorted(s for c, s in max_frame if c == cam):
+            offset[cam, sess] = running
+            running += max_frame[cam, sess]
+    for split, rows in parsed.items():
+        getattr(out, split).extend(
+            Sample(path, pid, cam - 1, (frame + offset[cam, sess]) / MARKET_FPS)
+            for path, pid, cam, sess, frame in rows
+        )
+    out.present = tuple(s for s, sub in folders.items() if os.path.isdir(os.path.join(root, sub)))
+    return out
+
+
+# --------------------------------------------------------------------------- DukeMTMC-reID
+def _parse_duke(root: str) -> RawSplits:
+    folders = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
+    out = RawSplits()
+    for split, sub in folders.items():
+        for name in _list_images(os.path.join(root, sub)):
+            path = os.path.join(root, sub, name)
+            m = _DUKE_RE.match(name)
+            if m is None:
+                out.bad_rows.append((path, "name is not PPPP_cC_fFFFFFFF"))
+                continue
+            pid, cam, frame = (int(g) for g in m.groups())
+            if not 1 <= cam <= len(DUKE_OFFSETS):
+                out.bad_rows.append((path, f"camera {cam} outside 1..{len(DUKE_OFFSETS)}"))
+                continue
+            time = (frame + DUKE_OFFSETS[cam - 1]) / DUKE_FPS
+            getattr(out, split).append(Sample(path, pid, cam - 1, time))
+    out.present = tuple(s for s, sub in folders.items() if os.path.isdir(os.path.join(root, sub)))
+    return out
+
+
+# --------------------------------------------------------------------------- CUHK03-NP
+def _parse_cuhk03(root: str) -> RawSplits:
+    folders = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
+    out = RawSplits()
+    for split, sub in folders.items():
+        for name in _list_images(os.path.join(root, sub)):
+            path = os.path.join(root, sub, name)
+            m = _CUHK_RE.match(name)
+            if m is None:
+                out.bad_rows.append((path, "name is not PPPP_cC_N"))
+                continue
+            pid, cam = int(m.group(1)), int(m.group(2))
+            getattr(out, split).append(Sample(path, pid, cam - 1, None))
+    out.present = tuple(s for s, sub in folders.items() if os.path.isdir(os.path.join(root, sub)))
+    return out
+
+
+def _cuhk03_variant(variant: str) -> Callable[[str], RawSplits]:
+    def parse(root: str) -> RawSplits:
+        sub = os.path.join(root, variant)
+        return _parse_cuhk03(sub if os.path.isdir(sub) else root)
+
+    return parse
+
+
+# --------------------------------------------------------------------------- MSMT17
+def _msmt_image_dirs(root: str) -> dict[str, str]:
+    """Folder that list paths are relative to, per list (V1: train/test; V2: mask_*_v2)."""
+    train = "mask_train_v2" if os.path.isdir(os.path.join(root, "mask_train_v2")) else "train"
+    test = "mask_test_v2" if os.path.isdir(os.path.join(root, "mask_test_v2")) else "test"
+    return {"train": train, "val": train, "query": test, "gallery": test}
+
+
+def _parse_msmt(root: str) -> RawSplits:
+    out = RawSplits()
+    dirs = _msmt_image_dirs(root)
+    split_of = {"train": "train", "val": "train", "query": "query", "gallery": "gallery"}
+    present = set()
+    for lst, split in split_of.items():
+        list_path = os.path.join(root, f"list_{lst}.txt")
+        if not os.path.isfile(list_path):
+            continue
+        present.add(split)
+        with open(list_path, encoding="utf-8", errors="replace") as fh:
+            for lineno, line in enumerate(fh, 1):
+                parts = line.split()
+                if not parts:
+                    continue
+                where = f"{list_path}:{lineno}"
+                if len(parts) < 2 or not parts[1].lstrip("-").isdigit():
+                    out.bad_rows.append((where, "expected '<path> <pid>'"))
+                    continue
+                fields = os.path.basename(parts[0]).split("_")
+                if len(fields) < 3 or not fields[2].isdigit():
+                    out.bad_rows.append((where, "file name has no camera as its third '_' field"))
+                    continue
+                path = os.path.join(root, dirs[lst], parts[0])
+                getattr(out, split).append(Sample(path, int(parts[1]), int(fields[2]) - 1, None))
+    out.present = tuple(present)
+    return out
+
+
+# --------------------------------------------------------------------------- <pid>/ folders
+def _cam_from_name(name: str) -> int | None:
+    m = _CAM_IN_NAME_RE.search(os.path.splitext(name)[0])
+    return int(m.group(1)) - 1 if m else None
+
+
+def _pid_dirs(folder: str) -> list[str]:
+    if not os.path.isdir(folder):
+        return []
+    return sorted(d for d in os.listdir(folder) if d.lstrip("-").isdigit()
+                  and os.path.isdir(os.path.join(folder, d)))
+
+
+def _samples_from_pid_dirs(folder: str, default_cam: int) -> list[Sample]:
+    samples = []
+    for d in _pid_dirs(folder):
+        for name in _list_images(os.path.join(folder, d)):
+            cam = _cam_from_name(name)
+            samples.append(Sample(os.path.join(folder, d, name), int(d),
+                                  default_cam if cam is None else cam, None))
+    return samples
+
+
+def _parse_folder(root: str) -> RawSplits:
+    """``<root>/{train,query,gallery}/<pid>/<image>``, or a flat ``<root>/<pid>/<image>``.
+
+    Cameras come from a ``c<N>`` token in the file name when there is one. Without one,
+    query images get camera 0 and gallery images camera 1, so that the same-camera rule of
+    the evaluation does not discard every match. A flat folder has no train split; its
+    first image of every identity with two or more images becomes a query.
+    """
+    out = RawSplits()
+    if any(_pid_dirs(os.path.join(root, s)) for s in ("query", "gallery")):
+        out.train = _samples_from_pid_dirs(os.path.join(root, "train"), 0)
+        out.query = _samples_from_pid_dirs(os.path.join(root, "query"), 0)
+        out.gallery = _samples_from_pid_dirs(os.path.join(root, "gallery"), 1)
+        out.present = tuple(s for s in ("train", "query", "gallery")
+                            if os.path.isdir(os.path.join(root, s)))
+        return out
+    by_pid: dict[int, list[Sample]] = defaultdict(list)
+    for s in _samples_from_pid_dirs(root, 1):
+        by_pid[s.pid].append(s)
+    for _pid, items in sorted(by_pid.items()):
+        if len(items) >= 2:
+            first = items[0]
+            out.query.append(first if _cam_from_name(first.path) is not None
+                             else first._replace(cam=0))
+            out.gallery.extend(items[1:])
+        else:
+            out.gallery.extend(items)
+    out.present = ("query", "gallery")
+    return out
+
+
+# --------------------------------------------------------------------------- CSV manifest
+def find_manifest(root: str) -> str | None:
+    if os.path.isfile(root) and root.lower().endswith(".csv"):
+        return root
+    if os.path.isdir(root):
+        csvs = sorted(n for n in os.listdir(root) if n.lower().endswith(".csv"))
+        for preferred in ("manifest.csv", "dataset.csv"):
+            if preferred in csvs:
+                return os.path.join(root, preferred)
+        if len(csvs) == 1:
+            return os.path.join(root, csvs[0])
+    return None
+
+
+def _parse_csv(root: str) -> RawSplits:
+    """A CSV manifest with a header: ``path,pid,camera[,time][,split]``.
+
+    Paths are relative to the manifest's folder unless absolute; ``camera`` is 0-based;
+    ``time`` in seconds may be empty; ``split`` is train, query or gallery (default gallery).
+    Rows that cannot be used are reported with their line number, not fatal.
+    """
+    manifest = find_manifest(root)
+    if manifest is None:
+        raise LayoutError(f"no CSV manifest in {root}")
+    base = os.path.dirname(os.path.abspath(manifest))
+    out = RawSplits()
+    present = set()
+    with open(manifest, newline="", encoding="utf-8-sig", errors="replace") as fh:
+        reader = csv.DictReader(fh)
+        fields = [f.strip().lower() for f in (reader.fieldnames or [])]
+        missing = {"path", "pid", "camera"} - set(fields)
+        if missing:
+            raise LayoutError(f"{manifest}: header lacks column(s) {', '.join(sorted(missing))}; "
+                              "expected path,pid,camera[,time][,split]")
+        reader.fieldnames = fields
+        for lineno, row in enumerate(reader, 2):
+            where = f"{manifest}:{lineno}"
+            try:
+                path = (row.get("path") or "").strip()
+                if not path:
+                    raise ValueError("empty path")
+                pid = int((row.get("pid") or "").strip())
+                cam = int((row.get("camera") or "").strip())
+                if cam < 0:
+                    raise ValueError("camera must be >= 0")
+                t = (row.get("time") or "").strip()
+                time = float(t) if t else None
+                if time is not None and time != time:
+                    time = None
+                split = (row.get("split") or "gallery").strip().lower() or "gallery"
+                if split not in ("train", "query", "gallery"):
+                    raise ValueError(f"split {split!r} is not train, query or gallery")
+            except (ValueError, TypeError) as exc:
+                out.bad_rows.append((where, str(exc)))
+                continue
+            full = path if os.path.isabs(path) else os.path.join(base, path)
+            getattr(out, split).append(Sample(full, pid, cam, time))
+            present.add(split)
+    out.present = tuple(present | {"query", "gallery"})
+    return out
+
+
+# --------------------------------------------------------------------------- detection
+@dataclass(frozen=True)
+class Layout:
+    name: str
+    looks_for: str
+    release_dirs: tuple[str, ...]
+    matches: Callable[[str], bool]
+    parse: Callable[[str], RawSplits]
+
+
+def _has(root: str, *names: str) -> bool:
+    return all(os.path.exists(os.path.join(root, n)) for n in names)
+
+
+def _first_name_matches(root: str, pattern: re.Pattern, ext: tuple[str, ...]) -> bool:
+    for sub in ("bounding_box_test", "query", "bounding_box_train"):
+        names = [n for n in _list_images(os.path.join(root, sub)) if n.lower().endswith(ext)]
+        if names:
+            return all(pattern.match(n) for n in names[:20])
+    return False
+
+
+def _market_like(root: str) -> bool:
+    return _has(root, "query") and (_has(root, "bounding_box_test") or _has(root, "bounding_box_train"))
+
+
+LAYOUTS: tuple[Layout, ...] = (
+    Layout("msmt17", "list_query.txt and list_gallery.txt beside train/ and test/ (or mask_*_v2/)",
+           ("MSMT17_V2", "MSMT17_V1", "MSMT17", "msmt17"),
+           lambda r: _has(r, "list_query.txt", "list_gallery.txt"), _parse_msmt),
+    Layout("market1501", "bounding_box_train/, bounding_box_test/, query/ with PPPP_cCsS_FFFFFF_NN.jpg",
+           ("Market-1501-v15.09.15", "Market-1501", "market1501", "Market1501"),
+           lambda r: _market_like(r) and _first_name_matches(r, _MARKET_RE, (".jpg", ".jpeg")),
+           _parse_market),
+    Layout("dukemtmc", "bounding_box_train/, bounding_box_test/, query/ with PPPP_cC_fFFFFFFF.jpg",
+           ("DukeMTMC-reID", "dukemtmc-reid", "DukeMTMC", "dukemtmcreid"),
+           lambda r: _market_like(r) and _first_name_matches(r, _DUKE_RE, (".jpg", ".jpeg")),
+           _parse_duke),
+    Layout("cuhk03-np-detected", "detected/ with Market-style folders of PPPP_cC_N.png",
+           ("cuhk03-np", "cuhk03_np", "CUHK03-NP"),
+           lambda r: _market_like(os.path.join(r, "detected")), _cuhk03_variant("detected")),
+    Layout("cuhk03-np-labeled", "labeled/ with Market-style folders of PPPP_cC_N.png",
+           ("cuhk03-np", "cuhk03_np", "CUHK03-NP"),
+           lambda r: _market_like(os.path.join(r, "labeled")), _cuhk03_variant("labeled")),
+    Layout("cuhk03-np", "Market-style folders of PPPP_cC_N.png",
+           (), lambda r: _market_like(r) and _first_name_matches(r, _CUHK_RE, (".png",)),
+           _parse_cuhk03),
+    Layout("folder", "<pid>/ sub-folders of images, or train/ query/ gallery/ holding them",
+           (), lambda r: bool(_pid_dirs(r)) or any(_pid_dirs(os.path.join(r, s))
+                                                   for s in ("query", "gallery")),
+           _parse_folder),
+    Layout("csv", "a CSV manifest (path,pid,camera[,time][,split])",
+           (), lambda r: find_manifest(r) is not None, _parse_csv),
+)
+
+LAYOUT_NAMES = tuple(layout.name for layout in LAYOUTS)
+_ALIASES = {"market": "market1501", "market-1501": "market1501", "duke": "dukemtmc",
+            "dukemtmc-reid": "dukemtmc", "msmt": "msmt17", "msmt17_v1": "msmt17",
+            "msmt17_v2": "msmt17", "cuhk03": "cuhk03-np-detected",
+            "cuhk03-detected": "cuhk03-np-detected", "cuhk03-labeled": "cuhk03-np-labeled",
+            "manifest": "csv"}
+
+
+def get_layout(name: str) -> Layout:
+    key = _ALIASES.get(name.lower(), name.lower())
+    for layout in LAYOUTS:
+        if layout.name == key:
+            return layout
+    raise LayoutError(f"unknown layout {name!r}; known layouts: {', '.join(LAYOUT_NAMES)}")
+
+
+def _candidate_roots(root: str, layout: Layout) -> list[str]:
+    roots = [root]
+    if os.path.isdir(root):
+        roots += [os.path.join(root, d) for d in layout.release_dirs
+                  if os.path.isdir(os.path.join(root, d))]
+    return roots
+
+
+def resolve_layout(root: str, name: str | None = None) -> tuple[Layout, str]:
+    """Find which layout ``root`` (or a usual release folder inside it) holds.
+
+    Returns the layout and the folder to parse. When nothing fits, the error names every
+    layout tried and what it looked for.
+    """
+    if not os.path.exists(root):
+        raise LayoutError(f"dataset folder {root} does not exist")
+    layouts = [get_layout(name)] if name else list(LAYOUTS)
+    for layout in layouts:
+        for candidate in _candidate_roots(root, layout):
+            try:
+                if layout.matches(candidate):
+                    return layout, candidate
+            except OSError:
+                continue
+    tried = "\n".join(f"  - {lay.name}: {lay.looks_for}" for lay in layouts)
+    raise LayoutError(f"no known dataset layout found in {root}. Tried:\n{tried}")
