@@ -1,0 +1,196 @@
+"""Feature-map extraction and the on-disk feature store.
+
+Maps are stored as float16 ``.npy`` files and opened memory-mapped, so a gallery larger
+than memory still scores. An entry's key is a hash of everything that changes its content:
+the model's weights, the image list (paths, sizes, modification times) and the
+preprocessing. A changed input is therefore a different key (a miss); an entry whose file
+does not match its recorded size and checksum is rebuilt, never trusted.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data import Sample, read_image_rgb
+from .data.transforms import resize, to_tensor
+from .jobs import check_cancel
+from .utils import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+# Above this size the checksum is not re-verified on every open (it would cost seconds);
+# the header and the file size still are.
+_VERIFY_LIMIT = 1 << 30
+
+
+def image_list_digest(paths: Sequence[str]) -> str:
+    """Hash of the image list: order, paths, sizes and modification times."""
+    h = hashlib.blake2b(digest_size=16)
+    for p in paths:
+        try:
+            st = os.stat(p)
+            h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        except OSError:
+            h.update(f"{p}\0missing\n".encode())
+    return h.hexdigest()
+
+
+def _file_checksum(path: Path) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 22):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """What turns an image file into the model's input; part of every cache key."""
+
+    height: int
+    width: int
+    imagenet_norm: bool = False
+
+    def key(self) -> str:
+        return f"{self.height}x{self.width}-norm{int(self.imagenet_norm)}"
+
+
+_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
+_STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+
+
+def load_input(path_or_image: str | np.ndarray, prep: Preprocessing) -> torch.Tensor:
+    """One image (file path or RGB array) -> model input ``[3, H, W]`` float32 in [0, 1]."""
+    image = read_image_rgb(path_or_image) if isinstance(path_or_image, str) else path_or_image
+    tensor = to_tensor(resize(image, prep.height, prep.width))
+    if prep.imagenet_norm:
+        tensor = (tensor - _MEAN) / _STD
+    return tensor
+
+
+class _ImageFiles(torch.utils.data.Dataset):
+    def __init__(self, paths: Sequence[str], prep: Preprocessing):
+        self.paths, self.prep = list(paths), prep
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return load_input(self.paths[i], self.prep)
+
+
+@torch.no_grad()
+def extract_maps(backbone: torch.nn.Module, paths: Sequence[str], prep: Preprocessing, *,
+                 device: torch.device, batch_size: int = 64, num_workers: int = 0,
+                 out: np.ndarray | None = None,
+                 progress: Callable[[int, int], None] | None = None,
+                 cancel: Callable[[], bool] | None = None) -> np.ndarray:
+    """Run ``backbone`` over image files; returns float16 maps ``[N, D, h, w]``.
+
+    ``out`` may be a preallocated (memory-mapped) array to fill in place.
+    """
+    backbone.eval()
+    loader = torch.utils.data.DataLoader(_ImageFiles(paths, prep), batch_size=batch_size,
+                                         num_workers=num_workers, shuffle=False)
+    done = 0
+    use_amp = device.type == "cuda"
+    for batch in loader:
+        check_cancel(cancel)
+        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+            maps = backbone(batch.to(device, non_blocking=True))  # [b, D, h, w]
+        maps = maps.float().cpu().numpy().astype(np.float16)
+        if out is None:
+            out = np.empty((len(paths),) + maps.shape[1:], np.float16)
+        out[done:done + len(maps)] = maps
+        done += len(maps)
+        if progress is not None:
+            progress(done, len(paths))
+    if out is None:  # no images at all
+        raise ValueError("no images to extract features from")
+    return out
+
+
+class FeatureStore:
+    """A folder of cached feature maps, one sub-folder per key.
+
+    ``get_or_extract`` is the one call most users need: it returns the memory-mapped maps,
+    extracting (and caching) them first when the key is missing or its file is corrupt.
+    """
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    def key(self, model_digest: str, paths: Sequence[str], prep: Preprocessing) -> str:
+        h = hashlib.blake2b(digest_size=16)
+        h.update(f"{model_digest}|{image_list_digest(paths)}|{prep.key()}|fp16-v1".encode())
+        return h.hexdigest()
+
+    def _entry(self, key: str) -> Path:
+        return self.root / "features" / key
+
+    def load(self, key: str) -> np.ndarray | None:
+        """The cached maps for ``key`` (memory-mapped, read-only), or None on a miss.
+
+        A corrupt or incomplete entry is deleted and reported as a miss.
+        """
+        entry = self._entry(key)
+        meta_path, data_path = entry / "meta.json", entry / "maps.npy"
+        if not meta_path.is_file():
+            return None
+        try:
+            meta = json.loads(meta_path.read_text())
+            if data_path.stat().st_size != meta["bytes"]:
+                raise ValueError("size differs from the recorded one")
+            if meta["bytes"] <= _VERIFY_LIMIT and _file_checksum(data_path) != meta["checksum"]:
+                raise ValueError("checksum differs from the recorded one")
+            maps = np.load(data_path, mmap_mode="r")
+            if list(maps.shape) != meta["shape"] or maps.dtype != np.float16:
+                raise ValueError("array shape or type differs from the recorded one")
+            return maps
+        except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+            log.warning("feature cache entry %s is corrupt (%s); rebuilding it", entry, exc)
+            shutil.rmtree(entry, ignore_errors=True)
+            return None
+
+    def save(self, key: str, maps: np.ndarray, info: dict | None = None) -> np.ndarray:
+        """Store ``maps`` under ``key`` atomically; returns the memory-mapped copy."""
+        entry = self._entry(key)
+        entry.mkdir(parents=True, exist_ok=True)
+        data_path = entry / "maps.npy"
+        tmp = entry / f".maps.{os.getpid()}.tmp.npy"
+        try:
+            np.save(tmp, np.ascontiguousarray(maps, dtype=np.float16))
+            os.replace(tmp, data_path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        meta = {"shape": list(maps.shape), "bytes": data_path.stat().st_size,
+                "checksum": _file_checksum(data_path), **(info or {})}
+        atomic_write_text(entry / "meta.json", json.dumps(meta, indent=1))
+        return np.load(data_path, mmap_mode="r")
+
+    def get_or_extract(self, backbone: torch.nn.Module, model_digest: str, samples: Sequence[Sample],
+                       prep: Preprocessing, *, device: torch.device, batch_size: int = 64,
+                       num_workers: int = 0, progress: Callable[[int, int], None] | None = None,
+                       cancel: Callable[[], bool] | None = None) -> tuple[np.ndarray, bool]:
+        """Cached maps for ``samples``; returns ``(maps, was_cached)``."""
+        paths = [s.path for s in samples]
+        key = self.key(model_digest, paths, prep)
+        maps = self.load(key)
+        if maps is not None:
+            if progress is not None:
+                progress(len(paths), len(paths))
+            return maps, True
+        maps = extract_maps(backbone, paths, prep, device=device, batch_size=batch_size,
+                            num_workers=num_workers, progress=progress, cancel=cancel)
+        return self.save(key, maps, {"images": len(paths), "model": model_digest,
+                                     "preprocessing": prep.key()}), False
