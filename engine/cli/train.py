@@ -1,0 +1,109 @@
+"""Train a QAConv (or global-baseline) model on a dataset's train split.
+
+Writes OUT/last.pt (full state, for --resume) and OUT/model.pt (weights and settings) after
+every epoch, atomically; Ctrl-C leaves the last complete epoch on disk.
+
+Example:
+  python -m engine train --data DIR --out runs/qaconv --arch resnet50 --loss focal
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+
+from ._common import add_data_arguments, add_device_argument
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from engine.data.samplers import SAMPLERS
+    from engine.data.transforms import OCCLUSIONS
+    from engine.models.config import ARCHS, METHODS
+    from engine.train import LOSSES, TrainConfig
+
+    add_data_arguments(parser)
+    add_device_argument(parser)
+    parser.add_argument("--out", required=True, help="output folder for checkpoints")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    m = parser.add_argument_group("model")
+    m.add_argument("--arch", default="resnet50", choices=ARCHS, help="backbone (default resnet50)")
+    m.add_argument("--neck", type=int, default=128, help="feature channels D (default 128)")
+    m.add_argument("--height", type=int, default=384, help="input height, multiple of 16 (default 384)")
+    m.add_argument("--width", type=int, default=128, help="input width, multiple of 16 (default 128)")
+    m.add_argument("--pretrained", default="auto",
+                   help="ImageNet weights: auto (torchvision cache if present), none, or a file path")
+    m.add_argument("--imagenet-norm", action="store_true", help="normalise inputs by ImageNet mean/std")
+    m.add_argument("--method", default="qaconv", choices=METHODS,
+                   help="qaconv, or the global-feature baseline (global)")
+    d = TrainConfig()
+    t = parser.add_argument_group("training")
+    t.add_argument("--loss", default=None, choices=LOSSES,
+                   help="loss (default: focal for qaconv, global for the baseline)")
+    t.add_argument("--sampler", default=d.sampler, choices=SAMPLERS, help="batch sampler")
+    t.add_argument("--batch-size", type=int, default=d.batch_size)
+    t.add_argument("--k", type=int, default=d.k, help="images per identity for pk/graph sampling")
+    t.add_argument("--augment", default=d.augment, choices=OCCLUSIONS, help="occlusion augmentation")
+    t.add_argument("--no-flip", action="store_true", help="no horizontal flips")
+    t.add_argument("--rotation", type=float, default=d.rotation, help="max rotation in degrees")
+    t.add_argument("--color-jitter", type=float, default=d.color_jitter, help="colour gain range")
+    t.add_argument("--lr", type=float, default=d.lr, help="learning rate of neck and matcher")
+    t.add_argument("--max-epochs", type=int, default=d.max_epochs)
+    t.add_argument("--max-batches", type=int, default=None, help="cap batches per epoch")
+    t.add_argument("--amp", default=d.amp, choices=("auto", "on", "off"),
+                   help="mixed precision: auto = on CUDA only; on = also bfloat16 on the CPU")
+    t.add_argument("--seed", type=int, default=d.seed)
+    t.add_argument("--workers", type=int, default=d.workers, help="data-loader worker processes")
+
+
+def configs_from_args(args: argparse.Namespace):
+    from engine.models.config import ModelConfig
+    from engine.train import TrainConfig
+
+    model_cfg = ModelConfig(arch=args.arch, neck=args.neck, height=args.height, width=args.width,
+                            pretrained=args.pretrained, imagenet_norm=args.imagenet_norm,
+                            method=args.method)
+    loss = args.loss or ("global" if args.method == "global" else "focal")
+    train_cfg = dataclasses.replace(
+        TrainConfig(), loss=loss, sampler=args.sampler, batch_size=args.batch_size, k=args.k,
+        augment=args.augment, flip=not args.no_flip, rotation=args.rotation,
+        color_jitter=args.color_jitter, lr=args.lr, max_epochs=args.max_epochs,
+        max_batches=args.max_batches, amp=args.amp, seed=args.seed, workers=args.workers)
+    return model_cfg, train_cfg
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from engine.data import load_dataset
+    from engine.train import fit
+    from engine.utils import resolve_device
+
+    device = resolve_device(args.device)
+    dataset = load_dataset(args.data, args.layout, require=("train",))
+    print(dataset.summary())
+    model_cfg, train_cfg = configs_from_args(args)
+    bar = None
+
+    def on_batch(done: int, total: int, loss: float) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, unit="batch", leave=False, dynamic_ncols=True)
+        bar.update(done - bar.n)
+        bar.set_postfix(loss=f"{loss:.4f}")
+
+    def on_epoch(epoch: int, stats: dict) -> None:
+        nonlocal bar
+        if bar is not None:
+            bar.close()
+            bar = None
+        print(f"epoch {epoch:3d}  loss {stats['loss']:.4f}  skipped {stats['skipped']}  "
+              f"{stats['images_per_s']:.1f} img/s  lr {stats['lr']:.2e}", flush=True)
+
+    print(f"device {device}; training {model_cfg.method} ({model_cfg.arch}, {model_cfg.height}x"
+          f"{model_cfg.width}) with {train_cfg.loss} loss, {train_cfg.sampler} sampler")
+    path = fit(dataset, model_cfg, train_cfg, args.out, device=device, resume=args.resume,
+               epoch_callback=on_epoch, batch_progress=on_batch)
+    print(f"saved {path}")
+    return 0

@@ -1,0 +1,245 @@
+"""A ranking session: one dataset, one model, and every cached product between them.
+
+This is the engine's high-level entry point, used by ``python -m engine evaluate`` and by the
+viewer (which runs its methods in background jobs). It is Qt-free plain Python: long methods
+take ``progress(stage, done, total)`` and ``cancel()`` callables.
+
+Flow (DESIGN.md "How data flows"): images -> feature maps (FeatureStore) -> logits q-g, and
+q-q / g-g when re-ranking is on (ScoreStore) -> ``final_distances`` (RR, TLift) -> distmat.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import file_digest
+from .data import Dataset, load_dataset
+from .evaluation import Metrics, evaluate
+from .features import FeatureStore, Preprocessing, load_input
+from .jobs import check_cancel
+from .postprocess.pipeline import final_distances, final_distances_from_similarity
+from .train import load_model
+from .utils import atomic_path, atomic_write_text, default_cache_dir, resolve_device
+
+log = logging.getLogger(__name__)
+
+StageProgress = Callable[[str, int, int], None]
+
+
+class ScoreStore:
+    """Score blocks (logits ``[p, g]`` float32) cached on disk beside the feature maps."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root) / "scores"
+
+    def key(self, *parts: str) -> str:
+        return hashlib.blake2b("|".join(parts).encode(), digest_size=16).hexdigest()
+
+    def load(self, key: str, shape: tuple[int, int]) -> np.ndarray | None:
+        path, meta_path = self.root / f"{key}.npy", self.root / f"{key}.json"
+        if not (path.is_file() and meta_path.is_file()):
+            return None
+        try:
+            meta = json.loads(meta_path.read_text())
+            block = np.load(path)
+            ok = (block.shape == tuple(shape) and block.dtype == np.float32
+                  and hashlib.blake2b(block.tobytes(), digest_size=16).hexdigest() == meta["checksum"])
+            if not ok:
+                raise ValueError("content differs from the recorded one")
+            return block
+        except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+            log.warning("score cache %s is corrupt (%s); recomputing it", path, exc)
+            for p in (path, meta_path):
+                p.unlink(missing_ok=True)
+            return None
+
+    def save(self, key: str, block: np.ndarray) -> None:
+        block = np.ascontiguousarray(block, dtype=np.float32)
+        with atomic_path(self.root / f"{key}.npy") as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, block)
+        meta = {"shape": list(block.shape),
+                "checksum": hashlib.blake2b(block.tobytes(), digest_size=16).hexdigest()}
+        atomic_write_text(self.root / f"{key}.json", json.dumps(meta))
+
+
+@dataclass
+class RerankParams:
+    k1: int = 20
+    k2: int = 6
+    lambda_value: float = 0.3
+
+
+@dataclass
+class TLiftParams:
+    tau: float = 100.0
+    sigma: float = 200.0
+    k: int = 10
+    alpha: float = 0.2
+
+
+@dataclass
+class Timings:
+    steps: dict[str, float] = field(default_factory=dict)
+
+    def record(self, name: str, seconds: float) -> None:
+        self.steps[name] = seconds
+
+
+class Session:
+    """Dataset + model + caches. Build with :meth:`open` or the constructor."""
+
+    def __init__(self, dataset: Dataset, model, model_digest: str, *, device: torch.device,
+                 cache_dir: str | os.PathLike | None = None, batch_size: int = 64,
+                 memory_budget: int = 512 << 20):
+        self.dataset, self.model, self.model_digest = dataset, model, model_digest
+        self.device = device
+        self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+        self.features = FeatureStore(self.cache_dir)
+        self.scores = ScoreStore(self.cache_dir)
+        self.batch_size, self.memory_budget = batch_size, memory_budget
+        cfg = model.config
+        self.prep = Preprocessing(cfg.height, cfg.width, cfg.imagenet_norm)
+        self.method = cfg.method
+        self.query_maps: np.ndarray | None = None
+        self.gallery_maps: np.ndarray | None = None
+        self.logits: dict[str, np.ndarray] = {}
+        self.cache_hits: dict[str, bool] = {}
+        self.timings = Timings()
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def open(cls, data: str | os.PathLike | Dataset, checkpoint: str | os.PathLike, *,
+             device: str = "auto", layout: str | None = None,
+             cache_dir: str | os.PathLike | None = None, **kwargs) -> Session:
+        dev = resolve_device(device)
+        dataset = data if isinstance(data, Dataset) else load_dataset(data, layout)
+        model = load_model(checkpoint, dev)
+        return cls(dataset, model, file_digest(checkpoint), device=dev, cache_dir=cache_dir, **kwargs)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def query_pids(self) -> np.ndarray:
+        return np.array([s.pid for s in self.dataset.query], np.int64)
+
+    @property
+    def gallery_pids(self) -> np.ndarray:
+        return np.array([s.pid for s in self.dataset.gallery], np.int64)
+
+    @property
+    def query_cams(self) -> np.ndarray:
+        return np.array([s.cam for s in self.dataset.query], np.int64)
+
+    @property
+    def gallery_cams(self) -> np.ndarray:
+        return np.array([s.cam for s in self.dataset.gallery], np.int64)
+
+    def _times(self, samples) -> np.ndarray | None:
+        if not all(s.time is not None for s in samples):
+            return None
+        return np.array([s.time for s in samples], np.float64)
+
+    @property
+    def has_times(self) -> bool:
+        return self.dataset.has_times
+
+    # ------------------------------------------------------------------ heavy steps
+    def extract(self, progress: StageProgress | None = None, cancel=None) -> None:
+        for split in ("query", "gallery"):
+            samples = getattr(self.dataset, split)
+            t0 = time.perf_counter()
+            maps, hit = self.features.get_or_extract(
+                self.model.backbone_for_maps(), self.model_digest, samples, self.prep,
+                device=self.device, batch_size=self.batch_size,
+                progress=None if progress is None else (lambda d, t, s=split: progress(f"extract {s}", d, t)),
+                cancel=cancel)
+            setattr(self, f"{split}_maps", maps)
+            self.cache_hits[f"features {split}"] = hit
+            self.timings.record(f"extract {split}", time.perf_counter() - t0)
+
+    def _block_key(self, name: str) -> str:
+        q = self.features.key(self.model_digest, [s.path for s in self.dataset.query], self.prep)
+        g = self.features.key(self.model_digest, [s.path for s in self.dataset.gallery], self.prep)
+        return self.scores.key(name, q, g, self.model_digest, self.method, "v1")
+
+    def score(self, blocks: tuple[str, ...] = ("qg",), progress: StageProgress | None = None,
+              cancel=None) -> None:
+        """Compute (or load) the named logit blocks: ``qg``, ``qq``, ``gg``."""
+        if self.query_maps is None or self.gallery_maps is None:
+            self.extract(progress, cancel)
+        maps = {"q": self.query_maps, "g": self.gallery_maps}
+        for name in blocks:
+            if name in self.logits:
+                continue
+            a, b = maps[name[0]], maps[name[1]]
+            key = self._block_key(name)
+            t0 = time.perf_counter()
+            block = self.scores.load(key, (len(a), len(b)))
+            self.cache_hits[f"scores {name}"] = block is not None
+            if block is None:
+                block = self.model.score(
+                    a, b, device=self.device, memory_budget=self.memory_budget,
+                    symmetric=name[0] == name[1],
+                    progress=None if progress is None else (lambda d, t, n=name: progress(f"score {n}", d, t)),
+                    cancel=cancel)
+                self.scores.save(key, block)
+            self.logits[name] = np.asarray(block, np.float32)
+            self.timings.record(f"score {name}", time.perf_counter() - t0)
+
+    def prepare(self, rerank: bool = True, progress: StageProgress | None = None, cancel=None) -> None:
+        """Everything the viewer needs before its first paint (RR blocks included by default)."""
+        self.extract(progress, cancel)
+        self.score(("qg", "qq", "gg") if rerank else ("qg",), progress, cancel)
+
+    def distances(self, rerank: RerankParams | None = None, tlift: TLiftParams | None = None,
+                  progress: StageProgress | None = None, cancel=None) -> np.ndarray:
+        """The distance matrix ``[q, g]`` of the chosen post-processing (smaller = closer)."""
+        if tlift is not None and not self.has_times:
+            raise ValueError("TLift needs timestamps, and this dataset's images have none")
+        self.score(("qg", "qq", "gg") if rerank else ("qg",), progress, cancel)
+        check_cancel(cancel)
+        t0 = time.perf_counter()
+        # QAConv gives logits; the global baseline gives cosine similarities.
+        post = final_distances if self.method == "qaconv" else final_distances_from_similarity
+        dist = post(
+            self.logits["qg"], self.logits.get("qq"), self.logits.get("gg"),
+            rerank=None if rerank is None else asdict(rerank),
+            tlift=None if tlift is None else asdict(tlift),
+            query_cams=self.query_cams, query_times=self._times(self.dataset.query),
+            gallery_cams=self.gallery_cams, gallery_times=self._times(self.dataset.gallery),
+            progress=None if progress is None else (lambda d, t: progress("post-process", d, t)),
+            cancel=cancel)
+        self.timings.record("post-process", time.perf_counter() - t0)
+        return dist
+
+    def evaluate(self, distmat: np.ndarray) -> Metrics:
+        return evaluate(distmat, self.query_pids, self.gallery_pids, self.query_cams, self.gallery_cams)
+
+    # ------------------------------------------------------------------ single images
+    @torch.no_grad()
+    def maps_for_image(self, image: str | np.ndarray) -> np.ndarray:
+        """Feature map ``[D, h, w]`` (float16) of one image file or RGB array."""
+        x = load_input(image, self.prep).unsqueeze(0).to(self.device)
+        return self.model.backbone_for_maps()(x)[0].float().cpu().numpy().astype(np.float16)
+
+    def score_maps(self, probe_maps: np.ndarray) -> np.ndarray:
+        """Logits ``[n, g]`` of extra probe maps ``[n, D, h, w]`` against the gallery."""
+        if self.gallery_maps is None:
+            self.extract()
+        return np.asarray(self.model.score(probe_maps, self.gallery_maps, device=self.device,
+                                           memory_budget=self.memory_budget), np.float32)
+
+    def correspondences(self, probe_map: np.ndarray, gallery_index: int):
+        """QAConv's local matches between a probe map and one gallery image (SPEC 2.7)."""
+        if self.gallery_maps is None:
+            self.extract()
+        return self.model.correspondences(probe_map, self.gallery_maps[gallery_index])

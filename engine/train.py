@@ -1,0 +1,308 @@
+"""Training: plain functions with explicit arguments, shared by the CLI and the viewer.
+
+``fit`` runs the whole loop (checkpoint after every epoch, resume, the adaptive schedule of
+SPEC.md section 6); ``train_one_epoch`` is one pass over a loader. Everything runs on the
+device it is given; mixed precision is fp16 on CUDA and (when asked for) bfloat16 on the CPU.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .checkpoint import load_checkpoint, load_state_strict, save_checkpoint
+from .data import Dataset, Sample, read_image_rgb
+from .data.samplers import GraphSampler, PKBatchSampler, RandomBatchSampler
+from .data.transforms import TrainTransform
+from .jobs import check_cancel
+from .models.config import ModelConfig
+from .models.reid import ReIDModel, build_model, build_criterion
+from .utils import autocast_dtype, seed_everything, seed_worker
+
+log = logging.getLogger(__name__)
+
+LOSSES = ("focal", "bce", "softmax", "focal+triplet", "bce+triplet", "softmax+triplet",
+          "pairwise", "triplet", "pairwise+triplet", "global")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run besides the model settings."""
+
+    loss: str = "focal"
+    sampler: str = "random"          # random | pk | graph
+    batch_size: int = 64
+    k: int = 2                       # images per identity (pk, graph)
+    augment: str = "random_occlusion"
+    flip: bool = True
+    pad: int = 10
+    rotation: float = 5.0
+    color_jitter: float = 0.0
+    lr: float = 0.005
+    backbone_lr_mult: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    max_epochs: int = 60
+    drop_ratio: float = 0.7          # adaptive schedule: drop lr once loss < ratio * base
+    clip: float = 8.0
+    triplet_margin: float = 16.0
+    amp: str = "auto"                # auto (CUDA only) | on | off
+    seed: int = 0
+    workers: int = 2
+    max_batches: int | None = None   # cap batches per epoch (quick runs, tests)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+class TrainImages(torch.utils.data.Dataset):
+    """Training images with their relabelled pids; augmentation seeded by (seed, epoch, index)."""
+
+    def __init__(self, samples: list[Sample], transform: TrainTransform, seed: int):
+        self.samples, self.transform, self.seed, self.epoch = samples, transform, seed, 0
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int):
+        s = self.samples[i]
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        return self.transform(read_image_rgb(s.path), rng), s.pid
+
+
+@dataclass
+class Schedule:
+    """The adaptive schedule: lr x0.1 once the epoch loss falls below ``ratio * base``."""
+
+    ratio: float = 0.7
+    max_epochs: int = 60
+    base: float | None = None
+    drop_epoch: int | None = None
+    stop_epoch: int | None = None
+    history: list[float] = field(default_factory=list)
+
+    def step(self, epoch: int, mean_loss: float) -> bool:
+        """Record epoch ``epoch`` (1-based); return True when the lr must drop now."""
+        self.history.append(float(mean_loss))
+        if epoch == 2:
+            self.base = float(mean_loss)
+        if self.base is not None and self.drop_epoch is None and epoch >= 2 \
+                and mean_loss < self.ratio * self.base:
+            self.drop_epoch = epoch
+            self.stop_epoch = min(self.max_epochs, epoch + epoch // 2)
+            return True
+        return False
+
+    def finished(self, epoch: int) -> bool:
+        return epoch >= (self.stop_epoch or self.max_epochs)
+
+
+def make_optimizer(model: ReIDModel, criterion: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """SGD with Nesterov momentum; the pretrained-style backbone learns at ``backbone_lr_mult``."""
+    backbone, head = model.parameter_groups()
+    groups = [{"params": [p for p in backbone if p.requires_grad], "lr": cfg.lr * cfg.backbone_lr_mult},
+              {"params": [p for p in head if p.requires_grad] +
+               [p for p in criterion.parameters() if p.requires_grad], "lr": cfg.lr}]
+    for g in groups:
+        g["initial_lr"] = g["lr"]
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
+                           weight_decay=cfg.weight_decay)
+
+
+def _amp_settings(cfg: TrainConfig, device: torch.device) -> tuple[bool, torch.dtype]:
+    enabled = cfg.amp == "on" or (cfg.amp == "auto" and device.type == "cuda")
+    return enabled, autocast_dtype(device)
+
+
+def train_one_epoch(model: ReIDModel, criterion: nn.Module, optimizer: torch.optim.Optimizer,
+                    loader, device: torch.device, epoch: int, *, clip: float = 8.0,
+                    amp: bool = False, amp_dtype: torch.dtype = torch.bfloat16,
+                    scaler: torch.amp.GradScaler | None = None, max_batches: int | None = None,
+                    progress: Callable[[int, int, float], None] | None = None,
+                    cancel: Callable[[], bool] | None = None) -> dict:
+    """One pass over ``loader``. Non-finite losses are skipped (no step) and counted.
+
+    Returns ``{"loss": mean finite loss, "skipped": n, "batches": n, "images_per_s": x}``.
+    """
+    model.train()
+    criterion.train()
+    total = len(loader) if max_batches is None else min(len(loader), max_batches)
+    losses, skipped, images = [], 0, 0
+    start = time.perf_counter()
+    for step, (inputs, pids) in enumerate(loader):
+        if step >= total:
+            break
+        check_cancel(cancel)
+        inputs, pids = inputs.to(device, non_blocking=True), pids.to(device)
+        with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=amp):
+            feats = model.features(inputs)              # [B, D, h, w] (or [B, D] for global)
+            loss = criterion(feats, pids)
+        if not torch.isfinite(loss):
+            skipped += 1
+            optimizer.zero_grad(set_to_none=True)
+            continue
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+        else:
+            loss.backward()
+        if clip > 0:
+            backbone, head = model.parameter_groups()
+            torch.nn.utils.clip_grad_norm_(backbone, clip)
+            torch.nn.utils.clip_grad_norm_(list(head) + list(criterion.parameters()), clip)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        if hasattr(criterion, "update_memory"):
+            criterion.update_memory(feats.detach(), pids)
+        losses.append(float(loss.detach()))
+        images += len(pids)
+        if progress is not None:
+            progress(step + 1, total, losses[-1])
+    elapsed = max(time.perf_counter() - start, 1e-9)
+    return {"loss": float(np.mean(losses)) if losses else math.nan, "skipped": skipped,
+            "batches": len(losses) + skipped, "images_per_s": images / elapsed}
+
+
+@torch.no_grad()
+def _class_distances(model: ReIDModel, dataset: TrainImages, device: torch.device,
+                     indices: list[int]) -> np.ndarray:
+    """QAConv distances between one image per class (graph sampler), eval mode."""
+    from .features import Preprocessing, load_input
+    from .scoring import score_matrix
+
+    was_training = model.training
+    model.eval()
+    cfg = model.config
+    prep = Preprocessing(cfg.height, cfg.width, cfg.imagenet_norm)
+    maps = []
+    use_half = device.type == "cuda"
+    for start in range(0, len(indices), 64):
+        batch = torch.stack([load_input(dataset.samples[i].path, prep) for i in indices[start:start + 64]])
+        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_half):
+            maps.append(model.features(batch.to(device)).float())
+    maps = torch.cat(maps)
+    logits = score_matrix(model.matcher, maps, maps, device=device)
+    model.train(was_training)
+    return -np.asarray(logits, dtype=np.float64)
+
+
+def fit(dataset: Dataset, model_cfg: ModelConfig, cfg: TrainConfig, out_dir: str | Path, *,
+        device: torch.device, resume: bool = False,
+        epoch_callback: Callable[[int, dict], None] | None = None,
+        batch_progress: Callable[[int, int, float], None] | None = None,
+        cancel: Callable[[], bool] | None = None) -> Path:
+    """Train on ``dataset.train`` and write ``last.pt`` (full state) and ``model.pt`` (weights
+    and settings only) to ``out_dir`` after every epoch. Returns the path of ``model.pt``.
+    """
+    if not dataset.train:
+        raise ValueError(f"the dataset at {dataset.root} has no training images")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    last_path, model_path = out_dir / "last.pt", out_dir / "model.pt"
+    seed_everything(cfg.seed)
+    num_classes = dataset.num_train_pids
+    model = build_model(model_cfg).to(device)
+    criterion = build_criterion(model, cfg.loss, num_classes, triplet_margin=cfg.triplet_margin).to(device)
+    optimizer = make_optimizer(model, criterion, cfg)
+    schedule = Schedule(cfg.drop_ratio, cfg.max_epochs)
+    start_epoch = 1
+    if resume and last_path.is_file():
+        state = load_checkpoint(last_path)
+        differs = {k: (v, model_cfg.to_dict().get(k)) for k, v in state["config"].items()
+                   if model_cfg.to_dict().get(k) != v and k != "pretrained"}
+        if differs:
+            raise ValueError(f"cannot resume {last_path}: model settings differ (checkpoint vs now): {differs}")
+        load_state_strict(model, state["model"], "model weights")
+        load_state_strict(criterion, state["criterion"], "loss state")
+        optimizer.load_state_dict(state["optimizer"])
+        schedule = Schedule(**state["schedule"])
+        start_epoch = int(state["epoch"]) + 1
+        log.info("resuming from %s at epoch %d", last_path, start_epoch)
+    elif resume:
+        log.info("nothing to resume in %s; starting fresh", out_dir)
+
+    transform = TrainTransform(model_cfg.height, model_cfg.width, pad=cfg.pad, flip=cfg.flip,
+                               rotation=cfg.rotation, color_jitter=cfg.color_jitter,
+                               occlusion=cfg.augment)
+    images = TrainImages(dataset.train, transform, cfg.seed)
+    pids = [s.pid for s in dataset.train]
+    if cfg.sampler == "random":
+        sampler = RandomBatchSampler(len(images), cfg.batch_size, seed=cfg.seed)
+    elif cfg.sampler == "pk":
+        sampler = PKBatchSampler(pids, cfg.batch_size // cfg.k, cfg.k, seed=cfg.seed)
+    elif cfg.sampler == "graph":
+        sampler = GraphSampler(pids, cfg.batch_size, cfg.k, seed=cfg.seed)
+    else:
+        raise ValueError(f"unknown sampler {cfg.sampler!r}; choose random, pk or graph")
+    loader = torch.utils.data.DataLoader(
+        images, batch_sampler=sampler, num_workers=cfg.workers, worker_init_fn=seed_worker,
+        persistent_workers=False, pin_memory=device.type == "cuda")
+    amp, amp_dtype = _amp_settings(cfg, device)
+    scaler = torch.amp.GradScaler(device.type) if amp and amp_dtype == torch.float16 else None
+
+    def save(epoch: int, stats: dict | None) -> None:
+        common = {"config": model_cfg.to_dict(), "train_settings": cfg.to_dict(), "epoch": epoch,
+                  "num_classes": num_classes, "stats": stats or {}}
+        save_checkpoint(last_path, {**common, "model": model.state_dict(),
+                                    "criterion": criterion.state_dict(),
+                                    "optimizer": optimizer.state_dict(),
+                                    "schedule": dataclasses.asdict(schedule)})
+        save_checkpoint(model_path, {**common, "model": model.state_dict()})
+
+    epoch = start_epoch - 1
+    try:
+        for epoch in range(start_epoch, cfg.max_epochs + 1):
+            if schedule.finished(epoch - 1):
+                break
+            sampler.set_epoch(epoch)
+            images.epoch = epoch
+            if isinstance(sampler, GraphSampler):
+                sampler.prepare(lambda idx: _class_distances(model, images, device, idx))
+            stats = train_one_epoch(model, criterion, optimizer, loader, device, epoch,
+                                    clip=cfg.clip, amp=amp, amp_dtype=amp_dtype, scaler=scaler,
+                                    max_batches=cfg.max_batches, progress=batch_progress,
+                                    cancel=cancel)
+            if schedule.step(epoch, stats["loss"]):
+                for g in optimizer.param_groups:
+                    g["lr"] *= 0.1
+                log.info("epoch %d: loss %.4f < %.2f x base %.4f: lr x0.1, stopping after epoch %d",
+                         epoch, stats["loss"], schedule.ratio, schedule.base, schedule.stop_epoch)
+            stats["lr"] = optimizer.param_groups[-1]["lr"]
+            save(epoch, stats)
+            if epoch_callback is not None:
+                epoch_callback(epoch, stats)
+    except KeyboardInterrupt:
+        # The last complete epoch is on disk already; if none is, keep what we have so
+        # the run is at least usable for evaluation.
+        if not model_path.exists():
+            save(epoch - 1 if epoch >= start_epoch else 0, {"interrupted": True})
+        log.warning("interrupted; resume with --resume (continues after epoch %d)", max(epoch - 1, 0))
+        raise
+    return model_path
+
+
+def load_model(path: str | Path, device: torch.device | str = "cpu") -> ReIDModel:
+    """Rebuild a model from a checkpoint alone (its settings are inside)."""
+    state = load_checkpoint(path)
+    cfg = ModelConfig.from_dict(state["config"])
+    cfg = dataclasses.replace(cfg, pretrained="none")  # the checkpoint holds every weight
+    model = build_model(cfg)
+    load_state_strict(model, state["model"], "model weights")
+    return model.to(device).eval()

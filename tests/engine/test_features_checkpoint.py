@@ -1,0 +1,146 @@
+"""Feature store hits, misses and corrupt-file rebuilds; checkpoint round trip and errors."""
+from __future__ import annotations
+
+import os
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from engine.checkpoint import CheckpointError, load_checkpoint, load_state_strict, save_checkpoint
+from engine.data import Sample
+from engine.features import FeatureStore, Preprocessing, extract_maps
+
+
+class _TinyBackbone(nn.Module):
+    """Counts its calls, so a cache hit is visible as 'not called'."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, stride=4, padding=1)
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        return nn.functional.normalize(self.conv(x), dim=1)
+
+
+def _images(tmp_path, n=5):
+    rng = np.random.default_rng(0)
+    samples = []
+    for i in range(n):
+        path = str(tmp_path / f"{i:04d}_c1s1_{i:06d}_00.jpg")
+        cv2.imwrite(path, rng.integers(0, 255, (32, 16, 3), dtype=np.uint8))
+        samples.append(Sample(path, i, 0, None))
+    return samples
+
+
+PREP = Preprocessing(16, 8)
+CPU = torch.device("cpu")
+
+
+def test_extract_matches_direct_forward(tmp_path):
+    samples = _images(tmp_path)
+    net = _TinyBackbone().eval()
+    maps = extract_maps(net, [s.path for s in samples], PREP, device=CPU, batch_size=2)
+    assert maps.shape == (5, 4, 4, 2) and maps.dtype == np.float16
+    from engine.features import load_input
+    direct = net(torch.stack([load_input(s.path, PREP) for s in samples])).detach().numpy()
+    np.testing.assert_allclose(maps.astype(np.float32), direct, atol=2e-3)
+
+
+def test_store_hit_miss_and_corrupt_rebuild(tmp_path):
+    (tmp_path / "imgs").mkdir()
+    samples = _images(tmp_path / "imgs")
+    store = FeatureStore(tmp_path / "cache")
+    net = _TinyBackbone()
+    first, hit = store.get_or_extract(net, "model-a", samples, PREP, device=CPU)
+    assert not hit and net.calls > 0
+    calls = net.calls
+    second, hit = store.get_or_extract(net, "model-a", samples, PREP, device=CPU)
+    assert hit and net.calls == calls
+    assert isinstance(second, np.memmap) or isinstance(second.base, np.memmap)
+    np.testing.assert_array_equal(first, second)
+    # a different model, image list or preprocessing is a different key: a miss
+    _, hit = store.get_or_extract(net, "model-b", samples, PREP, device=CPU)
+    assert not hit
+    _, hit = store.get_or_extract(net, "model-a", samples[:4], PREP, device=CPU)
+    assert not hit
+    _, hit = store.get_or_extract(net, "model-a", samples, Preprocessing(32, 16), device=CPU)
+    assert not hit
+    # a changed image file (new mtime/size) is a miss too
+    img = cv2.imread(samples[0].path)
+    cv2.imwrite(samples[0].path, 255 - img)
+    os.utime(samples[0].path, ns=(1, 1))
+    _, hit = store.get_or_extract(net, "model-a", samples, PREP, device=CPU)
+    assert not hit
+    # corrupt the stored file: flipped bytes are detected and the entry rebuilt
+    key = store.key("model-a", [s.path for s in samples], PREP)
+    data = tmp_path / "cache" / "features" / key / "maps.npy"
+    raw = bytearray(data.read_bytes())
+    raw[-10:] = b"\x00" * 10 if raw[-10:] != b"\x00" * 10 else b"\x01" * 10
+    data.write_bytes(bytes(raw))
+    assert store.load(key) is None
+    rebuilt, hit = store.get_or_extract(net, "model-a", samples, PREP, device=CPU)
+    assert not hit and store.load(key) is not None
+    # truncated file: also rebuilt
+    data.write_bytes(data.read_bytes()[:50])
+    assert store.load(key) is None
+
+
+def test_store_bytes_per_image_at_published_shape(tmp_path):
+    store = FeatureStore(tmp_path)
+    maps = np.zeros((3, 128, 24, 8), np.float16)
+    saved = store.save("k", maps)
+    size = (tmp_path / "features" / "k" / "maps.npy").stat().st_size
+    assert saved.shape == maps.shape
+    assert size / 3 <= 50 * 1024  # DESIGN target: at most 50 KB per image
+
+
+def test_checkpoint_round_trip_and_json_beside(tmp_path):
+    net = _TinyBackbone()
+    path = tmp_path / "run" / "model.pt"
+    save_checkpoint(path, {"config": {"arch": "tiny"}, "model": net.state_dict(), "epoch": 3})
+    state = load_checkpoint(path)
+    assert state["epoch"] == 3 and state["config"] == {"arch": "tiny"}
+    other = _TinyBackbone()
+    load_state_strict(other, state["model"], "weights")
+    for a, b in zip(net.state_dict().values(), other.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert path.with_suffix(".json").is_file()
+    assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_checkpoint_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "none.pt")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_checkpoint(bad)
+    plain = tmp_path / "plain.pt"
+    torch.save({"weights": torch.zeros(2)}, plain)
+    with pytest.raises(CheckpointError, match="no model settings"):
+        load_checkpoint(plain)
+    net = _TinyBackbone()
+    state = net.state_dict()
+    state["conv.weight"] = torch.zeros(8, 3, 3, 3)
+    state["extra"] = torch.zeros(1)
+    del state["conv.bias"]
+    with pytest.raises(CheckpointError) as err:
+        load_state_strict(net, state, "model weights")
+    msg = str(err.value)
+    assert "conv.weight" in msg and "(8, 3, 3, 3)" in msg and "conv.bias" in msg and "extra" in msg
+
+
+def test_checkpoint_with_code_is_refused(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"config": {}, "payload": Evil()}, path)
+    with pytest.raises(CheckpointError):
+        load_checkpoint(path)
