@@ -30,7 +30,7 @@ from .utils import autocast_dtype, seed_everything, seed_worker
 log = logging.getLogger(__name__)
 
 LOSSES = ("focal", "bce", "softmax", "focal+triplet", "bce+triplet", "softmax+triplet",
-          "pairwise", "triplet", "pairwise+triplet", "global")
+          "pairwise", "triplet", "global")
 
 
 @dataclass
@@ -110,12 +110,27 @@ class Schedule:
         return epoch >= (self.stop_epoch or self.max_epochs)
 
 
+def _parameter_split(model: ReIDModel, criterion: nn.Module) -> tuple[list, list]:
+    """(trunk, neck + matcher + loss parameters), each trainable parameter exactly once.
+
+    The losses hold the matcher too, so parameters are deduplicated by identity.
+    """
+    trunk, head = model.parameter_groups()
+    seen: set[int] = set()
+    out: tuple[list, list] = ([], [])
+    for group, params in ((0, trunk), (1, list(head) + list(criterion.parameters()))):
+        for p in params:
+            if p.requires_grad and id(p) not in seen:
+                seen.add(id(p))
+                out[group].append(p)
+    return out
+
+
 def make_optimizer(model: ReIDModel, criterion: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """SGD with Nesterov momentum; the pretrained-style backbone learns at ``backbone_lr_mult``."""
-    backbone, head = model.parameter_groups()
-    groups = [{"params": [p for p in backbone if p.requires_grad], "lr": cfg.lr * cfg.backbone_lr_mult},
-              {"params": [p for p in head if p.requires_grad] +
-               [p for p in criterion.parameters() if p.requires_grad], "lr": cfg.lr}]
+    trunk, head = _parameter_split(model, criterion)
+    groups = [{"params": trunk, "lr": cfg.lr * cfg.backbone_lr_mult},
+              {"params": head, "lr": cfg.lr}]
     for g in groups:
         g["initial_lr"] = g["lr"]
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
@@ -160,10 +175,14 @@ def train_one_epoch(model: ReIDModel, criterion: nn.Module, optimizer: torch.opt
             scaler.unscale_(optimizer)
         else:
             loss.backward()
-        if clip > 0:
-            backbone, head = model.parameter_groups()
-            torch.nn.utils.clip_grad_norm_(backbone, clip)
-            torch.nn.utils.clip_grad_norm_(list(head) + list(criterion.parameters()), clip)
+        if clip > 0:  # SPEC 6: clipped separately for the model and the loss's parameters
+            model_params = list(model.backbone.parameters())
+            own = {id(p) for p in model_params}
+            loss_params = [p for p in list(model.parameters()) + list(criterion.parameters())
+                           if id(p) not in own]
+            torch.nn.utils.clip_grad_norm_(model_params, clip)
+            if loss_params:
+                torch.nn.utils.clip_grad_norm_(loss_params, clip)
         if scaler is not None:
             scaler.step(optimizer)
             scaler.update()

@@ -1,0 +1,110 @@
+"""The model as the rest of the engine sees it: backbone + matcher, built from a ModelConfig.
+
+``ReIDModel`` is what checkpoints hold and what training, scoring and the viewer call:
+``features`` (images -> unit-norm maps), ``score`` (maps x maps -> scores, chunked) and
+``correspondences`` (one pair's local matches). The global baseline shares the backbone and
+ranks by the cosine of average-pooled maps.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..scoring import DEFAULT_SCORING_BUDGET, score_global, score_matrix
+from .backbone import build_backbone, freeze_backbone_bn
+from .config import ModelConfig
+from .qaconv import QAConv
+
+__all__ = ["ReIDModel", "build_model", "build_criterion", "pooled_embeddings"]
+
+
+def pooled_embeddings(maps) -> np.ndarray:
+    """Global embeddings ``[n, D]``: the average over locations of maps ``[n, D, h, w]``."""
+    if isinstance(maps, torch.Tensor):
+        return maps.float().mean(dim=(2, 3)).cpu().numpy()
+    out = np.empty(maps.shape[:2], np.float32)
+    for start in range(0, len(maps), 1024):  # chunks: maps may be a large memory-mapped file
+        out[start:start + 1024] = np.asarray(maps[start:start + 1024], np.float32).mean(axis=(2, 3))
+    return out
+
+
+class ReIDModel(nn.Module):
+    """Backbone (ResNet to layer3 + neck) and, for QAConv, the matcher."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.backbone = build_backbone(config)
+        h, w = config.feature_size
+        self.matcher = QAConv(config.neck, h, w) if config.method == "qaconv" else None
+
+    def train(self, mode: bool = True) -> ReIDModel:
+        super().train(mode)
+        if mode:
+            freeze_backbone_bn(self.backbone.body)  # SPEC 1: frozen running statistics
+        return self
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """``images [B, 3, H, W]`` -> unit-norm maps ``[B, D, H/16, W/16]``."""
+        return self.backbone(images)
+
+    forward = features
+
+    def backbone_for_maps(self) -> nn.Module:
+        return self.backbone
+
+    def parameter_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+        """(ResNet trunk, neck + matcher): the trunk learns at a tenth of the rate."""
+        trunk = list(self.backbone.body.parameters())
+        head = list(self.backbone.neck.parameters())
+        if self.matcher is not None:
+            head += list(self.matcher.parameters())
+        return trunk, head
+
+    def score(self, probe_maps, gallery_maps, *, device, memory_budget: int = DEFAULT_SCORING_BUDGET,
+              symmetric: bool = False, progress=None, cancel=None) -> np.ndarray:
+        """Scores ``[p, g]`` (higher = more similar): QAConv logits, or cosines for the baseline."""
+        if self.matcher is not None:
+            return score_matrix(self.matcher, probe_maps, gallery_maps, device=device,
+                                memory_budget=memory_budget, symmetric=symmetric,
+                                progress=progress, cancel=cancel)
+        out = score_global(pooled_embeddings(probe_maps), pooled_embeddings(gallery_maps), device=device)
+        if progress is not None:
+            progress(out.size, out.size)
+        return out
+
+    def correspondences(self, probe_map, gallery_map):
+        if self.matcher is None:
+            raise ValueError("local correspondences need a QAConv model; this is the global baseline")
+        return self.matcher.correspondences(probe_map, gallery_map)
+
+
+def build_model(config: ModelConfig) -> ReIDModel:
+    return ReIDModel(config)
+
+
+def build_criterion(model: ReIDModel, loss: str, num_classes: int, *,
+                    triplet_margin: float = 16.0) -> nn.Module:
+    """The training loss named ``loss`` (see ``engine.train.LOSSES``) for ``model``."""
+    from .. import losses as L
+
+    cfg = model.config
+    if cfg.method == "global" or loss == "global":
+        if cfg.method != "global":
+            raise ValueError("the 'global' loss trains the global baseline: use --method global")
+        from .baseline import GlobalClassifier
+
+        return L.GlobalSoftmaxLoss(GlobalClassifier(cfg.neck, num_classes))
+    base, _, extra = loss.partition("+")
+    if extra not in ("", "triplet"):
+        raise ValueError(f"unknown loss {loss!r}")
+    margin = triplet_margin if extra == "triplet" else None
+    if base in ("focal", "bce", "softmax"):
+        return L.ClassMemoryLoss(model.matcher, num_classes, cfg.feature_shape, mode=base,
+                                 triplet_margin=margin)
+    if base == "pairwise" and margin is None:
+        return L.PairwiseMatchingLoss(model.matcher)
+    if base == "triplet":
+        return L.TripletLoss(model.matcher, margin=triplet_margin)
+    raise ValueError(f"unknown loss {loss!r}")
