@@ -252,6 +252,7 @@ def fit(dataset: Dataset, model_cfg: ModelConfig, cfg: TrainConfig, out_dir: str
         load_state_strict(criterion, state["criterion"], "loss state")
         optimizer.load_state_dict(state["optimizer"])
         schedule = Schedule(**state["schedule"])
+        schedule.max_epochs = cfg.max_epochs  # a resumed run may be given a larger budget
         start_epoch = int(state["epoch"]) + 1
         log.info("resuming from %s at epoch %d", last_path, start_epoch)
     elif resume:

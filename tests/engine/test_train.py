@@ -1,0 +1,123 @@
+"""Training loop, checkpoints, resume and the CLI end to end on a tiny synthetic set."""
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from engine.checkpoint import CheckpointError, load_checkpoint
+from engine.models.config import ModelConfig
+from engine.train import Schedule, TrainConfig, fit, load_model
+
+TINY_MODEL = ModelConfig(arch="resnet18", neck=16, height=64, width=32, pretrained="none")
+TINY_TRAIN = TrainConfig(batch_size=8, max_epochs=2, max_batches=2, workers=0, rotation=0)
+CPU = torch.device("cpu")
+
+
+def test_schedule_drops_once_and_stops_at_one_and_a_half_times():
+    s = Schedule(ratio=0.7, max_epochs=60)
+    losses = [5.0, 4.0, 3.5, 3.0, 2.7, 2.0, 1.9]
+    drops = [e for e, loss in enumerate(losses, 1) if s.step(e, loss)]
+    assert s.base == 4.0 and drops == [5]           # 2.7 < 0.7 * 4.0 first at epoch 5
+    assert s.stop_epoch == 7 and not s.finished(6) and s.finished(7)   # 5 + 5 // 2
+    capped = Schedule(ratio=0.7, max_epochs=6)
+    for e, loss in enumerate(losses, 1):
+        capped.step(e, loss)
+    assert capped.stop_epoch == 6
+
+
+def test_fit_writes_checkpoints_and_resume_continues(tiny_synth, tmp_path):
+    _, dataset = tiny_synth
+    out = tmp_path / "run"
+    epochs = []
+    fit(dataset, TINY_MODEL, dataclasses.replace(TINY_TRAIN, max_epochs=1), out, device=CPU,
+        epoch_callback=lambda e, s: epochs.append((e, s)))
+    assert [e for e, _ in epochs] == [1] and np.isfinite(epochs[0][1]["loss"])
+    first = load_checkpoint(out / "last.pt")
+    assert first["epoch"] == 1 and "optimizer" in first and "criterion" in first
+    slim = load_checkpoint(out / "model.pt")
+    assert "optimizer" not in slim and slim["config"] == TINY_MODEL.to_dict()
+    # resume with a larger epoch budget: continues at epoch 2 with the saved optimizer state
+    epochs.clear()
+    fit(dataset, TINY_MODEL, TINY_TRAIN, out, device=CPU, resume=True,
+        epoch_callback=lambda e, s: epochs.append((e, s)))
+    assert [e for e, _ in epochs] == [2]
+    second = load_checkpoint(out / "last.pt")
+    assert second["epoch"] == 2 and len(second["schedule"]["history"]) == 2
+    # the class memory was carried over and written further
+    assert second["criterion"]["valid"].sum() >= first["criterion"]["valid"].sum()
+    model = load_model(out / "model.pt")
+    assert not model.training and model.config.arch == "resnet18"
+
+
+def test_resume_with_other_model_settings_says_what_differs(tiny_synth, tmp_path):
+    _, dataset = tiny_synth
+    fit(dataset, TINY_MODEL, dataclasses.replace(TINY_TRAIN, max_epochs=1), tmp_path, device=CPU)
+    other = dataclasses.replace(TINY_MODEL, neck=32)
+    with pytest.raises(ValueError, match="neck"):
+        fit(dataset, other, TINY_TRAIN, tmp_path, device=CPU, resume=True)
+
+
+def test_checkpoint_that_does_not_fit_names_the_difference(tiny_synth, tmp_path):
+    _, dataset = tiny_synth
+    path = fit(dataset, TINY_MODEL, dataclasses.replace(TINY_TRAIN, max_epochs=1), tmp_path, device=CPU)
+    state = load_checkpoint(path)
+    state["config"]["neck"] = 32  # settings now disagree with the stored weights
+    from engine.checkpoint import save_checkpoint
+    save_checkpoint(tmp_path / "bad.pt", state)
+    with pytest.raises(CheckpointError, match="neck.weight"):
+        load_model(tmp_path / "bad.pt")
+
+
+@pytest.mark.parametrize("loss,sampler", [("focal", "random"), ("triplet", "graph"),
+                                          ("softmax+triplet", "pk"), ("pairwise", "pk")])
+def test_losses_and_samplers_train_with_bfloat16_autocast(tiny_synth, tmp_path, loss, sampler):
+    _, dataset = tiny_synth
+    cfg = dataclasses.replace(TINY_TRAIN, loss=loss, sampler=sampler, max_epochs=1, amp="on", k=2)
+    stats = []
+    fit(dataset, TINY_MODEL, cfg, tmp_path, device=CPU, epoch_callback=lambda e, s: stats.append(s))
+    assert stats[0]["batches"] == 2 and np.isfinite(stats[0]["loss"])
+
+
+def test_global_baseline_trains_and_scores(tiny_synth, tmp_path):
+    _, dataset = tiny_synth
+    model_cfg = dataclasses.replace(TINY_MODEL, method="global")
+    path = fit(dataset, model_cfg, dataclasses.replace(TINY_TRAIN, loss="global", max_epochs=1),
+               tmp_path, device=CPU)
+    model = load_model(path)
+    maps = model.features(torch.rand(3, 3, 64, 32)).detach()
+    scores = model.score(maps, maps, device=CPU)
+    assert scores.shape == (3, 3) and np.allclose(np.diag(scores), 1.0, atol=1e-5)
+
+
+def test_cli_train_then_evaluate_end_to_end(tiny_synth, tmp_path):
+    root, _ = tiny_synth
+    run = [sys.executable, "-m", "engine"]
+    common = ["--data", str(root), "--device", "cpu"]
+    subprocess.run(run + ["train", *common, "--out", str(tmp_path / "run"), "--arch", "resnet18",
+                          "--neck", "16", "--height", "64", "--width", "32", "--pretrained", "none",
+                          "--batch-size", "8", "--max-epochs", "1", "--max-batches", "2",
+                          "--workers", "0"], check=True, capture_output=True, text=True)
+    out = subprocess.run(run + ["evaluate", *common, "--checkpoint", str(tmp_path / "run" / "model.pt"),
+                                "--cache-dir", str(tmp_path / "cache"), "--rerank", "--tlift",
+                                "--csv", str(tmp_path / "rows.csv")],
+                         check=True, capture_output=True, text=True).stdout
+    lines = [line.split() for line in out.splitlines() if line.startswith("qaconv")]
+    assert [row[1] for row in lines] == ["raw", "+RR", "+RR+TLift"]
+    assert all(0.0 <= float(v) <= 100.0 for row in lines for v in row[2:])
+    assert (tmp_path / "rows.csv").read_text().count("\n") == 4
+
+
+def test_cli_errors_are_messages_not_tracebacks(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "engine", "evaluate", "--data", str(tmp_path),
+                          "--checkpoint", str(tmp_path / "none.pt")], capture_output=True, text=True)
+    assert res.returncode == 2 and "error:" in res.stderr and "Traceback" not in res.stderr
+    res = subprocess.run([sys.executable, "-m", "engine", "train", "--data", str(tmp_path),
+                          "--out", str(tmp_path / "o"), "--device", "cuda"] if not torch.cuda.is_available()
+                         else [sys.executable, "-m", "engine", "info", "--data", str(tmp_path)],
+                         capture_output=True, text=True)
+    assert res.returncode == 2 and "error:" in res.stderr
