@@ -110,6 +110,21 @@ def test_cli_train_then_evaluate_end_to_end(tiny_synth, tmp_path):
     assert [row[1] for row in lines] == ["raw", "+RR", "+RR+TLift"]
     assert all(0.0 <= float(v) <= 100.0 for row in lines for v in row[2:])
     assert (tmp_path / "rows.csv").read_text().count("\n") == 4
+    # the sweep's point at the default alpha is the +RR+TLift row
+    subprocess.run(run + ["sweep", *common, "--checkpoint", str(tmp_path / "run" / "model.pt"),
+                          "--cache-dir", str(tmp_path / "cache"), "--param", "alpha",
+                          "--values", "0.1", "0.2", "--csv", str(tmp_path / "sweep.csv")],
+                   check=True, capture_output=True, text=True)
+    sweep = [line.split(",") for line in (tmp_path / "sweep.csv").read_text().splitlines()[1:]]
+    assert [float(r[0]) for r in sweep] == [0.1, 0.2]
+    assert abs(100 * float(sweep[1][1]) - float(lines[2][2])) < 0.01
+    assert abs(100 * float(sweep[1][2]) - float(lines[2][5])) < 0.01
+    # export writes every query's top-3 in the engine's order
+    subprocess.run(run + ["export", *common, "--checkpoint", str(tmp_path / "run" / "model.pt"),
+                          "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "ranks.csv"),
+                          "--top-k", "3"], check=True, capture_output=True, text=True)
+    ranks = (tmp_path / "ranks.csv").read_text().splitlines()
+    assert ranks[0].startswith("query,query_pid,query_cam,rank") and len(ranks) > 3
 
 
 def test_cli_errors_are_messages_not_tracebacks(tmp_path):
