@@ -1,0 +1,260 @@
+"""From matcher scores to the final distance matrix: raw, + re-ranking, + TLift (SPEC.md 2.6, 8, 9).
+
+Every path goes through one scale: a *unit similarity* ``s`` in [0, 1] (higher = closer) and its
+distance ``d = 1 - s``.
+
+- QAConv logits: ``s = sigmoid(logit / 10)``, ``d = sigmoid(-logit / 10)`` (the same number, computed
+  without cancellation, so the raw ranking equals the ranking by ``-logit``).
+- Cosine similarities of a global-feature baseline, in [-1, 1]: ``s = (1 + cos) / 2``,
+  ``d = (1 - cos) / 2``. Re-ranking divides every column by its maximum, so on these distances it
+  gives the same result as Zhong's re-ranking on squared Euclidean distances of unit vectors
+  (``2 - 2 cos``).
+
+Then, in this order and each optional: re-ranking on the distances (``d <- d_RR``), TLift on
+``s = 1 - d`` (``d <- 1 - s'``). :func:`tlift_sweep` re-evaluates TLift over a range of one of its
+parameters, as in the paper's parameter study (appendix Tables 7 and 8).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+
+from engine.evaluation import evaluate
+from engine.jobs import CancelFn, ProgressFn, check_cancel, report
+from engine.postprocess.rerank import re_rank
+from engine.postprocess.tlift import tlift as apply_tlift
+
+__all__ = [
+    "RERANK_DEFAULTS",
+    "TLIFT_DEFAULTS",
+    "SweepPoint",
+    "distance_from_logits",
+    "similarity_from_logits",
+    "final_distances",
+    "final_distances_from_similarity",
+    "tlift_sweep",
+]
+
+RERANK_DEFAULTS = {"k1": 20, "k2": 6, "lambda_value": 0.3}
+TLIFT_DEFAULTS = {"tau": 100.0, "sigma": 200.0, "k": 10, "alpha": 0.2}
+
+# Share of the progress bar given to re-ranking when TLift follows it.
+_RERANK_SHARE = 90
+_PROGRESS_TOTAL = 100
+
+
+class SweepPoint(NamedTuple):
+    """One TLift setting of a parameter sweep and its retrieval accuracy (fractions, not %)."""
+
+    value: float
+    rank1: float
+    mean_ap: float
+
+
+def similarity_from_logits(logits) -> np.ndarray:
+    """QAConv logits to unit similarities ``sigmoid(logit / 10)`` in [0, 1] (same shape, float64)."""
+    x = np.asarray(logits, dtype=np.float64) / 10.0
+    # Split by sign so exp never overflows.
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def distance_from_logits(logits) -> np.ndarray:
+    """QAConv logits to distances ``1 - sigmoid(logit / 10) = sigmoid(-logit / 10)`` (float64).
+
+    Strictly decreasing in the logit wherever float64 resolves it, so ranking by this distance
+    is ranking by ``-logit``.
+    """
+    return similarity_from_logits(-np.asarray(logits, dtype=np.float64))
+
+
+def _settings(value, defaults: dict, name: str) -> dict | None:
+    """None/False -> off; True -> defaults; a dict -> defaults updated with it (keys checked)."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return dict(defaults)
+    if not isinstance(value, dict):
+        raise ValueError(f"{name} must be None, True or a dict with keys {sorted(defaults)}, got {value!r}")
+    unknown = set(value) - set(defaults)
+    if unknown:
+        raise ValueError(f"unknown {name} settings {sorted(unknown)}; allowed: {sorted(defaults)}")
+    return {**defaults, **value}
+
+
+def _scaled(progress: ProgressFn | None, lo: int, hi: int) -> ProgressFn | None:
+    """A progress callback mapping a stage's (done, total) onto [lo, hi] of the overall bar."""
+    if progress is None:
+        return None
+
+    def stage(done: int, total: int) -> None:
+        progress(lo + (hi - lo) * done // max(total, 1), _PROGRESS_TOTAL)
+
+    return stage
+
+
+def _final_from_distances(
+    qg, qq, gg, *, rerank, tlift, query_cams, query_times, gallery_cams, gallery_times,
+    progress, cancel,
+) -> np.ndarray:
+    rr = _settings(rerank, RERANK_DEFAULTS, "rerank")
+    tl = _settings(tlift, TLIFT_DEFAULTS, "tlift")
+    dist = qg
+    if rr is not None:
+        if qq is None or gg is None:
+            raise ValueError(
+                "re-ranking needs the query-query and gallery-gallery scores as well "
+                "(qq and gg), not only query-gallery"
+            )
+        stop = _RERANK_SHARE if tl is not None else _PROGRESS_TOTAL
+        dist = re_rank(
+            dist.astype(np.float32), qq.astype(np.float32), gg.astype(np.float32),
+            progress=_scaled(progress, 0, stop), cancel=cancel, **rr,
+        )
+    if tl is not None:
+        check_cancel(cancel)
+        if query_cams is None or gallery_cams is None:
+            raise ValueError("TLift needs camera ids: pass query_cams and gallery_cams")
+        lifted = apply_tlift(
+            1.0 - dist.astype(np.float64), query_cams, query_times, gallery_cams, gallery_times, **tl
+        )
+        dist = 1.0 - lifted
+    report(progress, _PROGRESS_TOTAL, _PROGRESS_TOTAL)
+    return np.asarray(dist, dtype=np.float32)
+
+
+def final_distances(
+    qg_logits,
+    qq_logits=None,
+    gg_logits=None,
+    *,
+    rerank: dict | bool | None = None,
+    tlift: dict | bool | None = None,
+    query_cams=None,
+    query_times=None,
+    gallery_cams=None,
+    gallery_times=None,
+    progress: ProgressFn | None = None,
+    cancel: CancelFn | None = None,
+) -> np.ndarray:
+    """Distance matrix for ranking from QAConv logits, with optional re-ranking and TLift.
+
+    Parameters
+    ----------
+    qg_logits : array_like [q, g]
+        Query-gallery logits (higher = more similar).
+    qq_logits, gg_logits : array_like [q, q], [g, g], optional
+        Needed for re-ranking only.
+    rerank : None, True or dict
+        Off, on with defaults (k1=20, k2=6, lambda_value=0.3) or on with some of those keys set.
+    tlift : None, True or dict
+        Off, on with defaults (tau=100, sigma=200, k=10, alpha=0.2) or on with keys set.
+    query_cams, query_times, gallery_cams, gallery_times : array_like [q], [g], optional
+        Needed for TLift only (times in seconds).
+    progress, cancel : callables, optional
+        ``progress(done, total)`` with total 100; ``cancel() -> bool`` (raises
+        :class:`engine.jobs.Cancelled`).
+
+    Returns
+    -------
+    ndarray, float32 [q, g]
+        ``1 - sigmoid(logit / 10)`` (raw), the re-ranked distance, or ``1 - s'`` after TLift.
+    """
+    qg = distance_from_logits(qg_logits)
+    qq = None if qq_logits is None else distance_from_logits(qq_logits)
+    gg = None if gg_logits is None else distance_from_logits(gg_logits)
+    return _final_from_distances(
+        qg, qq, gg, rerank=rerank, tlift=tlift,
+        query_cams=query_cams, query_times=query_times,
+        gallery_cams=gallery_cams, gallery_times=gallery_times,
+        progress=progress, cancel=cancel,
+    )
+
+
+def final_distances_from_similarity(
+    qg_sim,
+    qq_sim=None,
+    gg_sim=None,
+    *,
+    rerank: dict | bool | None = None,
+    tlift: dict | bool | None = None,
+    query_cams=None,
+    query_times=None,
+    gallery_cams=None,
+    gallery_times=None,
+    progress: ProgressFn | None = None,
+    cancel: CancelFn | None = None,
+) -> np.ndarray:
+    """As :func:`final_distances`, for cosine similarities in [-1, 1] (global-feature baseline).
+
+    Distances are ``(1 - cos) / 2`` and TLift lifts ``(1 + cos) / 2``; see the module notes.
+    Values are clipped to [-1, 1] first (rounding can push a cosine slightly past 1).
+    """
+    def to_distance(sim):
+        return None if sim is None else (1.0 - np.clip(np.asarray(sim, np.float64), -1.0, 1.0)) / 2.0
+
+    return _final_from_distances(
+        to_distance(qg_sim), to_distance(qq_sim), to_distance(gg_sim), rerank=rerank, tlift=tlift,
+        query_cams=query_cams, query_times=query_times,
+        gallery_cams=gallery_cams, gallery_times=gallery_times,
+        progress=progress, cancel=cancel,
+    )
+
+
+def tlift_sweep(
+    similarity,
+    parameter: str,
+    values: Sequence[float],
+    *,
+    query_pids,
+    gallery_pids,
+    query_cams,
+    gallery_cams,
+    query_times,
+    gallery_times,
+    base: dict | None = None,
+    max_rank: int = 50,
+    progress: ProgressFn | None = None,
+    cancel: CancelFn | None = None,
+) -> list[SweepPoint]:
+    """Rank-1 and mAP of TLift as one of its parameters varies, the others fixed.
+
+    Parameters
+    ----------
+    similarity : array_like [q, g]
+        Unit similarity to lift: ``sigmoid(logit / 10)`` without re-ranking, ``1 - d_RR`` with it.
+    parameter : {"tau", "sigma", "k", "alpha"}
+        The parameter to vary.
+    values : sequence of numbers
+        Its values, in the order wanted in the result.
+    query_pids, gallery_pids, query_cams, gallery_cams, query_times, gallery_times : array_like
+        Labels, cameras and times (seconds) of queries [q] and gallery [g].
+    base : dict, optional
+        Values of the other parameters (defaults: tau=100, sigma=200, k=10, alpha=0.2).
+    max_rank : int
+        CMC length for :func:`engine.evaluation.evaluate`.
+    progress, cancel : callables, optional
+        ``progress(done, len(values))``; ``cancel() -> bool`` checked between values.
+
+    Returns
+    -------
+    list of SweepPoint
+        ``(value, rank1, mean_ap)`` per value, accuracies as fractions.
+    """
+    if parameter not in TLIFT_DEFAULTS:
+        raise ValueError(f"parameter must be one of {sorted(TLIFT_DEFAULTS)}, got {parameter!r}")
+    settings = _settings(base if base is not None else True, TLIFT_DEFAULTS, "base")
+    similarity = np.asarray(similarity, dtype=np.float64)
+    points = []
+    for i, value in enumerate(values):
+        check_cancel(cancel)
+        lifted = apply_tlift(
+            similarity, query_cams, query_times, gallery_cams, gallery_times,
+            **{**settings, parameter: value},
+        )
+        metrics = evaluate(1.0 - lifted, query_pids, gallery_pids, query_cams, gallery_cams, max_rank)
+        points.append(SweepPoint(value=value, rank1=metrics.rank1, mean_ap=metrics.mean_ap))
+        report(progress, i + 1, len(values))
+    return points

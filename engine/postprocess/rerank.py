@@ -1,0 +1,345 @@
+"""k-reciprocal re-ranking (Zhong et al., CVPR 2017) as specified in SPEC.md section 8.
+
+The arithmetic is the reference formulation's; the data layout is not. Instead of dense N x N
+matrices for the ranks, the encoding ``V`` and its query expansion, this module keeps
+
+- ``D~`` (the column-normalised, transposed distance matrix) implicitly: rows are rebuilt from
+  the three input blocks when needed, chunk by chunk;
+- only the first ``max(k1 + 1, k2)`` columns of the rank matrix, ``[N, k1 + 1]`` int32;
+- ``V`` as a sparse row-compressed matrix (a few hundred entries per row at the defaults).
+
+The k-reciprocal sets and their expansion are computed for all rows at once with boolean
+arrays over the short rank lists, and the Jaccard term with an inverted (column) index of ``V``.
+Beyond the caller's inputs, memory is the ``[q, g]`` float32 output plus temporaries bounded by
+the chunk sizes below: about 1.2 dense N x N float32 arrays at N = 3000, a shrinking share for
+larger N (``benchmarks/bench_rerank.py`` measures it).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from engine.jobs import CancelFn, ProgressFn, check_cancel, report
+
+__all__ = ["re_rank"]
+
+# Elements (rows x N) of the distance/argsort temporaries per chunk: ~ 4 MB float32 + 8 MB int64.
+_ROW_CHUNK_ELEMENTS = 1_000_000
+# Pairs (query entry x column entry) handled per Jaccard chunk.
+_PAIR_CHUNK = 1_000_000
+
+
+class _Blocks:
+    """The rows of ``D~ = (D / colmax(D))^T`` rebuilt on demand from the q-g, q-q, g-g blocks.
+
+    ``D = [[q_q, q_g], [q_g^T, g_g]]``, so ``D^T = [[q_q^T, q_g], [q_g^T, g_g^T]]`` and row ``i``
+    of ``D~`` is row ``i`` of ``D^T`` divided by the maximum of that row (= column ``i`` of D).
+    """
+
+    def __init__(self, q_g: np.ndarray, q_q: np.ndarray, g_g: np.ndarray):
+        self.q_g, self.q_q, self.g_g = q_g, q_q, g_g
+        self.num_q = q_g.shape[0]
+        self.num_all = q_g.shape[0] + q_g.shape[1]
+        col_max_q = np.maximum(q_q.max(axis=0, initial=-np.inf), q_g.max(axis=1, initial=-np.inf))
+        col_max_g = np.maximum(q_g.max(axis=0, initial=-np.inf), g_g.max(axis=0, initial=-np.inf))
+        self.col_max = np.concatenate([col_max_q, col_max_g]).astype(np.float32)  # [N]
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop`` of ``D~``, float32 ``[stop - start, N]``."""
+        nq = self.num_q
+        parts = []
+        if start < nq:
+            a, b = start, min(stop, nq)
+            parts.append(np.concatenate([self.q_q[:, a:b].T, self.q_g[a:b]], axis=1))
+        if stop > nq:
+            a, b = max(start, nq) - nq, stop - nq
+            parts.append(np.concatenate([self.q_g[:, a:b].T, self.g_g[:, a:b].T], axis=1))
+        block = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+        # Same float32 division as the reference, hence the same ties for argsort.
+        return block / self.col_max[start:stop, None]
+
+    def gather(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Entries ``D~[rows, cols]`` (float32), for 1-D index arrays of equal length."""
+        nq = self.num_q
+        raw = np.empty(rows.shape, dtype=np.float32)
+        rq, cq = rows < nq, cols < nq
+        # D^T[i, j] = D[j, i]: pick the input block that holds D[j, i].
+        for sel, block, r_off, c_off, transpose in (
+            (rq & cq, self.q_q, 0, 0, True),
+            (rq & ~cq, self.q_g, 0, nq, False),
+            (~rq & cq, self.q_g, nq, 0, True),
+            (~rq & ~cq, self.g_g, nq, nq, True),
+        ):
+            r, c = rows[sel] - r_off, cols[sel] - c_off
+            raw[sel] = block[c, r] if transpose else block[r, c]
+        return raw / self.col_max[rows]
+
+
+def _is_number(value) -> bool:
+    try:
+        return not isinstance(value, bool) and np.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _validate(q_g, q_q, g_g, k1, k2, lambda_value):
+    arrays = []
+    for name, value in (("q_g", q_g), ("q_q", q_q), ("g_g", g_g)):
+        array = np.asarray(value, dtype=np.float32)
+        if array.ndim != 2:
+            raise ValueError(f"{name} must be a 2-D distance matrix, got shape {array.shape}")
+        if not np.isfinite(array).all():
+            raise ValueError(f"{name} contains NaN or inf; re-ranking needs finite distances")
+        arrays.append(np.ascontiguousarray(array))
+    q_g, q_q, g_g = arrays
+    num_q, num_g = q_g.shape
+    if q_q.shape != (num_q, num_q):
+        raise ValueError(f"q_q must have shape ({num_q}, {num_q}) to match q_g {q_g.shape}, got {q_q.shape}")
+    if g_g.shape != (num_g, num_g):
+        raise ValueError(f"g_g must have shape ({num_g}, {num_g}) to match q_g {q_g.shape}, got {g_g.shape}")
+    if num_q == 0 or num_g == 0:
+        raise ValueError(f"q_g is empty (shape {q_g.shape}): need at least one query and one gallery item")
+    for name, value in (("k1", k1), ("k2", k2)):
+        if not _is_number(value) or int(value) != value or int(value) < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    if not _is_number(lambda_value) or not 0.0 <= float(lambda_value) <= 1.0:
+        raise ValueError(f"lambda_value must be a number in [0, 1], got {lambda_value!r}")
+    return q_g, q_q, g_g
+
+
+def _top_ranks(blocks: _Blocks, width: int, progress, cancel, done: int, total: int) -> np.ndarray:
+    """First ``width`` columns of ``argsort(D~, axis=1)``, int32 ``[N, width]``.
+
+    A partial selection (``argpartition``) finds each row's ``width`` smallest entries, sorted
+    afterwards. That order is the full argsort's whenever the head holds no tied values and no
+    entry outside it equals the head's largest: then the order is unique. Rows with such ties
+    are argsorted in full with NumPy's default sort, as the reference, so ties break the same.
+    """
+    n = blocks.num_all
+    ranks = np.empty((n, width), dtype=np.int32)
+    step = max(1, _ROW_CHUNK_ELEMENTS // n)
+    for start in range(0, n, step):
+        check_cancel(cancel)
+        stop = min(start + step, n)
+        dist = blocks.rows(start, stop)  # [c, N]
+        if width >= n:
+            ranks[start:stop] = np.argsort(dist, axis=1)
+        else:
+            head = np.argpartition(dist, width - 1, axis=1)[:, :width]  # [c, width] unordered
+            head_vals = np.take_along_axis(dist, head, axis=1)
+            order = np.argsort(head_vals, axis=1, kind="stable")
+            head = np.take_along_axis(head, order, axis=1)
+            head_vals = np.take_along_axis(head_vals, order, axis=1)
+            tied = (head_vals[:, 1:] == head_vals[:, :-1]).any(axis=1)
+            tied |= (dist <= head_vals[:, -1:]).sum(axis=1) != width
+            if tied.any():
+                head[tied] = np.argsort(dist[tied], axis=1)[:, :width]
+            ranks[start:stop] = head
+        report(progress, done + stop, total)
+    return ranks
+
+
+def _reciprocal_mask(forward: np.ndarray, ranks: np.ndarray) -> np.ndarray:
+    """``mask[i, a]``: whether ``i`` is among the first ``k + 1`` neighbours of ``forward[i, a]``.
+
+    ``forward`` is ``ranks[:, :k + 1]`` (``[N, k + 1]``); the result is the k-reciprocal set of
+    each row as a mask over its forward list.
+    """
+    n, width = forward.shape
+    mask = np.empty((n, width), dtype=bool)
+    step = max(1, _ROW_CHUNK_ELEMENTS // (width * width))
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        backward = ranks[forward[start:stop], :width]  # [c, k+1, k+1]
+        own = np.arange(start, stop, dtype=np.int32)[:, None, None]
+        mask[start:stop] = (backward == own).any(axis=2)
+    return mask
+
+
+def _expansion_sets(ranks: np.ndarray, k1: int) -> tuple[np.ndarray, np.ndarray]:
+    """Expanded k-reciprocal sets of every row as a sorted COO list ``(rows, cols)``.
+
+    For every ``c`` in R(i), R'(c) (computed with ``round(k1 / 2)``) is added when more than
+    two thirds of it lies in R(i); the union is deduplicated.
+    """
+    n = ranks.shape[0]
+    # Banker's rounding, as np.around in the reference; slicing clips the lists to N items.
+    k_half = int(np.around(k1 / 2.0))
+    fwd = ranks[:, : k1 + 1]  # [N, k1+1]
+    fwd_half = ranks[:, : k_half + 1]  # [N, kh+1]
+    recip = _reciprocal_mask(fwd, ranks)  # [N, k1+1]
+    recip_half = _reciprocal_mask(fwd_half, ranks)  # [N, kh+1]
+    half_size = recip_half.sum(axis=1)  # [N]
+
+    rows_out, cols_out = [], []
+    step = max(1, min(_ROW_CHUNK_ELEMENTS // n, _ROW_CHUNK_ELEMENTS // fwd.shape[1] // fwd_half.shape[1]))
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        f = fwd[start:stop]  # [c, k1+1]
+        r_mask = recip[start:stop]  # [c, k1+1]
+        cand_lists = fwd_half[f]  # [c, k1+1, kh+1]: R'(candidate) before masking
+        cand_masks = recip_half[f]  # [c, k1+1, kh+1]
+        # member[i, a, b]: element b of R'(f[i, a]) is in R(i), looked up in a row bitmap of R(i).
+        local = np.arange(stop - start)
+        in_r = np.zeros((stop - start, n), dtype=bool)  # [c, N]
+        r_rows, r_slots = np.nonzero(r_mask)
+        in_r[r_rows, f[r_rows, r_slots]] = True
+        member = in_r[local[:, None, None], cand_lists] & cand_masks  # [c, k1+1, kh+1]
+        overlap = member.sum(axis=2)  # [c, k1+1]
+        accept = r_mask & (overlap > (2.0 / 3.0) * half_size[f])  # [c, k1+1]
+        # Candidate entries: R(i) itself plus every accepted R'(c); -1 marks "absent".
+        own = np.where(r_mask, f, -1)  # [c, k1+1]
+        added = np.where(accept[..., None] & cand_masks, cand_lists, -1)  # [c, k1+1, kh+1]
+        entries = np.concatenate([own, added.reshape(len(f), -1)], axis=1)
+        entries.sort(axis=1)
+        fresh = entries >= 0
+        fresh[:, 1:] &= entries[:, 1:] != entries[:, :-1]
+        r, col = np.nonzero(fresh)
+        rows_out.append((r + start).astype(np.int64))
+        cols_out.append(entries[r, col].astype(np.int64))
+    return np.concatenate(rows_out), np.concatenate(cols_out)
+
+
+def _row_pointers(rows: np.ndarray, n: int) -> np.ndarray:
+    return np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))])
+
+
+def _encode(blocks: _Blocks, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Values of V on its COO support: ``exp(-D~)`` normalised to sum 1 over each row."""
+    weight = np.exp(-blocks.gather(rows, cols))  # float32
+    row_sum = np.bincount(rows, weights=weight, minlength=blocks.num_all)
+    return (weight / row_sum[rows]).astype(np.float32)
+
+
+def _query_expansion(ptr, cols, vals, neighbours: np.ndarray):
+    """Sparse ``V_qe[i] = mean_t V[neighbours[i, t]]`` (CSR in, CSR out)."""
+    n, k2 = neighbours.shape
+    lengths = np.diff(ptr)
+    src = neighbours.reshape(-1)  # [N * k2], grouped by target row
+    counts = lengths[src]
+    target = np.repeat(np.repeat(np.arange(n), k2), counts)
+    # Positions of every source row's entries, concatenated in target order.
+    offsets = np.repeat(ptr[src] - np.cumsum(np.r_[0, counts[:-1]]), counts)
+    pos = np.arange(counts.sum()) + offsets
+    key = target * n + cols[pos]
+    order = np.argsort(key)  # duplicates are summed, their order does not matter
+    key = key[order]
+    first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    summed = np.add.reduceat(vals[pos][order].astype(np.float64), first) if key.size else key
+    new_rows = key[first] // n
+    new_cols = key[first] % n
+    new_vals = (summed / k2).astype(np.float32)
+    return _row_pointers(new_rows, n), new_cols, new_vals
+
+
+def _jaccard_rows(start, stop, ptr, cols, vals, inv_ptr, inv_rows, inv_vals, num_g) -> np.ndarray:
+    """Jaccard distances of query rows ``start:stop`` to every gallery item, float32 ``[c, g]``.
+
+    ``sum_k min(V_ik, V_jk)`` only has terms where both are non-zero: walk each query entry
+    ``(i, k)`` through the gallery entries of column ``k`` (the inverted index).
+    """
+    sl = slice(ptr[start], ptr[stop])
+    q_rows = np.repeat(np.arange(stop - start), np.diff(ptr[start: stop + 1]))
+    q_cols, q_vals = cols[sl], vals[sl]
+    counts = np.diff(inv_ptr)[q_cols]
+    entry_start = np.cumsum(counts) - counts
+    pos = np.arange(counts.sum()) + np.repeat(inv_ptr[q_cols] - entry_start, counts)
+    pair_min = np.minimum(np.repeat(q_vals, counts), inv_vals[pos])
+    overlap = np.bincount(
+        np.repeat(q_rows, counts) * num_g + inv_rows[pos],
+        weights=pair_min,
+        minlength=(stop - start) * num_g,
+    ).reshape(stop - start, num_g)  # [c, g] float64
+    return (1.0 - overlap / (2.0 - overlap)).astype(np.float32)
+
+
+def re_rank(
+    q_g,
+    q_q,
+    g_g,
+    k1: int = 20,
+    k2: int = 6,
+    lambda_value: float = 0.3,
+    progress: ProgressFn | None = None,
+    cancel: CancelFn | None = None,
+) -> np.ndarray:
+    """k-reciprocal re-ranking of query-gallery distances (SPEC.md section 8).
+
+    Parameters
+    ----------
+    q_g, q_q, g_g : array_like [q, g], [q, q], [g, g]
+        Distances (smaller = closer), used as given: square Euclidean distances first for
+        Zhong's / torchreid's convention. Computed in float32. Each column of the full
+        ``[[q_q, q_g], [q_g^T, g_g]]`` matrix is divided by its maximum, so it must be > 0.
+    k1 : int
+        Size of the k-reciprocal neighbourhoods (>= 1); the expansion uses ``round(k1 / 2)``.
+    k2 : int
+        Query expansion size (>= 1; 1 disables it).
+    lambda_value : float
+        Weight of the original distance in the result, in [0, 1].
+    progress : callable(done, total), optional
+        Progress callback (units of work: rows of the distance matrix, then queries).
+    cancel : callable() -> bool, optional
+        Polled between chunks; raises :class:`engine.jobs.Cancelled` when it returns True.
+
+    Returns
+    -------
+    ndarray, float32 [q, g]
+        ``(1 - lambda) * d_Jaccard + lambda * D~`` for query rows and gallery columns.
+
+    Raises
+    ------
+    ValueError
+        On bad parameters, mismatched shapes, non-finite distances or a column whose maximum
+        is not positive.
+    """
+    q_g, q_q, g_g = _validate(q_g, q_q, g_g, k1, k2, lambda_value)
+    k1, k2, lam = int(k1), int(k2), float(lambda_value)
+    blocks = _Blocks(q_g, q_q, g_g)
+    num_q, n = blocks.num_q, blocks.num_all
+    if not (blocks.col_max > 0).all():
+        bad = int(np.flatnonzero(~(blocks.col_max > 0))[0])
+        raise ValueError(
+            f"re-ranking divides every column of the distance matrix by its maximum; column {bad} "
+            "has a maximum <= 0 (distances must be non-negative and not all zero)"
+        )
+    total = n + num_q
+    width = min(n, max(k1 + 1, k2))
+    ranks = _top_ranks(blocks, width, progress, cancel, 0, total)  # [N, width]
+
+    check_cancel(cancel)
+    rows, cols = _expansion_sets(ranks, k1)  # COO support of V, sorted by row then column
+    vals = _encode(blocks, rows, cols)
+    ptr = _row_pointers(rows, n)
+    if k2 != 1:
+        check_cancel(cancel)
+        ptr, cols, vals = _query_expansion(ptr, cols, vals, ranks[:, :k2])
+
+    # Inverted index over gallery rows only: the result keeps gallery columns of the Jaccard term.
+    g_start = ptr[num_q]
+    gal_rows = np.repeat(np.arange(num_q, n), np.diff(ptr[num_q:])) - num_q
+    by_col = np.argsort(cols[g_start:])  # grouping only
+    inv_rows = gal_rows[by_col]  # gallery index (0-based) of each entry, grouped by column
+    inv_vals = vals[g_start:][by_col]
+    inv_ptr = np.concatenate([[0], np.cumsum(np.bincount(cols[g_start:], minlength=n))])
+    col_len = np.diff(inv_ptr)
+
+    num_g = n - num_q
+    # Work per query row of the Jaccard step: its entries times the length of their columns.
+    q_entry_rows = np.repeat(np.arange(num_q), np.diff(ptr[: num_q + 1]))
+    pairs_per_query = np.bincount(q_entry_rows, weights=col_len[cols[: ptr[num_q]]], minlength=num_q)
+    cum_pairs = np.concatenate([[0.0], np.cumsum(pairs_per_query)])
+    max_rows = max(1, _ROW_CHUNK_ELEMENTS // num_g)
+    result = np.empty((num_q, num_g), dtype=np.float32)
+    done = n
+    start = 0
+    while start < num_q:
+        check_cancel(cancel)
+        stop = int(np.searchsorted(cum_pairs, cum_pairs[start] + _PAIR_CHUNK, side="right")) - 1
+        stop = min(max(stop, start + 1), start + max_rows, num_q)
+        result[start:stop] = _jaccard_rows(
+            start, stop, ptr, cols, vals, inv_ptr, inv_rows, inv_vals, num_g
+        ) * np.float32(1.0 - lam) + blocks.rows(start, stop)[:, num_q:] * np.float32(lam)
+        done += stop - start
+        report(progress, done, total)
+        start = stop
+    return result

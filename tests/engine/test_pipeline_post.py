@@ -1,0 +1,145 @@
+"""Score-to-distance pipeline: raw, re-ranking, TLift and their order; the TLift sweep."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.evaluation import evaluate
+from engine.jobs import Cancelled
+from engine.postprocess import (
+    distance_from_logits,
+    final_distances,
+    final_distances_from_similarity,
+    re_rank,
+    similarity_from_logits,
+    tlift,
+    tlift_sweep,
+)
+
+
+@pytest.fixture
+def scene():
+    """Logits of a small symmetric matcher, with pids, cameras and times."""
+    rng = np.random.default_rng(0)
+    q, g, dim = 12, 50, 6
+    pids = rng.integers(1, 8, q + g)
+    centres = rng.normal(size=(8, dim))
+    x = centres[pids - 1] + 0.7 * rng.normal(size=(q + g, dim))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    logits = 40.0 * (x @ x.T) - 10.0  # roughly the range of QAConv logits
+    cams = rng.integers(0, 3, q + g)
+    times = rng.random(q + g) * 600
+    return {
+        "x": x, "logits": logits, "q": q,
+        "qg": logits[:q, q:], "qq": logits[:q, :q], "gg": logits[q:, q:],
+        "query_pids": pids[:q], "gallery_pids": pids[q:],
+        "query_cams": cams[:q], "gallery_cams": cams[q:],
+        "query_times": times[:q], "gallery_times": times[q:],
+    }
+
+
+def _context(scene):
+    return {key: scene[key] for key in ("query_cams", "query_times", "gallery_cams", "gallery_times")}
+
+
+def test_sigmoid_of_a_tenth_without_overflow():
+    logits = np.array([-1e5, -300.0, -10.0, 0.0, 7.5, 300.0, 1e5])
+    with np.errstate(over="raise", invalid="raise", divide="raise"):  # underflow to 0 is fine
+        sim = similarity_from_logits(logits)
+        dist = distance_from_logits(logits)
+    with np.errstate(over="ignore"):
+        expected = 1.0 / (1.0 + np.exp(-logits / 10.0))
+        expected_dist = 1.0 / (1.0 + np.exp(logits / 10.0))
+    np.testing.assert_allclose(sim, expected, rtol=1e-12, atol=0)
+    # Full relative precision where 1 - sigmoid would cancel to a few digits or to 0.
+    np.testing.assert_allclose(dist, expected_dist, rtol=1e-12, atol=0)
+
+
+def test_raw_distances_rank_like_negative_logits(scene):
+    dist = final_distances(scene["qg"])
+    assert dist.dtype == np.float32
+    np.testing.assert_allclose(dist, 1.0 - 1.0 / (1.0 + np.exp(-scene["qg"] / 10.0)), atol=1e-7)
+    np.testing.assert_array_equal(np.argsort(dist, axis=1), np.argsort(-scene["qg"], axis=1))
+
+
+def test_rerank_runs_on_one_minus_sigmoid_distances(scene):
+    dist = final_distances(scene["qg"], scene["qq"], scene["gg"], rerank={"k1": 6, "k2": 3})
+    expected = re_rank(
+        *(1.0 - similarity_from_logits(scene[b]) for b in ("qg", "qq", "gg")), k1=6, k2=3
+    )
+    np.testing.assert_allclose(dist, expected, atol=1e-6)
+
+
+def test_tlift_alone_lifts_the_sigmoid_similarity(scene):
+    dist = final_distances(scene["qg"], tlift={"tau": 150.0}, **_context(scene))
+    lifted = tlift(similarity_from_logits(scene["qg"]), scene["query_cams"], scene["query_times"],
+                   scene["gallery_cams"], scene["gallery_times"], tau=150.0)
+    np.testing.assert_allclose(dist, 1.0 - lifted, atol=1e-6)
+
+
+def test_rerank_then_tlift(scene):
+    dist = final_distances(scene["qg"], scene["qq"], scene["gg"], rerank=True, tlift=True, **_context(scene))
+    d_rr = re_rank(*(1.0 - similarity_from_logits(scene[b]) for b in ("qg", "qq", "gg")))
+    lifted = tlift(1.0 - d_rr.astype(np.float64), scene["query_cams"], scene["query_times"],
+                   scene["gallery_cams"], scene["gallery_times"])
+    np.testing.assert_allclose(dist, 1.0 - lifted, atol=1e-6)
+
+
+def test_cosine_path_matches_zhong_rerank_on_squared_euclidean(scene):
+    x, q = scene["x"], scene["q"]
+    cos = x @ x.T
+    dist = final_distances_from_similarity(cos[:q, q:], cos[:q, :q], cos[q:, q:], rerank=True)
+    squared = np.maximum(2.0 - 2.0 * cos, 0.0).astype(np.float32)
+    expected = re_rank(squared[:q, q:], squared[:q, :q], squared[q:, q:])
+    # Column normalisation removes the factor 4 between (1 - cos) / 2 and 2 - 2 cos.
+    np.testing.assert_allclose(dist, expected, atol=1e-5)
+    raw = final_distances_from_similarity(cos[:q, q:])
+    np.testing.assert_allclose(raw, (1.0 - cos[:q, q:]) / 2.0, atol=1e-7)
+
+
+def test_progress_reaches_the_end_and_cancel_stops(scene):
+    calls = []
+    final_distances(scene["qg"], scene["qq"], scene["gg"], rerank=True, tlift=True,
+                    progress=lambda d, t: calls.append((d, t)), **_context(scene))
+    assert calls[-1] == (100, 100)
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+    with pytest.raises(Cancelled):
+        final_distances(scene["qg"], scene["qq"], scene["gg"], rerank=True, cancel=lambda: True)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"rerank": True}, "query-query and gallery-gallery"),
+        ({"rerank": {"k3": 1}}, "unknown rerank settings"),
+        ({"tlift": {"beta": 1}}, "unknown tlift settings"),
+        ({"tlift": "yes"}, "tlift must be"),
+        ({"tlift": True}, "camera ids"),
+    ],
+)
+def test_bad_settings_are_rejected_with_a_message(scene, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        final_distances(scene["qg"], **kwargs)
+
+
+def test_tlift_without_times_says_so(scene):
+    context = {**_context(scene), "query_times": None}
+    with pytest.raises(ValueError, match="TLift needs timestamps"):
+        final_distances(scene["qg"], tlift=True, **context)
+
+
+def test_tlift_sweep_evaluates_each_value(scene):
+    sim = similarity_from_logits(scene["qg"])
+    labels = {key: scene[key] for key in ("query_pids", "gallery_pids", "query_cams", "gallery_cams",
+                                          "query_times", "gallery_times")}
+    values = [1, 3, 10]
+    points = tlift_sweep(sim, "k", values, base={"alpha": 0.1}, **labels)
+    assert [p.value for p in points] == values
+    for point in points:
+        lifted = tlift(sim, scene["query_cams"], scene["query_times"], scene["gallery_cams"],
+                       scene["gallery_times"], k=point.value, alpha=0.1)
+        metrics = evaluate(1.0 - lifted, scene["query_pids"], scene["gallery_pids"],
+                           scene["query_cams"], scene["gallery_cams"])
+        assert (point.rank1, point.mean_ap) == pytest.approx((metrics.rank1, metrics.mean_ap))
+    with pytest.raises(ValueError, match="parameter must be one of"):
+        tlift_sweep(sim, "beta", [1], **labels)
