@@ -47,7 +47,7 @@ class TrainConfig:
     rotation: float = 5.0
     color_jitter: float = 0.0
     lr: float = 0.005
-    backbone_lr_mult: float = 0.1
+    backbone_lr_mult: float | None = None  # None: 0.1 with ImageNet weights, 1.0 without
     momentum: float = 0.9
     weight_decay: float = 5e-4
     max_epochs: int = 60
@@ -126,10 +126,24 @@ def _parameter_split(model: ReIDModel, criterion: nn.Module) -> tuple[list, list
     return out
 
 
+def has_pretrained_weights(cfg: ModelConfig) -> bool:
+    """Whether building ``cfg`` loads ImageNet weights into the trunk."""
+    from .models.backbone import cached_imagenet_weights
+
+    if cfg.pretrained == "none":
+        return False
+    return cfg.pretrained != "auto" or cached_imagenet_weights(cfg.depth) is not None
+
+
 def make_optimizer(model: ReIDModel, criterion: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """SGD with Nesterov momentum; the pretrained-style backbone learns at ``backbone_lr_mult``."""
     trunk, head = _parameter_split(model, criterion)
-    groups = [{"params": trunk, "lr": cfg.lr * cfg.backbone_lr_mult},
+    mult = cfg.backbone_lr_mult
+    if mult is None:
+        # A pretrained trunk is fine-tuned gently; a randomly initialised one must learn at
+        # the full rate or it barely moves.
+        mult = 0.1 if has_pretrained_weights(model.config) else 1.0
+    groups = [{"params": trunk, "lr": cfg.lr * mult},
               {"params": head, "lr": cfg.lr}]
     for g in groups:
         g["initial_lr"] = g["lr"]
@@ -238,6 +252,10 @@ def fit(dataset: Dataset, model_cfg: ModelConfig, cfg: TrainConfig, out_dir: str
     seed_everything(cfg.seed)
     num_classes = dataset.num_train_pids
     model = build_model(model_cfg).to(device)
+    model.freeze_bn = has_pretrained_weights(model_cfg)
+    if not model.freeze_bn:
+        log.info("no ImageNet weights: the trunk's BatchNorm layers train (they are frozen only "
+                 "to keep pretrained statistics)")
     criterion = build_criterion(model, cfg.loss, num_classes, triplet_margin=cfg.triplet_margin).to(device)
     optimizer = make_optimizer(model, criterion, cfg)
     schedule = Schedule(cfg.drop_ratio, cfg.max_epochs)

@@ -49,6 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--rotation", type=float, default=d.rotation, help="max rotation in degrees")
     t.add_argument("--color-jitter", type=float, default=d.color_jitter, help="colour gain range")
     t.add_argument("--lr", type=float, default=d.lr, help="learning rate of neck and matcher")
+    t.add_argument("--backbone-lr-mult", type=float, default=None,
+                   help="trunk lr as a fraction of --lr (default 0.1 with ImageNet weights, 1 without)")
     t.add_argument("--max-epochs", type=int, default=d.max_epochs)
     t.add_argument("--max-batches", type=int, default=None, help="cap batches per epoch")
     t.add_argument("--amp", default=d.amp, choices=("auto", "on", "off"),
@@ -68,7 +70,8 @@ def configs_from_args(args: argparse.Namespace):
     train_cfg = dataclasses.replace(
         TrainConfig(), loss=loss, sampler=args.sampler, batch_size=args.batch_size, k=args.k,
         augment=args.augment, flip=not args.no_flip, rotation=args.rotation,
-        color_jitter=args.color_jitter, lr=args.lr, max_epochs=args.max_epochs,
+        color_jitter=args.color_jitter, lr=args.lr, backbone_lr_mult=args.backbone_lr_mult,
+        max_epochs=args.max_epochs,
         max_batches=args.max_batches, amp=args.amp, seed=args.seed, workers=args.workers)
     return model_cfg, train_cfg
 

@@ -38,11 +38,15 @@ class ReIDModel(nn.Module):
         self.backbone = build_backbone(config)
         h, w = config.feature_size
         self.matcher = QAConv(config.neck, h, w) if config.method == "qaconv" else None
+        # SPEC 1 keeps the trunk's BatchNorm statistics frozen, which preserves ImageNet
+        # statistics; a trunk trained from random initialisation has none worth keeping, so
+        # training code turns this off for it.
+        self.freeze_bn = True
 
     def train(self, mode: bool = True) -> ReIDModel:
         super().train(mode)
-        if mode:
-            freeze_backbone_bn(self.backbone.body)  # SPEC 1: frozen running statistics
+        if mode and self.freeze_bn:
+            freeze_backbone_bn(self.backbone.body)  # frozen running statistics
         return self
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
