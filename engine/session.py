@@ -143,7 +143,8 @@ class Session:
     def gallery_cams(self) -> np.ndarray:
         return np.array([s.cam for s in self.dataset.gallery], np.int64)
 
-    def _times(self, samples) -> np.ndarray | None:
+    def times_of(self, samples) -> np.ndarray | None:
+        """Times in seconds ``[n]`` of ``samples``, or None when any is missing."""
         if not all(s.time is not None for s in samples):
             return None
         return np.array([s.time for s in samples], np.float64)
@@ -214,8 +215,8 @@ class Session:
             self.logits["qg"], self.logits.get("qq"), self.logits.get("gg"),
             rerank=None if rerank is None else asdict(rerank),
             tlift=None if tlift is None else asdict(tlift),
-            query_cams=self.query_cams, query_times=self._times(self.dataset.query),
-            gallery_cams=self.gallery_cams, gallery_times=self._times(self.dataset.gallery),
+            query_cams=self.query_cams, query_times=self.times_of(self.dataset.query),
+            gallery_cams=self.gallery_cams, gallery_times=self.times_of(self.dataset.gallery),
             progress=None if progress is None else (lambda d, t: progress("post-process", d, t)),
             cancel=cancel)
         self.timings.record("post-process", time.perf_counter() - t0)

@@ -59,8 +59,8 @@ def run(args: argparse.Namespace) -> int:
         1.0 - distmat.astype("float64"), args.param, values,
         query_pids=session.query_pids, gallery_pids=session.gallery_pids,
         query_cams=session.query_cams, gallery_cams=session.gallery_cams,
-        query_times=session._times(session.dataset.query),
-        gallery_times=session._times(session.dataset.gallery), base=base,
+        query_times=session.times_of(session.dataset.query),
+        gallery_times=session.times_of(session.dataset.gallery), base=base,
         progress=lambda d, t: bar("sweep", d, t))
     stage = "RR+TLift" if not args.no_rerank else "TLift"
     name = {"k": "K"}.get(args.param, args.param)
