@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint demo clean-cache
+.PHONY: run test lint demo-model clean-cache
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed (set PYTHON=...)"; exit 1; }
@@ -27,3 +27,12 @@ lint: $(STAMP)
 
 clean-cache:
 	rm -rf ~/.cache/reid-inspector
+
+# Reproduce the shipped demo checkpoint (about 30 minutes on a 2-core CPU); see assets/demo/README.md.
+DEMO_EPOCHS ?= 8
+demo-model: $(STAMP)
+	$(PY) -m engine synth --domain A --out data/synth/A --seed 0
+	$(PY) -m engine train --data data/synth/A --out runs/demo --arch resnet18 --height 128 \
+		--width 64 --pretrained none --batch-size 32 --lr 0.01 --max-epochs $(DEMO_EPOCHS) \
+		--workers 1 --seed 0
+	mkdir -p assets/demo && cp runs/demo/model.pt assets/demo/model.pt

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .data import Sample, read_image_rgb
-from .data.transforms import resize, to_tensor
+from .models.backbone import preprocess
 from .jobs import check_cancel
 from .utils import atomic_write_text
 
@@ -64,17 +64,10 @@ class Preprocessing:
         return f"{self.height}x{self.width}-norm{int(self.imagenet_norm)}"
 
 
-_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
-_STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
-
-
 def load_input(path_or_image: str | np.ndarray, prep: Preprocessing) -> torch.Tensor:
-    """One image (file path or RGB array) -> model input ``[3, H, W]`` float32 in [0, 1]."""
+    """One image (file path or RGB array) -> model input ``[3, H, W]`` float32."""
     image = read_image_rgb(path_or_image) if isinstance(path_or_image, str) else path_or_image
-    tensor = to_tensor(resize(image, prep.height, prep.width))
-    if prep.imagenet_norm:
-        tensor = (tensor - _MEAN) / _STD
-    return tensor
+    return preprocess(image, prep.height, prep.width, prep.imagenet_norm)[0]
 
 
 class _ImageFiles(torch.utils.data.Dataset):

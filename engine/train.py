@@ -23,6 +23,7 @@ from .data import Dataset, Sample, read_image_rgb
 from .data.samplers import GraphSampler, PKBatchSampler, RandomBatchSampler
 from .data.transforms import TrainTransform
 from .jobs import check_cancel
+from .models.backbone import IMAGENET_MEAN, IMAGENET_STD
 from .models.config import ModelConfig
 from .models.reid import ReIDModel, build_model, build_criterion
 from .utils import autocast_dtype, seed_everything, seed_worker
@@ -71,8 +72,10 @@ class TrainConfig:
 class TrainImages(torch.utils.data.Dataset):
     """Training images with their relabelled pids; augmentation seeded by (seed, epoch, index)."""
 
-    def __init__(self, samples: list[Sample], transform: TrainTransform, seed: int):
+    def __init__(self, samples: list[Sample], transform: TrainTransform, seed: int,
+                 imagenet_norm: bool = False):
         self.samples, self.transform, self.seed, self.epoch = samples, transform, seed, 0
+        self.imagenet_norm = imagenet_norm
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -80,7 +83,11 @@ class TrainImages(torch.utils.data.Dataset):
     def __getitem__(self, i: int):
         s = self.samples[i]
         rng = np.random.default_rng([self.seed, self.epoch, i])
-        return self.transform(read_image_rgb(s.path), rng), s.pid
+        tensor = self.transform(read_image_rgb(s.path), rng)
+        if self.imagenet_norm:
+            tensor = (tensor - torch.tensor(IMAGENET_MEAN).view(3, 1, 1)) / \
+                torch.tensor(IMAGENET_STD).view(3, 1, 1)
+        return tensor, s.pid
 
 
 @dataclass
@@ -279,7 +286,7 @@ def fit(dataset: Dataset, model_cfg: ModelConfig, cfg: TrainConfig, out_dir: str
     transform = TrainTransform(model_cfg.height, model_cfg.width, pad=cfg.pad, flip=cfg.flip,
                                rotation=cfg.rotation, color_jitter=cfg.color_jitter,
                                occlusion=cfg.augment)
-    images = TrainImages(dataset.train, transform, cfg.seed)
+    images = TrainImages(dataset.train, transform, cfg.seed, model_cfg.imagenet_norm)
     pids = [s.pid for s in dataset.train]
     if cfg.sampler == "random":
         sampler = RandomBatchSampler(len(images), cfg.batch_size, seed=cfg.seed)
