@@ -1,0 +1,142 @@
+"""Ranked lists to CSV: one row per (query, ranked gallery item), written atomically.
+
+Used by the viewer's export and by ``python -m engine export``. The order of every list is the
+order the evaluation uses (NumPy's default ``argsort`` of the float32 distance row), so a CSV
+always agrees with the metrics computed from the same distance matrix.
+
+Columns
+-------
+query, query_pid, query_cam
+    The query image's path, identity and camera (pid and camera empty for an external image).
+rank
+    1-based position in the query's ranked list (junk items included, see ``match``).
+gallery, gallery_pid, gallery_cam, gallery_time
+    The gallery image's path, identity, camera and capture time in seconds (empty if none).
+score
+    The matcher's score of the pair (QAConv logit; higher = more similar).
+distance
+    The distance the list is sorted by (after the post-processing named in ``method``).
+match
+    ``true`` same identity, ``false`` different identity, ``junk`` same identity and same camera
+    (ignored by the Market-1501 protocol), empty when the query's identity is unknown.
+method
+    The post-processing, e.g. ``qaconv``, ``qaconv+rr``, ``qaconv+rr+tlift``.
+"""
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from .data.samples import Sample
+from .jobs import CancelFn, ProgressFn, check_cancel, report
+from .utils import atomic_path
+
+__all__ = ["COLUMNS", "ranked_rows", "write_ranked_csv"]
+
+COLUMNS = ("query", "query_pid", "query_cam", "rank", "gallery", "gallery_pid", "gallery_cam",
+           "gallery_time", "score", "distance", "match", "method")
+
+
+def _cell(value) -> str:
+    """A CSV cell: empty for None, ``.9g`` for floats (round-trips float32 exactly)."""
+    if value is None:
+        return ""
+    if isinstance(value, float | np.floating):
+        return format(float(value), ".9g")
+    return str(value)
+
+
+def _match(query: Sample, item: Sample) -> str:
+    if query.pid is None:
+        return ""
+    if item.pid != query.pid:
+        return "false"
+    return "junk" if item.cam == query.cam else "true"
+
+
+def ranked_rows(distmat, scores, queries: Sequence[Sample], gallery: Sequence[Sample], *,
+                method: str, top_k: int | None = None,
+                query_indices: Sequence[int] | None = None) -> Iterator[tuple]:
+    """Yield one tuple of :data:`COLUMNS` values per ranked item, query by query.
+
+    Parameters
+    ----------
+    distmat : array_like [q, g]
+        Distances, smaller = closer; each row is ordered by ``np.argsort`` of its float32 values.
+    scores : array_like [q, g]
+        Matcher scores shown beside each distance (higher = more similar).
+    queries : sequence of Sample [q]
+        Query records; ``pid`` / ``cam`` may be None for an image from outside the dataset.
+    gallery : sequence of Sample [g]
+    method : str
+        Written in the ``method`` column.
+    top_k : int, optional
+        Rows per query; None writes the full list.
+    query_indices : sequence of int, optional
+        Which rows of ``distmat`` to write, in this order; None = all.
+    """
+    distmat = np.asarray(distmat)
+    scores = np.asarray(scores)
+    num_q, num_g = distmat.shape
+    if scores.shape != distmat.shape:
+        raise ValueError(f"scores {scores.shape} and distmat {distmat.shape} must have the same shape")
+    if len(queries) != num_q or len(gallery) != num_g:
+        raise ValueError(f"distmat is {distmat.shape} but there are {len(queries)} queries and "
+                         f"{len(gallery)} gallery images")
+    if top_k is not None and int(top_k) < 1:
+        raise ValueError(f"top_k must be >= 1 or None (full list), got {top_k}")
+    count = num_g if top_k is None else min(int(top_k), num_g)
+    indices = range(num_q) if query_indices is None else query_indices
+    for qi in indices:
+        query = queries[qi]
+        order = np.argsort(distmat[qi].astype(np.float32))[:count]  # same order as evaluation
+        for position, gi in enumerate(order, start=1):
+            item = gallery[gi]
+            yield (query.path, _cell(query.pid), _cell(query.cam), position, item.path,
+                   _cell(item.pid), _cell(item.cam), _cell(item.time),
+                   _cell(scores[qi, gi]), _cell(distmat[qi, gi]), _match(query, item), method)
+
+
+def write_ranked_csv(path: str | os.PathLike, distmat, scores, queries: Sequence[Sample],
+                     gallery: Sequence[Sample], *, method: str, top_k: int | None = None,
+                     query_indices: Sequence[int] | None = None,
+                     progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> int:
+    """Write ranked lists to ``path`` as CSV (see the module notes for the columns).
+
+    The file appears complete or not at all: rows go to a temporary file that is renamed over
+    ``path`` at the end, so an error, an unwritable folder or a cancel leaves no partial file.
+    ``progress(done, total)`` counts queries; ``cancel()`` is checked between queries.
+
+    Returns
+    -------
+    int
+        Number of data rows written (the header excluded).
+
+    Raises
+    ------
+    OSError
+        When the file cannot be written; the message names the path.
+    engine.jobs.Cancelled
+        When ``cancel()`` returned True.
+    """
+    indices = list(range(len(queries)) if query_indices is None else query_indices)
+    rows = 0
+    try:
+        with atomic_path(path) as tmp:
+            with open(tmp, "w", newline="", encoding="utf-8") as fh:
+                writer = csv.writer(fh)
+                writer.writerow(COLUMNS)
+                for done, qi in enumerate(indices, start=1):
+                    check_cancel(cancel)
+                    for row in ranked_rows(distmat, scores, queries, gallery, method=method,
+                                           top_k=top_k, query_indices=(qi,)):
+                        writer.writerow(row)
+                        rows += 1
+                    report(progress, done, len(indices))
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot write the CSV file {os.fspath(path)}: "
+                                 f"{exc.strerror or exc}") from exc
+    return rows

@@ -1,0 +1,107 @@
+"""Shared fixtures of the viewer tests: a tiny synthetic set and a small random checkpoint, made
+once per test session, plus a window already holding the loaded session.
+
+Qt warnings fail every test in this folder; every test ends with no job thread running.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+def pytest_collection_modifyitems(config, items):
+    here = os.path.dirname(__file__)
+    for item in items:
+        if str(item.fspath).startswith(here):
+            item.add_marker(pytest.mark.qt_log_level_fail("WARNING"))
+            # The offscreen platform plugin's own limitation, not ours.
+            item.add_marker(pytest.mark.qt_log_ignore("does not support propagateSizeHints"))
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    """Synthetic domain B at a tiny size (timestamps included): 12 test identities."""
+    from engine.data.synthetic import generate
+
+    root = tmp_path_factory.mktemp("data") / "B"
+    generate(root, domain="B", seed=0, num_train_ids=4, num_test_ids=12, num_distractors=10,
+             num_junk=3)
+    return str(root)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """A randomly initialised small model (ResNet-18, 64x32 input, D=32)."""
+    import torch
+
+    from engine.checkpoint import save_checkpoint
+    from engine.models.config import ModelConfig
+    from engine.models.reid import build_model
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(arch="resnet18", neck=32, height=64, width=32, pretrained="none")
+    model = build_model(cfg)
+    path = tmp_path_factory.mktemp("ckpt") / "model.pt"
+    save_checkpoint(path, {"config": cfg.to_dict(), "model": model.state_dict(), "epoch": 0})
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="session")
+def load_request(tiny_data, tiny_checkpoint, cache_dir):
+    from viewer.tasks import LoadRequest
+
+    return LoadRequest(data=tiny_data, checkpoint=tiny_checkpoint, device="cpu", cache_dir=cache_dir)
+
+
+@pytest.fixture(scope="session")
+def loaded(load_request):
+    """The engine session, loaded once (extraction and all score blocks cached on disk)."""
+    from viewer.tasks import load_session
+
+    return load_session(load_request, progress=lambda *a: None, cancel=lambda: False)
+
+
+@pytest.fixture
+def window(qtbot, loaded):
+    """A main window holding the loaded session (as a finished load job would leave it)."""
+    from viewer.controller import Controller
+    from viewer.main_window import MainWindow
+    from viewer.state import ViewerState
+
+    win = MainWindow(Controller(ViewerState()))
+    qtbot.addWidget(win)
+    win.resize(1280, 800)
+    win.show()
+    win.controller._loaded(loaded)
+    yield win
+    win.close()
+    assert_no_job_running(win.controller)
+
+
+def assert_no_job_running(controller) -> None:
+    from PySide6.QtCore import QThreadPool
+
+    assert controller.runner.wait(5000), "a job thread was still running after the test"
+    for pool in controller.runner.pools.values():
+        assert pool.activeThreadCount() == 0
+    assert QThreadPool.globalInstance().activeThreadCount() == 0
+
+
+def distance_from_logits(logits) -> np.ndarray:
+    """``1 - sigmoid(logit / 10)`` (SPEC.md 2.6), written out here independently of the engine."""
+    x = np.asarray(logits, np.float64) / 10.0
+    return 1.0 / (1.0 + np.exp(x))
+
+
+def grid_gallery_order(win) -> list[int]:
+    model = win.grid.model_
+    return [model.items[row].gallery_index for row in range(model.rowCount())]

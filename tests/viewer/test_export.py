@@ -1,0 +1,127 @@
+"""CSV export: the rows equal the engine's ranking; failures leave no partial file."""
+from __future__ import annotations
+
+import csv
+import os
+
+import numpy as np
+import pytest
+
+from engine.export import COLUMNS, write_ranked_csv
+from engine.jobs import Cancelled
+from engine.session import RerankParams
+
+
+def _read(path):
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    assert tuple(rows[0]) == COLUMNS
+    return [dict(zip(COLUMNS, r, strict=True)) for r in rows[1:]]
+
+
+def _check_against_loop(rows, distmat, scores, queries, gallery, query_indices, top_k, method):
+    """Every row checked against a plain per-query loop over the gallery."""
+    by_query: dict[str, list[dict]] = {}
+    for r in rows:
+        by_query.setdefault(r["query"], []).append(r)
+    assert list(by_query) == [queries[i].path for i in query_indices]
+    index_of = {s.path: j for j, s in enumerate(gallery)}
+    for qi in query_indices:
+        q = queries[qi]
+        lst = by_query[q.path]
+        count = len(gallery) if top_k is None else min(top_k, len(gallery))
+        assert len(lst) == count
+        sorted_distances = sorted(float(np.float32(distmat[qi, j])) for j in range(len(gallery)))
+        previous = -np.inf
+        seen = set()
+        for position, r in enumerate(lst, start=1):
+            j = index_of[r["gallery"]]
+            g = gallery[j]
+            assert int(r["rank"]) == position
+            assert float(r["distance"]) == pytest.approx(float(distmat[qi, j]), abs=1e-7)
+            assert float(r["distance"]) >= previous - 1e-9  # ascending
+            assert float(r["distance"]) == pytest.approx(sorted_distances[position - 1], abs=1e-7)
+            previous = float(r["distance"])
+            assert float(r["score"]) == pytest.approx(float(scores[qi, j]), rel=1e-6, abs=1e-6)
+            assert r["query_pid"] == str(q.pid) and r["query_cam"] == str(q.cam)
+            assert r["gallery_pid"] == str(g.pid) and r["gallery_cam"] == str(g.cam)
+            assert float(r["gallery_time"]) == pytest.approx(g.time)
+            want = "false" if g.pid != q.pid else ("junk" if g.cam == q.cam else "true")
+            assert r["match"] == want
+            assert r["method"] == method
+            seen.add(j)
+        assert len(seen) == count
+
+
+def test_csv_equals_the_engines_ranking(loaded, tmp_path):
+    session = loaded.session
+    distmat = session.distances(RerankParams(k1=10))
+    scores = session.logits["qg"]
+    queries, gallery = session.dataset.query, session.dataset.gallery
+    path = tmp_path / "all.csv"
+    n = write_ranked_csv(path, distmat, scores, queries, gallery, method="qaconv+rr")
+    rows = _read(path)
+    assert n == len(rows) == len(queries) * len(gallery)
+    _check_against_loop(rows, distmat, scores, queries, gallery, range(len(queries)), None, "qaconv+rr")
+    # Top-k of a subset, in the given order.
+    path = tmp_path / "some.csv"
+    write_ranked_csv(path, distmat, scores, queries, gallery, method="qaconv+rr", top_k=5,
+                     query_indices=[7, 2])
+    _check_against_loop(_read(path), distmat, scores, queries, gallery, [7, 2], 5, "qaconv+rr")
+
+
+def _leftovers(folder):
+    return [name for name in os.listdir(folder) if name.endswith(".tmp")]
+
+
+def test_unwritable_paths_fail_cleanly(loaded, tmp_path):
+    session = loaded.session
+    args = (loaded.raw_distmat, session.logits["qg"], session.dataset.query, session.dataset.gallery)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    with pytest.raises(OSError, match="cannot write the CSV file"):
+        write_ranked_csv(blocker / "out.csv", *args, method="qaconv")
+    folder = tmp_path / "existing_dir"
+    folder.mkdir()
+    with pytest.raises(OSError, match="existing_dir"):
+        write_ranked_csv(folder, *args, method="qaconv")
+    assert os.listdir(folder) == [] and _leftovers(tmp_path) == []
+    # A cancelled export leaves nothing either.
+    target = tmp_path / "cancelled.csv"
+    with pytest.raises(Cancelled):
+        write_ranked_csv(target, *args, method="qaconv", cancel=lambda: True)
+    assert not target.exists() and _leftovers(tmp_path) == []
+
+
+def test_export_from_the_window(qtbot, window, loaded, tmp_path):
+    win, session = window, loaded.session
+    win.postprocess.rerank.setChecked(True)
+    qtbot.waitUntil(lambda: win.state.applied.rerank is not None and not win.state.busy, timeout=20000)
+    expected = session.distances(RerankParams())
+    query = win.state.visible_queries()[3]
+    win.state.select_query(query)
+    path = tmp_path / "current.csv"
+    with qtbot.waitSignal(win.controller.export_finished, timeout=20000) as blocker:
+        win.controller.export(str(path), all_queries=False, top_k=win.state.top_k)
+    assert blocker.args[1] == win.state.top_k
+    rows = _read(path)
+    _check_against_loop(rows, expected, session.logits["qg"], session.dataset.query,
+                        session.dataset.gallery, [query], win.state.top_k, "qaconv+rr")
+    # The grid shows the same list as the file.
+    assert [r["gallery"] for r in rows] == [
+        session.dataset.gallery[item.gallery_index].path for item in win.grid.model_.items]
+
+    with qtbot.waitSignal(win.controller.export_finished, timeout=20000):
+        win.controller.export(str(tmp_path / "all.csv"), all_queries=True, top_k=None)
+    _check_against_loop(_read(tmp_path / "all.csv"), expected, session.logits["qg"],
+                        session.dataset.query, session.dataset.gallery,
+                        range(len(session.dataset.query)), None, "qaconv+rr")
+
+    blocker_file = tmp_path / "blocker"
+    blocker_file.write_text("x")
+    with qtbot.waitSignal(win.controller.export_finished, timeout=20000) as blocker:
+        win.controller.export(str(blocker_file / "x.csv"), all_queries=True, top_k=None)
+    assert blocker.args[1] == -1
+    qtbot.waitUntil(lambda: win.state.error is not None, timeout=5000)
+    assert "cannot write the CSV file" in win.state.error.message and win.banner.isVisible()
+    assert not (blocker_file / "x.csv").exists()

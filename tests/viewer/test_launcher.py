@@ -1,0 +1,63 @@
+"""The launcher in a subprocess: it starts and quits itself; --screenshot writes a real PNG."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(args: list[str], timeout: float = 180.0) -> subprocess.CompletedProcess:
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    return subprocess.run([sys.executable, str(ROOT / "run_viewer.py"), *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _data_args(load_request) -> list[str]:
+    return ["--data", load_request.data, "--checkpoint", load_request.checkpoint, "--device", "cpu",
+            "--cache-dir", load_request.cache_dir]
+
+
+def test_launcher_starts_and_quits_itself(loaded, load_request):
+    # Quitting after one second usually lands in the middle of the load job: the window must
+    # cancel it, wait for its thread and exit cleanly.
+    result = _run([*_data_args(load_request), "--quit-after", "1"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+
+
+def test_help_names_every_option():
+    result = _run(["--help"], timeout=60)
+    assert result.returncode == 0
+    for flag in ("--data", "--checkpoint", "--device", "--cache-dir", "--screenshot"):
+        assert flag in result.stdout
+
+
+def test_screenshot_writes_a_non_blank_png(loaded, load_request, tmp_path, qapp):
+    from PySide6.QtGui import QImage
+
+    target = tmp_path / "shot.png"
+    result = _run([*_data_args(load_request), "--screenshot", str(target)])
+    assert result.returncode == 0, result.stderr[-2000:]
+    image = QImage(str(target))
+    assert not image.isNull() and image.width() >= 800 and image.height() >= 500
+    image = image.convertToFormat(QImage.Format.Format_RGB888)
+    pixels = np.frombuffer(image.constBits(), np.uint8).reshape(
+        image.height(), image.bytesPerLine())[:, :image.width() * 3].reshape(image.height(), -1, 3)
+    colours = np.unique(pixels.reshape(-1, 3)[::7], axis=0)
+    assert len(colours) > 200  # thumbnails and text, not an empty window
+    assert pixels.std() > 20
+
+
+def test_screenshot_of_a_failed_load_exits_with_1(tmp_path, load_request):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    target = tmp_path / "fail.png"
+    result = _run(["--data", str(empty), "--checkpoint", load_request.checkpoint,
+                   "--cache-dir", str(tmp_path / "cache"), "--screenshot", str(target)])
+    assert result.returncode == 1
+    assert target.is_file()  # the window with the message, for the record

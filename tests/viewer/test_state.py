@@ -1,0 +1,123 @@
+"""The Qt-free state: events, filters and sorting, rankings and navigation."""
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import pytest
+
+from viewer.events import EventedModel
+from viewer.state import PostSettings, ViewerState
+
+
+@pytest.fixture
+def state(loaded):
+    s = ViewerState()
+    s.raw_distmat = loaded.raw_distmat
+    s.session = loaded.session
+    s.set_distances(PostSettings(), loaded.raw_distmat, loaded.raw_metrics)
+    return s
+
+
+def test_events_fire_once_per_real_change():
+    class Model(EventedModel):
+        _fields = {"x": 0, "items": []}
+
+    m = Model()
+    seen = []
+    m.events.x.connect(seen.append)
+    m.x = 3
+    m.x = 3
+    m.x = 4
+    assert seen == [3, 4]
+    other = Model()
+    other.items.append(1)
+    assert m.items == []  # mutable defaults are not shared
+    with pytest.raises(TypeError):
+        Model(y=1)
+
+
+def test_filters_match_a_plain_loop(state, loaded):
+    queries = loaded.session.dataset.query
+    cam = queries[0].cam
+    state.filter_cam = cam
+    assert sorted(state.visible_queries()) == [i for i, s in enumerate(queries) if s.cam == cam]
+    state.filter_cam = None
+    pid = queries[3].pid
+    state.filter_pid = f"{pid:04d}"
+    assert sorted(state.visible_queries()) == [i for i, s in enumerate(queries) if s.pid == pid]
+    state.filter_pid = ""
+    part = os.path.basename(queries[5].path)[4:9]
+    state.filter_name = part
+    expected = [i for i, s in enumerate(queries) if part.lower() in os.path.basename(s.path).lower()]
+    assert sorted(state.visible_queries()) == expected
+    state.filter_name = ""
+    assert len(state.visible_queries()) == len(queries)
+
+
+def test_sort_orders(state, loaded):
+    queries = loaded.session.dataset.query
+    state.sort_key = "file"
+    names = [os.path.basename(queries[i].path) for i in state.visible_queries()]
+    assert names == sorted(names)
+    state.sort_key = "identity"
+    keys = [(queries[i].pid, queries[i].cam) for i in state.visible_queries()]
+    assert keys == sorted(keys)
+    state.sort_key = "ap"
+    aps = [state.query_ap(i) for i in state.visible_queries()]
+    finite = [a for a in aps if not math.isnan(a)]
+    assert finite == sorted(finite)                       # worst first
+    assert all(math.isnan(a) for a in aps[len(finite):])  # no true match: last
+    # The AP shown is the evaluation's.
+    assert np.allclose(np.array(aps[:len(finite)]),
+                       np.sort(loaded.raw_metrics.ap[loaded.raw_metrics.valid]))
+
+
+def test_results_follow_the_distance_order_and_junk_mode(state, loaded):
+    session = loaded.session
+    for query in range(state.num_dataset_queries):
+        row = loaded.raw_distmat[query]
+        order = np.argsort(row.astype(np.float32))
+        state.top_k = 7
+        state.junk_mode = "grey"
+        items = state.results(query)
+        assert [it.gallery_index for it in items] == list(order[:7])
+        assert [it.rank for it in items] == list(range(1, 8))
+        sample = session.dataset.query[query]
+        gallery = session.dataset.gallery
+        for it in items:
+            g = gallery[it.gallery_index]
+            want = ("false" if g.pid != sample.pid else "junk" if g.cam == sample.cam else "true")
+            assert it.status == want
+            assert it.movement is None  # no post-processing applied
+        state.junk_mode = "hide"
+        kept = [g for g in order if not (gallery[g].pid == sample.pid and gallery[g].cam == sample.cam)]
+        assert [it.gallery_index for it in state.results(query)] == kept[:7]
+
+
+def test_movement_is_raw_position_minus_position(state, loaded):
+    rng = np.random.default_rng(0)
+    noisy = loaded.raw_distmat + rng.normal(0, 0.01, loaded.raw_distmat.shape).astype(np.float32)
+    settings = PostSettings(rerank=state.rerank)
+    state.set_distances(settings, noisy, None)
+    ranking = state.ranking(0)
+    raw_order = list(np.argsort(loaded.raw_distmat[0]))
+    for pos, g in enumerate(ranking.order[:20]):
+        assert ranking.movement[pos] == raw_order.index(g) - pos
+
+
+def test_navigation_steps_through_the_visible_order(state):
+    state.sort_key = "identity"
+    visible = state.visible_queries()
+    state.select_query(visible[0])
+    state.step_query(+1)
+    assert state.selected_query == visible[1]
+    state.step_query(-1)
+    state.step_query(-1)
+    assert state.selected_query == visible[0]  # clamped at the top
+    state.step_result(+1)
+    state.step_result(+1)
+    assert state.selected_result == 2
+    state.step_query(+1)
+    assert state.selected_result == 0  # a new query starts at its first result

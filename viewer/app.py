@@ -1,0 +1,159 @@
+"""The launcher: command line, application set-up, the window, and the --screenshot mode."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+
+__all__ = ["build_parser", "main", "create_app", "configure_pyqtgraph"]
+
+log = logging.getLogger("viewer")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="run_viewer.py",
+        description="Browse person re-identification rankings (QAConv, k-reciprocal re-ranking, "
+                    "TLift). Without arguments it opens the demo: synthetic domain B ranked by "
+                    "the shipped checkpoint.")
+    parser.add_argument("--data", metavar="DIR",
+                        help="dataset folder (Market-1501, DukeMTMC-reID, MSMT17, CUHK03-NP, "
+                             "<pid>/<image> folders or a CSV manifest); default: the demo set")
+    parser.add_argument("--checkpoint", metavar="FILE",
+                        help="model checkpoint (.pt); default: assets/demo/model.pt")
+    parser.add_argument("--layout", metavar="NAME",
+                        help="dataset layout name when detection is not wanted (e.g. market1501)")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                        help="where to run the model: auto (CUDA if present), cpu or cuda "
+                             "(an error if CUDA is absent); default: auto")
+    parser.add_argument("--cache-dir", metavar="DIR",
+                        help="folder for cached feature maps and scores (and the demo set); "
+                             "default: $REID_CACHE_DIR or ~/.cache/reid-inspector")
+    parser.add_argument("--no-rerank-cache", action="store_true",
+                        help="do not score query-query and gallery-gallery at launch (faster "
+                             "first paint on large data; switching re-ranking on then scores them)")
+    parser.add_argument("--screenshot", metavar="FILE",
+                        help="load, render the window with the first query selected, save it "
+                             "as PNG to FILE and exit (exit code 1 if loading failed)")
+    parser.add_argument("--quit-after", metavar="SECONDS", type=float,
+                        help="close the window after this many seconds (smoke tests)")
+    return parser
+
+
+def create_app(argv: list[str] | None = None):
+    """The QApplication (created once), with the style and pyqtgraph's global options."""
+    from PySide6.QtWidgets import QApplication
+
+    from .style import STYLE_SHEET
+
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication(argv or [sys.argv[0]])
+        app.setApplicationName("ReID Inspector")
+        app.setStyle("Fusion")
+        app.setStyleSheet(STYLE_SHEET)
+    return app
+
+
+def configure_pyqtgraph() -> None:
+    """pyqtgraph's global options, set once (image items pass their axis order per item).
+
+    Called after the first paint: importing pyqtgraph costs most of a second, and only the
+    match view (a later issue) draws with it.
+    """
+    try:
+        import pyqtgraph as pg
+    except ImportError:
+        log.warning("pyqtgraph is not installed; the match view will be unavailable")
+        return
+    pg.setConfigOptions(antialias=True, background="w", foreground="k")
+
+
+def _show_splash(app):
+    """A plain "starting" window shown while torch and the engine are imported (seconds)."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QColor, QFont, QPainter, QPixmap
+    from PySide6.QtWidgets import QSplashScreen
+
+    pixmap = QPixmap(420, 120)
+    pixmap.fill(QColor("#f6f8fa"))
+    painter = QPainter(pixmap)
+    font = QFont(app.font())
+    font.setPointSizeF(font.pointSizeF() + 5)
+    font.setBold(True)
+    painter.setFont(font)
+    painter.setPen(QColor("#1f2328"))
+    painter.drawText(pixmap.rect().adjusted(0, 0, 0, -30), Qt.AlignmentFlag.AlignCenter, "ReID Inspector")
+    painter.setFont(app.font())
+    painter.setPen(QColor("#656d76"))
+    painter.drawText(pixmap.rect().adjusted(0, 40, 0, 0), Qt.AlignmentFlag.AlignCenter,
+                     "starting: loading the engine…")
+    painter.end()
+    splash = QSplashScreen(pixmap)
+    splash.show()
+    app.processEvents()
+    return splash
+
+
+def _save_screenshot(window, path: str) -> bool:
+    from PySide6.QtWidgets import QApplication
+
+    QApplication.processEvents()
+    window.grid.viewport().repaint()
+    pixmap = window.grab()
+    ok = pixmap.save(path, "PNG")
+    if not ok:
+        log.error("could not write the screenshot to %s", path)
+    return ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    t_start = time.perf_counter()
+    app = create_app()
+    splash = None if args.screenshot else _show_splash(app)
+
+    from .controller import Controller
+    from .main_window import MainWindow
+    from .state import ViewerState
+    from .tasks import LoadRequest
+
+    window = MainWindow(Controller(ViewerState()))
+    window.show()
+    if splash is not None:
+        splash.finish(window)
+    request = LoadRequest(data=args.data, checkpoint=args.checkpoint, device=args.device,
+                          cache_dir=args.cache_dir, layout=args.layout,
+                          rerank_blocks=not args.no_rerank_cache)
+    exit_code = {"value": 0}
+
+    def first_paint(ok: bool) -> None:
+        app.processEvents()
+        log.info("first paint %.2f s after launch (%s)", time.perf_counter() - t_start,
+                 "loaded" if ok else "load failed")
+        if os.environ.get("REID_VIEWER_REPORT_PAINT"):
+            # For benchmarks/bench_viewer.py, which times the launch from outside.
+            print("FIRST_PAINT", flush=True)
+        if args.screenshot:
+            saved = _save_screenshot(window, args.screenshot)
+            exit_code["value"] = 0 if (ok and saved) else 1
+            window.close()
+        else:
+            configure_pyqtgraph()
+
+    window.controller.load_finished.connect(first_paint)
+    if args.quit_after is not None:
+        from PySide6.QtCore import QTimer
+
+        QTimer.singleShot(int(args.quit_after * 1000), window.close)
+    window.start_load(request)
+    app.exec()
+    window.controller.shutdown()
+    return exit_code["value"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,323 @@
+"""Runs the engine for the window: starts background jobs and stores their products in the state.
+
+The controller is the only place that turns a state change into engine work: a change of the
+post-processing toggles or parameters starts (after a short pause, so typing a number is one
+request) a recomputation unless the result is cached; loading, external queries and exports are
+jobs too. Results, errors and cancellations come back on the GUI thread and are written to
+:class:`viewer.state.ViewerState`; widgets only ever look at the state.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+import numpy as np
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from .state import DistanceCache, JobError, PostSettings, StatusInfo, ViewerState
+from .tasks import (
+    Computed,
+    Loaded,
+    LoadRequest,
+    compute_distances,
+    export_ranked_csv,
+    extra_rows,
+    load_session,
+    score_external,
+)
+from .workers import JobRunner, Worker
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Controller"]
+
+# Pause after the last parameter edit before recomputing (ms).
+RECOMPUTE_DELAY_MS = 250
+
+
+class Controller(QObject):
+    """Owns the state and the job runner of one window."""
+
+    #: (query number, gallery index): Enter / double-click on a result. The match inspector
+    #: (a later issue) connects here; until then nothing is connected and nothing happens.
+    match_requested = Signal(int, int)
+    #: Emitted once a load finished (successfully or not); for the launcher's --screenshot.
+    load_finished = Signal(bool)
+    #: Emitted after an export finished: (path, rows) or (path, -1) on failure.
+    export_finished = Signal(str, int)
+
+    def __init__(self, state: ViewerState | None = None, parent: QObject | None = None):
+        super().__init__(parent)
+        self.state = state or ViewerState()
+        self.runner = JobRunner(self)
+        self.cache = DistanceCache()
+        self.last_request: LoadRequest | None = None
+        self._post_worker: Worker | None = None
+        self._closed = False
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(RECOMPUTE_DELAY_MS)
+        self._timer.timeout.connect(self.recompute)
+        for name in ("rerank_on", "tlift_on"):
+            # A toggle is one deliberate click: no need to wait for more input.
+            self.state.events[name].connect(lambda _v: self._schedule(0))
+        for name in ("rerank", "tlift"):
+            self.state.events[name].connect(lambda _v: self._schedule(RECOMPUTE_DELAY_MS))
+
+    # ------------------------------------------------------------------ helpers
+    def _job(self, fn, *args, name: str, on_result, pool: str = "session", group: str | None = None,
+             on_cancel=None, on_error=None, busy: bool = True, **kwargs) -> Worker:
+        worker = Worker(fn, *args, name=name, **kwargs)
+        state = self.state
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if not self._closed and busy:
+                state.progress = (stage, done, total)
+
+        def finished() -> None:
+            if self._closed or not busy:
+                return
+            # Jobs whose completion the GUI has not processed yet, even if their thread is done:
+            # their results are still to be stored, so the window is still busy.
+            others = [w for w in self.runner.workers if w is not worker]
+            state.busy = others[-1].name if others else ""
+            if not others:
+                state.progress = None
+
+        def error(err: JobError) -> None:
+            if self._closed:
+                return
+            log.error("%s: %s", err.title, err.message)
+            state.error = err
+            if on_error is not None:
+                on_error(err)
+
+        def cancelled() -> None:
+            if self._closed:
+                return
+            state.events.message.emit(f"{name}: cancelled")
+            if on_cancel is not None:
+                on_cancel()
+
+        worker.signals.progress.connect(progress)
+        worker.signals.returned.connect(lambda result: None if self._closed else on_result(result))
+        worker.signals.errored.connect(error)
+        worker.signals.cancelled.connect(cancelled)
+        worker.signals.finished.connect(finished)
+        if busy:
+            state.busy = name
+            state.progress = (name, 0, 0)
+        return self.runner.start(worker, pool=pool, group=group)
+
+    def _status(self, last_step: str, detail: str = "") -> None:
+        session = self.state.session
+        if session is None:
+            return
+        hits = getattr(session, "cache_hits", {})
+        if hits:
+            cached = sum(bool(v) for v in hits.values())
+            cache = (f"cache: all {cached} products reused" if cached == len(hits)
+                     else f"cache: {cached}/{len(hits)} reused, {len(hits) - cached} computed")
+        else:
+            cache = "cache: -"
+        self.state.status = StatusInfo(device=f"device: {session.device}", cache=cache,
+                                       last_step=last_step, detail=detail)
+
+    # ------------------------------------------------------------------ loading
+    def load(self, request: LoadRequest) -> Worker:
+        """Open a dataset and checkpoint in the background; the current session stays until then."""
+        self.last_request = request
+        return self._job(load_session, request, name="load", group="load",
+                         on_result=self._loaded, on_error=lambda e: self._load_failed(e),
+                         on_cancel=lambda: self._load_failed(None))
+
+    def _load_failed(self, err: JobError | None) -> None:
+        if self.state.session is None:
+            # Nothing on screen yet: the loading page shows the message; no banner as well.
+            self.state.error = None
+            self.state.load_failed = err or JobError("load cancelled", "loading was cancelled")
+        QTimer.singleShot(0, self, lambda: self.load_finished.emit(False))
+
+    def _loaded(self, loaded: Loaded) -> None:
+        state = self.state
+        self.runner.cancel("post")  # anything computed for the previous session is moot
+        self.cache.clear()
+        self.cache.put(PostSettings(), loaded.raw_distmat, loaded.raw_metrics)
+        state.load_failed = None
+        state.extra_queries = ()
+        state.applied = PostSettings()
+        state.raw_distmat = loaded.raw_distmat
+        state.raw_metrics = loaded.raw_metrics
+        state.session = loaded.session
+        state.set_distances(PostSettings(), loaded.raw_distmat, loaded.raw_metrics)
+        total = sum(loaded.steps.values())
+        detail = "\n".join(f"{k}: {v:.2f} s" for k, v in loaded.steps.items())
+        self._status(f"loaded in {total:.1f} s", detail)
+        if not state.has_times:
+            state.tlift_on = False
+        visible = state.visible_queries()
+        state.select_query(visible[0] if visible else -1)
+        # Toggles set before the data arrived (or kept from the previous data) apply now.
+        self._schedule(0)
+        # After the job's own `finished` (queued behind this callback) has cleared the busy state.
+        QTimer.singleShot(0, self, lambda: self.load_finished.emit(True))
+
+    # ------------------------------------------------------------------ post-processing
+    def _schedule(self, delay_ms: int) -> None:
+        if self._closed:
+            return
+        self._timer.start(delay_ms)
+
+    def recompute(self) -> Worker | None:
+        """Bring the distances in line with the requested settings (cached, or a background job)."""
+        self._timer.stop()
+        state = self.state
+        if state.session is None or self._closed:
+            return None
+        wanted = state.requested_settings()
+        if wanted == state.applied:
+            self.runner.cancel("post")
+            return None
+        cached = self.cache.get(wanted)
+        if cached is not None:
+            self.runner.cancel("post")
+            self._apply(wanted, *cached, seconds=0.0)
+            return None
+
+        def revert(*_args) -> None:
+            # A job cancelled because a newer request replaced it must not undo that request.
+            if self._post_worker is worker:
+                self._revert()
+
+        session = state.session
+
+        def computed(result: Computed) -> None:
+            # A job queued before a new dataset was loaded finishes for the old one: drop it.
+            if session is self.state.session:
+                self._computed(result)
+
+        worker = self._job(compute_distances, session, wanted, list(state.extra_queries),
+                           name=f"compute {wanted.method(state.base_method)}", group="post",
+                           on_result=computed, on_cancel=revert, on_error=revert)
+        self._post_worker = worker
+        return worker
+
+    def _computed(self, result: Computed) -> None:
+        self.cache.put(result.settings, result.distmat, result.metrics)
+        for extra, row in zip(self.state.extra_queries, result.extra_rows, strict=False):
+            extra.rows[result.settings.without_tlift().key()] = row
+        if result.settings == self.state.requested_settings():
+            self._apply(result.settings, result.distmat, result.metrics, seconds=result.seconds)
+
+    def _apply(self, settings: PostSettings, distmat: np.ndarray, metrics, *, seconds: float) -> None:
+        t0 = time.perf_counter()
+        self.state.set_distances(settings, distmat, metrics)
+        method = settings.method(self.state.base_method)
+        took = seconds + time.perf_counter() - t0
+        self._status(f"{method}: {took:.2f} s" + (" (cached)" if seconds == 0.0 else ""))
+        self._fill_extra_rows()
+
+    def _fill_extra_rows(self) -> Worker | None:
+        """Rank the external queries that lack a row for the applied settings (background)."""
+        state = self.state
+        settings = state.applied
+        missing = [e for e in state.extra_queries if e.row(settings) is None]
+        if not missing or state.session is None:
+            return None
+        session = state.session
+
+        def store(rows: list[np.ndarray]) -> None:
+            if session is not state.session:
+                return
+            for extra, row in zip(missing, rows, strict=True):
+                extra.rows[settings.without_tlift().key()] = row
+            state.extra_rows_changed()
+
+        return self._job(extra_rows, session, missing, settings, name="rank external queries",
+                         on_result=store)
+
+    def _revert(self) -> None:
+        """A recomputation did not finish: show the settings the results are for again."""
+        if self._closed:
+            return
+        self.state.show_settings(self.state.applied)
+        self._timer.stop()
+
+    # ------------------------------------------------------------------ external queries
+    def add_external_query(self, path: str) -> Worker | None:
+        state = self.state
+        if state.session is None:
+            state.error = JobError("no dataset loaded", "open a dataset before adding a query image")
+            return None
+        settings = [PostSettings()]
+        if not state.applied.is_raw:
+            settings.append(state.applied)
+
+        session = state.session
+
+        def added(extra) -> None:
+            if session is not state.session:
+                return  # another dataset was loaded meanwhile
+            state.extra_queries = state.extra_queries + (extra,)
+            state.select_query(state.num_queries - 1)
+            state.events.message.emit(f"added {os.path.basename(path)} as a query")
+            self._fill_extra_rows()  # the settings may have changed while it was scored
+
+        return self._job(score_external, session, path, settings,
+                         name=f"open {os.path.basename(path)} as query", on_result=added)
+
+    # ------------------------------------------------------------------ export
+    def export(self, path: str, *, all_queries: bool, top_k: int | None) -> Worker | None:
+        """Write the current query's list (or every query's) to CSV in the background."""
+        state = self.state
+        if state.session is None or state.distmat is None:
+            state.error = JobError("nothing to export", "no ranking has been computed yet")
+            return None
+        queries = list(state.session.dataset.query) + [e.sample for e in state.extra_queries]
+        extras = state.extra_queries
+        if extras:
+            rows = [e.row(state.applied) for e in extras]
+            if any(r is None for r in rows):
+                state.error = JobError("not ready", "the external queries are still being ranked "
+                                       "for the current settings; export again in a moment")
+                return None
+            distmat = np.vstack([state.distmat] + [r[None] for r in rows])
+            scores = np.vstack([state.session.logits["qg"]] + [e.logits[None] for e in extras])
+        else:
+            distmat, scores = state.distmat, state.session.logits["qg"]
+        if all_queries:
+            indices = list(range(len(queries)))
+        elif state.selected_query >= 0:
+            indices = [state.selected_query]
+        else:
+            state.error = JobError("nothing to export", "select a query first")
+            return None
+        method = state.applied.method(state.base_method)
+
+        def done(rows: int) -> None:
+            state.events.message.emit(f"wrote {rows} rows to {path}")
+            self.export_finished.emit(path, rows)
+
+        return self._job(export_ranked_csv, path, distmat, scores, queries,
+                         list(state.session.dataset.gallery), method=method, top_k=top_k,
+                         query_indices=indices, name="export CSV", pool="io", on_result=done,
+                         on_error=lambda e: self.export_finished.emit(path, -1),
+                         on_cancel=lambda: self.export_finished.emit(path, -1))
+
+    # ------------------------------------------------------------------ navigation / lifetime
+    def open_selected_match(self) -> None:
+        """Enter on a result: ask for the match view of (query, gallery item)."""
+        item = self.state.selected_item()
+        if item is not None:
+            self.match_requested.emit(self.state.selected_query, item.gallery_index)
+
+    def cancel_jobs(self) -> None:
+        """Cancel the running session job(s) (the progress bar's Cancel button)."""
+        self.runner.cancel()
+
+    def shutdown(self, timeout_ms: int = 30_000) -> bool:
+        """Cancel every job and wait for the threads; no callback runs after this."""
+        self._closed = True
+        self._timer.stop()
+        return self.runner.shutdown(timeout_ms)

@@ -1,0 +1,212 @@
+"""The main window: lays out the widgets, the menu and the status bar; holds no engine logic.
+
+Left: the query browser. Centre: the selected query and its ranked results. Right: overall
+accuracy and the post-processing controls. Before the first load finishes, a loading page with
+the progress (or the reason the load failed) takes the centre.
+"""
+from __future__ import annotations
+
+import os
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QSplitter,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .controller import Controller
+from .keyboard import KeyNavigator
+from .state import ViewerState
+from .tasks import LoadRequest
+from .widgets.display_options import DisplayOptions
+from .widgets.error_banner import ErrorBanner
+from .widgets.export_dialog import ExportDialog
+from .widgets.job_progress import JobProgress
+from .widgets.legend import Legend
+from .widgets.loading_page import LoadingPage
+from .widgets.metrics_panel import MetricsPanel
+from .widgets.postprocess_panel import PostprocessPanel
+from .widgets.query_browser import QueryBrowser
+from .widgets.query_header import QueryHeader
+from .widgets.result_grid import ResultGrid
+from .widgets.status_info import StatusInfoWidget
+from .widgets.thumbnails import ThumbnailCache
+
+__all__ = ["MainWindow"]
+
+IMAGE_FILTER = "Images (*.jpg *.jpeg *.png *.bmp *.webp);;All files (*)"
+
+
+class MainWindow(QMainWindow):
+    """One viewer window around a :class:`Controller` and its state."""
+
+    def __init__(self, controller: Controller | None = None):
+        super().__init__()
+        self.controller = controller or Controller(ViewerState())
+        self.state = state = self.controller.state
+        self.thumbnails = ThumbnailCache()
+        self.setWindowTitle("ReID Inspector")
+        self.resize(1280, 800)
+
+        # ---------------------------------------------------------------- centre pieces
+        self.browser = QueryBrowser(state, self.thumbnails)
+        self.header = QueryHeader(state, self.thumbnails)
+        self.grid = ResultGrid(state, self.thumbnails)
+        self.display = DisplayOptions(state)
+        self.legend = Legend()
+        self.metrics = MetricsPanel(state)
+        self.postprocess = PostprocessPanel(state)
+        self.banner = ErrorBanner(state)
+        self.loading = LoadingPage(state)
+
+        results_title = QLabel("Ranked gallery")
+        results_title.setObjectName("title")
+        toolbar = QHBoxLayout()
+        toolbar.addWidget(results_title)
+        toolbar.addSpacing(12)
+        toolbar.addWidget(self.display)
+        toolbar.addStretch(1)
+        centre = QWidget()
+        centre.setObjectName("panel")
+        centre_layout = QVBoxLayout(centre)
+        centre_layout.setContentsMargins(4, 8, 4, 8)
+        centre_layout.addWidget(self.header)
+        centre_layout.addLayout(toolbar)
+        centre_layout.addWidget(self.grid, 1)
+        centre_layout.addWidget(self.legend)
+
+        right = QWidget()
+        right.setObjectName("panel")
+        right_layout = QVBoxLayout(right)
+        right_layout.setContentsMargins(4, 8, 8, 8)
+        right_layout.addWidget(self.metrics)
+        right_layout.addWidget(self.postprocess)
+        right_layout.addStretch(1)
+
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.addWidget(self.browser)
+        self.splitter.addWidget(centre)
+        self.splitter.addWidget(right)
+        self.splitter.setStretchFactor(0, 0)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setStretchFactor(2, 0)
+        self.splitter.setSizes([290, 740, 250])
+        self.splitter.setChildrenCollapsible(False)
+
+        self.pages = QStackedWidget()
+        self.pages.addWidget(self.loading)
+        self.pages.addWidget(self.splitter)
+        body = QWidget()
+        body_layout = QVBoxLayout(body)
+        body_layout.setContentsMargins(0, 0, 0, 0)
+        body_layout.setSpacing(0)
+        body_layout.addWidget(self.banner)
+        body_layout.addWidget(self.pages, 1)
+        self.setCentralWidget(body)
+
+        # ---------------------------------------------------------------- status bar
+        self.status_info = StatusInfoWidget(state)
+        self.job_progress = JobProgress(state, show_stage=False, only_when_loaded=True)
+        self.job_progress.setMaximumWidth(320)
+        self.statusBar().addPermanentWidget(self.status_info)
+        self.statusBar().addPermanentWidget(self.job_progress)
+        state.events.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
+
+        self._make_menu()
+        self.keys = KeyNavigator(self, state, self.controller.open_selected_match)
+
+        # ---------------------------------------------------------------- wiring
+        self.browser.open_image_requested.connect(self.open_image_as_query)
+        self.grid.activated_result.connect(self.controller.open_selected_match)
+        self.job_progress.cancel_requested.connect(self.controller.cancel_jobs)
+        self.loading.cancel_requested.connect(self.controller.cancel_jobs)
+        self.loading.open_data_requested.connect(self.open_dataset)
+        self.loading.open_checkpoint_requested.connect(self.open_checkpoint)
+        self.loading.retry_requested.connect(self.retry_load)
+        state.events.session.connect(self._show_page)
+        self._show_page()
+
+    # ------------------------------------------------------------------ menu
+    def _make_menu(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+        self.open_image_action = self._action(file_menu, "Open image as query…", "Ctrl+O",
+                                              self.open_image_as_query)
+        self._action(file_menu, "Open dataset folder…", None, self.open_dataset)
+        self._action(file_menu, "Open checkpoint…", None, self.open_checkpoint)
+        file_menu.addSeparator()
+        self.export_action = self._action(file_menu, "Export ranked lists to CSV…", "Ctrl+E",
+                                          self.export_csv)
+        file_menu.addSeparator()
+        self._action(file_menu, "Quit", QKeySequence.StandardKey.Quit, self.close)
+        view_menu = self.menuBar().addMenu("&View")
+        self._action(view_menu, "Cancel running job", "Esc", self.controller.cancel_jobs)
+
+    def _action(self, menu, text: str, shortcut, slot) -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        action.triggered.connect(lambda _checked=False: slot())
+        menu.addAction(action)
+        return action
+
+    def _show_page(self, _value=None) -> None:
+        session = self.state.session
+        self.pages.setCurrentIndex(1 if session is not None else 0)
+        if session is not None:
+            self.setWindowTitle(f"ReID Inspector — {session.dataset.root}")
+
+    # ------------------------------------------------------------------ loading
+    def start_load(self, request: LoadRequest) -> None:
+        if request.data is None:
+            self.loading.set_subtitle("Demo: synthetic domain B, ranked by a model trained on domain A")
+        else:
+            self.loading.set_subtitle(f"Dataset {request.data}\nCheckpoint {request.checkpoint}")
+        self.state.load_failed = None
+        self.controller.load(request)
+
+    def retry_load(self) -> None:
+        if self.controller.last_request is not None:
+            self.start_load(self.controller.last_request)
+
+    def _request(self, **changes) -> LoadRequest:
+        base = self.controller.last_request or LoadRequest()
+        return LoadRequest(**{**base.__dict__, **changes})
+
+    def open_dataset(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open a re-id dataset folder")
+        if folder:
+            self.start_load(self._request(data=folder))
+
+    def open_checkpoint(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open a checkpoint", "", "Checkpoints (*.pt *.pth);;All files (*)")
+        if path:
+            self.start_load(self._request(checkpoint=path))
+
+    # ------------------------------------------------------------------ actions
+    def open_image_as_query(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open an image as query", "", IMAGE_FILTER)
+        if path:
+            self.controller.add_external_query(path)
+
+    def export_csv(self) -> None:
+        if self.state.distmat is None:
+            self.state.events.message.emit("nothing to export yet")
+            return
+        default = os.path.join(os.path.expanduser("~"), "ranked_lists.csv")
+        dialog = ExportDialog(self.state.top_k, default, self)
+        if dialog.exec():
+            choice = dialog.choice()
+            self.controller.export(choice.path, all_queries=choice.all_queries, top_k=choice.top_k)
+
+    # ------------------------------------------------------------------ lifetime
+    def closeEvent(self, event) -> None:
+        self.keys.uninstall()
+        self.controller.shutdown()
+        super().closeEvent(event)

@@ -1,0 +1,211 @@
+"""What the viewer's background jobs do: plain functions over the engine (no Qt here).
+
+Each takes ``progress(stage, done, total)`` and ``cancel() -> bool`` keyword arguments, as the
+engine does, so :class:`viewer.workers.Worker` can run it and the tests can call it directly.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from engine.data.samples import Sample
+from engine.evaluation import Metrics
+from engine.jobs import check_cancel
+
+from .state import ExtraQuery, PostSettings
+
+log = logging.getLogger(__name__)
+
+__all__ = ["LoadRequest", "Loaded", "Computed", "demo_root", "demo_checkpoint", "load_session",
+           "compute_distances", "score_external", "extra_row", "extra_rows", "export_ranked_csv",
+           "safe_evaluate"]
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def demo_root(cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where the demo's synthetic domain B lives (generated on first use)."""
+    from engine.utils import default_cache_dir  # imports torch: keep it off the GUI's start
+
+    return Path(cache_dir or default_cache_dir()) / "demo" / "B"
+
+
+def demo_checkpoint() -> Path:
+    """The shipped demo checkpoint (trained on synthetic domain A)."""
+    return REPO_ROOT / "assets" / "demo" / "model.pt"
+
+
+@dataclass(frozen=True)
+class LoadRequest:
+    """What to open: ``data`` None means the demo (generated when absent)."""
+
+    data: str | None = None
+    checkpoint: str | None = None
+    device: str = "auto"
+    cache_dir: str | None = None
+    layout: str | None = None
+    rerank_blocks: bool = True      # also score q-q and g-g, so switching RR on is fast
+
+
+@dataclass
+class Loaded:
+    """A ready session and its ranking without post-processing."""
+
+    session: object                 # engine.session.Session
+    raw_distmat: np.ndarray         # [q, g] float32
+    raw_metrics: Metrics | None
+    steps: dict[str, float] = field(default_factory=dict)   # seconds per step
+    generated_demo: bool = False
+
+
+@dataclass
+class Computed:
+    """Distances for one settings choice, for the dataset's queries and the external ones."""
+
+    settings: PostSettings
+    distmat: np.ndarray                                     # [q, g] float32
+    metrics: Metrics | None
+    extra_rows: list[np.ndarray] = field(default_factory=list)  # one [g] row per external query
+    seconds: float = 0.0
+
+
+def safe_evaluate(session, distmat: np.ndarray) -> Metrics | None:
+    """Metrics, or None when no query has a true match on another camera."""
+    try:
+        return session.evaluate(distmat)
+    except ValueError as exc:
+        log.warning("no metrics: %s", exc)
+        return None
+
+
+def load_session(request: LoadRequest, *, progress, cancel) -> Loaded:
+    """Open dataset and checkpoint, extract and score (cached), compute the raw ranking.
+
+    The demo (``request.data is None``) is generated into the cache folder first when absent;
+    its checkpoint is ``assets/demo/model.pt`` unless ``request.checkpoint`` is given.
+    """
+    from engine.session import Session
+
+    steps: dict[str, float] = {}
+    generated = False
+    # The checkpoint first: a missing one should not cost the minutes of making the demo set.
+    checkpoint = request.checkpoint or str(demo_checkpoint())
+    if not os.path.isfile(checkpoint):
+        hint = (" (the demo checkpoint is made by training on synthetic domain A; "
+                "pass --checkpoint FILE to use another)" if request.checkpoint is None else "")
+        raise FileNotFoundError(f"checkpoint {checkpoint} does not exist{hint}")
+    data = request.data
+    if data is None:
+        root = demo_root(request.cache_dir)
+        if not (root / "query").is_dir():
+            from engine.data.synthetic import generate
+
+            t0 = time.perf_counter()
+            progress("generate demo data", 0, 0)
+            generate(root, domain="B", seed=0, workers=max(1, min(4, os.cpu_count() or 1)),
+                     progress=progress)
+            steps["generate demo"] = time.perf_counter() - t0
+            generated = True
+        data = str(root)
+    check_cancel(cancel)
+    t0 = time.perf_counter()
+    progress("open dataset and checkpoint", 0, 1)
+    session = Session.open(data, checkpoint, device=request.device, layout=request.layout,
+                           cache_dir=request.cache_dir)
+    steps["open"] = time.perf_counter() - t0
+    check_cancel(cancel)
+    session.prepare(rerank=request.rerank_blocks, progress=progress, cancel=cancel)
+    t0 = time.perf_counter()
+    raw = session.distances(None, None, progress=progress, cancel=cancel)
+    metrics = safe_evaluate(session, raw)
+    steps["raw ranking"] = time.perf_counter() - t0
+    steps.update({k: v for k, v in session.timings.steps.items() if k not in ("post-process",)})
+    return Loaded(session=session, raw_distmat=raw, raw_metrics=metrics, steps=steps,
+                  generated_demo=generated)
+
+
+def extra_row(session, extra: ExtraQuery, settings: PostSettings, *, cancel=None) -> np.ndarray:
+    """Distances ``[g]`` of an external query under ``settings`` (TLift skipped: no timestamp).
+
+    Re-ranking uses the external image alone as the query set (``N = 1 + g``), so adding an
+    image never changes the dataset queries' lists.
+    """
+    from engine.postprocess.pipeline import final_distances, final_distances_from_similarity
+
+    rerank = None if settings.rerank is None else dataclasses.asdict(settings.rerank)
+    gg = None
+    if rerank is not None:
+        session.score(("gg",), cancel=cancel)
+        gg = session.logits["gg"]
+    final = final_distances if getattr(session, "method", "qaconv") == "qaconv" \
+        else final_distances_from_similarity
+    row = final(extra.logits[None, :], extra.self_logit if rerank else None, gg,
+                rerank=rerank, cancel=cancel)
+    return np.asarray(row[0], np.float32)
+
+
+def extra_rows(session, extras: list[ExtraQuery], settings: PostSettings, *,
+               progress, cancel) -> list[np.ndarray]:
+    """Rows ``[g]`` of external queries under ``settings`` (those they do not have yet)."""
+    rows = []
+    for i, extra in enumerate(extras):
+        progress("external queries", i, len(extras))
+        row = extra.row(settings)
+        rows.append(row if row is not None else extra_row(session, extra, settings, cancel=cancel))
+    return rows
+
+
+def compute_distances(session, settings: PostSettings, extras: list[ExtraQuery], *,
+                      progress, cancel) -> Computed:
+    """The distance matrix and metrics for ``settings``, and the external queries' rows."""
+    t0 = time.perf_counter()
+    distmat = session.distances(settings.rerank, settings.tlift,
+                                progress=progress, cancel=cancel)
+    check_cancel(cancel)
+    metrics = safe_evaluate(session, distmat)
+    rows = extra_rows(session, extras, settings, progress=progress, cancel=cancel)
+    return Computed(settings=settings, distmat=distmat, metrics=metrics, extra_rows=rows,
+                    seconds=time.perf_counter() - t0)
+
+
+def score_external(session, path: str, settings: list[PostSettings], *, progress, cancel) -> ExtraQuery:
+    """Turn an image file into an external query with its rows for the given settings.
+
+    Raises ``ValueError`` naming the file when it is not a readable image.
+    """
+    from engine.data import read_image_rgb
+
+    progress("read image", 0, 1)
+    image = read_image_rgb(path)  # a non-image fails here with a clear message
+    check_cancel(cancel)
+    progress("extract features", 0, 1)
+    maps = session.maps_for_image(image)                      # [D, h, w] float16
+    check_cancel(cancel)
+    progress("score against gallery", 0, 1)
+    logits = session.score_maps(maps[None])                   # [1, g]
+    # The image against itself: the q-q block re-ranking needs (symmetric, so one value).
+    self_logit = np.asarray(session.model.score(maps[None], maps[None], device=session.device,
+                                                memory_budget=session.memory_budget), np.float32)
+    extra = ExtraQuery(sample=Sample(os.path.abspath(path), None, None, None),
+                       logits=np.asarray(logits[0], np.float32), self_logit=self_logit, maps=maps)
+    for i, s in enumerate(settings):
+        progress("rank", i, len(settings))
+        extra.rows[s.without_tlift().key()] = extra_row(session, extra, s, cancel=cancel)
+    return extra
+
+
+def export_ranked_csv(path: str, distmat: np.ndarray, scores: np.ndarray, queries: list[Sample],
+                      gallery: list[Sample], *, method: str, top_k: int | None,
+                      query_indices: list[int], progress, cancel) -> int:
+    """Write ranked lists to CSV via :func:`engine.export.write_ranked_csv`; returns rows written."""
+    from engine.export import write_ranked_csv
+
+    return write_ranked_csv(path, distmat, scores, queries, gallery, method=method, top_k=top_k,
+                            query_indices=query_indices,
+                            progress=lambda d, t: progress("export", d, t), cancel=cancel)

@@ -1,0 +1,47 @@
+"""The left panel: query filters, the query list and "open image as query"."""
+from __future__ import annotations
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QLabel, QPushButton, QVBoxLayout, QWidget
+
+from ..state import ViewerState
+from .query_filters import QueryFilters
+from .query_list import QueryList
+from .thumbnails import ThumbnailCache
+
+__all__ = ["QueryBrowser"]
+
+
+class QueryBrowser(QWidget):
+    """Filters, a count of the shown queries, the list and an "Open image…" button."""
+
+    open_image_requested = Signal()
+
+    def __init__(self, state: ViewerState, thumbnails: ThumbnailCache, parent=None):
+        super().__init__(parent)
+        self.setObjectName("panel")
+        self.state = state
+        title = QLabel("Queries")
+        title.setObjectName("title")
+        self.filters = QueryFilters(state)
+        self.count = QLabel()
+        self.count.setObjectName("dim")
+        self.list = QueryList(state, thumbnails)
+        self.open_button = QPushButton("Open image as query…")
+        self.open_button.setToolTip("Rank the gallery for any image file (Ctrl+O)")
+        self.open_button.clicked.connect(self.open_image_requested)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(8, 8, 4, 8)
+        layout.addWidget(title)
+        layout.addWidget(self.filters)
+        layout.addWidget(self.count)
+        layout.addWidget(self.list, 1)
+        layout.addWidget(self.open_button)
+        for name in ("session", "extra_queries", "filter_cam", "filter_pid", "filter_name"):
+            state.events[name].connect(self._update_count)
+
+    def _update_count(self, _value=None) -> None:
+        total = self.state.num_queries
+        shown = len(self.state.visible_queries())
+        self.count.setText(f"{shown} of {total} queries" if shown != total else f"{total} queries")

@@ -1,0 +1,80 @@
+"""Above the results: the selected query's image, who and where it is, its AP and first true match."""
+from __future__ import annotations
+
+import math
+import os
+
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QVBoxLayout
+
+from ..formatting import format_cam, format_time
+from ..state import ViewerState
+from .thumbnails import ThumbnailCache
+
+__all__ = ["QueryHeader"]
+
+IMAGE_SIZE = (56, 112)
+
+
+class QueryHeader(QFrame):
+    """Shows the selected query and its per-query numbers under the applied settings."""
+
+    def __init__(self, state: ViewerState, thumbnails: ThumbnailCache, parent=None):
+        super().__init__(parent)
+        self.setObjectName("card")
+        self.state, self.thumbnails = state, thumbnails
+        self.image = QLabel()
+        self.image.setFixedSize(*IMAGE_SIZE)
+        self.title = QLabel("No query selected")
+        self.title.setObjectName("big")
+        self.where = QLabel()
+        self.where.setObjectName("dim")
+        self.numbers = QLabel()
+        self.note = QLabel()
+        self.note.setObjectName("dim")
+        self.note.setWordWrap(True)
+
+        text = QVBoxLayout()
+        text.setSpacing(2)
+        for label in (self.title, self.where, self.numbers, self.note):
+            text.addWidget(label)
+        text.addStretch(1)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(10, 8, 10, 8)
+        layout.addWidget(self.image)
+        layout.addLayout(text, 1)
+        for name in ("selected_query", "distmat", "extra_queries", "session"):
+            state.events[name].connect(self.refresh)
+
+    def refresh(self, _value=None) -> None:
+        state = self.state
+        query = state.selected_query
+        if state.session is None or not 0 <= query < state.num_queries:
+            self.image.clear()
+            self.title.setText("No query selected")
+            for label in (self.where, self.numbers, self.note):
+                label.clear()
+            return
+        sample = state.query_sample(query)
+        self.image.setPixmap(self.thumbnails.get(sample.path, *IMAGE_SIZE))
+        name = os.path.basename(sample.path)
+        method = state.applied.method(state.base_method)
+        if state.is_extra(query):
+            self.title.setText("External image")
+            self.where.setText(name)
+            self.numbers.setText(f"Ranking: {method.replace('+tlift', '')}")
+            note = "No identity, so no right/wrong marks."
+            if state.applied.tlift is not None:
+                note += " TLift is not applied to this image (it has no timestamp)."
+            self.note.setText(note)
+            return
+        self.title.setText(f"Identity {sample.pid:04d}")
+        when = format_time(sample.time)
+        self.where.setText(f"camera {format_cam(sample.cam)}" + (f" · t {when}" if when else "")
+                           + f" · {name}")
+        ranking = state.ranking(query)
+        if ranking is None or math.isnan(ranking.ap):
+            self.numbers.setText(f"Ranking: {method} · no true match in the gallery on another camera")
+        else:
+            self.numbers.setText(f"Ranking: {method} · AP {ranking.ap:.3f} · "
+                                 f"first true match at rank {ranking.first_hit_rank}")
+        self.note.setText("Ranks of first true match count without same-camera junk.")

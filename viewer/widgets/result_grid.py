@@ -1,0 +1,205 @@
+"""The ranked results: top-k gallery tiles with rank, score, camera, time, movement and a border
+coloured by identity (green right, red wrong, grey junk).
+
+A tile is painted by a delegate from the state's :class:`~viewer.ranking.ResultItem` and a cached
+thumbnail, so only the tiles in view cost anything to draw.
+"""
+from __future__ import annotations
+
+from PySide6.QtCore import QAbstractListModel, QModelIndex, QRect, QSize, Qt, Signal
+from PySide6.QtGui import QFont, QPainter, QPen
+from PySide6.QtWidgets import QAbstractItemView, QListView, QStyle, QStyledItemDelegate
+
+from .. import style
+from ..formatting import format_cam, format_movement, format_time
+from ..ranking import ResultItem
+from ..state import ViewerState
+from .display_options import MAX_TOP_K
+from .thumbnails import ThumbnailCache
+
+__all__ = ["ResultModel", "ResultGrid"]
+
+ITEM_ROLE = Qt.ItemDataRole.UserRole + 1
+STATUS_TEXT = {"true": "same identity", "false": "different identity",
+               "junk": "same identity, same camera (junk)", "": "identity unknown"}
+
+
+class ResultModel(QAbstractListModel):
+    """Rows = ``state.results()``: the visible tiles of the selected query."""
+
+    def __init__(self, state: ViewerState, parent=None):
+        super().__init__(parent)
+        self.state = state
+        self.items: list[ResultItem] = []
+
+    def refresh(self) -> None:
+        self.beginResetModel()
+        self.items = self.state.results()
+        self.endResetModel()
+
+    def rowCount(self, parent=QModelIndex()) -> int:  # noqa: B008 - Qt signature
+        return 0 if parent.isValid() else len(self.items)
+
+    def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole):
+        if not index.isValid():
+            return None
+        item = self.items[index.row()]
+        if role == ITEM_ROLE:
+            return item
+        if role == Qt.ItemDataRole.DisplayRole:
+            return f"#{item.rank}"
+        if role == Qt.ItemDataRole.ToolTipRole:
+            sample = self.state.session.dataset.gallery[item.gallery_index]
+            lines = [sample.path, f"rank {item.rank} · {STATUS_TEXT[item.status]}",
+                     f"identity {sample.pid} · camera {format_cam(sample.cam)}",
+                     f"score (QAConv logit) {item.score:.3f} · distance {item.distance:.4f}"]
+            if sample.time is not None:
+                lines.append(f"time {format_time(sample.time)} ({sample.time:.2f} s)")
+            if item.movement is not None:
+                lines.append(f"moved {item.movement:+d} places vs. no post-processing")
+            return "\n".join(lines)
+        return None
+
+
+class ResultDelegate(QStyledItemDelegate):
+    """Paints one tile: coloured frame, thumbnail, ``#rank`` + movement, score/camera/time."""
+
+    def __init__(self, state: ViewerState, thumbnails: ThumbnailCache, parent=None):
+        super().__init__(parent)
+        self.state, self.thumbnails = state, thumbnails
+
+    def sizeHint(self, option, index) -> QSize:
+        return QSize(*style.RESULT_TILE)
+
+    def paint(self, painter: QPainter, option, index: QModelIndex) -> None:
+        item: ResultItem = index.data(ITEM_ROLE)
+        sample = self.state.session.dataset.gallery[item.gallery_index]
+        rect = option.rect.adjusted(2, 2, -2, -2)
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        junk = item.status == "junk"
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        painter.setPen(QPen(style.ACCENT, 2) if selected else QPen(style.JUNK.lighter(130), 1))
+        painter.setBrush(style.SELECTED_BG if selected else style.TILE_BG)
+        painter.drawRoundedRect(rect, 5, 5)
+
+        tw, th = style.RESULT_THUMB
+        frame = QRect(rect.left() + (rect.width() - tw) // 2 - 3, rect.top() + 6, tw + 6, th + 6)
+        color = style.STATUS_COLORS[item.status]
+        pen = QPen(color, 4)
+        if junk:
+            pen.setStyle(Qt.PenStyle.DashLine)
+        painter.setPen(pen)
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        painter.drawRect(frame.adjusted(2, 2, -2, -2))
+        pixmap = self.thumbnails.get(sample.path, tw - 2, th - 2)
+        if junk:
+            painter.setOpacity(0.35)
+        painter.drawPixmap(frame.left() + (frame.width() - pixmap.width()) // 2,
+                           frame.top() + (frame.height() - pixmap.height()) // 2, pixmap)
+        painter.setOpacity(1.0)
+
+        top = frame.bottom() + 4
+        left, width = rect.left() + 6, rect.width() - 12
+        bold = QFont(option.font)
+        bold.setBold(True)
+        painter.setFont(bold)
+        painter.setPen(style.JUNK if junk else style.TEXT)
+        painter.drawText(QRect(left, top, width, 18), Qt.AlignmentFlag.AlignLeft, f"#{item.rank}")
+        moved = format_movement(item.movement)
+        if moved:
+            painter.setPen(style.MOVED_UP if item.movement > 0 else
+                           style.MOVED_DOWN if item.movement < 0 else style.TEXT_DIM)
+            painter.drawText(QRect(left, top, width, 18), Qt.AlignmentFlag.AlignRight, moved)
+        small = QFont(option.font)
+        small.setPointSizeF(max(option.font.pointSizeF() - 1.0, 7.0))
+        painter.setFont(small)
+        painter.setPen(style.TEXT_DIM)
+        line2 = QRect(left, top + 17, width, 16)
+        line3 = QRect(left, top + 32, width, 16)
+        who = "distractor" if sample.pid == 0 else f"ID {sample.pid}"
+        painter.drawText(line2, Qt.AlignmentFlag.AlignLeft, who)
+        painter.drawText(line2, Qt.AlignmentFlag.AlignRight, format_cam(sample.cam))
+        painter.drawText(line3, Qt.AlignmentFlag.AlignLeft, f"{item.score:.2f}")
+        painter.drawText(line3, Qt.AlignmentFlag.AlignRight, format_time(sample.time))
+        painter.restore()
+
+
+class ResultGrid(QListView):
+    """Tiles of the selected query's ranked list; click selects, Enter/double-click activates."""
+
+    activated_result = Signal()
+
+    def __init__(self, state: ViewerState, thumbnails: ThumbnailCache, parent=None):
+        super().__init__(parent)
+        self.state = state
+        self.model_ = ResultModel(state, self)
+        self.setModel(self.model_)
+        self.setItemDelegate(ResultDelegate(state, thumbnails, self))
+        self.setViewMode(QListView.ViewMode.IconMode)
+        self.setFlow(QListView.Flow.LeftToRight)
+        self.setWrapping(True)
+        self.setResizeMode(QListView.ResizeMode.Adjust)
+        self.setMovement(QListView.Movement.Static)
+        self.setUniformItemSizes(True)
+        self.setSpacing(4)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.verticalScrollBar().setSingleStep(24)
+        self._syncing = False
+        self.selectionModel().currentChanged.connect(self._on_current_changed)
+        self.doubleClicked.connect(lambda _index: self.activated_result.emit())
+        for name in ("selected_query", "distmat", "junk_mode", "extra_queries", "session"):
+            state.events[name].connect(self.refresh)
+        state.events.top_k.connect(self._more_or_less)
+        state.events.selected_result.connect(self._show_selection)
+        self.more_step = state.top_k
+        self.verticalScrollBar().valueChanged.connect(self._scrolled)
+
+    def _scrolled(self, value: int) -> None:
+        """Scrolling to the end of the list shows the next ``more_step`` results."""
+        bar = self.verticalScrollBar()
+        if self._syncing or bar.maximum() == 0 or value < bar.maximum():
+            return
+        state = self.state
+        if state.session is None:
+            return
+        limit = min(MAX_TOP_K, len(state.session.dataset.gallery))
+        if state.top_k < limit:
+            state.top_k = min(state.top_k + self.more_step, limit)
+
+    def _more_or_less(self, _top_k: int) -> None:
+        # Same query, longer or shorter list: keep the scroll position.
+        value = self.verticalScrollBar().value()
+        self.refresh()
+        self._syncing = True
+        try:
+            self.verticalScrollBar().setValue(value)
+        finally:
+            self._syncing = False
+
+    def refresh(self, _value=None) -> None:
+        self._syncing = True
+        try:
+            self.model_.refresh()
+            self.doItemsLayout()  # lay out now, so the scroll range is right at once
+        finally:
+            self._syncing = False
+        self._show_selection(self.state.selected_result)
+
+    def _show_selection(self, position: int) -> None:
+        self._syncing = True
+        try:
+            if 0 <= position < self.model_.rowCount():
+                index = self.model_.index(position)
+                self.selectionModel().setCurrentIndex(
+                    index, self.selectionModel().SelectionFlag.ClearAndSelect)
+                self.scrollTo(index)
+            else:
+                self.selectionModel().clearSelection()
+        finally:
+            self._syncing = False
+
+    def _on_current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        if not self._syncing and current.isValid():
+            self.state.selected_result = current.row()
