@@ -16,6 +16,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ from .data import Dataset, load_dataset
 from .evaluation import Metrics, evaluate
 from .features import FeatureStore, Preprocessing, load_input
 from .jobs import check_cancel
+from .postprocess.params import RerankParams, TLiftParams
 from .postprocess.pipeline import final_distances, final_distances_from_similarity
 from .train import load_model
 from .utils import atomic_path, atomic_write_text, default_cache_dir, resolve_device
@@ -73,21 +75,6 @@ class ScoreStore:
 
 
 @dataclass
-class RerankParams:
-    k1: int = 20
-    k2: int = 6
-    lambda_value: float = 0.3
-
-
-@dataclass
-class TLiftParams:
-    tau: float = 100.0
-    sigma: float = 200.0
-    k: int = 10
-    alpha: float = 0.2
-
-
-@dataclass
 class Timings:
     steps: dict[str, float] = field(default_factory=dict)
 
@@ -127,19 +114,19 @@ class Session:
         return cls(dataset, model, file_digest(checkpoint), device=dev, cache_dir=cache_dir, **kwargs)
 
     # ------------------------------------------------------------------ properties
-    @property
+    @cached_property
     def query_pids(self) -> np.ndarray:
         return np.array([s.pid for s in self.dataset.query], np.int64)
 
-    @property
+    @cached_property
     def gallery_pids(self) -> np.ndarray:
         return np.array([s.pid for s in self.dataset.gallery], np.int64)
 
-    @property
+    @cached_property
     def query_cams(self) -> np.ndarray:
         return np.array([s.cam for s in self.dataset.query], np.int64)
 
-    @property
+    @cached_property
     def gallery_cams(self) -> np.ndarray:
         return np.array([s.cam for s in self.dataset.gallery], np.int64)
 

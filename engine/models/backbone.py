@@ -23,7 +23,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models import resnet as tv_resnet
 
 from .config import ModelConfig
 
@@ -43,14 +42,21 @@ log = logging.getLogger(__name__)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-# depth -> (block, blocks per stage, torchvision's ImageNet weight enum)
+# depth -> (block, blocks per stage, torchvision's ImageNet weight enum), by name: torchvision
+# is imported only when a backbone is built (it costs seconds at start-up, e.g. the viewer's).
 _RESNETS = {
-    18: (tv_resnet.BasicBlock, (2, 2, 2, 2), tv_resnet.ResNet18_Weights),
-    34: (tv_resnet.BasicBlock, (3, 4, 6, 3), tv_resnet.ResNet34_Weights),
-    50: (tv_resnet.Bottleneck, (3, 4, 6, 3), tv_resnet.ResNet50_Weights),
-    101: (tv_resnet.Bottleneck, (3, 4, 23, 3), tv_resnet.ResNet101_Weights),
-    152: (tv_resnet.Bottleneck, (3, 8, 36, 3), tv_resnet.ResNet152_Weights),
+    18: ("BasicBlock", (2, 2, 2, 2), "ResNet18_Weights"),
+    34: ("BasicBlock", (3, 4, 6, 3), "ResNet34_Weights"),
+    50: ("Bottleneck", (3, 4, 6, 3), "ResNet50_Weights"),
+    101: ("Bottleneck", (3, 4, 23, 3), "ResNet101_Weights"),
+    152: ("Bottleneck", (3, 8, 36, 3), "ResNet152_Weights"),
 }
+
+
+def _tv_resnet():
+    from torchvision.models import resnet
+
+    return resnet
 _STAGES = ("layer1", "layer2", "layer3", "layer4")
 _STEM = ("conv1", "bn1", "relu", "maxpool")
 
@@ -69,7 +75,9 @@ def _check_depth_stage(depth: int, last_stage: str):
         raise ValueError(f"depth must be one of {sorted(_RESNETS)}; got {depth!r}")
     if last_stage not in _STAGES:
         raise ValueError(f"last_stage must be one of {', '.join(_STAGES)}; got {last_stage!r}")
-    return _RESNETS[depth]
+    block, layers, weights = _RESNETS[depth]
+    tv = _tv_resnet()
+    return getattr(tv, block), layers, getattr(tv, weights)
 
 
 class FeatureMapBackbone(nn.Module):
@@ -125,7 +133,7 @@ def _read_resnet_state(path: Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
-def _load_trunk_weights(resnet: tv_resnet.ResNet, keep: Sequence[str], state: dict,
+def _load_trunk_weights(resnet: nn.Module, keep: Sequence[str], state: dict,
                         source: str) -> None:
     """Copy the weights of the kept modules; everything they need must be present and fit."""
     own = {k: v for k, v in resnet.state_dict().items() if k.split(".")[0] in keep}
@@ -159,7 +167,7 @@ def _resnet_backbone(depth: int, last_stage: str, neck_channels: int,
     block, layers, _ = _check_depth_stage(depth, last_stage)
     if not isinstance(neck_channels, int) or neck_channels < 1:
         raise ValueError(f"neck_channels must be a positive integer; got {neck_channels!r}")
-    resnet = tv_resnet.ResNet(block, list(layers))
+    resnet = _tv_resnet().ResNet(block, list(layers))
     keep = _STEM + _STAGES[: _STAGES.index(last_stage) + 1]
 
     pretrained = str(pretrained)
