@@ -123,14 +123,22 @@ def cached_imagenet_weights(depth: int) -> Path | None:
 
 def _read_resnet_state(path: Path) -> dict[str, torch.Tensor]:
     """A ResNet state dict from a file, as data only; unwraps ``{"state_dict": ...}`` and
-    ``{"model": ...}`` and strips a ``module.`` prefix left by DataParallel."""
+    ``{"model": ...}`` and strips a ``module.`` prefix left by DataParallel.
+
+    A checkpoint of this project works too (its trunk is under ``backbone.body.``): that is
+    how a model trained here, e.g. the global baseline, initialises another one when no
+    ImageNet weights are at hand."""
     state = torch.load(path, map_location="cpu", weights_only=True)
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path} does not hold a ResNet state dict (a mapping of names to tensors)")
-    return {k.removeprefix("module."): v for k, v in state.items()}
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    if any(k.startswith("backbone.body.") for k in state):
+        state = {k.removeprefix("backbone.body."): v for k, v in state.items()
+                 if k.startswith("backbone.body.")}
+    return state
 
 
 def _load_trunk_weights(resnet: nn.Module, keep: Sequence[str], state: dict,

@@ -136,3 +136,22 @@ def test_cli_errors_are_messages_not_tracebacks(tmp_path):
                          else [sys.executable, "-m", "engine", "info", "--data", str(tmp_path)],
                          capture_output=True, text=True)
     assert res.returncode == 2 and "error:" in res.stderr
+
+
+def test_a_trained_checkpoint_initialises_another_models_trunk(tiny_synth, tmp_path):
+    """No ImageNet weights here: a model trained by this project can stand in for them."""
+    from engine.models.reid import build_model
+    from engine.train import has_pretrained_weights
+
+    _, dataset = tiny_synth
+    source_cfg = dataclasses.replace(TINY_MODEL, method="global")
+    path = fit(dataset, source_cfg, dataclasses.replace(TINY_TRAIN, loss="global", max_epochs=1),
+               tmp_path / "global", device=CPU)
+    target_cfg = dataclasses.replace(TINY_MODEL, pretrained=str(path))
+    assert has_pretrained_weights(target_cfg)
+    source, target = load_model(path), build_model(target_cfg)
+    src, dst = source.backbone.body.state_dict(), target.backbone.body.state_dict()
+    assert src.keys() == dst.keys()
+    assert all(torch.equal(src[k], dst[k]) for k in src)
+    # the neck is not part of the trunk: it starts fresh
+    assert not torch.equal(source.backbone.neck.weight, target.backbone.neck.weight)
