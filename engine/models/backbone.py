@@ -187,7 +187,7 @@ def _resnet_backbone(depth: int, last_stage: str, neck_channels: int,
             _load_trunk_weights(resnet, keep, _read_resnet_state(path), str(path))
             log.info("ResNet-%d: ImageNet weights loaded from %s", depth, path)
     elif pretrained == "none":
-        log.info("ResNet-%d: random initialisation (pretrained='none')", depth)
+        log.debug("ResNet-%d: random initialisation (pretrained='none')", depth)
     else:
         path = Path(pretrained).expanduser()
         if not path.is_file():
