@@ -32,13 +32,13 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     args = ap.parse_args()
 
+    from engine.data.samplers import RandomBatchSampler
     from engine.data.synthetic import generate
+    from engine.data.transforms import TrainTransform
     from engine.features import FeatureStore, Preprocessing, extract_maps, load_input
     from engine.models.config import ModelConfig
     from engine.models.reid import build_criterion, build_model
     from engine.train import TrainConfig, TrainImages, make_optimizer, train_one_epoch
-    from engine.data.samplers import RandomBatchSampler
-    from engine.data.transforms import TrainTransform
 
     torch.manual_seed(0)
     device = torch.device("cpu")

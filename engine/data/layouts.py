@@ -26,6 +26,8 @@ _MARKET_RE = re.compile(r"^(-?\d+)_c(\d+)s(\d+)_(\d+)_\d+")
 _DUKE_RE = re.compile(r"^(-?\d+)_c(\d+)_f(\d+)")
 _CUHK_RE = re.compile(r"^(-?\d+)_c(\d+)_\d+")
 _CAM_IN_NAME_RE = re.compile(r"(?:^|[_\-])c(\d+)")
+# split -> folder, in Market-1501 and the layouts that copy it
+_MARKET_FOLDERS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
 
 
 class LayoutError(ValueError):
@@ -51,7 +53,7 @@ def _list_images(folder: str) -> list[str]:
 
 # --------------------------------------------------------------------------- Market-1501
 def _parse_market(root: str) -> RawSplits:
-    folders = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
+    folders = _MARKET_FOLDERS
     parsed: dict[str, list[tuple[str, int, int, int, int]]] = {}
     out = RawSplits()
     max_frame: dict[tuple[int, int], int] = defaultdict(int)
@@ -82,42 +84,42 @@ def _parse_market(root: str) -> RawSplits:
     return out
 
 
-# --------------------------------------------------------------------------- DukeMTMC-reID
+# --------------------------------------------------------------------------- Market-style folders
+
+
+def _parse_named_folders(root: str, pattern: re.Pattern, expected: str,
+                         to_sample: Callable[[str, re.Match], Sample]) -> RawSplits:
+    """Market-style folders whose file names ``pattern`` parses; ``to_sample`` may raise
+    ``ValueError`` with a reason, which skips that file."""
+    out = RawSplits()
+    for split, sub in _MARKET_FOLDERS.items():
+        for name in _list_images(os.path.join(root, sub)):
+            path = os.path.join(root, sub, name)
+            m = pattern.match(name)
+            try:
+                if m is None:
+                    raise ValueError(f"name is not {expected}")
+                getattr(out, split).append(to_sample(path, m))
+            except ValueError as exc:
+                out.bad_rows.append((path, str(exc)))
+    out.present = tuple(s for s, sub in _MARKET_FOLDERS.items() if os.path.isdir(os.path.join(root, sub)))
+    return out
+
+
+def _duke_sample(path: str, m: re.Match) -> Sample:
+    pid, cam, frame = (int(g) for g in m.groups())
+    if not 1 <= cam <= len(DUKE_OFFSETS):
+        raise ValueError(f"camera {cam} outside 1..{len(DUKE_OFFSETS)}")
+    return Sample(path, pid, cam - 1, (frame + DUKE_OFFSETS[cam - 1]) / DUKE_FPS)
+
+
 def _parse_duke(root: str) -> RawSplits:
-    folders = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
-    out = RawSplits()
-    for split, sub in folders.items():
-        for name in _list_images(os.path.join(root, sub)):
-            path = os.path.join(root, sub, name)
-            m = _DUKE_RE.match(name)
-            if m is None:
-                out.bad_rows.append((path, "name is not PPPP_cC_fFFFFFFF"))
-                continue
-            pid, cam, frame = (int(g) for g in m.groups())
-            if not 1 <= cam <= len(DUKE_OFFSETS):
-                out.bad_rows.append((path, f"camera {cam} outside 1..{len(DUKE_OFFSETS)}"))
-                continue
-            time = (frame + DUKE_OFFSETS[cam - 1]) / DUKE_FPS
-            getattr(out, split).append(Sample(path, pid, cam - 1, time))
-    out.present = tuple(s for s, sub in folders.items() if os.path.isdir(os.path.join(root, sub)))
-    return out
+    return _parse_named_folders(root, _DUKE_RE, "PPPP_cC_fFFFFFFF", _duke_sample)
 
 
-# --------------------------------------------------------------------------- CUHK03-NP
 def _parse_cuhk03(root: str) -> RawSplits:
-    folders = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
-    out = RawSplits()
-    for split, sub in folders.items():
-        for name in _list_images(os.path.join(root, sub)):
-            path = os.path.join(root, sub, name)
-            m = _CUHK_RE.match(name)
-            if m is None:
-                out.bad_rows.append((path, "name is not PPPP_cC_N"))
-                continue
-            pid, cam = int(m.group(1)), int(m.group(2))
-            getattr(out, split).append(Sample(path, pid, cam - 1, None))
-    out.present = tuple(s for s, sub in folders.items() if os.path.isdir(os.path.join(root, sub)))
-    return out
+    return _parse_named_folders(root, _CUHK_RE, "PPPP_cC_N",
+                                lambda path, m: Sample(path, int(m.group(1)), int(m.group(2)) - 1, None))
 
 
 def _cuhk03_variant(variant: str) -> Callable[[str], RawSplits]:

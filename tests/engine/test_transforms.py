@@ -6,8 +6,14 @@ import math
 import numpy as np
 import pytest
 
-from engine.data.transforms import (Cutout, RandomErasing, RandomOcclusion, TrainTransform,
-                                    make_occlusion, to_tensor)
+from engine.data.transforms import (
+    Cutout,
+    RandomErasing,
+    RandomOcclusion,
+    TrainTransform,
+    make_occlusion,
+    to_tensor,
+)
 
 
 def _image(h=384, w=128, seed=0):
