@@ -2,18 +2,23 @@
 
 Saving goes through a temporary file and a rename, so an interrupt never leaves a torn
 checkpoint. Loading uses ``weights_only=True``: a checkpoint is data, never code.
+
+torch is imported inside the functions that need it: the cache keys (``file_digest``) and the
+JSON sidecar (``read_sidecar_config``) serve a warm viewer launch, which never loads the model.
 """
 from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from .utils import atomic_path, atomic_write_text
+
+if TYPE_CHECKING:
+    import torch
 
 FORMAT_VERSION = 1
 
@@ -26,9 +31,10 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
     """Write ``state`` (tensors, numbers, strings, lists, dicts) atomically to ``path``.
 
     The model settings (``state["config"]``) are also written beside it as JSON, so a
-    person can read what a checkpoint is without loading it.
+    person can read what a checkpoint is without loading it. The sidecar also records the
+    checkpoint file's digest, so a reader can tell whether it still describes that file.
     """
-    import json
+    import torch
 
     state = {"format_version": FORMAT_VERSION, **state}
     buffer = io.BytesIO()
@@ -36,13 +42,20 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(buffer.getbuffer())
     if "config" in state:
-        settings = {"config": state["config"], "train": state.get("train_settings"),
-                    "epoch": state.get("epoch")}
-        atomic_write_text(Path(path).with_suffix(".json"), json.dumps(settings, indent=2, default=str))
+        write_sidecar(path, state, bytes_digest(buffer.getbuffer()))
+
+
+def write_sidecar(path: str | os.PathLike, state: dict[str, Any], digest: str) -> None:
+    """Write the JSON sidecar of checkpoint ``path`` (whose content is ``state``, hash ``digest``)."""
+    settings = {"config": state["config"], "train": state.get("train_settings"),
+                "epoch": state.get("epoch"), "checkpoint_digest": digest}
+    atomic_write_text(sidecar_path(path), json.dumps(settings, indent=2, default=str))
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Read a checkpoint onto the CPU without running any code from it."""
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
@@ -74,6 +87,32 @@ def load_state_strict(module: torch.nn.Module, state_dict: dict[str, torch.Tenso
     module.load_state_dict(state_dict)
 
 
+def sidecar_path(path: str | os.PathLike) -> Path:
+    """The JSON file :func:`save_checkpoint` writes beside checkpoint ``path``."""
+    return Path(path).with_suffix(".json")
+
+
+def read_sidecar_config(path: str | os.PathLike, digest: str) -> dict[str, Any] | None:
+    """The model settings from the sidecar of checkpoint ``path``, without loading it (nor torch).
+
+    Returns None when the sidecar is absent, unreadable, or does not record ``digest`` (the
+    checkpoint's :func:`file_digest`): a stale or foreign sidecar must not key the caches.
+    """
+    try:
+        settings = json.loads(sidecar_path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(settings, dict) or settings.get("checkpoint_digest") != digest:
+        return None
+    config = settings.get("config")
+    return config if isinstance(config, dict) else None
+
+
+def bytes_digest(data: bytes | memoryview) -> str:
+    """Content hash of bytes in memory; equal to :func:`file_digest` of a file holding them."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
 def file_digest(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     """Content hash of a file (keys the caches: a retrained checkpoint is a new key)."""
     h = hashlib.blake2b(digest_size=16)
@@ -85,6 +124,8 @@ def file_digest(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 def state_digest(state_dict: dict[str, torch.Tensor]) -> str:
     """Content hash of weights held in memory (for models not loaded from a file)."""
+    import torch
+
     h = hashlib.blake2b(digest_size=16)
     for name in sorted(state_dict):
         tensor = state_dict[name].detach().cpu().contiguous()

@@ -5,6 +5,9 @@ than memory still scores. An entry's key is a hash of everything that changes it
 the model's weights, the image list (paths, sizes, modification times) and the
 preprocessing. A changed input is therefore a different key (a miss); an entry whose file
 does not match its recorded size and checksum is rebuilt, never trusted.
+
+torch is imported only by the functions that run the model: keys and cache reads serve a warm
+viewer launch, which must not pay the seconds of importing it.
 """
 from __future__ import annotations
 
@@ -16,14 +19,16 @@ import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from .data import Sample, read_image_rgb
-from .models.backbone import preprocess
 from .jobs import check_cancel
 from .utils import atomic_write_text
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +71,15 @@ class Preprocessing:
 
 def load_input(path_or_image: str | np.ndarray, prep: Preprocessing) -> torch.Tensor:
     """One image (file path or RGB array) -> model input ``[3, H, W]`` float32."""
+    from .models.backbone import preprocess
+
     image = read_image_rgb(path_or_image) if isinstance(path_or_image, str) else path_or_image
     return preprocess(image, prep.height, prep.width, prep.imagenet_norm)[0]
 
 
-class _ImageFiles(torch.utils.data.Dataset):
+class _ImageFiles:
+    """Map-style dataset of model inputs (all a DataLoader needs: ``len`` and indexing)."""
+
     def __init__(self, paths: Sequence[str], prep: Preprocessing):
         self.paths, self.prep = list(paths), prep
 
@@ -81,7 +90,6 @@ class _ImageFiles(torch.utils.data.Dataset):
         return load_input(self.paths[i], self.prep)
 
 
-@torch.no_grad()
 def extract_maps(backbone: torch.nn.Module, paths: Sequence[str], prep: Preprocessing, *,
                  device: torch.device, batch_size: int = 64, num_workers: int = 0,
                  out: np.ndarray | None = None,
@@ -91,6 +99,8 @@ def extract_maps(backbone: torch.nn.Module, paths: Sequence[str], prep: Preproce
 
     ``out`` may be a preallocated (memory-mapped) array to fill in place.
     """
+    import torch
+
     backbone.eval()
     loader = torch.utils.data.DataLoader(_ImageFiles(paths, prep), batch_size=batch_size,
                                          num_workers=num_workers, shuffle=False)
@@ -98,7 +108,8 @@ def extract_maps(backbone: torch.nn.Module, paths: Sequence[str], prep: Preproce
     use_amp = device.type == "cuda"
     for batch in loader:
         check_cancel(cancel)
-        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+        with torch.no_grad(), torch.autocast(device_type=device.type, dtype=torch.float16,
+                                             enabled=use_amp):
             maps = backbone(batch.to(device, non_blocking=True))  # [b, D, h, w]
         maps = maps.float().cpu().numpy().astype(np.float16)
         if out is None:

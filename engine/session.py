@@ -6,31 +6,40 @@ take ``progress(stage, done, total)`` and ``cancel()`` callables.
 
 Flow (DESIGN.md "How data flows"): images -> feature maps (FeatureStore) -> logits q-g, and
 q-q / g-g when re-ranking is on (ScoreStore) -> ``final_distances`` (RR, TLift) -> distmat.
+
+Importing this module does not import torch, and a session opened on a warm cache loads its
+model (and torch, seconds) only when a step needs it: extracting or scoring what the cache
+lacks, or ranking an extra image. The cache keys need only the checkpoint's digest and its
+settings, read from the checkpoint's JSON sidecar when that records the same digest.
 """
 from __future__ import annotations
 
 import hashlib
+import ctypes
 import json
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from .checkpoint import file_digest
+from .checkpoint import file_digest, read_sidecar_config
 from .data import Dataset, load_dataset
 from .evaluation import Metrics, evaluate
 from .features import FeatureStore, Preprocessing, load_input
 from .jobs import check_cancel
 from .postprocess.params import RerankParams, TLiftParams
 from .postprocess.pipeline import final_distances, final_distances_from_similarity
-from .train import load_model
-from .utils import atomic_path, atomic_write_text, default_cache_dir, resolve_device
+from .utils import atomic_path, atomic_write_text, default_cache_dir
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -82,21 +91,63 @@ class Timings:
         self.steps[name] = seconds
 
 
-class Session:
-    """Dataset + model + caches. Build with :meth:`open` or the constructor."""
+# The model settings the cache keys depend on: a sidecar lacking one is not used.
+_KEY_SETTINGS = ("height", "width", "imagenet_norm", "method")
 
-    def __init__(self, dataset: Dataset, model, model_digest: str, *, device: torch.device,
+
+def _gpu_driver_present() -> bool:
+    """Whether this machine may have a GPU torch can use (CUDA or ROCm), judged without torch.
+
+    False only when that is certain, so ``auto`` resolves to the CPU without importing torch;
+    True (or not Linux) leaves the answer to torch.
+    """
+    if sys.platform == "darwin":
+        return False  # torch's macOS builds have no CUDA
+    if not sys.platform.startswith("linux"):
+        return True
+    if any(os.path.exists(p) for p in ("/dev/nvidiactl", "/dev/kfd", "/dev/dxg")):
+        return True
+    try:
+        ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return False
+    return True
+
+
+def _resolve_device_lazily(name: str) -> str | torch.device:
+    """``resolve_device``, but ``"cpu"`` (a name) when that is certain without importing torch."""
+    key = (name or "auto").lower()
+    if key == "cpu" or (key == "auto" and not _gpu_driver_present()):
+        return "cpu"
+    from .utils import resolve_device
+
+    return resolve_device(name)
+
+
+class Session:
+    """Dataset + model + caches. Build with :meth:`open` or the constructor.
+
+    ``model`` may be None when ``checkpoint`` and its settings ``config`` (a dict holding at
+    least height, width, imagenet_norm and method) are given: the model is then loaded from
+    ``checkpoint`` on first use of :attr:`model`. ``device`` may be a device name until then.
+    """
+
+    def __init__(self, dataset: Dataset, model, model_digest: str, *, device: torch.device | str,
                  cache_dir: str | os.PathLike | None = None, batch_size: int = 64,
-                 memory_budget: int = 512 << 20):
-        self.dataset, self.model, self.model_digest = dataset, model, model_digest
-        self.device = device
+                 memory_budget: int = 512 << 20, checkpoint: str | os.PathLike | None = None,
+                 config: dict[str, Any] | None = None):
+        if model is None and (checkpoint is None or config is None):
+            raise ValueError("Session needs a model, or a checkpoint and its config to load it from")
+        self.dataset, self._model, self.model_digest = dataset, model, model_digest
+        self.checkpoint = checkpoint
+        self._device = device
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
         self.features = FeatureStore(self.cache_dir)
         self.scores = ScoreStore(self.cache_dir)
         self.batch_size, self.memory_budget = batch_size, memory_budget
-        cfg = model.config
-        self.prep = Preprocessing(cfg.height, cfg.width, cfg.imagenet_norm)
-        self.method = cfg.method
+        cfg = config if model is None else {k: getattr(model.config, k) for k in _KEY_SETTINGS}
+        self.prep = Preprocessing(cfg["height"], cfg["width"], cfg["imagenet_norm"])
+        self.method = cfg["method"]
         self.query_maps: np.ndarray | None = None
         self.gallery_maps: np.ndarray | None = None
         self.logits: dict[str, np.ndarray] = {}
@@ -108,10 +159,50 @@ class Session:
     def open(cls, data: str | os.PathLike | Dataset, checkpoint: str | os.PathLike, *,
              device: str = "auto", layout: str | None = None,
              cache_dir: str | os.PathLike | None = None, **kwargs) -> Session:
-        dev = resolve_device(device)
+        """Open a dataset and a checkpoint; the model itself is loaded when first needed.
+
+        Without a JSON sidecar recording this checkpoint's digest, the checkpoint is loaded
+        now, since its settings are part of every cache key.
+        """
+        dev = _resolve_device_lazily(device)
         dataset = data if isinstance(data, Dataset) else load_dataset(data, layout)
-        model = load_model(checkpoint, dev)
-        return cls(dataset, model, file_digest(checkpoint), device=dev, cache_dir=cache_dir, **kwargs)
+        digest = file_digest(checkpoint)
+        config = read_sidecar_config(checkpoint, digest)
+        if config is None or not all(k in config for k in _KEY_SETTINGS):
+            from .train import load_model
+
+            return cls(dataset, load_model(checkpoint, dev), digest, device=dev,
+                       cache_dir=cache_dir, **kwargs)
+        return cls(dataset, None, digest, device=dev, cache_dir=cache_dir,
+                   checkpoint=checkpoint, config=config, **kwargs)
+
+    @property
+    def device(self) -> torch.device | str:
+        """The compute device: a ``torch.device``, or its name while torch is not imported."""
+        if isinstance(self._device, str) and "torch" in sys.modules:
+            import torch
+
+            self._device = torch.device(self._device)
+        return self._device
+
+    @property
+    def model(self):
+        """The re-id model, loaded from the checkpoint (with torch) on first use."""
+        if self._model is None:
+            from .train import load_model
+
+            model = load_model(self.checkpoint, self.device)
+            cfg = model.config
+            if (Preprocessing(cfg.height, cfg.width, cfg.imagenet_norm) != self.prep
+                    or cfg.method != self.method):
+                raise ValueError(f"the settings in the JSON sidecar of {self.checkpoint} differ "
+                                 "from the checkpoint's; delete the sidecar and reopen")
+            self._model = model
+        return self._model
+
+    @model.setter
+    def model(self, model) -> None:
+        self._model = model
 
     # ------------------------------------------------------------------ properties
     @cached_property
@@ -145,11 +236,19 @@ class Session:
         for split in ("query", "gallery"):
             samples = getattr(self.dataset, split)
             t0 = time.perf_counter()
-            maps, hit = self.features.get_or_extract(
-                self.model.backbone_for_maps(), self.model_digest, samples, self.prep,
-                device=self.device, batch_size=self.batch_size,
-                progress=None if progress is None else (lambda d, t, s=split: progress(f"extract {s}", d, t)),
-                cancel=cancel)
+            # Looked up before the model is touched: a warm cache never loads it.
+            maps = self.features.load(self.features.key(
+                self.model_digest, [s.path for s in samples], self.prep))
+            hit = maps is not None
+            if not hit:
+                backbone = self.model.backbone_for_maps()
+                maps, hit = self.features.get_or_extract(
+                    backbone, self.model_digest, samples, self.prep,
+                    device=self.device, batch_size=self.batch_size,
+                    progress=None if progress is None else (lambda d, t, s=split: progress(f"extract {s}", d, t)),
+                    cancel=cancel)
+            elif progress is not None:
+                progress(f"extract {split}", len(samples), len(samples))
             setattr(self, f"{split}_maps", maps)
             self.cache_hits[f"features {split}"] = hit
             self.timings.record(f"extract {split}", time.perf_counter() - t0)
@@ -174,7 +273,8 @@ class Session:
             block = self.scores.load(key, (len(a), len(b)))
             self.cache_hits[f"scores {name}"] = block is not None
             if block is None:
-                block = self.model.score(
+                model = self.model
+                block = model.score(
                     a, b, device=self.device, memory_budget=self.memory_budget,
                     symmetric=name[0] == name[1],
                     progress=None if progress is None else (lambda d, t, n=name: progress(f"score {n}", d, t)),
@@ -213,21 +313,26 @@ class Session:
         return evaluate(distmat, self.query_pids, self.gallery_pids, self.query_cams, self.gallery_cams)
 
     # ------------------------------------------------------------------ single images
-    @torch.no_grad()
     def maps_for_image(self, image: str | np.ndarray) -> np.ndarray:
         """Feature map ``[D, h, w]`` (float16) of one image file or RGB array."""
-        x = load_input(image, self.prep).unsqueeze(0).to(self.device)
-        return self.model.backbone_for_maps()(x)[0].float().cpu().numpy().astype(np.float16)
+        import torch
+
+        backbone = self.model.backbone_for_maps()
+        x = load_input(image, self.prep).unsqueeze(0).to(self.device)  # [1, 3, H, W]
+        with torch.no_grad():
+            return backbone(x)[0].float().cpu().numpy().astype(np.float16)
 
     def score_maps(self, probe_maps: np.ndarray) -> np.ndarray:
         """Logits ``[n, g]`` of extra probe maps ``[n, D, h, w]`` against the gallery."""
         if self.gallery_maps is None:
             self.extract()
-        return np.asarray(self.model.score(probe_maps, self.gallery_maps, device=self.device,
+        model = self.model
+        return np.asarray(model.score(probe_maps, self.gallery_maps, device=self.device,
                                            memory_budget=self.memory_budget), np.float32)
 
     def correspondences(self, probe_map: np.ndarray, gallery_index: int):
         """QAConv's local matches between a probe map and one gallery image (SPEC 2.7)."""
         if self.gallery_maps is None:
             self.extract()
-        return self.model.correspondences(probe_map, self.gallery_maps[gallery_index])
+        model = self.model
+        return model.correspondences(probe_map, self.gallery_maps[gallery_index])

@@ -25,7 +25,7 @@ from .data.transforms import TrainTransform
 from .jobs import check_cancel
 from .models.backbone import IMAGENET_MEAN, IMAGENET_STD
 from .models.config import ModelConfig
-from .models.reid import ReIDModel, build_model, build_criterion
+from .models.reid import ReIDModel, build_criterion, build_model
 from .utils import autocast_dtype, seed_everything, seed_worker
 
 log = logging.getLogger(__name__)

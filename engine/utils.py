@@ -1,4 +1,8 @@
-"""Small helpers shared by the engine: device choice, seeding, atomic writes."""
+"""Small helpers shared by the engine: device choice, seeding, atomic writes.
+
+torch is imported inside the helpers that need it: the atomic writes and the cache folder
+serve a warm viewer launch, which must not pay the seconds of importing torch.
+"""
 from __future__ import annotations
 
 import contextlib
@@ -7,13 +11,18 @@ import random
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 
 def resolve_device(name: str = "auto") -> torch.device:
     """Turn ``auto``/``cpu``/``cuda[:i]`` into a device; asking for absent CUDA is an error."""
+    import torch
+
     name = (name or "auto").lower()
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -31,11 +40,15 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 def autocast_dtype(device: torch.device) -> torch.dtype:
     """Mixed-precision dtype for a device: fp16 on CUDA, bfloat16 on the CPU."""
+    import torch
+
     return torch.float16 if device.type == "cuda" else torch.bfloat16
 
 
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (all devices) from one number."""
+    import torch
+
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -43,6 +56,8 @@ def seed_everything(seed: int) -> None:
 
 def seed_worker(worker_id: int) -> None:
     """DataLoader ``worker_init_fn``: reseed NumPy and ``random`` from torch's per-worker seed."""
+    import torch
+
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)

@@ -144,3 +144,72 @@ def test_checkpoint_with_code_is_refused(tmp_path):
     torch.save({"config": {}, "payload": Evil()}, path)
     with pytest.raises(CheckpointError):
         load_checkpoint(path)
+
+
+def test_sidecar_config_only_for_the_same_checkpoint(tmp_path):
+    from engine.checkpoint import file_digest, read_sidecar_config, sidecar_path
+
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, {"config": {"height": 16, "width": 8}, "model": _TinyBackbone().state_dict()})
+    assert read_sidecar_config(path, file_digest(path)) == {"height": 16, "width": 8}
+    assert read_sidecar_config(path, "another-checkpoint") is None  # stale sidecar
+    sidecar_path(path).write_text("{not json")
+    assert read_sidecar_config(path, file_digest(path)) is None
+    sidecar_path(path).unlink()
+    assert read_sidecar_config(path, file_digest(path)) is None
+
+
+def _tiny_checkpoint(tmp_path):
+    from engine.models.config import ModelConfig
+    from engine.models.reid import build_model
+
+    cfg = ModelConfig(arch="resnet18", neck=8, height=32, width=16, pretrained="none")
+    torch.manual_seed(0)
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, {"config": cfg.to_dict(), "model": build_model(cfg).state_dict()})
+    return path
+
+
+def test_warm_session_ranks_without_model_or_torch(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from engine.checkpoint import sidecar_path
+    from engine.data import Dataset
+    from engine.session import Session
+    from engine.train import load_model
+
+    (tmp_path / "imgs").mkdir()
+    samples = _images(tmp_path / "imgs", n=6)
+    dataset = Dataset("tiny", str(tmp_path), query=samples[:2], gallery=samples[2:])
+    ckpt, cache = _tiny_checkpoint(tmp_path), tmp_path / "cache"
+    cold = Session.open(dataset, ckpt, device="cpu", cache_dir=cache)
+    expected = cold.distances(None, None)
+    assert not any(cold.cache_hits.values())
+
+    warm = Session.open(dataset, ckpt, device="cpu", cache_dir=cache)
+    np.testing.assert_array_equal(warm.distances(None, None), expected)
+    assert all(warm.cache_hits.values()) and warm._model is None
+    # The keys from the sidecar equal those of a session given the loaded model.
+    eager = Session(dataset, load_model(ckpt), cold.model_digest, device=CPU, cache_dir=cache)
+    assert eager._block_key("qg") == warm._block_key("qg")
+    assert warm.model.config.height == 32  # loaded on first use
+
+    # In a fresh interpreter: importing the session and ranking from the cache never imports torch.
+    script = ("import sys; from engine.data import Dataset, Sample; from engine.session import Session; "
+              f"s = [Sample(p, i, 0) for i, p in enumerate({[s.path for s in samples]!r})]; "
+              f"d = Session.open(Dataset('tiny', '.', query=s[:2], gallery=s[2:]), {str(ckpt)!r}, "
+              f"device='auto', cache_dir={str(cache)!r}).distances(None, None); "
+              "print(d.shape, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-1] == "False"
+
+    # An edited sidecar is caught when the model loads; without a sidecar the model loads at once.
+    sidecar_path(ckpt).write_text(sidecar_path(ckpt).read_text().replace('"height": 32', '"height": 64'))
+    with pytest.raises(ValueError, match="sidecar"):
+        Session.open(dataset, ckpt, device="cpu", cache_dir=cache).model
+    sidecar_path(ckpt).unlink()
+    assert Session.open(dataset, ckpt, device="cpu", cache_dir=cache)._model is not None
