@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _timing import timed  # benchmarks/ is on sys.path when run as a script
 
 from engine.evaluation import evaluate  # noqa: E402
 
@@ -60,15 +61,6 @@ def make_case(q, g, identities=750, cameras=6, seed=0):
     distmat = rng.random((q, g), dtype=np.float32)
     distmat -= 0.2 * (q_pids[:, None] == g_pids[None, :])
     return distmat, q_pids, g_pids, q_cams, g_cams
-
-
-def timed(fn, *args, repeat=1):
-    best, result = float("inf"), None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = fn(*args)
-        best = min(best, time.perf_counter() - start)
-    return best, result
 
 
 def main(argv=None) -> int:

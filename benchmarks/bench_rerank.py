@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 import tracemalloc
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _timing import timed  # benchmarks/ is on sys.path when run as a script
 
 from engine.postprocess import re_rank  # noqa: E402
 
@@ -90,15 +91,6 @@ def make_blocks(q, g, seed=0, dim=64, identities=None):
     x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
     full = np.sqrt(np.maximum(2.0 - 2.0 * (x @ x.T), 0.0)).astype(np.float32)
     return tuple(np.ascontiguousarray(b) for b in (full[:q, q:], full[:q, :q], full[q:, q:]))
-
-
-def timed(fn, *args, repeat=1):
-    best, result = float("inf"), None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = fn(*args)
-        best = min(best, time.perf_counter() - start)
-    return best, result
 
 
 def peak_bytes(fn, *args):

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _timing import timed  # benchmarks/ is on sys.path when run as a script
 
 from engine.postprocess import tlift  # noqa: E402
 
@@ -69,15 +70,6 @@ def make_case(p, g, cameras=6, hours=2.0, seed=0):
     scores = rng.random((p, g)) ** 3  # most pairs dissimilar, a few similar
     return (scores, rng.integers(0, cameras, p), rng.random(p) * span,
             rng.integers(0, cameras, g), rng.random(g) * span)
-
-
-def timed(fn, *args, repeat=1):
-    best, result = float("inf"), None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = fn(*args)
-        best = min(best, time.perf_counter() - start)
-    return best, result
 
 
 def main(argv=None) -> int:
