@@ -14,8 +14,8 @@ settings, read from the checkpoint's JSON sidecar when that records the same dig
 """
 from __future__ import annotations
 
-import hashlib
 import ctypes
+import hashlib
 import json
 import logging
 import os

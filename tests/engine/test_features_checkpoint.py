@@ -210,6 +210,6 @@ def test_warm_session_ranks_without_model_or_torch(tmp_path):
     # An edited sidecar is caught when the model loads; without a sidecar the model loads at once.
     sidecar_path(ckpt).write_text(sidecar_path(ckpt).read_text().replace('"height": 32', '"height": 64'))
     with pytest.raises(ValueError, match="sidecar"):
-        Session.open(dataset, ckpt, device="cpu", cache_dir=cache).model
+        _ = Session.open(dataset, ckpt, device="cpu", cache_dir=cache).model
     sidecar_path(ckpt).unlink()
     assert Session.open(dataset, ckpt, device="cpu", cache_dir=cache)._model is not None
