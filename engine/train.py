@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import load_checkpoint, load_state_strict, save_checkpoint
+from .checkpoint import file_digest, load_checkpoint, load_state_strict, save_checkpoint
 from .data import Dataset, Sample, read_image_rgb
 from .data.samplers import GraphSampler, PKBatchSampler, RandomBatchSampler
 from .data.transforms import TrainTransform
@@ -243,6 +243,20 @@ def _class_distances(model: ReIDModel, dataset: TrainImages, device: torch.devic
     return -np.asarray(logits, dtype=np.float64)
 
 
+def portable_config(cfg: ModelConfig) -> dict:
+    """The model settings to store in a checkpoint, free of this machine's paths.
+
+    A trunk initialised from a file is recorded by its file name and content digest: the
+    checkpoint holds every weight, so the path is never needed to load it, and a path would
+    only leak the trainer's folder layout into a file that is shared.
+    """
+    settings = cfg.to_dict()
+    if settings["pretrained"] not in ("auto", "none"):
+        source = Path(settings["pretrained"])
+        settings["pretrained"] = f"{source.name} (digest {file_digest(source)})"
+    return settings
+
+
 def fit(dataset: Dataset, model_cfg: ModelConfig, cfg: TrainConfig, out_dir: str | Path, *,
         device: torch.device, resume: bool = False,
         epoch_callback: Callable[[int, dict], None] | None = None,
@@ -302,8 +316,10 @@ def fit(dataset: Dataset, model_cfg: ModelConfig, cfg: TrainConfig, out_dir: str
     amp, amp_dtype = _amp_settings(cfg, device)
     scaler = torch.amp.GradScaler(device.type) if amp and amp_dtype == torch.float16 else None
 
+    saved_config = portable_config(model_cfg)
+
     def save(epoch: int, stats: dict | None) -> None:
-        common = {"config": model_cfg.to_dict(), "train_settings": cfg.to_dict(), "epoch": epoch,
+        common = {"config": saved_config, "train_settings": cfg.to_dict(), "epoch": epoch,
                   "num_classes": num_classes, "stats": stats or {}}
         save_checkpoint(last_path, {**common, "model": model.state_dict(),
                                     "criterion": criterion.state_dict(),

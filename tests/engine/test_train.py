@@ -155,3 +155,20 @@ def test_a_trained_checkpoint_initialises_another_models_trunk(tiny_synth, tmp_p
     assert all(torch.equal(src[k], dst[k]) for k in src)
     # the neck is not part of the trunk: it starts fresh
     assert not torch.equal(source.backbone.neck.weight, target.backbone.neck.weight)
+
+
+def test_checkpoint_records_its_trunk_source_without_machine_paths(tiny_synth, tmp_path):
+    """A shared checkpoint names the trunk file it started from by name and digest, no folder."""
+    from engine.checkpoint import file_digest, read_sidecar_config
+
+    _, dataset = tiny_synth
+    source = fit(dataset, dataclasses.replace(TINY_MODEL, method="global"),
+                 dataclasses.replace(TINY_TRAIN, loss="global", max_epochs=1, max_batches=1),
+                 tmp_path / "private" / "global", device=CPU)
+    target_cfg = dataclasses.replace(TINY_MODEL, pretrained=str(source))
+    path = fit(dataset, target_cfg, dataclasses.replace(TINY_TRAIN, max_epochs=1, max_batches=1),
+               tmp_path / "demo", device=CPU)
+    recorded = read_sidecar_config(path, file_digest(path))["pretrained"]
+    assert "private" not in recorded and str(tmp_path) not in recorded
+    assert recorded == f"model.pt (digest {file_digest(source)})"
+    assert load_model(path).config.pretrained == "none"  # the checkpoint holds every weight
