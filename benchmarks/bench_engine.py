@@ -153,7 +153,7 @@ def main() -> int:
             print(f"scoring 512 x 4096 maps: {time.perf_counter() - t:.2f} s")
             print(f"peak GPU memory, inference: {_gb(max(extract_peak, score_peak))} "
                   f"(extraction of a batch of {batch_size}: {_gb(extract_peak)}; scoring: "
-                  f"{_gb(score_peak)}; model {_gb(infer_base)}); appendix: about "
+                  f"{_gb(score_peak)}; model and input batch {_gb(infer_base)}); appendix: about "
                   f"{APPENDIX_GB[args.method][1]} GB")
         del model
 
