@@ -52,7 +52,7 @@ def test_window_loaded_on_cuda_ranks_like_the_cpu(qtbot, loaded, load_request, t
 
 
 @pytest.mark.cuda
-def test_launcher_renders_on_cuda(loaded, load_request, tmp_path, qapp):
+def test_launcher_renders_on_cuda(load_request, tmp_path, qapp):
     from PySide6.QtGui import QImage
 
     target = tmp_path / "cuda.png"
