@@ -6,8 +6,10 @@ Where the same code runs on the CPU (fp16 scoring, fp16 steps with a GradScaler,
 test is parametrised over ``cpu`` and ``cuda``, so it is exercised on every machine.
 
 Tolerances are stated relative to the spread of the reference logits (``max - min`` of the
-float32 CPU result), since a logit's absolute size depends on the matcher's head: fp16 scoring
-measured 6e-5 of the spread on the CPU (fp16 similarities, fp32 head), hence the bound 1e-3.
+float32 CPU result), since a logit's absolute size depends on the matcher's head. fp16 scoring
+measured 6e-5 of the spread on the CPU (fp16 similarities, fp32 head): bound 1e-3 (SCORE_TOL).
+Maps from fp16 autocast extraction move the demo model's logits more: bfloat16 autocast on the
+CPU measured 3.1% of the spread, and fp16 rounds 8x finer (~0.4%): bound 2e-2 (MAPS_TOL).
 """
 from __future__ import annotations
 
@@ -41,6 +43,8 @@ D, H, W = 128, 24, 8
 HW = H * W
 # Max |fp16 - fp32| allowed for scores, as a share of the fp32 logits' spread.
 SCORE_TOL = 1e-3
+# The same for logits from maps extracted with fp16 autocast (see above).
+MAPS_TOL = 2e-2
 
 TINY_MODEL = ModelConfig(arch="resnet18", neck=16, height=64, width=32, pretrained="none")
 TINY_TRAIN = TrainConfig(batch_size=8, max_epochs=2, max_batches=2, workers=0, rotation=0, k=2)
@@ -162,7 +166,7 @@ def test_cuda_extraction_matches_the_cpu(tiny_synth):
     # The scores from those maps: fp16 end to end against fp32 end to end.
     reference = score_matrix(model.matcher.cpu(), on_cpu, on_cpu, device="cpu", dtype=torch.float32)
     assert_close_to_spread(score_matrix(model.matcher, on_cuda, on_cuda, device="cuda"), reference,
-                           tol=1e-2)
+                           tol=MAPS_TOL)
 
 
 # --------------------------------------------------------------------------------- training
@@ -319,7 +323,8 @@ def test_session_on_cuda_matches_the_cpu_end_to_end(tiny_synth, tmp_path):
     for session in sessions.values():
         session.prepare(rerank=True)
     for block in ("qg", "qq", "gg"):
-        assert_close_to_spread(sessions["cuda"].logits[block], sessions["cpu"].logits[block], tol=1e-2)
+        assert_close_to_spread(sessions["cuda"].logits[block], sessions["cpu"].logits[block],
+                               tol=MAPS_TOL)
     for rerank, tlift in ((None, None), (RerankParams(), None), (RerankParams(), TLiftParams())):
         metrics = {dev: s.evaluate(s.distances(rerank, tlift)) for dev, s in sessions.items()}
         one_query = 1.0 / np.isfinite(metrics["cpu"].ap).sum()
@@ -335,4 +340,4 @@ def test_session_on_cuda_matches_the_cpu_end_to_end(tiny_synth, tmp_path):
     assert np.abs(maps.astype(np.float32) - cuda.query_maps[0].astype(np.float32)).max() <= 1e-2
     row = cuda.score_maps(maps[None])
     qg = sessions["cpu"].logits["qg"]
-    assert_close_to_spread(row[0], qg[0], tol=1e-2, spread=float(qg.max() - qg.min()))
+    assert_close_to_spread(row[0], qg[0], tol=MAPS_TOL, spread=float(qg.max() - qg.min()))
