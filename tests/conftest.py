@@ -13,7 +13,7 @@ def pytest_collection_modifyitems(config, items):
 
     if torch.cuda.is_available():
         return
-    skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False); "
-                                   "run `make test` on a machine with one")
     for item in marked:
-        item.add_marker(skip)
+        item.add_marker(pytest.mark.skip(
+            reason=f"{item.name} needs a CUDA GPU (torch.cuda.is_available() is False); "
+                   "run `make test` on a machine with one"))
