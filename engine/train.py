@@ -171,12 +171,16 @@ def train_one_epoch(model: ReIDModel, criterion: nn.Module, optimizer: torch.opt
                     cancel: Callable[[], bool] | None = None) -> dict:
     """One pass over ``loader``. Non-finite losses are skipped (no step) and counted.
 
-    Returns ``{"loss": mean finite loss, "skipped": n, "batches": n, "images_per_s": x}``.
+    With a ``scaler`` (fp16 mixed precision), a step whose gradients overflowed is skipped by
+    the scaler itself; those are counted apart, as ``overflow``.
+
+    Returns ``{"loss": mean finite loss, "skipped": n, "overflow": n, "batches": n,
+    "images_per_s": x}``.
     """
     model.train()
     criterion.train()
     total = len(loader) if max_batches is None else min(len(loader), max_batches)
-    losses, skipped, images = [], 0, 0
+    losses, skipped, overflow, images = [], 0, 0, 0
     start = time.perf_counter()
     for step, (inputs, pids) in enumerate(loader):
         if step >= total:
@@ -205,8 +209,10 @@ def train_one_epoch(model: ReIDModel, criterion: nn.Module, optimizer: torch.opt
             if loss_params:
                 torch.nn.utils.clip_grad_norm_(loss_params, clip)
         if scaler is not None:
+            scale = scaler.get_scale()
             scaler.step(optimizer)
             scaler.update()
+            overflow += scaler.get_scale() < scale  # the scale drops only after a skipped step
         else:
             optimizer.step()
         if hasattr(criterion, "update_memory"):
@@ -217,7 +223,7 @@ def train_one_epoch(model: ReIDModel, criterion: nn.Module, optimizer: torch.opt
             progress(step + 1, total, losses[-1])
     elapsed = max(time.perf_counter() - start, 1e-9)
     return {"loss": float(np.mean(losses)) if losses else math.nan, "skipped": skipped,
-            "batches": len(losses) + skipped, "images_per_s": images / elapsed}
+            "overflow": int(overflow), "batches": len(losses) + skipped, "images_per_s": images / elapsed}
 
 
 @torch.no_grad()
@@ -281,6 +287,7 @@ def fit(dataset: Dataset, model_cfg: ModelConfig, cfg: TrainConfig, out_dir: str
     optimizer = make_optimizer(model, criterion, cfg)
     schedule = Schedule(cfg.drop_ratio, cfg.max_epochs)
     start_epoch = 1
+    state = None
     if resume and last_path.is_file():
         state = load_checkpoint(last_path)
         differs = {k: (v, model_cfg.to_dict().get(k)) for k, v in state["config"].items()
@@ -315,6 +322,9 @@ def fit(dataset: Dataset, model_cfg: ModelConfig, cfg: TrainConfig, out_dir: str
         persistent_workers=False, pin_memory=device.type == "cuda")
     amp, amp_dtype = _amp_settings(cfg, device)
     scaler = torch.amp.GradScaler(device.type) if amp and amp_dtype == torch.float16 else None
+    if scaler is not None and state is not None and state.get("scaler"):
+        # The loss scale learnt so far: a fresh scaler would skip steps the run never skipped.
+        scaler.load_state_dict(state["scaler"])
 
     saved_config = portable_config(model_cfg)
 
@@ -324,6 +334,7 @@ def fit(dataset: Dataset, model_cfg: ModelConfig, cfg: TrainConfig, out_dir: str
         save_checkpoint(last_path, {**common, "model": model.state_dict(),
                                     "criterion": criterion.state_dict(),
                                     "optimizer": optimizer.state_dict(),
+                                    "scaler": scaler.state_dict() if scaler is not None else {},
                                     "schedule": dataclasses.asdict(schedule)})
         save_checkpoint(model_path, {**common, "model": model.state_dict()})
 

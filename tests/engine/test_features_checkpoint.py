@@ -196,7 +196,8 @@ def test_warm_session_ranks_without_model_or_torch(tmp_path):
     assert eager._block_key("qg") == warm._block_key("qg")
     assert warm.model.config.height == 32  # loaded on first use
 
-    # In a fresh interpreter: importing the session and ranking from the cache never imports torch.
+    # In a fresh interpreter: importing the session and ranking from the cache never imports torch
+    # (with device 'auto', unless a GPU driver is present: only torch can then tell CPU or CUDA).
     script = ("import sys; from engine.data import Dataset, Sample; from engine.session import Session; "
               f"s = [Sample(p, i, 0) for i, p in enumerate({[s.path for s in samples]!r})]; "
               f"d = Session.open(Dataset('tiny', '.', query=s[:2], gallery=s[2:]), {str(ckpt)!r}, "
@@ -205,7 +206,9 @@ def test_warm_session_ranks_without_model_or_torch(tmp_path):
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
                          cwd=Path(__file__).resolve().parents[2])
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split()[-1] == "False"
+    from engine.session import _gpu_driver_present
+
+    assert out.stdout.split()[-1] == str(_gpu_driver_present())
 
     # An edited sidecar is caught when the model loads; without a sidecar the model loads at once.
     sidecar_path(ckpt).write_text(sidecar_path(ckpt).read_text().replace('"height": 32', '"height": 64'))
