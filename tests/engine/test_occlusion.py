@@ -107,7 +107,7 @@ def test_sensitivity_cells_equal_rescoring_each_position(session):
     q = _query_with_match(session)
     image = read_image_rgb(session.dataset.query[q].path)
     gi = int(np.argmax(session.logits["qg"][q]))
-    side, stride = 24, 20
+    side, stride = 24, 26
     sens = sensitivity_map(session, image, gi, side, stride)
     boxes = square_boxes(*image.shape[:2], side, stride)
     assert sens.size == len(boxes) > 4
