@@ -189,24 +189,29 @@ class OccludedRanking:
 
 
 def rank_occluded(session, image, box: Box | None, fill: str = "white", *, rerank=None,
-                  occluded: np.ndarray | None = None, progress: ProgressFn | None = None,
+                  occluded: np.ndarray | None = None, before: OccludedRanking | None = None,
+                  progress: ProgressFn | None = None,
                   cancel: CancelFn | None = None) -> OccludedRanking:
     """Rank ``image`` and its occluded copy against the gallery (one backbone batch of two).
 
     ``occluded`` may give the occluded image directly (e.g. an augmentation preview); otherwise
-    it is ``occlude(image, box, fill)``.
+    it is ``occlude(image, box, fill)``. ``before``, an earlier result for the same image and
+    ``rerank``, saves ranking the unoccluded image again.
     """
     image = _as_image(image)
     if occluded is None:
         occluded = occlude(image, box, fill)
     report(progress, 0, 3)
-    maps = session.maps_for_images([image, occluded], cancel=cancel)      # [2, D, h, w]
+    images = [occluded] if before is not None else [image, occluded]
+    maps = session.maps_for_images(images, cancel=cancel)                 # [n, D, h, w]
     report(progress, 1, 3)
-    logits = session.score_maps(maps)                                     # [2, g]
+    logits = session.score_maps(maps)                                     # [n, g]
     check_cancel(cancel)
     report(progress, 2, 3)
     dist = external_distances(session, logits, maps, rerank=rerank, cancel=cancel)
     report(progress, 3, 3)
+    if before is not None:
+        return OccludedRanking(before.before_logits, logits[0], before.before, dist[0], occluded)
     return OccludedRanking(logits[0], logits[1], dist[0], dist[1], occluded)
 
 

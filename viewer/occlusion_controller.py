@@ -30,10 +30,11 @@ def previews_job(image, height: int, width: int, seed: int, *, progress, cancel)
     return tuple(augmentation_previews(image, height, width, seed=seed))
 
 
-def rank_job(session, image, box, fill: str, occluded, rerank, *, progress, cancel):
+def rank_job(session, image, box, fill: str, occluded, rerank, before, *, progress, cancel):
     from engine.occlusion import rank_occluded
 
     return rank_occluded(session, image, box, fill, rerank=rerank, occluded=occluded,
+                         before=before,
                          progress=lambda d, t: progress("rank the occluded query", d, t),
                          cancel=cancel)
 
@@ -70,6 +71,7 @@ class OcclusionController(QObject):
         self.active = False
         self._last = None   # (source, box, fill, occluded) of the ranking on show
         self._session = None
+        self._before: dict = {}  # {(session, query, settings): OccludedRanking}, the latest
         for name in ("selected_query", "session"):
             self.viewer.events[name].connect(lambda _v: self.sync_query())
         self.viewer.events.applied.connect(lambda _v: self._settings_changed())
@@ -91,6 +93,7 @@ class OcclusionController(QObject):
                 and state.image is not None):
             return
         self._session = viewer.session
+        self._before = {}
         self.main.runner.cancel("occlusion")
         self.main.runner.cancel("sensitivity")
         viewer.override = None
@@ -157,9 +160,13 @@ class OcclusionController(QObject):
         settings = viewer.applied
         sample = viewer.query_sample(query)
         state.running = "rank"
+        # The unoccluded image's ranking is the same for every release: kept per settings.
+        key = (session, query, settings.without_tlift().key())
+        before = self._before.get(key)
 
         def done(result) -> None:
             state.running = ""
+            self._before = {key: result}
             if session is not viewer.session or query != viewer.selected_query:
                 self.rank_finished.emit(False)
                 return
@@ -173,7 +180,7 @@ class OcclusionController(QObject):
             self.rank_finished.emit(False)
 
         self.main._job(rank_job, session, state.image, box, fill, occluded, settings.rerank,
-                       name="rank the occluded query", group="occlusion", on_result=done,
+                       before, name="rank the occluded query", group="occlusion", on_result=done,
                        on_error=failed, on_cancel=failed)
 
     def _settings_changed(self) -> None:

@@ -134,6 +134,11 @@ def test_occluded_ranking_equals_the_engine_ranking_of_that_image(session):
                 expected = final_distances(logits, self_logit, session.logits["gg"], rerank=rerank)[0]
             np.testing.assert_allclose(dist, expected, atol=1e-5)
             np.testing.assert_array_equal(np.argsort(dist), np.argsort(expected))
+        # Reusing the unoccluded ranking of an earlier call changes nothing.
+        again = rank_occluded(session, image, (0, 0, 30, 30), rerank=rerank, before=result)
+        np.testing.assert_array_equal(again.before, result.before)
+        fresh = rank_occluded(session, image, (0, 0, 30, 30), rerank=rerank)
+        np.testing.assert_allclose(again.after, fresh.after, atol=1e-6)
     # Unoccluded, the image ranks as the cached query row does.
     np.testing.assert_allclose(result.before_logits, session.logits["qg"][q], atol=1e-3)
 
