@@ -38,10 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="load, render the window with the first query selected, save it "
                              "as PNG to FILE and exit (exit code 1 if loading failed)")
     parser.add_argument("--occlusion", choices=("square", "sensitivity"),
-                        help="with --screenshot: open the occlusion panel on the first query and "
-                             "rank it with the square over its upper body ('square'), or also "
-                             "compute the default sensitivity map of its top result "
-                             "('sensitivity'), before the screenshot")
+                        help="with --screenshot: open the occlusion panel on the first query "
+                             "whose top result is a true match, and rank it with the square over "
+                             "its upper body ('square') or compute the default sensitivity map "
+                             "of that match ('sensitivity') before the screenshot")
     parser.add_argument("--quit-after", metavar="SECONDS", type=float,
                         help="close the window after this many seconds (smoke tests)")
     return parser
@@ -115,22 +115,28 @@ def _save_screenshot(window, path: str) -> bool:
 
 
 def _occlusion_then(window, what: str, then) -> None:
-    """Open the occlusion dock, rank the square (and compute a sensitivity map), then ``then(ok)``."""
+    """Open the occlusion dock on the first query whose top result is a true match; rank the
+    square over its upper body ('square') or compute the sensitivity map of that true match
+    ('sensitivity'); then call ``then(ok)``."""
     configure_pyqtgraph()
+    state = window.state
     window.resize(1560, 900)
+    for query in state.visible_queries():
+        ranking = state.ranking(query)
+        if ranking is not None and ranking.first_hit_rank == 1:
+            state.select_query(query)
+            break
+    statuses = [item.status for item in state.results()]
+    if "true" in statuses:
+        state.selected_result = statuses.index("true")
     window.occlusion.show()
     occlusion = window.occlusion.controller
-
-    def ranked(ok: bool) -> None:
-        occlusion.rank_finished.disconnect(ranked)
-        if what == "sensitivity" and ok:
-            occlusion.sensitivity_finished.connect(lambda done: then(done))
-            occlusion.compute_sensitivity()
-        else:
-            then(ok)
-
-    occlusion.rank_finished.connect(ranked)
-    occlusion.apply_square()
+    if what == "sensitivity":
+        occlusion.sensitivity_finished.connect(lambda ok: then(ok))
+        occlusion.compute_sensitivity()
+    else:
+        occlusion.rank_finished.connect(lambda ok: then(ok))
+        occlusion.apply_square()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,7 @@ from PySide6.QtCore import QObject, Signal
 from engine.data import read_image_rgb
 
 from .controller import Controller
+from .formatting import format_cam
 from .occlusion_state import OcclusionState, SensitivityResult, make_override, methods_note
 from .state import JobError
 
@@ -40,7 +41,8 @@ def rank_job(session, image, box, fill: str, occluded, rerank, before, *, progre
 
 
 def sensitivity_job(session, image, query: int, mode: str, gallery_index: int, pid, cam,
-                    side: int, stride: int, fill: str, rerank, *, progress, cancel):
+                    side: int, stride: int, fill: str, rerank, target: str = "", *, progress,
+                    cancel):
     from engine.occlusion import rank_change_map, sensitivity_map
 
     def report(done: int, total: int) -> None:
@@ -49,7 +51,7 @@ def sensitivity_job(session, image, query: int, mode: str, gallery_index: int, p
     if mode == "logit":
         values = sensitivity_map(session, image, gallery_index, side, stride, fill,
                                  progress=report, cancel=cancel)
-        return SensitivityResult(query, mode, values, side, stride, gallery_index)
+        return SensitivityResult(query, mode, values, side, stride, gallery_index, target=target)
     result = rank_change_map(session, image, pid, cam, side, stride, fill, rerank=rerank,
                              progress=report, cancel=cancel)
     return SensitivityResult(query, mode, result.change, side, stride, -1, result.before)
@@ -209,13 +211,16 @@ class OcclusionController(QObject):
         if session is None or state.image is None:
             return
         sample = viewer.query_sample(query)
-        gallery_index = -1
+        gallery_index, target = -1, ""
         if state.mode == "logit":
             item = viewer.selected_item()
             if item is None:
                 viewer.error = JobError("no result selected", "select a result in the grid first")
                 return
             gallery_index = item.gallery_index
+            g = session.dataset.gallery[gallery_index]
+            who = "a distractor" if g.pid == 0 else f"ID {g.pid}"
+            target = f"the result at rank {item.rank} ({who}, {format_cam(g.cam)})"
         elif sample.pid is None:
             viewer.error = JobError("identity unknown", "the rank of the first true match needs "
                                     "the query's identity; this is an external image")
@@ -246,7 +251,7 @@ class OcclusionController(QObject):
 
         worker = self.main._job(sensitivity_job, session, state.image, query, state.mode,
                                 gallery_index, sample.pid, sample.cam, side, stride, state.fill,
-                                viewer.applied.rerank, name="sensitivity map", group="sensitivity",
+                                viewer.applied.rerank, target, name="sensitivity map", group="sensitivity",
                                 on_result=done, on_error=failed, on_cancel=failed)
         worker.signals.progress.connect(
             lambda _stage, d, t: setattr(state, "sens_progress", (d, t)) if state.running else None)

@@ -79,7 +79,7 @@ def methods_note(rerank_on: bool, tlift_on: bool) -> str:
     parts = ["QAConv"]
     if rerank_on:
         parts.append("+ re-ranking (this image alone as the query set)")
-    note = "Occluded query ranked by " + " ".join(parts) + "."
+    note = "An occluded query is ranked by " + " ".join(parts) + "."
     if tlift_on:
         note += (" TLift is not applied: an edited image is ranked like an external image, "
                  "without timestamp.")
@@ -97,6 +97,7 @@ class SensitivityResult:
     stride: int
     gallery_index: int             # the pair's gallery image ("logit" mode), else -1
     before_rank: int = -1          # "rank" mode: first true match's rank without occlusion
+    target: str = ""               # the pair's gallery image as the user knows it
 
     def extent(self) -> tuple[float, float, float, float]:
         """``(x, y, w, h)`` in image pixels of the heatmap: one stride-sized cell per square,
@@ -108,7 +109,7 @@ class SensitivityResult:
     def describe(self) -> str:
         v = self.values
         if self.mode == "logit":
-            return (f"logit drop for gallery #{self.gallery_index}: max {v.max():+.2f}, "
+            return (f"logit drop for {self.target or f'gallery #{self.gallery_index}'}: max {v.max():+.2f}, "
                     f"min {v.min():+.2f} (red = occluding there lowers the score)")
         return (f"first true match at rank {self.before_rank} unoccluded; with the square: "
                 f"rank {self.before_rank + int(v.min())} to {self.before_rank + int(v.max())} "

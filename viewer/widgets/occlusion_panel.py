@@ -71,11 +71,12 @@ class QueryCanvas(QWidget):
 
     wants_arrow_keys = True   # viewer.keyboard leaves the arrows to this widget
 
-    def __init__(self, state, on_release, parent=None):
+    def __init__(self, state, viewer, on_release, parent=None):
         import pyqtgraph as pg
 
         super().__init__(parent)
-        self.state, self.on_release = state, on_release
+        self.state, self.viewer, self.on_release = state, viewer, on_release
+        self._moving = False   # dragged or moved by keys, not yet ranked
         self.view = pg.GraphicsLayoutWidget()
         self.view.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.view.wants_arrow_keys = True
@@ -85,7 +86,7 @@ class QueryCanvas(QWidget):
                                              enableMouse=False)
         self.image = pg.ImageItem(axisOrder="row-major")
         self.heat = pg.ImageItem(axisOrder="row-major")
-        self.heat.setOpacity(0.6)
+        self.heat.setOpacity(0.5)
         self.heat.setZValue(5)
         self.box_view.addItem(self.image)
         self.box_view.addItem(self.heat)
@@ -101,12 +102,12 @@ class QueryCanvas(QWidget):
         self.roi.setZValue(10)
         self.box_view.addItem(self.roi)
         self.roi.sigRegionChangeFinished.connect(self._roi_released)
-        self.roi.sigRegionChanged.connect(self._show_occluded)
+        self.roi.sigRegionChanged.connect(self._roi_moved)
         self._syncing = False
         self._key_timer = QTimer(self)
         self._key_timer.setSingleShot(True)
         self._key_timer.setInterval(KEY_RELEASE_MS)
-        self._key_timer.timeout.connect(self.on_release)
+        self._key_timer.timeout.connect(self._keys_released)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.view)
@@ -115,6 +116,7 @@ class QueryCanvas(QWidget):
             state.events[name].connect(lambda _v: self.refresh())
         for name in ("sensitivity", "show_heatmap"):
             state.events[name].connect(lambda _v: self.refresh_heat())
+        viewer.events.override.connect(lambda _v: self._show_occluded())
         self.refresh()
         self.refresh_heat()
 
@@ -141,14 +143,22 @@ class QueryCanvas(QWidget):
                 self._syncing = False
         self._show_occluded()
 
-    def _show_occluded(self, _roi=None) -> None:
-        """The image as the model will see it: the square filled (while dragging too)."""
+    def _roi_moved(self, _roi=None) -> None:
+        if not self._syncing:
+            self._moving = True
+            self._show_occluded()
+
+    def _show_occluded(self) -> None:
+        """The query; with the square filled while it moves or while its ranking is shown
+        (at rest and reset, only its outline), so what is drawn is what was ranked."""
         from engine.occlusion import occlude
 
         image = self.state.image
         if image is None:
             return
-        if self.roi.isVisible():
+        override = self.viewer.override
+        if self.roi.isVisible() and (self._moving or (override is not None
+                                                      and override.source == "square")):
             image = occlude(image, self._box_from_roi(), self.state.fill)
         self.image.setImage(image, autoLevels=False, levels=(0, 255))
 
@@ -175,6 +185,11 @@ class QueryCanvas(QWidget):
         if self._syncing or self.state.image is None:
             return
         self.state.box = self._box_from_roi()
+        self._moving = False
+        self.on_release()
+
+    def _keys_released(self) -> None:
+        self._moving = False
         self.on_release()
 
     def keyPressEvent(self, event) -> None:
@@ -195,7 +210,7 @@ class QueryCanvas(QWidget):
             x, y, side = x + KEY_STEP // 2, y + KEY_STEP // 2, max(2, side - KEY_STEP)
         elif key in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
             self._key_timer.stop()
-            self.on_release()
+            self._keys_released()
             return
         elif key == Qt.Key.Key_Backspace:
             self.state.events.reset_requested.emit()
@@ -205,6 +220,7 @@ class QueryCanvas(QWidget):
             return
         side = min(side, h, w)
         x, y = min(max(x, 0), w - side), min(max(y, 0), h - side)
+        self._moving = True
         self.state.box = (x, y, side, side)
         self._key_timer.start()
 
@@ -236,7 +252,7 @@ class OcclusionPanel(QWidget):
         self.controller = controller
         self.state = state = controller.state
         self.viewer = controller.viewer
-        self.canvas = QueryCanvas(state, controller.apply_square)
+        self.canvas = QueryCanvas(state, controller.viewer, controller.apply_square)
         state.events.reset_requested.connect(controller.reset)
 
         self.fill = QComboBox()
