@@ -315,20 +315,31 @@ class Session:
     # ------------------------------------------------------------------ single images
     def maps_for_image(self, image: str | np.ndarray) -> np.ndarray:
         """Feature map ``[D, h, w]`` (float16) of one image file or RGB array."""
+        return self.maps_for_images([image])[0]
+
+    def maps_for_images(self, images, cancel=None) -> np.ndarray:
+        """Feature maps ``[n, D, h, w]`` (float16) of image files or RGB arrays, one forward
+        pass per ``batch_size`` images."""
         import torch
 
         backbone = self.model.backbone_for_maps()
-        x = load_input(image, self.prep).unsqueeze(0).to(self.device)  # [1, 3, H, W]
-        with torch.no_grad():
-            return backbone(x)[0].float().cpu().numpy().astype(np.float16)
+        out = []
+        for start in range(0, len(images), self.batch_size):
+            check_cancel(cancel)
+            x = torch.stack([load_input(im, self.prep) for im in images[start:start + self.batch_size]])
+            with torch.no_grad():
+                out.append(backbone(x.to(self.device)).float().cpu().numpy().astype(np.float16))
+        return np.concatenate(out)
 
-    def score_maps(self, probe_maps: np.ndarray) -> np.ndarray:
-        """Logits ``[n, g]`` of extra probe maps ``[n, D, h, w]`` against the gallery."""
+    def score_maps(self, probe_maps: np.ndarray, gallery_indices=None) -> np.ndarray:
+        """Logits ``[n, g]`` of extra probe maps ``[n, D, h, w]`` against the gallery (or the
+        gallery images ``gallery_indices``)."""
         if self.gallery_maps is None:
             self.extract()
+        gallery = self.gallery_maps if gallery_indices is None else self.gallery_maps[gallery_indices]
         model = self.model
-        return np.asarray(model.score(probe_maps, self.gallery_maps, device=self.device,
-                                           memory_budget=self.memory_budget), np.float32)
+        return np.asarray(model.score(probe_maps, gallery, device=self.device,
+                                      memory_budget=self.memory_budget), np.float32)
 
     def correspondences(self, probe_map: np.ndarray, gallery_index: int):
         """QAConv's local matches between a probe map and one gallery image (SPEC 2.7)."""

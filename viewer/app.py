@@ -37,6 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--screenshot", metavar="FILE",
                         help="load, render the window with the first query selected, save it "
                              "as PNG to FILE and exit (exit code 1 if loading failed)")
+    parser.add_argument("--occlusion", choices=("square", "sensitivity"),
+                        help="with --screenshot: open the occlusion panel on the first query "
+                             "whose top result is a true match, and rank it with the square over "
+                             "its upper body ('square') or compute the default sensitivity map "
+                             "of that match ('sensitivity') before the screenshot")
     parser.add_argument("--quit-after", metavar="SECONDS", type=float,
                         help="close the window after this many seconds (smoke tests)")
     return parser
@@ -109,6 +114,31 @@ def _save_screenshot(window, path: str) -> bool:
     return ok
 
 
+def _occlusion_then(window, what: str, then) -> None:
+    """Open the occlusion dock on the first query whose top result is a true match; rank the
+    square over its upper body ('square') or compute the sensitivity map of that true match
+    ('sensitivity'); then call ``then(ok)``."""
+    configure_pyqtgraph()
+    state = window.state
+    window.resize(1560, 900)
+    for query in state.visible_queries():
+        ranking = state.ranking(query)
+        if ranking is not None and ranking.first_hit_rank == 1:
+            state.select_query(query)
+            break
+    statuses = [item.status for item in state.results()]
+    if "true" in statuses:
+        state.selected_result = statuses.index("true")
+    window.occlusion.show()
+    occlusion = window.occlusion.controller
+    if what == "sensitivity":
+        occlusion.sensitivity_finished.connect(lambda ok: then(ok))
+        occlusion.compute_sensitivity()
+    else:
+        occlusion.rank_finished.connect(lambda ok: then(ok))
+        occlusion.apply_square()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -137,12 +167,17 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("REID_VIEWER_REPORT_PAINT"):
             # For benchmarks/bench_viewer.py, which times the launch from outside.
             print("FIRST_PAINT", flush=True)
-        if args.screenshot:
-            saved = _save_screenshot(window, args.screenshot)
-            exit_code["value"] = 0 if (ok and saved) else 1
-            window.close()
+        if args.screenshot and args.occlusion and ok:
+            _occlusion_then(window, args.occlusion, lambda done: finish(done))
+        elif args.screenshot:
+            finish(ok)
         else:
             configure_pyqtgraph()
+
+    def finish(ok: bool) -> None:
+        saved = _save_screenshot(window, args.screenshot)
+        exit_code["value"] = 0 if (ok and saved) else 1
+        window.close()
 
     window.controller.load_finished.connect(first_paint)
     if args.quit_after is not None:

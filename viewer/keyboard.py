@@ -59,6 +59,8 @@ class KeyNavigator(QObject):
             return False
         if isinstance(obj, _TEXT_WIDGETS) or isinstance(obj.parent(), QAbstractSpinBox):
             return False
+        if getattr(obj, "wants_arrow_keys", False):  # e.g. the occlusion square's canvas
+            return False
         if self.state.session is None:
             return False
         action()

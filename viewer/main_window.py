@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 
 from .controller import Controller
 from .keyboard import KeyNavigator
+from .occlusion_controller import OcclusionController
 from .state import ViewerState
 from .tasks import LoadRequest
 from .widgets.display_options import DisplayOptions
@@ -32,6 +33,7 @@ from .widgets.job_progress import JobProgress
 from .widgets.legend import Legend
 from .widgets.loading_page import LoadingPage
 from .widgets.metrics_panel import MetricsPanel
+from .widgets.occlusion_panel import OcclusionDock
 from .widgets.postprocess_panel import PostprocessPanel
 from .widgets.query_browser import QueryBrowser
 from .widgets.query_header import QueryHeader
@@ -119,6 +121,13 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.job_progress)
         state.events.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
 
+        # ---------------------------------------------------------------- occlusion dock
+        self.occlusion = OcclusionDock(OcclusionController(self.controller), self)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.occlusion)
+        self.occlusion.hide()
+        state.events.override.connect(
+            lambda o: results_title.setText("Ranked gallery" if o is None else o.title))
+
         self._make_menu()
         self.keys = KeyNavigator(self, state, self.controller.open_selected_match)
 
@@ -147,6 +156,10 @@ class MainWindow(QMainWindow):
         self._action(file_menu, "Quit", QKeySequence.StandardKey.Quit, self.close)
         view_menu = self.menuBar().addMenu("&View")
         self._action(view_menu, "Cancel running job", "Esc", self.controller.cancel_jobs)
+        occlusion = self.occlusion.toggleViewAction()
+        occlusion.setText("Occlusion panel")
+        occlusion.setShortcut(QKeySequence("Ctrl+Shift+O"))
+        view_menu.addAction(occlusion)
 
     def _action(self, menu, text: str, shortcut, slot) -> QAction:
         action = QAction(text, self)

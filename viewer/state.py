@@ -153,6 +153,9 @@ class ViewerState(EventedModel):
         "error": None,                # JobError to show, or None
         "status": StatusInfo(),
         "load_failed": None,          # JobError when nothing could be loaded
+        # A list shown in the grid instead of the query's own (an occluded query, see
+        # viewer.occlusion_state.RankingOverride): has .query, .ranking, .dist_row, .score_row.
+        "override": None,
     }
     _signals = ("message",)           # transient one-line notes for the status bar
 
@@ -308,6 +311,10 @@ class ViewerState(EventedModel):
     def results(self, query: int | None = None) -> list[ResultItem]:
         """The tiles of the results grid: top-k, junk hidden or not."""
         query = self.selected_query if query is None else query
+        override = self.override
+        if override is not None and override.query == query:
+            positions = visible_positions(override.ranking, self.top_k, self.junk_mode == "hide")
+            return result_items(override.ranking, positions, override.dist_row, override.score_row)
         ranking = self.ranking(query)
         if ranking is None:
             return []

@@ -56,7 +56,9 @@ class ResultModel(QAbstractListModel):
             if sample.time is not None:
                 lines.append(f"time {format_time(sample.time)} ({sample.time:.2f} s)")
             if item.movement is not None:
-                lines.append(f"moved {item.movement:+d} places vs. no post-processing")
+                versus = ("the query without occlusion" if self.state.override is not None
+                          else "no post-processing")
+                lines.append(f"moved {item.movement:+d} places vs. {versus}")
             return "\n".join(lines)
         return None
 
@@ -149,7 +151,7 @@ class ResultGrid(QListView):
         self._syncing = False
         self.selectionModel().currentChanged.connect(self._on_current_changed)
         self.doubleClicked.connect(lambda _index: self.activated_result.emit())
-        for name in ("selected_query", "distmat", "junk_mode", "extra_queries", "session"):
+        for name in ("selected_query", "distmat", "junk_mode", "extra_queries", "session", "override"):
             state.events[name].connect(self.refresh)
         state.events.top_k.connect(self._more_or_less)
         state.events.selected_result.connect(self._show_selection)

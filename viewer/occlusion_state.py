@@ -1,0 +1,138 @@
+"""The occlusion panel's state as plain data (no Qt): the query image, the square, the fill,
+the augmentation previews, the occluded ranking and the sensitivity map.
+
+:class:`RankingOverride` is what the results grid shows instead of the query's own list while
+an occluded copy is ranked (``ViewerState.override``); its movement arrows compare the occluded
+ranking with the unoccluded image ranked the same way.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .events import EventedModel
+from .ranking import Ranking, rank_query
+
+__all__ = ["RankingOverride", "SensitivityResult", "OcclusionState", "before_after_text",
+           "make_override", "methods_note", "SENSITIVITY_MODES", "FILL_LABELS", "FILL_TIPS",
+           "PREVIEW_LABELS", "PREVIEW_SHORT"]
+
+FILL_LABELS = {"white": "white", "mean": "mean colour", "noise": "noise", "zeros": "black"}
+FILL_TIPS = {"white": "white, as random occlusion fills", "mean": "the image's mean colour",
+             "noise": "uniform noise, as random erasing fills", "zeros": "black, as cutout fills"}
+SENSITIVITY_MODES = {"logit": "logit drop of the selected result",
+                     "rank": "change of the first true match's rank"}
+PREVIEW_LABELS = {"random_occlusion": "random occlusion", "random_erasing": "random erasing",
+                  "cutout": "cutout"}
+PREVIEW_SHORT = {"random_occlusion": "occlusion", "random_erasing": "erasing", "cutout": "cutout"}
+
+
+@dataclass(frozen=True)
+class RankingOverride:
+    """An occluded query's ranked list, shown in the grid for ``query``."""
+
+    query: int
+    ranking: Ranking               # movement = position without occlusion - position with it
+    dist_row: np.ndarray           # [g] distances of the occluded image
+    score_row: np.ndarray          # [g] logits of the occluded image
+    source: str                    # "square" or an augmentation's name
+    before_ap: float
+    before_first: int              # first true match's rank without occlusion (-1 unknown)
+
+    @property
+    def title(self) -> str:
+        what = "square" if self.source == "square" else PREVIEW_LABELS.get(self.source, self.source)
+        return f"Occluded query ({what}) · ▲▼ vs. unoccluded"
+
+
+def make_override(query: int, result, source: str, pid: int | None, cam: int | None,
+                  gallery_pids: np.ndarray, gallery_cams: np.ndarray) -> RankingOverride:
+    """The grid's list for an :class:`engine.occlusion.OccludedRanking` of ``query``."""
+    after = rank_query(result.after, result.before, pid, cam, gallery_pids, gallery_cams)
+    before = rank_query(result.before, None, pid, cam, gallery_pids, gallery_cams)
+    return RankingOverride(query=query, ranking=after, dist_row=result.after,
+                           score_row=result.after_logits, source=source,
+                           before_ap=before.ap, before_first=before.first_hit_rank)
+
+
+def before_after_text(override: RankingOverride | None) -> str:
+    """``AP 0.512 → 0.301 · first true match: rank 1 → 4`` (or why there are no numbers)."""
+    if override is None:
+        return "Drag the square over the query, or click a preview, to rank an occluded copy."
+    if math.isnan(override.before_ap) and math.isnan(override.ranking.ap):
+        return "No identity known (or no true match on another camera): no AP to compare."
+
+    def ap(v: float) -> str:
+        return "–" if math.isnan(v) else f"{v:.3f}"
+
+    def rank(v: int) -> str:
+        return "–" if v < 1 else str(v)
+
+    return (f"AP {ap(override.before_ap)} → {ap(override.ranking.ap)}  ·  first true match: "
+            f"rank {rank(override.before_first)} → {rank(override.ranking.first_hit_rank)}")
+
+
+def methods_note(rerank_on: bool, tlift_on: bool) -> str:
+    """Which post-processing applies to an occluded query under the applied settings."""
+    parts = ["QAConv"]
+    if rerank_on:
+        parts.append("+ re-ranking (this image alone as the query set)")
+    note = "An occluded query is ranked by " + " ".join(parts) + "."
+    if tlift_on:
+        note += (" TLift is not applied: an edited image is ranked like an external image, "
+                 "without timestamp.")
+    return note
+
+
+@dataclass(frozen=True)
+class SensitivityResult:
+    """A finished sensitivity map and what it was computed for."""
+
+    query: int
+    mode: str                      # "logit" | "rank"
+    values: np.ndarray             # [rows, cols]: logit drop, or rank change (+ = worse)
+    side: int
+    stride: int
+    gallery_index: int             # the pair's gallery image ("logit" mode), else -1
+    before_rank: int = -1          # "rank" mode: first true match's rank without occlusion
+    target: str = ""               # the pair's gallery image as the user knows it
+
+    def extent(self) -> tuple[float, float, float, float]:
+        """``(x, y, w, h)`` in image pixels of the heatmap: one stride-sized cell per square,
+        centred on the square's centre."""
+        rows, cols = self.values.shape
+        offset = (self.side - self.stride) / 2.0
+        return offset, offset, cols * self.stride, rows * self.stride
+
+    def describe(self) -> str:
+        v = self.values
+        if self.mode == "logit":
+            return (f"logit drop for {self.target or f'gallery #{self.gallery_index}'}: max {v.max():+.2f}, "
+                    f"min {v.min():+.2f} (red = occluding there lowers the score)")
+        return (f"first true match at rank {self.before_rank} unoccluded; with the square: "
+                f"rank {self.before_rank + int(v.min())} to {self.before_rank + int(v.max())} "
+                "(red = drops down the list)")
+
+
+class OcclusionState(EventedModel):
+    """What the occlusion panel shows; the occlusion controller fills it."""
+
+    _fields = {
+        "query": -1,                 # the query the panel works on
+        "image": None,               # uint8 [H, W, 3], the query in its own pixels
+        "box": None,                 # (x, y, w, h) of the square, image pixels
+        "fill": "white",
+        "previews": (),              # tuple[engine.occlusion.Preview, ...]
+        "preview_seed": 0,
+        "side": 0,                   # sensitivity square; 0 = default for the image
+        "stride": 0,
+        "mode": "logit",             # one of SENSITIVITY_MODES
+        "sensitivity": None,         # SensitivityResult or None
+        "show_heatmap": True,
+        "running": "",               # "" | "rank" | "sensitivity"
+        "sens_progress": None,       # (done, total) of the sensitivity job
+        "note": "",                  # which post-processing applies
+    }
+    _signals = ("reset_requested",)  # Backspace on the canvas
