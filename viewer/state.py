@@ -156,11 +156,26 @@ class ViewerState(EventedModel):
     }
     _signals = ("message",)           # transient one-line notes for the status bar
 
+    # Changing these keeps the selected gallery image selected (see __setattr__).
+    _FOLLOW_SELECTION = ("distmat", "junk_mode", "top_k")
+    #: Results added when Right or scrolling goes past the last tile.
+    MORE_STEP = 24
+
     def __init__(self, **values):
         super().__init__(**values)
         self._ranking_cache: dict[int, Ranking] = {}
         self._visible_cache: list[int] | None = None
         self._gallery_labels: tuple[np.ndarray, np.ndarray] | None = None
+
+    def __setattr__(self, name, value) -> None:
+        """Assign a field; a new ranking, junk mode or top-k keeps the same image selected."""
+        if name not in self._FOLLOW_SELECTION or self.session is None:
+            super().__setattr__(name, value)
+            return
+        item = self.selected_item()
+        super().__setattr__(name, value)
+        if item is not None:
+            self.select_gallery(item.gallery_index, extend=name != "top_k")
 
     # ------------------------------------------------------------------ cache upkeep
     def _field_changed(self, name: str) -> None:
@@ -337,6 +352,46 @@ class ViewerState(EventedModel):
         self.selected_query = query
 
     def step_result(self, step: int) -> None:
+        """Select the previous/next tile; past the last one, more results are shown first."""
         count = len(self.results())
+        if step > 0 and self.selected_result + step >= count and self.top_k < self.max_top_k:
+            self.top_k = min(self.top_k + max(self.MORE_STEP, step), self.max_top_k)
+            count = len(self.results())
         if count:
             self.selected_result = min(max(self.selected_result + step, 0), count - 1)
+
+    @property
+    def max_top_k(self) -> int:
+        """Top-k can reach the whole gallery."""
+        return 1 if self.session is None else max(1, len(self.session.dataset.gallery))
+
+    def select_gallery(self, gallery_index: int, *, extend: bool = True) -> bool:
+        """Select the tile of a gallery image in the current query's list.
+
+        ``extend`` lets top-k grow so that the image is shown. Returns whether it is selected
+        (False: not in the visible list, e.g. junk while junk is hidden).
+        """
+        ranking = self.ranking(self.selected_query)
+        if ranking is None:
+            return False
+        position = ranking.position_of(gallery_index)
+        if self.junk_mode == "hide" and ranking.is_junk[position]:
+            return False
+        shown = int(ranking.ranks[position]) if self.junk_mode == "hide" else position + 1
+        if shown > self.top_k:
+            if not extend:
+                return False
+            object.__setattr__(self, "top_k", min(self.max_top_k, -(-shown // self.MORE_STEP) * self.MORE_STEP))
+            self._field_changed("top_k")
+            self.events.top_k.emit(self.top_k)
+        index = next(i for i, item in enumerate(self.results()) if item.gallery_index == gallery_index)
+        self.selected_result = index
+        return True
+
+    def select_first_true_match(self) -> bool:
+        """Select the selected query's first true match (showing more results if needed)."""
+        ranking = self.ranking(self.selected_query)
+        if ranking is None or ranking.first_hit_rank < 1:
+            return False
+        position = int(np.flatnonzero(ranking.status == "true")[0])
+        return self.select_gallery(int(ranking.order[position]))
