@@ -46,6 +46,18 @@ class Correspondence(NamedTuple):
     bias
         The folded head's constant ``c``; ``probe_contribution.sum() +
         gallery_contribution.sum() + bias == logit``.
+    weight
+        ``float32 [H, W]``: the folded head's weights ``w`` (None if not given).
+    centre
+        A typical best-match similarity (the matcher's first BatchNorm mean, ``mu``), for
+        :meth:`relative_contribution`; 0 when not given.
+
+    Notes
+    -----
+    A trained matcher normalises the maxima with a small variance (the demo's: mean 0.972,
+    standard deviation 0.01), so ``w * a`` is nearly ``w * mu`` for every pair and mostly
+    shows the head's weights. ``w * (a - mu)`` (with the bias absorbing ``2 * mu * sum(w)``)
+    is the same logit, split relative to an average match: it shows what this pair adds.
     """
 
     probe_heatmap: np.ndarray
@@ -56,12 +68,23 @@ class Correspondence(NamedTuple):
     probe_contribution: np.ndarray
     gallery_contribution: np.ndarray
     bias: float
+    weight: np.ndarray | None = None
+    centre: float = 0.0
 
     def heatmap(self, side: str) -> np.ndarray:
         return self.probe_heatmap if side == "probe" else self.gallery_heatmap
 
     def contribution(self, side: str) -> np.ndarray:
         return self.probe_contribution if side == "probe" else self.gallery_contribution
+
+    def relative_contribution(self, side: str) -> np.ndarray:
+        """``w * (a - centre)`` (or ``b``): the contribution relative to an average match."""
+        return (self.contribution(side) - self.weight * np.float32(self.centre)).astype(np.float32)
+
+    @property
+    def relative_bias(self) -> float:
+        """The bias of the relative split: ``bias + 2 * centre * sum(w)``."""
+        return float(self.bias + 2.0 * self.centre * self.weight.sum(dtype=np.float64))
 
     def matches(self, side: str) -> np.ndarray:
         """For each location of ``side``, the flat index of its match on the other side."""
@@ -75,7 +98,8 @@ def _as_locations(feature_map, name: str) -> np.ndarray:
     return m.reshape(m.shape[0], -1).astype(np.float32)                 # [C, hw]
 
 
-def pair_correspondence(probe_map, gallery_map, weight, bias: float) -> Correspondence:
+def pair_correspondence(probe_map, gallery_map, weight, bias: float,
+                        centre: float = 0.0) -> Correspondence:
     """Local matches of one pair and the exact decomposition of its logit.
 
     Parameters
@@ -85,6 +109,8 @@ def pair_correspondence(probe_map, gallery_map, weight, bias: float) -> Correspo
         is computed in float32, as the CPU scoring path does).
     weight, bias
         The folded eval-mode head (``QAConv.folded_head``): ``weight [H*W]``, scalar ``bias``.
+    centre
+        A typical similarity for the relative split (``Correspondence.centre``).
 
     Returns
     -------
@@ -114,7 +140,8 @@ def pair_correspondence(probe_map, gallery_map, weight, bias: float) -> Correspo
         probe_to_gallery=probe_to_gallery.astype(np.int64),
         gallery_to_probe=gallery_to_probe.astype(np.int64), logit=logit,
         probe_contribution=probe_contribution.reshape(shape),
-        gallery_contribution=gallery_contribution.reshape(shape), bias=bias)
+        gallery_contribution=gallery_contribution.reshape(shape), bias=bias,
+        weight=w.reshape(shape), centre=float(centre))
 
 
 def band_of_rows(height: int, bands: int = 3) -> np.ndarray:
@@ -149,8 +176,11 @@ class Line:
 
 
 def select_lines(corr: Correspondence, side: str = "probe", *, top_n: int | None = 10,
-                 threshold: float | None = None) -> list[Line]:
+                 threshold: float | None = None, relative: bool = False) -> list[Line]:
     """The correspondence lines to draw from ``side``'s locations, strongest contribution first.
+
+    Contributions are ``w * a`` (or ``w * b``), or with ``relative`` ``w * (a - centre)``
+    (:meth:`Correspondence.relative_contribution`); ``Line.contribution`` holds that value.
 
     ``top_n`` keeps the ``top_n`` largest contributions (ties by location order);
     ``threshold`` keeps the locations whose best-match similarity is at least ``threshold``.
@@ -159,7 +189,7 @@ def select_lines(corr: Correspondence, side: str = "probe", *, top_n: int | None
     if side not in SIDES:
         raise ValueError(f"side must be one of {SIDES}; got {side!r}")
     sim = corr.heatmap(side).reshape(-1)
-    contrib = corr.contribution(side).reshape(-1)
+    contrib = (corr.relative_contribution(side) if relative else corr.contribution(side)).reshape(-1)
     targets = corr.matches(side)
     keep = np.arange(sim.size)
     if threshold is not None:

@@ -154,7 +154,7 @@ class Session:
         self.logits: dict[str, np.ndarray] = {}
         self.cache_hits: dict[str, bool] = {}
         self.timings = Timings()
-        self._folded_head: tuple[np.ndarray, float] | None = None
+        self._folded_head: tuple[np.ndarray, float, float] | None = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -342,8 +342,10 @@ class Session:
         """Whether :meth:`folded_head` can answer without loading the model (and torch)."""
         return self._folded_head is not None or self._head_path().is_file()
 
-    def folded_head(self) -> tuple[np.ndarray, float]:
-        """The model's eval-mode head as ``(weight float32 [H*W], bias)`` (SPEC.md 2.7).
+    def folded_head(self) -> tuple[np.ndarray, float, float]:
+        """The model's eval-mode head as ``(weight float32 [H*W], bias, centre)`` (SPEC.md 2.7).
+
+        ``centre`` is the matcher's typical similarity (``Correspondence.centre``).
 
         Kept in memory and in the cache folder (keyed by the checkpoint's digest), so that
         looking at correspondences after a warm launch needs neither the model nor torch.
@@ -354,7 +356,8 @@ class Session:
         if path.is_file():
             try:
                 data = json.loads(path.read_text())
-                head = (np.asarray(data["weight"], np.float32), float(data["bias"]))
+                head = (np.asarray(data["weight"], np.float32), float(data["bias"]),
+                        float(data["centre"]))
                 if head[0].ndim == 1 and head[0].size > 0:
                     self._folded_head = head
                     return head
@@ -365,9 +368,11 @@ class Session:
         if matcher is None or not hasattr(matcher, "folded_head"):
             raise ValueError("local correspondences need a QAConv model; this is the global baseline")
         weight, bias = matcher.folded_head()
-        head = (weight.detach().cpu().numpy().astype(np.float32), float(bias))
+        head = (weight.detach().cpu().numpy().astype(np.float32), float(bias),
+                matcher.similarity_centre())
         # float32 -> repr float round-trips exactly through JSON
-        atomic_write_text(path, json.dumps({"weight": [float(x) for x in head[0]], "bias": head[1]}))
+        atomic_write_text(path, json.dumps({"weight": [float(x) for x in head[0]], "bias": head[1],
+                                            "centre": head[2]}))
         self._folded_head = head
         return head
 
@@ -379,5 +384,5 @@ class Session:
         """
         if self.gallery_maps is None:
             self.extract()
-        weight, bias = self.folded_head()
-        return pair_correspondence(probe_map, self.gallery_maps[gallery_index], weight, bias)
+        weight, bias, centre = self.folded_head()
+        return pair_correspondence(probe_map, self.gallery_maps[gallery_index], weight, bias, centre)

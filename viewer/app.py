@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--screenshot", metavar="FILE",
                         help="load, render the window with the first query selected, save it "
                              "as PNG to FILE and exit (exit code 1 if loading failed)")
+    parser.add_argument("--inspect", metavar="RANK", type=int,
+                        help="with --screenshot: render the match inspector for the first query "
+                             "and its result at RANK (1-based, junk not counted) instead")
     parser.add_argument("--quit-after", metavar="SECONDS", type=float,
                         help="close the window after this many seconds (smoke tests)")
     return parser
@@ -109,8 +112,41 @@ def _save_screenshot(window, path: str) -> bool:
     return ok
 
 
+def _screenshot_inspector(window, rank: int, path: str, exit_code: dict, timeout_s: float = 120.0) -> None:
+    """Open the inspector on the first query's result at ``rank``; save once it is complete."""
+    from PySide6.QtCore import QTimer
+
+    state = window.state
+    if not state.select_rank(rank):
+        log.error("the first query has no result at rank %d", rank)
+        exit_code["value"] = 1
+        window.close()
+        return
+    window.controller.open_selected_match()
+    started = time.perf_counter()
+
+    def poll() -> None:
+        ready = window.inspector_ctl.is_ready()
+        if not ready and time.perf_counter() - started < timeout_s:
+            QTimer.singleShot(50, poll)
+            return
+        if not ready:
+            ins = window.inspector_ctl.inspector
+            log.error("the match inspector was not ready after %.0f s (local matches %s; busy: %r; "
+                      "scores: %s)", timeout_s, "computed" if ins.correspondence is not None
+                      else "missing", state.busy, "; ".join(s.text() for s in ins.scores))
+        saved = _save_screenshot(window, path)
+        exit_code["value"] = 0 if (ready and saved) else 1
+        window.close()
+
+    poll()
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.inspect is not None and (args.screenshot is None or args.inspect < 1):
+        parser.error("--inspect RANK needs --screenshot FILE and a rank of 1 or more")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     t_start = time.perf_counter()
     app = create_app()
@@ -137,7 +173,9 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("REID_VIEWER_REPORT_PAINT"):
             # For benchmarks/bench_viewer.py, which times the launch from outside.
             print("FIRST_PAINT", flush=True)
-        if args.screenshot:
+        if args.screenshot and args.inspect is not None and ok:
+            _screenshot_inspector(window, args.inspect, args.screenshot, exit_code)
+        elif args.screenshot:
             saved = _save_screenshot(window, args.screenshot)
             exit_code["value"] = 0 if (ok and saved) else 1
             window.close()

@@ -388,6 +388,14 @@ class ViewerState(EventedModel):
         self.selected_result = index
         return True
 
+    def select_rank(self, rank: int) -> bool:
+        """Select the result with this 1-based rank (the protocol's count, junk not counted)."""
+        ranking = self.ranking(self.selected_query)
+        if ranking is None:
+            return False
+        hits = np.flatnonzero(ranking.ranks == rank)
+        return bool(hits.size) and self.select_gallery(int(ranking.order[hits[0]]))
+
     def select_first_true_match(self) -> bool:
         """Select the selected query's first true match (showing more results if needed)."""
         ranking = self.ranking(self.selected_query)

@@ -328,4 +328,9 @@ class QAConv(nn.Module):
         probe_map, gallery_map = (m.detach().float().cpu().numpy() if isinstance(m, torch.Tensor)
                                   else m for m in (probe_map, gallery_map))
         weight, bias = self.folded_head()
-        return pair_correspondence(probe_map, gallery_map, weight.cpu().numpy(), float(bias))
+        return pair_correspondence(probe_map, gallery_map, weight.cpu().numpy(), float(bias),
+                                   centre=self.similarity_centre())
+
+    def similarity_centre(self) -> float:
+        """A typical best-match similarity: the first BatchNorm's running mean."""
+        return float(self.bn.running_mean[0])

@@ -143,3 +143,17 @@ def test_session_correspondences_match_its_scores_and_need_no_model_when_warm(tm
     corr = warm.correspondences(warm.query_maps[1], 3)
     assert warm._model is None                                 # answered from the cached head
     assert corr.logit == pytest.approx(float(warm.logits["qg"][1, 3]), abs=1e-4)
+
+
+def test_relative_split_adds_up_to_the_same_logit(pair):
+    matcher, probe, gallery = pair
+    corr = matcher.correspondences(probe[0], gallery[0])
+    mu = float(matcher.bn.running_mean[0])
+    assert corr.centre == pytest.approx(mu)
+    weight = matcher.folded_head()[0].numpy().reshape(corr.probe_heatmap.shape)
+    for side in ("probe", "gallery"):
+        np.testing.assert_allclose(corr.relative_contribution(side),
+                                   weight * (corr.heatmap(side) - mu), atol=1e-5)
+    total = (corr.relative_contribution("probe").sum() + corr.relative_contribution("gallery").sum()
+             + corr.relative_bias)
+    assert total == pytest.approx(corr.logit, abs=1e-4)
