@@ -166,6 +166,7 @@ class ViewerState(EventedModel):
         self._ranking_cache: dict[int, Ranking] = {}
         self._visible_cache: list[int] | None = None
         self._gallery_labels: tuple[np.ndarray, np.ndarray] | None = None
+        self._pending_follow: tuple[int, int] | None = None
 
     def __setattr__(self, name, value) -> None:
         """Assign a field; a new ranking, junk mode or top-k keeps the same image selected."""
@@ -174,13 +175,29 @@ class ViewerState(EventedModel):
             return
         item = self.selected_item()
         super().__setattr__(name, value)
-        if item is not None:
-            self.select_gallery(item.gallery_index, extend=name != "top_k")
+        self._reselect(item, extend=name != "top_k")
+
+    def _reselect(self, item: ResultItem | None, *, extend: bool) -> None:
+        """Select ``item``'s gallery image again after the list changed."""
+        if item is None:
+            return
+        query = self.selected_query
+        if self.select_gallery(item.gallery_index, extend=extend):
+            return
+        if self.ranking(query) is None:
+            # An external query's row for new settings comes a moment later.
+            object.__setattr__(self, "_pending_follow", (query, item.gallery_index))
+            return
+        count = len(self.results())     # no longer in the list: the nearest tile that is
+        if self.selected_result >= count:
+            self.selected_result = max(count - 1, 0)
 
     # ------------------------------------------------------------------ cache upkeep
     def _field_changed(self, name: str) -> None:
         if name == "session":
             self._gallery_labels = None
+        if name in ("selected_query", "selected_result", "session"):
+            object.__setattr__(self, "_pending_follow", None)
         if name in ("session", "distmat", "raw_distmat", "extra_queries", "applied"):
             self._ranking_cache.clear()
         if name in ("session", "extra_queries", "metrics", "filter_cam", "filter_pid",
@@ -241,12 +258,15 @@ class ViewerState(EventedModel):
 
     def set_distances(self, settings: PostSettings, distmat: np.ndarray, metrics: Metrics | None) -> None:
         """Store a newly computed distance matrix and the settings it was computed with."""
+        # The selection follows the image: found under the settings it was made in.
+        item = None if self.session is None else self.selected_item()
         # Order matters: listeners of `distmat` read `applied` and `metrics`.
         object.__setattr__(self, "applied", settings)
         object.__setattr__(self, "metrics", metrics)
         self._field_changed("applied")
         self._field_changed("metrics")
-        self.distmat = distmat
+        EventedModel.__setattr__(self, "distmat", distmat)
+        self._reselect(item, extend=True)
         self.events.applied.emit(settings)
         self.events.metrics.emit(metrics)
 
@@ -254,6 +274,9 @@ class ViewerState(EventedModel):
         """External queries got rows for more settings: rankings are recomputed on demand."""
         self._field_changed("extra_queries")
         self.events.extra_queries.emit(self.extra_queries)
+        pending, self._pending_follow = self._pending_follow, None
+        if pending is not None and pending[0] == self.selected_query:
+            self.select_gallery(pending[1])
 
     # ------------------------------------------------------------------ query browser
     def visible_queries(self) -> list[int]:
