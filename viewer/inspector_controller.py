@@ -46,8 +46,9 @@ class InspectorController(QObject):
         self.state = controller.state
         self.inspector = InspectorState()
         controller.match_requested.connect(self.open_pair)
-        for name in ("selected_query", "selected_result", "distmat", "extra_queries", "top_k",
-                     "junk_mode"):
+        for name in ("selected_query", "selected_result", "top_k", "junk_mode"):
+            self.state.events[name].connect(self._follow_selection)
+        for name in ("distmat", "extra_queries"):
             self.state.events[name].connect(self._follow)
         self.state.events.session.connect(self._session_changed)
 
@@ -83,12 +84,18 @@ class InspectorController(QObject):
         self.inspector.scores = ()
 
     def _follow(self, _value=None) -> None:
-        """The selection (or the ranking) changed: show the selected pair when open."""
+        """The ranking changed: show the selected pair (scores and ranks anew) when open."""
         if not self.inspector.open or self.state.session is None:
             return
         item = self.state.selected_item()
         if item is not None:
             self.show_pair(self.state.selected_query, item.gallery_index)
+
+    def _follow_selection(self, _value=None) -> None:
+        """The selection changed: show the selected pair when open and not shown already."""
+        item = None if self.state.session is None else self.state.selected_item()
+        if item is not None and (self.state.selected_query, item.gallery_index) != self.inspector.pair:
+            self._follow()
 
     # ------------------------------------------------------------------ the pair
     def probe_map(self, query: int):
@@ -103,11 +110,10 @@ class InspectorController(QObject):
             return
         pair = (query, gallery_index)
         if pair != inspector.pair or inspector.correspondence is None:
-            inspector.pair = pair
             if session.head_ready:
-                inspector.correspondence = session.correspondences(self.probe_map(query), gallery_index)
+                inspector.show(pair, session.correspondences(self.probe_map(query), gallery_index))
             else:
-                inspector.correspondence = None
+                inspector.show(pair, None)
                 self._load_head(session)
         self.update_scores()
 

@@ -139,6 +139,14 @@ class InspectorState(EventedModel):
             object.__setattr__(self, "hover", None)
             object.__setattr__(self, "pinned", None)
 
+    def show(self, pair: tuple[int, int], correspondence: Correspondence | None) -> None:
+        """Show another pair with its correspondence: one ``pair`` event, one redraw."""
+        object.__setattr__(self, "correspondence", correspondence)
+        if pair == self.pair:
+            self.events.correspondence.emit(correspondence)
+        else:
+            self.pair = pair
+
     # ------------------------------------------------------------------ derived numbers
     def heatmap(self, side: str) -> np.ndarray | None:
         """The ``[H, W]`` map drawn over ``side``'s image: ``a``/``b``, ``w*a``/``w*b`` or

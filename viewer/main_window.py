@@ -189,7 +189,8 @@ class MainWindow(QMainWindow):
 
     def _tab_changed(self, index: int) -> None:
         if self.tabs.widget(index) is self.inspector:
-            self.inspector_ctl.open()
+            if not self.inspector_ctl.inspector.open:
+                self.inspector_ctl.open()
         else:
             self.inspector_ctl.close()
 

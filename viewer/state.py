@@ -371,8 +371,13 @@ class ViewerState(EventedModel):
         self.select_query(visible[index])
 
     def select_query(self, query: int) -> None:
-        self.selected_result = 0
+        """Select a query and its first result (listeners of either see both already set)."""
+        changed = self.selected_result != 0
+        object.__setattr__(self, "selected_result", 0)
+        self._field_changed("selected_result")
         self.selected_query = query
+        if changed:
+            self.events.selected_result.emit(0)
 
     def step_result(self, step: int) -> None:
         """Select the previous/next tile; past the last one, more results are shown first."""

@@ -180,14 +180,12 @@ class MatchInspector(QWidget):
             self.heat[side].setZValue(1)
             self.vb.addItem(self.heat[side])
             self.vb.addItem(self.captions[side])
-        self.colorbar = pg.ColorBarItem(values=(0, 1), colorMap=pg.colormap.get(SIMILARITY_MAP),
+        self.colorbar = pg.ColorBarItem(values=(0, 1), colorMap=SIMILARITY_MAP,
                                         interactive=False, width=14)
         self.colorbar.setImageItem([self.heat[s] for s in SIDES])
         self.view.addItem(self.colorbar, row=0, col=1)
-        self.line_cmap = pg.colormap.get(LINE_MAP)
-        self.ends = pg.ScatterPlotItem(size=5, pen=None)
-        self.ends.setZValue(3)
-        self.vb.addItem(self.ends)
+        self.cmaps = {name: pg.colormap.get(name) for name in (SIMILARITY_MAP, CONTRIBUTION_MAP, LINE_MAP)}
+        self.line_cmap = self.cmaps[LINE_MAP]
         self.focus_rects = [QGraphicsRectItem() for _ in range(2)]
         self.focus_line = QGraphicsLineItem()
         for item, color in zip(self.focus_rects + [self.focus_line],
@@ -363,7 +361,7 @@ class MatchInspector(QWidget):
         total = bands["total"]
         self.bands_plot.setTitle("per body band: Σ " + ("w·(a−μ)" if self.inspector.relative
                                                           else "w·a"), size="9pt")
-        cmap = pg.colormap.get(CONTRIBUTION_MAP)
+        cmap = self.cmaps[CONTRIBUTION_MAP]
         m = float(np.abs(total).max()) or 1.0
         brushes = [cmap.map(0.5 + 0.5 * v / m, mode="qcolor") for v in total]
         self.bars.setOpts(x0=np.minimum(total, 0), width=np.abs(total), y=[2, 1, 0], brushes=brushes)
@@ -379,8 +377,9 @@ class MatchInspector(QWidget):
             for side in SIDES:
                 self.heat[side].clear()
             return
-        self.colorbar.setColorMap(pg.colormap.get(
-            SIMILARITY_MAP if ins.kind == "similarity" else CONTRIBUTION_MAP))
+        cmap = self.cmaps[SIMILARITY_MAP if ins.kind == "similarity" else CONTRIBUTION_MAP]
+        if self.colorbar.colorMap() is not cmap:
+            self.colorbar.setColorMap(cmap)
         self.colorbar.getAxis("right").enableAutoSIPrefix(False)
         levels = ins.levels()
         for side in SIDES:
@@ -396,7 +395,6 @@ class MatchInspector(QWidget):
         for item in self._line_items:
             self.vb.removeItem(item)
         self._line_items = []
-        self.ends.setData([])
 
     def _draw_lines(self, _value=None) -> None:
         self._clear_lines()
@@ -406,7 +404,6 @@ class MatchInspector(QWidget):
         lines = self.inspector.lines()
         lo, hi = self.inspector.similarity_range()
         centres = {side: layout.centres(side) for side in SIDES}
-        spots = []
         for line in lines:
             other = "gallery" if line.side == "probe" else "probe"
             (x0, y0), (x1, y1) = centres[line.side][line.source], centres[other][line.target]
@@ -419,8 +416,6 @@ class MatchInspector(QWidget):
             item.setToolTip(f"similarity {line.similarity:.3f} · contribution {line.contribution:+.3f}")
             self.vb.addItem(item)
             self._line_items.append(item)
-            spots += [{"pos": (x0, y0), "brush": color}, {"pos": (x1, y1), "brush": color}]
-        self.ends.setData(spots)
 
     def line_segments(self) -> list[tuple[float, float, float, float]]:
         """The drawn lines as ``(x0, y0, x1, y1)`` in scene coordinates (for tests)."""
