@@ -12,7 +12,7 @@ __all__ = ["Legend", "LEGEND_ENTRIES"]
 LEGEND_ENTRIES = [
     ("border", style.MATCH, "same identity"),
     ("border", style.MISMATCH, "different identity"),
-    ("dashed", style.JUNK, "junk (same identity and camera): not counted in ranks"),
+    ("dashed", style.JUNK, "junk (same ID and camera): not ranked"),
     ("text", style.TEXT_DIM, "▲▼ places moved by RR/TLift"),
 ]
 

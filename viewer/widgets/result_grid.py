@@ -65,7 +65,8 @@ class ResultModel(QAbstractListModel):
 
 
 class ResultDelegate(QStyledItemDelegate):
-    """Paints one tile: coloured frame, thumbnail, ``#rank`` + movement, score/camera/time."""
+    """Paints one tile: coloured frame, thumbnail, ``#rank`` + movement, identity/camera, the
+    active method's value (logit or distance), capture time."""
 
     def __init__(self, state: ViewerState, thumbnails: ThumbnailCache, parent=None):
         super().__init__(parent)
@@ -120,6 +121,7 @@ class ResultDelegate(QStyledItemDelegate):
         painter.setPen(style.TEXT_DIM)
         line2 = QRect(left, top + 17, width, 16)
         line3 = QRect(left, top + 32, width, 16)
+        line4 = QRect(left, top + 47, width, 16)
         who = "distractor" if sample.pid == 0 else f"ID {sample.pid}"
         painter.drawText(line2, Qt.AlignmentFlag.AlignLeft, who)
         painter.drawText(line2, Qt.AlignmentFlag.AlignRight, format_cam(sample.cam))
@@ -128,7 +130,7 @@ class ResultDelegate(QStyledItemDelegate):
         value = item.score if label == "logit" else item.distance
         painter.drawText(line3, Qt.AlignmentFlag.AlignLeft,
                          f"{label} {value:.2f}" if label == "logit" else f"{label} {value:.3f}")
-        painter.drawText(line3, Qt.AlignmentFlag.AlignRight, format_time(sample.time))
+        painter.drawText(line4, Qt.AlignmentFlag.AlignLeft, format_time(sample.time))
         painter.restore()
 
 
