@@ -157,3 +157,22 @@ def test_relative_split_adds_up_to_the_same_logit(pair):
     total = (corr.relative_contribution("probe").sum() + corr.relative_contribution("gallery").sum()
              + corr.relative_bias)
     assert total == pytest.approx(corr.logit, abs=1e-4)
+
+
+def test_a_corrupt_cached_head_is_recomputed(tmp_path):
+    from engine.data import Dataset
+    from engine.session import Session
+
+    from .test_features_checkpoint import _images, _tiny_checkpoint
+
+    (tmp_path / "imgs").mkdir()
+    samples = _images(tmp_path / "imgs", n=4)
+    dataset = Dataset("tiny", str(tmp_path), query=samples[:1], gallery=samples[1:])
+    ckpt, cache = _tiny_checkpoint(tmp_path), tmp_path / "cache"
+    first = Session.open(dataset, ckpt, device="cpu", cache_dir=cache).folded_head()
+    path = next((cache / "heads").iterdir())
+    path.write_text('{"weight": [1, 2')
+    again = Session.open(dataset, ckpt, device="cpu", cache_dir=cache)
+    head = again.folded_head()
+    np.testing.assert_array_equal(head[0], first[0])
+    assert head[1:] == first[1:] and again._model is not None     # recomputed from the model
