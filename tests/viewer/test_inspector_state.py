@@ -81,3 +81,14 @@ def test_method_scores_rank_as_the_protocol_counts():
     junk = method_scores({"raw": raw}, {}, gallery_index=4, raw_logit=1.0, query_pid=5, query_cam=0,
                          gallery_pids=pids, gallery_cams=cams)
     assert junk[0].rank == 0 and "junk" in junk[0].text()
+
+
+def test_times_in_one_format():
+    from viewer.formatting import format_rank, format_time
+
+    assert format_time(0.0) == "0:00:00.0"
+    assert format_time(83.44) == "0:01:23.4"
+    assert format_time(59.96) == "0:01:00.0"          # rounding carries into the minutes
+    assert format_time(3723.46) == "1:02:03.5"
+    assert format_time(None) == "" and format_time(float("nan")) == ""
+    assert format_rank(3) == "#3" and format_rank(0) == "junk"
