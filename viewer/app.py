@@ -64,7 +64,7 @@ def configure_pyqtgraph() -> None:
     """pyqtgraph's global options, set once (image items pass their axis order per item).
 
     Called after the first paint: importing pyqtgraph costs most of a second, and only the
-    match view (a later issue) draws with it.
+    match inspector draws with it (its view is built right after, see ``InspectorTab``).
     """
     try:
         import pyqtgraph as pg
@@ -116,6 +116,7 @@ def _screenshot_inspector(window, rank: int, path: str, exit_code: dict, timeout
     """Open the inspector on the first query's result at ``rank``; save once it is complete."""
     from PySide6.QtCore import QTimer
 
+    configure_pyqtgraph()  # before the inspector's view is built
     state = window.state
     if not state.select_rank(rank):
         log.error("the first query has no result at rank %d", rank)
