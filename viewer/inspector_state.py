@@ -194,7 +194,10 @@ class InspectorState(EventedModel):
             return (0.0, 1.0)
         values = np.concatenate([corr.probe_heatmap.ravel(), corr.gallery_heatmap.ravel()])
         lo, hi = float(values.min()), float(values.max())
-        return (lo, hi) if hi > lo else (lo - 0.5, hi + 0.5)
+        if hi - lo < 1e-3:  # (nearly) identical images: one colour, not rounding noise
+            mid = 0.5 * (lo + hi)
+            lo, hi = mid - 5e-4, mid + 5e-4
+        return lo, hi
 
     def focus(self) -> Line | None:
         """The location lit up: the pinned one, else the one under the pointer."""

@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QRectF, QSignalBlocker, Qt
+from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, QSignalBlocker, Qt
 from PySide6.QtGui import QColor, QPen
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -198,6 +198,8 @@ class MatchInspector(QWidget):
             self.vb.addItem(item)
         scene = self.view.scene()
         scene.sigMouseMoved.connect(self.hover_scene_pos)
+        self._leave = _LeaveFilter(lambda: setattr(self.inspector, "hover", None), self)
+        self.view.viewport().installEventFilter(self._leave)
         scene.sigMouseClicked.connect(lambda ev: self.click_scene_pos(ev.scenePos()))
 
     def _build_side_panel(self) -> None:
@@ -223,9 +225,13 @@ class MatchInspector(QWidget):
         self.bands_plot.setMenuEnabled(False)
         self.bands_plot.setMouseEnabled(False, False)
         self.bands_plot.hideButtons()
-        self.bands_plot.setTitle("contribution per body band (query + gallery)", size="9pt")
+        # The title as a label: inside the plot its width would widen the plot past the panel.
+        self.bands_title = QLabel()
         axis = self.bands_plot.getAxis("left")
         axis.setTicks([[(2 - i, name) for i, name in enumerate(BAND_NAMES)]])
+        axis.setWidth(52)  # room for every band's name, whatever the x range
+        self.bands_plot.disableAutoRange()
+        self.bands_plot.setYRange(-0.6, 2.6, padding=0)
         self.bands_plot.addItem(pg.InfiniteLine(pos=0, angle=90, pen=pg.mkPen("#888888")))
         self.bars = pg.BarGraphItem(x0=[0, 0, 0], y=[2, 1, 0], height=0.6, width=[0, 0, 0])
         self.bands_plot.addItem(self.bars)
@@ -235,7 +241,8 @@ class MatchInspector(QWidget):
         self.legend_text = QLabel()
         self.legend_text.setObjectName("dim")
         self.legend_text.setWordWrap(True)
-        for w in (self.pair_text, self.scores_text, self.sum_text, self.bands_plot, self.bands_text,
+        for w in (self.pair_text, self.scores_text, self.sum_text, self.bands_title, self.bands_plot,
+                  self.bands_text,
                   self.focus_text, self.legend_text):
             lay.addWidget(w)
         lay.addStretch(1)
@@ -359,8 +366,8 @@ class MatchInspector(QWidget):
             self.bands_text.clear()
             return
         total = bands["total"]
-        self.bands_plot.setTitle("per body band: Σ " + ("w·(a−μ)" if self.inspector.relative
-                                                          else "w·a"), size="9pt")
+        self.bands_title.setText("<b>Per body band</b>: Σ " + ("w·(a−μ)" if self.inspector.relative
+                                                                else "w·a") + ", query + gallery")
         cmap = self.cmaps[CONTRIBUTION_MAP]
         m = float(np.abs(total).max()) or 1.0
         brushes = [cmap.map(0.5 + 0.5 * v / m, mode="qcolor") for v in total]
@@ -489,3 +496,16 @@ class MatchInspector(QWidget):
             if not path.lower().endswith(".png"):
                 path += ".png"
             self.export_png(path)
+
+
+class _LeaveFilter(QObject):
+    """Calls ``on_leave`` when the pointer leaves the watched widget (hover ends there)."""
+
+    def __init__(self, on_leave, parent=None):
+        super().__init__(parent)
+        self.on_leave = on_leave
+
+    def eventFilter(self, obj, event) -> bool:
+        if event.type() == QEvent.Type.Leave:
+            self.on_leave()
+        return False
