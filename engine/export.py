@@ -9,7 +9,9 @@ Columns
 query, query_pid, query_cam
     The query image's path, identity and camera (pid and camera empty for an external image).
 rank
-    1-based position in the query's ranked list (junk items included, see ``match``).
+    1-based rank in the query's ranked list as the Market-1501 protocol counts it: junk items
+    (``match`` = ``junk``) are not counted and have an empty rank, so rank r here is the
+    viewer's ``#r`` and "first true match at rank r".
 gallery, gallery_pid, gallery_cam, gallery_time
     The gallery image's path, identity, camera and capture time in seconds (empty if none).
 score
@@ -34,7 +36,7 @@ from .data.samples import Sample
 from .jobs import CancelFn, ProgressFn, check_cancel, report
 from .utils import atomic_path
 
-__all__ = ["COLUMNS", "ranked_rows", "write_ranked_csv"]
+__all__ = ["COLUMNS", "protocol_ranks", "ranked_rows", "write_ranked_csv"]
 
 COLUMNS = ("query", "query_pid", "query_cam", "rank", "gallery", "gallery_pid", "gallery_cam",
            "gallery_time", "score", "distance", "match", "method")
@@ -55,6 +57,12 @@ def _match(query: Sample, item: Sample) -> str:
     if item.pid != query.pid:
         return "false"
     return "junk" if item.cam == query.cam else "true"
+
+
+def protocol_ranks(is_junk) -> np.ndarray:
+    """1-based ranks of a ranked list's items, junk not counted (0 for junk): ``int64 [n]``."""
+    is_junk = np.asarray(is_junk, bool)
+    return np.where(is_junk, 0, np.cumsum(~is_junk)).astype(np.int64)
 
 
 def ranked_rows(distmat, scores, queries: Sequence[Sample], gallery: Sequence[Sample], *,
@@ -93,11 +101,13 @@ def ranked_rows(distmat, scores, queries: Sequence[Sample], gallery: Sequence[Sa
     for qi in indices:
         query = queries[qi]
         order = np.argsort(distmat[qi].astype(np.float32))[:count]  # same order as evaluation
-        for position, gi in enumerate(order, start=1):
+        matches = [_match(query, gallery[gi]) for gi in order]
+        ranks = protocol_ranks([m == "junk" for m in matches])
+        for gi, rank, match in zip(order, ranks, matches, strict=True):
             item = gallery[gi]
-            yield (query.path, _cell(query.pid), _cell(query.cam), position, item.path,
+            yield (query.path, _cell(query.pid), _cell(query.cam), _cell(int(rank) or None), item.path,
                    _cell(item.pid), _cell(item.cam), _cell(item.time),
-                   _cell(scores[qi, gi]), _cell(distmat[qi, gi]), _match(query, item), method)
+                   _cell(scores[qi, gi]), _cell(distmat[qi, gi]), match, method)
 
 
 def write_ranked_csv(path: str | os.PathLike, distmat, scores, queries: Sequence[Sample],

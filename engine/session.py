@@ -33,6 +33,7 @@ from .checkpoint import file_digest, read_sidecar_config
 from .data import Dataset, load_dataset
 from .evaluation import Metrics, evaluate
 from .features import FeatureStore, Preprocessing, load_input
+from .inspect import Correspondence, pair_correspondence
 from .jobs import check_cancel
 from .postprocess.params import RerankParams, TLiftParams
 from .postprocess.pipeline import final_distances, final_distances_from_similarity
@@ -153,6 +154,7 @@ class Session:
         self.logits: dict[str, np.ndarray] = {}
         self.cache_hits: dict[str, bool] = {}
         self.timings = Timings()
+        self._folded_head: tuple[np.ndarray, float, float] | None = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -203,6 +205,7 @@ class Session:
     @model.setter
     def model(self, model) -> None:
         self._model = model
+        self._folded_head = None
 
     # ------------------------------------------------------------------ properties
     @cached_property
@@ -341,9 +344,56 @@ class Session:
         return np.asarray(model.score(probe_maps, gallery, device=self.device,
                                       memory_budget=self.memory_budget), np.float32)
 
-    def correspondences(self, probe_map: np.ndarray, gallery_index: int):
-        """QAConv's local matches between a probe map and one gallery image (SPEC 2.7)."""
+    # ------------------------------------------------------------------ one pair
+    def _head_path(self) -> Path:
+        return self.cache_dir / "heads" / f"{self.model_digest}.json"
+
+    @property
+    def head_ready(self) -> bool:
+        """Whether :meth:`folded_head` can answer without loading the model (and torch)."""
+        return self._folded_head is not None or self._head_path().is_file()
+
+    def folded_head(self) -> tuple[np.ndarray, float, float]:
+        """The model's eval-mode head as ``(weight float32 [H*W], bias, centre)`` (SPEC.md 2.7).
+
+        ``centre`` is the matcher's typical similarity (``Correspondence.centre``).
+
+        Kept in memory and in the cache folder (keyed by the checkpoint's digest), so that
+        looking at correspondences after a warm launch needs neither the model nor torch.
+        """
+        if self._folded_head is not None:
+            return self._folded_head
+        path = self._head_path()
+        if path.is_file():
+            try:
+                data = json.loads(path.read_text())
+                head = (np.asarray(data["weight"], np.float32), float(data["bias"]),
+                        float(data["centre"]))
+                if head[0].ndim == 1 and head[0].size > 0:
+                    self._folded_head = head
+                    return head
+                raise ValueError("no weights")
+            except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
+                log.warning("cached head %s is corrupt (%s); recomputing it", path, exc)
+        matcher = getattr(self.model, "matcher", None)
+        if matcher is None or not hasattr(matcher, "folded_head"):
+            raise ValueError("local correspondences need a QAConv model; this is the global baseline")
+        weight, bias = matcher.folded_head()
+        head = (weight.detach().cpu().numpy().astype(np.float32), float(bias),
+                matcher.similarity_centre())
+        # float32 -> repr float round-trips exactly through JSON
+        atomic_write_text(path, json.dumps({"weight": [float(x) for x in head[0]], "bias": head[1],
+                                            "centre": head[2]}))
+        self._folded_head = head
+        return head
+
+    def correspondences(self, probe_map: np.ndarray, gallery_index: int) -> Correspondence:
+        """QAConv's local matches between a probe map ``[D, h, w]`` and one gallery image.
+
+        The logit equals the scoring path's logit of the pair (``score_matrix``), and it is
+        split exactly into per-location contributions plus the head's bias (SPEC.md 2.7).
+        """
         if self.gallery_maps is None:
             self.extract()
-        model = self.model
-        return model.correspondences(probe_map, self.gallery_maps[gallery_index])
+        weight, bias, centre = self.folded_head()
+        return pair_correspondence(probe_map, self.gallery_maps[gallery_index], weight, bias, centre)

@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "whose top result is a true match, and rank it with the square over "
                              "its upper body ('square') or compute the default sensitivity map "
                              "of that match ('sensitivity') before the screenshot")
+    parser.add_argument("--inspect", metavar="RANK", type=int,
+                        help="with --screenshot: render the match inspector for the first query "
+                             "and its result at RANK (1-based, junk not counted) instead")
     parser.add_argument("--quit-after", metavar="SECONDS", type=float,
                         help="close the window after this many seconds (smoke tests)")
     return parser
@@ -66,7 +69,7 @@ def configure_pyqtgraph() -> None:
     """pyqtgraph's global options, set once (image items pass their axis order per item).
 
     Called after the first paint: importing pyqtgraph costs most of a second, and only the
-    match view (a later issue) draws with it.
+    match inspector draws with it (its view is built right after, see ``InspectorTab``).
     """
     try:
         import pyqtgraph as pg
@@ -139,8 +142,42 @@ def _occlusion_then(window, what: str, then) -> None:
         occlusion.apply_square()
 
 
+def _screenshot_inspector(window, rank: int, path: str, exit_code: dict, timeout_s: float = 120.0) -> None:
+    """Open the inspector on the first query's result at ``rank``; save once it is complete."""
+    from PySide6.QtCore import QTimer
+
+    configure_pyqtgraph()  # before the inspector's view is built
+    state = window.state
+    if not state.select_rank(rank):
+        log.error("the first query has no result at rank %d", rank)
+        exit_code["value"] = 1
+        window.close()
+        return
+    window.controller.open_selected_match()
+    started = time.perf_counter()
+
+    def poll() -> None:
+        ready = window.inspector_ctl.is_ready()
+        if not ready and time.perf_counter() - started < timeout_s:
+            QTimer.singleShot(50, poll)
+            return
+        if not ready:
+            ins = window.inspector_ctl.inspector
+            log.error("the match inspector was not ready after %.0f s (local matches %s; busy: %r; "
+                      "scores: %s)", timeout_s, "computed" if ins.correspondence is not None
+                      else "missing", state.busy, "; ".join(s.text() for s in ins.scores))
+        saved = _save_screenshot(window, path)
+        exit_code["value"] = 0 if (ready and saved) else 1
+        window.close()
+
+    poll()
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.inspect is not None and (args.screenshot is None or args.inspect < 1):
+        parser.error("--inspect RANK needs --screenshot FILE and a rank of 1 or more")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     t_start = time.perf_counter()
     app = create_app()
@@ -169,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
             print("FIRST_PAINT", flush=True)
         if args.screenshot and args.occlusion and ok:
             _occlusion_then(window, args.occlusion, lambda done: finish(done))
+        elif args.screenshot and args.inspect is not None and ok:
+            _screenshot_inspector(window, args.inspect, args.screenshot, exit_code)
         elif args.screenshot:
             finish(ok)
         else:

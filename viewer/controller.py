@@ -39,8 +39,8 @@ RECOMPUTE_DELAY_MS = 250
 class Controller(QObject):
     """Owns the state and the job runner of one window."""
 
-    #: (query number, gallery index): Enter / double-click on a result. The match inspector
-    #: (a later issue) connects here; until then nothing is connected and nothing happens.
+    #: (query number, gallery index): Enter / double-click on a result; the match inspector
+    #: (viewer.inspector_controller) opens on it.
     match_requested = Signal(int, int)
     #: Emitted once a load finished (successfully or not); for the launcher's --screenshot.
     load_finished = Signal(bool)
@@ -69,6 +69,7 @@ class Controller(QObject):
     def _job(self, fn, *args, name: str, on_result, pool: str = "session", group: str | None = None,
              on_cancel=None, on_error=None, busy: bool = True, **kwargs) -> Worker:
         worker = Worker(fn, *args, name=name, **kwargs)
+        worker.shows_busy = busy
         state = self.state
 
         def progress(stage: str, done: int, total: int) -> None:
@@ -80,7 +81,9 @@ class Controller(QObject):
                 return
             # Jobs whose completion the GUI has not processed yet, even if their thread is done:
             # their results are still to be stored, so the window is still busy.
-            others = [w for w in self.runner.workers if w is not worker]
+            # (Quiet jobs, busy=False, never set the busy state, so they are not counted.)
+            others = [w for w in self.runner.workers
+                      if w is not worker and getattr(w, "shows_busy", True)]
             state.busy = others[-1].name if others else ""
             if not others:
                 state.progress = None

@@ -5,15 +5,23 @@ import math
 
 
 def format_time(seconds: float | None) -> str:
-    """A capture time as ``m:ss.s`` or ``h:mm:ss`` (``""`` when unknown)."""
+    """A capture time as ``h:mm:ss.s`` everywhere (``""`` when unknown)."""
     if seconds is None or (isinstance(seconds, float) and math.isnan(seconds)):
         return ""
-    seconds = float(seconds)
-    hours, rest = divmod(seconds, 3600.0)
-    minutes, secs = divmod(rest, 60.0)
-    if hours >= 1:
-        return f"{int(hours)}:{int(minutes):02d}:{int(secs):02d}"
-    return f"{int(minutes)}:{secs:04.1f}"
+    tenths = round(float(seconds) * 10)
+    hours, rest = divmod(tenths, 36000)
+    minutes, rest = divmod(rest, 600)
+    return f"{hours}:{minutes:02d}:{rest // 10:02d}.{rest % 10}"
+
+
+def format_rank(rank: int) -> str:
+    """``#3``; junk (rank 0) is not counted by the protocol and shows as ``junk``."""
+    return f"#{rank}" if rank > 0 else "junk"
+
+
+def method_value_label(method: str) -> str:
+    """What a tile's number is under a method: the logit raw, the distance after RR/TLift."""
+    return "logit" if "+" not in method else "dist"
 
 
 def format_cam(cam: int | None) -> str:

@@ -8,20 +8,23 @@ from __future__ import annotations
 
 import os
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
     QLabel,
     QMainWindow,
+    QPushButton,
     QSplitter,
     QStackedWidget,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from .controller import Controller
+from .inspector_controller import InspectorController
 from .keyboard import KeyNavigator
 from .occlusion_controller import OcclusionController
 from .state import ViewerState
@@ -29,6 +32,7 @@ from .tasks import LoadRequest
 from .widgets.display_options import DisplayOptions
 from .widgets.error_banner import ErrorBanner
 from .widgets.export_dialog import ExportDialog
+from .widgets.inspector_tab import InspectorTab
 from .widgets.job_progress import JobProgress
 from .widgets.legend import Legend
 from .widgets.loading_page import LoadingPage
@@ -75,6 +79,9 @@ class MainWindow(QMainWindow):
         toolbar.addSpacing(12)
         toolbar.addWidget(self.display)
         toolbar.addStretch(1)
+        self.inspect_button = QPushButton("Inspect match (Enter)")
+        self.inspect_button.setToolTip("Open the selected result in the match inspector")
+        toolbar.addWidget(self.inspect_button)
         centre = QWidget()
         centre.setObjectName("panel")
         centre_layout = QVBoxLayout(centre)
@@ -102,9 +109,16 @@ class MainWindow(QMainWindow):
         self.splitter.setSizes([290, 740, 250])
         self.splitter.setChildrenCollapsible(False)
 
+        # The match inspector: a tab beside the ranked results (issue 8).
+        self.inspector_ctl = InspectorController(self.controller)
+        self.inspector = InspectorTab(state, self.inspector_ctl)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.splitter, "Ranked results")
+        self.tabs.addTab(self.inspector, "Match inspector")
+
         self.pages = QStackedWidget()
         self.pages.addWidget(self.loading)
-        self.pages.addWidget(self.splitter)
+        self.pages.addWidget(self.tabs)
         body = QWidget()
         body_layout = QVBoxLayout(body)
         body_layout.setContentsMargins(0, 0, 0, 0)
@@ -134,6 +148,11 @@ class MainWindow(QMainWindow):
         # ---------------------------------------------------------------- wiring
         self.browser.open_image_requested.connect(self.open_image_as_query)
         self.grid.activated_result.connect(self.controller.open_selected_match)
+        self.inspect_button.clicked.connect(lambda _c=False: self.controller.open_selected_match())
+        self.inspector_ctl.inspector.events.open.connect(self._show_inspector)
+        self.tabs.currentChanged.connect(self._tab_changed)
+        # Build the inspector's view right after the first paint, so Enter opens it at once.
+        self.controller.load_finished.connect(lambda _ok: QTimer.singleShot(0, self.inspector.build))
         self.job_progress.cancel_requested.connect(self.controller.cancel_jobs)
         self.loading.cancel_requested.connect(self.controller.cancel_jobs)
         self.loading.open_data_requested.connect(self.open_dataset)
@@ -152,10 +171,12 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         self.export_action = self._action(file_menu, "Export ranked lists to CSV…", "Ctrl+E",
                                           self.export_csv)
+        self._action(file_menu, "Export match view to PNG…", None,
+                     lambda: self.inspector.build()._export_dialog())
         file_menu.addSeparator()
         self._action(file_menu, "Quit", QKeySequence.StandardKey.Quit, self.close)
         view_menu = self.menuBar().addMenu("&View")
-        self._action(view_menu, "Cancel running job", "Esc", self.controller.cancel_jobs)
+        self._action(view_menu, "Cancel running job / back to the grid", "Esc", self._escape)
         occlusion = self.occlusion.toggleViewAction()
         occlusion.setText("Occlusion panel")
         occlusion.setShortcut(QKeySequence("Ctrl+Shift+O"))
@@ -168,6 +189,23 @@ class MainWindow(QMainWindow):
         action.triggered.connect(lambda _checked=False: slot())
         menu.addAction(action)
         return action
+
+    def _escape(self) -> None:
+        """Esc: back from the match inspector to the grid, else cancel the running job."""
+        if self.inspector_ctl.inspector.open:
+            self.inspector_ctl.close()
+        else:
+            self.controller.cancel_jobs()
+
+    def _show_inspector(self, on: bool) -> None:
+        self.tabs.setCurrentWidget(self.inspector if on else self.splitter)
+
+    def _tab_changed(self, index: int) -> None:
+        if self.tabs.widget(index) is self.inspector:
+            if not self.inspector_ctl.inspector.open:
+                self.inspector_ctl.open()
+        else:
+            self.inspector_ctl.close()
 
     def _show_page(self, _value=None) -> None:
         session = self.state.session

@@ -1,7 +1,9 @@
 """One query's ranked gallery list as the results grid shows it (Qt-free).
 
 The order is the evaluation's (``engine.evaluation.rank_row``: NumPy's default argsort of the
-float32 distance row), so the grid, the CSV export and the metrics always agree. Movement is
+float32 distance row), so the grid, the CSV export and the metrics always agree. Ranks are the
+protocol's (``engine.export.protocol_ranks``): junk (same identity and camera as the query) is
+not counted, so "first true match at rank r" is the tile labelled ``#r`` and the CSV's rank r. Movement is
 measured against the ranking without post-processing: ``raw position - position`` (positive =
 the item moved up when RR/TLift was switched on).
 """
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.evaluation import rank_row
+from engine.export import protocol_ranks
 
 __all__ = ["Ranking", "ResultItem", "rank_query", "visible_positions", "result_items"]
 
@@ -36,6 +39,8 @@ class Ranking:
         Average precision (NaN when unknown or without a true match).
     first_hit_rank : int
         1-based rank of the first true match once junk is removed; -1 when none or unknown.
+    ranks : ndarray, int64 [g]
+        Per position: the 1-based rank shown, junk not counted; 0 for junk.
     """
 
     order: np.ndarray
@@ -43,10 +48,15 @@ class Ranking:
     movement: np.ndarray | None
     ap: float
     first_hit_rank: int
+    ranks: np.ndarray
 
     @property
     def is_junk(self) -> np.ndarray:
         return self.status == JUNK
+
+    def position_of(self, gallery_index: int) -> int:
+        """0-based position of a gallery image in this list."""
+        return int(np.flatnonzero(self.order == gallery_index)[0])
 
 
 @dataclass(frozen=True)
@@ -55,7 +65,7 @@ class ResultItem:
 
     position: int          # 0-based position in the full ranked list
     gallery_index: int
-    rank: int              # 1-based rank shown (position + 1)
+    rank: int              # 1-based rank shown, junk not counted; 0 for junk
     distance: float
     score: float
     status: str            # "true" | "false" | "junk" | ""
@@ -92,7 +102,8 @@ def rank_query(dist_row: np.ndarray, raw_row: np.ndarray | None, query_pid: int 
         raw_position = np.empty(len(raw_order), np.int64)
         raw_position[raw_order] = np.arange(len(raw_order))
         movement = raw_position[order] - np.arange(len(order))
-    return Ranking(order=order, status=status, movement=movement, ap=ap, first_hit_rank=first)
+    return Ranking(order=order, status=status, movement=movement, ap=ap, first_hit_rank=first,
+                   ranks=protocol_ranks(status == JUNK))
 
 
 def visible_positions(ranking: Ranking, top_k: int, hide_junk: bool) -> np.ndarray:
@@ -109,7 +120,7 @@ def result_items(ranking: Ranking, positions: np.ndarray, dist_row: np.ndarray,
     for pos in positions:
         gi = int(ranking.order[pos])
         items.append(ResultItem(
-            position=int(pos), gallery_index=gi, rank=int(pos) + 1,
+            position=int(pos), gallery_index=gi, rank=int(ranking.ranks[pos]),
             distance=float(dist_row[gi]), score=float(score_row[gi]),
             status=str(ranking.status[pos]),
             movement=None if ranking.movement is None else int(ranking.movement[pos])))

@@ -159,16 +159,48 @@ class ViewerState(EventedModel):
     }
     _signals = ("message",)           # transient one-line notes for the status bar
 
+    # Changing these keeps the selected gallery image selected (see __setattr__).
+    _FOLLOW_SELECTION = ("distmat", "junk_mode", "top_k")
+    #: Results added when Right or scrolling goes past the last tile.
+    MORE_STEP = 24
+
     def __init__(self, **values):
         super().__init__(**values)
         self._ranking_cache: dict[int, Ranking] = {}
         self._visible_cache: list[int] | None = None
         self._gallery_labels: tuple[np.ndarray, np.ndarray] | None = None
+        self._pending_follow: tuple[int, int] | None = None
+
+    def __setattr__(self, name, value) -> None:
+        """Assign a field; a new ranking, junk mode or top-k keeps the same image selected."""
+        if name not in self._FOLLOW_SELECTION or self.session is None:
+            super().__setattr__(name, value)
+            return
+        item = self.selected_item()
+        super().__setattr__(name, value)
+        self._reselect(item, extend=name != "top_k")
+
+    def _reselect(self, item: ResultItem | None, *, extend: bool) -> None:
+        """Select ``item``'s gallery image again after the list changed."""
+        if item is None:
+            return
+        query = self.selected_query
+        if self.select_gallery(item.gallery_index, extend=extend):
+            return
+        if self.ranking(query) is None:
+            # An external query's row for new settings comes a moment later.
+            object.__setattr__(self, "_pending_follow", (query, item.gallery_index))
+            return
+        count = len(self.results())     # no longer in the list: the nearest tile that is
+        if self.selected_result >= count:
+            self.selected_result = max(count - 1, 0)
 
     # ------------------------------------------------------------------ cache upkeep
     def _field_changed(self, name: str) -> None:
         if name == "session":
             self._gallery_labels = None
+        if name in ("selected_query", "selected_result", "session"):
+            object.__setattr__(self, "_pending_follow", None)
         if name in ("session", "distmat", "raw_distmat", "extra_queries", "applied"):
             self._ranking_cache.clear()
         if name in ("session", "extra_queries", "metrics", "filter_cam", "filter_pid",
@@ -229,12 +261,15 @@ class ViewerState(EventedModel):
 
     def set_distances(self, settings: PostSettings, distmat: np.ndarray, metrics: Metrics | None) -> None:
         """Store a newly computed distance matrix and the settings it was computed with."""
+        # The selection follows the image: found under the settings it was made in.
+        item = None if self.session is None else self.selected_item()
         # Order matters: listeners of `distmat` read `applied` and `metrics`.
         object.__setattr__(self, "applied", settings)
         object.__setattr__(self, "metrics", metrics)
         self._field_changed("applied")
         self._field_changed("metrics")
-        self.distmat = distmat
+        EventedModel.__setattr__(self, "distmat", distmat)
+        self._reselect(item, extend=True)
         self.events.applied.emit(settings)
         self.events.metrics.emit(metrics)
 
@@ -242,6 +277,9 @@ class ViewerState(EventedModel):
         """External queries got rows for more settings: rankings are recomputed on demand."""
         self._field_changed("extra_queries")
         self.events.extra_queries.emit(self.extra_queries)
+        pending, self._pending_follow = self._pending_follow, None
+        if pending is not None and pending[0] == self.selected_query:
+            self.select_gallery(pending[1])
 
     # ------------------------------------------------------------------ query browser
     def visible_queries(self) -> list[int]:
@@ -340,10 +378,63 @@ class ViewerState(EventedModel):
         self.select_query(visible[index])
 
     def select_query(self, query: int) -> None:
-        self.selected_result = 0
+        """Select a query and its first result (listeners of either see both already set)."""
+        changed = self.selected_result != 0
+        object.__setattr__(self, "selected_result", 0)
+        self._field_changed("selected_result")
         self.selected_query = query
+        if changed:
+            self.events.selected_result.emit(0)
 
     def step_result(self, step: int) -> None:
+        """Select the previous/next tile; past the last one, more results are shown first."""
         count = len(self.results())
+        if step > 0 and self.selected_result + step >= count and self.top_k < self.max_top_k:
+            self.top_k = min(self.top_k + max(self.MORE_STEP, step), self.max_top_k)
+            count = len(self.results())
         if count:
             self.selected_result = min(max(self.selected_result + step, 0), count - 1)
+
+    @property
+    def max_top_k(self) -> int:
+        """Top-k can reach the whole gallery."""
+        return 1 if self.session is None else max(1, len(self.session.dataset.gallery))
+
+    def select_gallery(self, gallery_index: int, *, extend: bool = True) -> bool:
+        """Select the tile of a gallery image in the current query's list.
+
+        ``extend`` lets top-k grow so that the image is shown. Returns whether it is selected
+        (False: not in the visible list, e.g. junk while junk is hidden).
+        """
+        ranking = self.ranking(self.selected_query)
+        if ranking is None:
+            return False
+        position = ranking.position_of(gallery_index)
+        if self.junk_mode == "hide" and ranking.is_junk[position]:
+            return False
+        shown = int(ranking.ranks[position]) if self.junk_mode == "hide" else position + 1
+        if shown > self.top_k:
+            if not extend:
+                return False
+            object.__setattr__(self, "top_k", min(self.max_top_k, -(-shown // self.MORE_STEP) * self.MORE_STEP))
+            self._field_changed("top_k")
+            self.events.top_k.emit(self.top_k)
+        index = next(i for i, item in enumerate(self.results()) if item.gallery_index == gallery_index)
+        self.selected_result = index
+        return True
+
+    def select_rank(self, rank: int) -> bool:
+        """Select the result with this 1-based rank (the protocol's count, junk not counted)."""
+        ranking = self.ranking(self.selected_query)
+        if ranking is None:
+            return False
+        hits = np.flatnonzero(ranking.ranks == rank)
+        return bool(hits.size) and self.select_gallery(int(ranking.order[hits[0]]))
+
+    def select_first_true_match(self) -> bool:
+        """Select the selected query's first true match (showing more results if needed)."""
+        ranking = self.ranking(self.selected_query)
+        if ranking is None or ranking.first_hit_rank < 1:
+            return False
+        position = int(np.flatnonzero(ranking.status == "true")[0])
+        return self.select_gallery(int(ranking.order[position]))

@@ -19,7 +19,7 @@ STATUS_COLORS = {"true": MATCH, "false": MISMATCH, "junk": JUNK, "": UNKNOWN}
 
 # Result tiles: thumbnail box and tile size in pixels.
 RESULT_THUMB = (80, 160)
-RESULT_TILE = (100, 226)
+RESULT_TILE = (112, 242)
 # Query browser rows.
 QUERY_THUMB = (32, 64)
 QUERY_ROW_HEIGHT = 72

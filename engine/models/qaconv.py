@@ -22,12 +22,12 @@ columns ``[C, g*hw]``, so one block of pairs is one plain matmul ``[pc*hw, gc*hw
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..inspect import Correspondence, pair_correspondence
 from ..jobs import CancelFn, check_cancel
 
 __all__ = [
@@ -46,30 +46,6 @@ DEFAULT_MEMORY_BUDGET = 256 * 2**20
 # On the CPU a block larger than the caches only costs memory traffic: 64 pairs at hw = 192
 # (9.4 MB of float32) measured fastest on a 2-core AVX-512 machine (benchmarks/bench_scoring.py).
 CPU_BLOCK_PAIRS = 64
-
-
-class Correspondence(NamedTuple):
-    """QAConv's local matches for one probe / gallery pair (SPEC.md 2.7).
-
-    Attributes
-    ----------
-    probe_heatmap
-        ``float32 [H, W]``: for each probe location its best cosine over gallery locations.
-    gallery_heatmap
-        ``float32 [H, W]``: for each gallery location its best cosine over probe locations.
-    probe_to_gallery
-        ``int64 [H*W]``: flat index of the gallery location each probe location matched.
-    gallery_to_probe
-        ``int64 [H*W]``: flat index of the probe location each gallery location matched.
-    logit
-        The pair's eval-mode logit (higher = more similar).
-    """
-
-    probe_heatmap: np.ndarray
-    gallery_heatmap: np.ndarray
-    probe_to_gallery: np.ndarray
-    gallery_to_probe: np.ndarray
-    logit: float
 
 
 def probe_rows(maps: torch.Tensor) -> torch.Tensor:
@@ -340,27 +316,21 @@ class QAConv(nn.Module):
         Returns
         -------
         Correspondence
-            Heatmaps equal to :meth:`pair_maxima` of the pair, the argmax indices both ways
-            and the eval-mode logit.
+            Heatmaps equal to :meth:`pair_maxima` of the pair, the argmax indices both ways,
+            the eval-mode logit and its exact split into contributions and bias
+            (:func:`engine.inspect.pair_correspondence`).
         """
-        device = self.fc.weight.device
-        maps = []
         for name, m in (("probe_map", probe_map), ("gallery_map", gallery_map)):
-            t = torch.as_tensor(np.asarray(m) if not isinstance(m, torch.Tensor) else m)
-            if t.dim() != 3:
-                raise ValueError(f"{name} must be one feature map [C, H, W]; got {tuple(t.shape)}")
-            maps.append(self._check_maps(t.unsqueeze(0).to(device, torch.float32), name))
-        rows, cols = probe_rows(maps[0]), gallery_columns(maps[1])          # [hw, C], [C, hw]
-        sim = rows @ cols                                                    # [hw_s, hw_r]
-        a, probe_to_gallery = sim.max(dim=1)                                 # [hw_s]
-        b, gallery_to_probe = sim.max(dim=0)                                 # [hw_r]
+            shape = tuple(m.shape) if hasattr(m, "shape") else ()
+            if len(shape) != 3 or shape != (self.num_features, self.height, self.width):
+                raise ValueError(f"{name} must be one feature map [{self.num_features}, "
+                                 f"{self.height}, {self.width}]; got {shape}")
+        probe_map, gallery_map = (m.detach().float().cpu().numpy() if isinstance(m, torch.Tensor)
+                                  else m for m in (probe_map, gallery_map))
         weight, bias = self.folded_head()
-        logit = float(weight @ a + weight @ b + bias)
-        hw_shape = (self.height, self.width)
-        return Correspondence(
-            probe_heatmap=a.view(hw_shape).cpu().numpy(),
-            gallery_heatmap=b.view(hw_shape).cpu().numpy(),
-            probe_to_gallery=probe_to_gallery.cpu().numpy().astype(np.int64),
-            gallery_to_probe=gallery_to_probe.cpu().numpy().astype(np.int64),
-            logit=logit,
-        )
+        return pair_correspondence(probe_map, gallery_map, weight.cpu().numpy(), float(bias),
+                                   centre=self.similarity_centre())
+
+    def similarity_centre(self) -> float:
+        """A typical best-match similarity: the first BatchNorm's running mean."""
+        return float(self.bn.running_mean[0])

@@ -34,10 +34,15 @@ def _check_against_loop(rows, distmat, scores, queries, gallery, query_indices, 
         sorted_distances = sorted(float(np.float32(distmat[qi, j])) for j in range(len(gallery)))
         previous = -np.inf
         seen = set()
+        counted = 0  # the protocol's rank: junk is not counted and has no rank
         for position, r in enumerate(lst, start=1):
             j = index_of[r["gallery"]]
             g = gallery[j]
-            assert int(r["rank"]) == position
+            if r["match"] == "junk":
+                assert r["rank"] == ""
+            else:
+                counted += 1
+                assert int(r["rank"]) == counted
             assert float(r["distance"]) == pytest.approx(float(distmat[qi, j]), abs=1e-7)
             assert float(r["distance"]) >= previous - 1e-9  # ascending
             assert float(r["distance"]) == pytest.approx(sorted_distances[position - 1], abs=1e-7)

@@ -6,9 +6,8 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSpinBox, QWidget
 
 from ..state import ViewerState
 
-__all__ = ["DisplayOptions", "MAX_TOP_K"]
+__all__ = ["DisplayOptions"]
 
-MAX_TOP_K = 500
 JUNK_LABELS = {"grey": "greyed", "hide": "hidden"}
 
 
@@ -19,9 +18,10 @@ class DisplayOptions(QWidget):
         super().__init__(parent)
         self.state = state
         self.top_k = QSpinBox()
-        self.top_k.setRange(1, MAX_TOP_K)
+        self.top_k.setRange(1, state.max_top_k)
         self.top_k.setValue(state.top_k)
-        self.top_k.setToolTip("Number of ranked gallery images shown (scroll for more)")
+        self.top_k.setToolTip("Number of ranked gallery images shown (scroll for more; up to "
+                              "the whole gallery)")
         self.junk = QComboBox()
         for mode, label in JUNK_LABELS.items():
             self.junk.addItem(label, mode)
@@ -41,7 +41,13 @@ class DisplayOptions(QWidget):
         self.junk.currentIndexChanged.connect(
             lambda _i: setattr(state, "junk_mode", self.junk.currentData()))
         state.events.top_k.connect(self._show_top_k)
+        state.events.session.connect(self._set_range)
         state.events.junk_mode.connect(self._show_junk)
+
+    def _set_range(self, _session=None) -> None:
+        with QSignalBlocker(self.top_k):
+            self.top_k.setRange(1, self.state.max_top_k)
+            self.top_k.setValue(self.state.top_k)
 
     def _show_top_k(self, value: int) -> None:
         with QSignalBlocker(self.top_k):

@@ -12,7 +12,7 @@ __all__ = ["Legend", "LEGEND_ENTRIES"]
 LEGEND_ENTRIES = [
     ("border", style.MATCH, "same identity"),
     ("border", style.MISMATCH, "different identity"),
-    ("dashed", style.JUNK, "junk (same identity and camera)"),
+    ("dashed", style.JUNK, "junk (same ID and camera): not ranked"),
     ("text", style.TEXT_DIM, "▲▼ places moved by RR/TLift"),
 ]
 
@@ -22,8 +22,12 @@ class Legend(QWidget):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.setToolTip("Tile: rank and movement; identity and camera; score (QAConv logit, "
-                        "higher = more similar) and capture time")
+        self.setToolTip("Tile: rank and movement; identity and camera; the value the list is "
+                        "ordered by (QAConv logit without post-processing, higher = more similar; "
+                        "distance with RR/TLift, lower = closer) and capture time (h:mm:ss.s).\n"
+                        "Ranks follow the Market-1501 protocol: junk items are shown (greyed) or "
+                        "hidden but never counted, so ranks agree with the header, the CSV and "
+                        "the match inspector.")
 
     def sizeHint(self) -> QSize:
         fm = self.fontMetrics()

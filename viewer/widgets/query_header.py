@@ -4,15 +4,16 @@ from __future__ import annotations
 import math
 import os
 
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QVBoxLayout
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QVBoxLayout
 
+from .. import style
 from ..formatting import format_cam, format_time
 from ..state import ViewerState
 from .thumbnails import ThumbnailCache
 
 __all__ = ["QueryHeader"]
 
-IMAGE_SIZE = (56, 112)
+IMAGE_SIZE = style.RESULT_THUMB   # the query as large as a result's image
 
 
 class QueryHeader(QFrame):
@@ -33,10 +34,18 @@ class QueryHeader(QFrame):
         self.note.setObjectName("dim")
         self.note.setWordWrap(True)
 
+        self.first_match = QPushButton("Go to first true match")
+        self.first_match.setToolTip("Select the first result of the same identity on another "
+                                    "camera (more results are shown if needed)")
+        self.first_match.clicked.connect(lambda: state.select_first_true_match())
         text = QVBoxLayout()
         text.setSpacing(2)
         for label in (self.title, self.where, self.numbers, self.note):
             text.addWidget(label)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.first_match)
+        buttons.addStretch(1)
+        text.addLayout(buttons)
         text.addStretch(1)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(10, 8, 10, 8)
@@ -53,6 +62,7 @@ class QueryHeader(QFrame):
             self.title.setText("No query selected")
             for label in (self.where, self.numbers, self.note):
                 label.clear()
+            self.first_match.setEnabled(False)
             return
         sample = state.query_sample(query)
         self.image.setPixmap(self.thumbnails.get(sample.path, *IMAGE_SIZE))
@@ -66,15 +76,18 @@ class QueryHeader(QFrame):
             if state.applied.tlift is not None:
                 note += " TLift is not applied to this image (it has no timestamp)."
             self.note.setText(note)
+            self.first_match.setEnabled(False)
             return
         self.title.setText(f"Identity {sample.pid:04d}")
         when = format_time(sample.time)
         self.where.setText(f"camera {format_cam(sample.cam)}" + (f" · t {when}" if when else "")
                            + f" · {name}")
         ranking = state.ranking(query)
+        self.first_match.setEnabled(ranking is not None and ranking.first_hit_rank > 0)
         if ranking is None or math.isnan(ranking.ap):
             self.numbers.setText(f"Ranking: {method} · no true match in the gallery on another camera")
         else:
             self.numbers.setText(f"Ranking: {method} · AP {ranking.ap:.3f} · "
                                  f"first true match at rank {ranking.first_hit_rank}")
-        self.note.setText("Ranks of first true match count without same-camera junk.")
+        self.note.setText("Ranks (here, on the tiles, in the CSV and the inspector) do not count "
+                          "same-camera junk.")

@@ -11,10 +11,9 @@ from PySide6.QtGui import QFont, QPainter, QPen
 from PySide6.QtWidgets import QAbstractItemView, QListView, QStyle, QStyledItemDelegate
 
 from .. import style
-from ..formatting import format_cam, format_movement, format_time
+from ..formatting import format_cam, format_movement, format_rank, format_time, method_value_label
 from ..ranking import ResultItem
 from ..state import ViewerState
-from .display_options import MAX_TOP_K
 from .thumbnails import ThumbnailCache
 
 __all__ = ["ResultModel", "ResultGrid"]
@@ -47,14 +46,18 @@ class ResultModel(QAbstractListModel):
         if role == ITEM_ROLE:
             return item
         if role == Qt.ItemDataRole.DisplayRole:
-            return f"#{item.rank}"
+            return format_rank(item.rank)
         if role == Qt.ItemDataRole.ToolTipRole:
             sample = self.state.session.dataset.gallery[item.gallery_index]
-            lines = [sample.path, f"rank {item.rank} · {STATUS_TEXT[item.status]}",
+            method = self.state.applied.method(self.state.base_method)
+            rank = f"rank {item.rank}" if item.rank else "junk: not ranked by the protocol"
+            lines = [sample.path, f"{rank} · {STATUS_TEXT[item.status]}",
                      f"identity {sample.pid} · camera {format_cam(sample.cam)}",
-                     f"score (QAConv logit) {item.score:.3f} · distance {item.distance:.4f}"]
+                     f"raw score (QAConv logit) {item.score:.3f}",
+                     f"distance under {method} {item.distance:.4f} (the list's order)"]
             if sample.time is not None:
                 lines.append(f"time {format_time(sample.time)} ({sample.time:.2f} s)")
+            lines.append("Enter / double-click: open in the match inspector")
             if item.movement is not None:
                 versus = ("the query without occlusion" if self.state.override is not None
                           else "no post-processing")
@@ -64,7 +67,8 @@ class ResultModel(QAbstractListModel):
 
 
 class ResultDelegate(QStyledItemDelegate):
-    """Paints one tile: coloured frame, thumbnail, ``#rank`` + movement, score/camera/time."""
+    """Paints one tile: coloured frame, thumbnail, ``#rank`` + movement, identity/camera, the
+    active method's value (logit or distance), capture time."""
 
     def __init__(self, state: ViewerState, thumbnails: ThumbnailCache, parent=None):
         super().__init__(parent)
@@ -107,7 +111,7 @@ class ResultDelegate(QStyledItemDelegate):
         bold.setBold(True)
         painter.setFont(bold)
         painter.setPen(style.JUNK if junk else style.TEXT)
-        painter.drawText(QRect(left, top, width, 18), Qt.AlignmentFlag.AlignLeft, f"#{item.rank}")
+        painter.drawText(QRect(left, top, width, 18), Qt.AlignmentFlag.AlignLeft, format_rank(item.rank))
         moved = format_movement(item.movement)
         if moved:
             painter.setPen(style.MOVED_UP if item.movement > 0 else
@@ -119,11 +123,16 @@ class ResultDelegate(QStyledItemDelegate):
         painter.setPen(style.TEXT_DIM)
         line2 = QRect(left, top + 17, width, 16)
         line3 = QRect(left, top + 32, width, 16)
+        line4 = QRect(left, top + 47, width, 16)
         who = "distractor" if sample.pid == 0 else f"ID {sample.pid}"
         painter.drawText(line2, Qt.AlignmentFlag.AlignLeft, who)
         painter.drawText(line2, Qt.AlignmentFlag.AlignRight, format_cam(sample.cam))
-        painter.drawText(line3, Qt.AlignmentFlag.AlignLeft, f"{item.score:.2f}")
-        painter.drawText(line3, Qt.AlignmentFlag.AlignRight, format_time(sample.time))
+        method = self.state.applied.method(self.state.base_method)
+        label = method_value_label(method)
+        value = item.score if label == "logit" else item.distance
+        painter.drawText(line3, Qt.AlignmentFlag.AlignLeft,
+                         f"{label} {value:.2f}" if label == "logit" else f"{label} {value:.3f}")
+        painter.drawText(line4, Qt.AlignmentFlag.AlignLeft, format_time(sample.time))
         painter.restore()
 
 
@@ -155,20 +164,19 @@ class ResultGrid(QListView):
             state.events[name].connect(self.refresh)
         state.events.top_k.connect(self._more_or_less)
         state.events.selected_result.connect(self._show_selection)
-        self.more_step = state.top_k
         self.verticalScrollBar().valueChanged.connect(self._scrolled)
 
     def _scrolled(self, value: int) -> None:
-        """Scrolling to the end of the list shows the next ``more_step`` results."""
+        """Scrolling to the end of the list shows more results (as Right past the last tile)."""
         bar = self.verticalScrollBar()
         if self._syncing or bar.maximum() == 0 or value < bar.maximum():
             return
         state = self.state
         if state.session is None:
             return
-        limit = min(MAX_TOP_K, len(state.session.dataset.gallery))
+        limit = state.max_top_k
         if state.top_k < limit:
-            state.top_k = min(state.top_k + self.more_step, limit)
+            state.top_k = min(state.top_k + state.MORE_STEP, limit)
 
     def _more_or_less(self, _top_k: int) -> None:
         # Same query, longer or shorter list: keep the scroll position.

@@ -1,0 +1,251 @@
+"""The match inspector's state as plain data (no Qt here): which pair, what is drawn, and the
+numbers drawn, all derived from the engine's :class:`~engine.inspect.Correspondence`.
+
+Coordinates: the inspector lays the two images side by side in one scene, each drawn in the
+model's input size (``image_w x image_h`` pixels, what the feature map covers): the query at
+``x in [0, image_w)``, the gallery image at ``x in [image_w + gap, 2 * image_w + gap)``, ``y``
+growing downwards. :class:`SceneLayout` converts between map locations and that scene.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.inspect import (
+    SIDES,
+    Correspondence,
+    Line,
+    band_sums,
+    location_centres,
+    matched_location,
+    select_lines,
+)
+
+from .events import EventedModel
+from .ranking import rank_query
+
+__all__ = ["InspectorState", "SceneLayout", "MethodScore", "method_scores", "KINDS", "LINE_MODES",
+           "LINE_SIDES"]
+
+KINDS = ("similarity", "contribution", "relative")
+LINE_MODES = ("top", "threshold", "off")
+LINE_SIDES = ("probe", "gallery", "both")
+
+
+@dataclass(frozen=True)
+class SceneLayout:
+    """Where the two images and their map locations are in the inspector's scene."""
+
+    map_h: int
+    map_w: int
+    image_h: float
+    image_w: float
+    gap: float
+
+    def origin(self, side: str) -> float:
+        """Left edge of ``side``'s image."""
+        return 0.0 if side == "probe" else self.image_w + self.gap
+
+    @property
+    def width(self) -> float:
+        return 2 * self.image_w + self.gap
+
+    def centres(self, side: str) -> np.ndarray:
+        """Centres ``[H*W, 2]`` (x, y) of ``side``'s locations in scene coordinates."""
+        c = location_centres(self.map_h, self.map_w, self.image_h, self.image_w)
+        c[:, 0] += self.origin(side)
+        return c
+
+    def cell_rect(self, side: str, index: int) -> tuple[float, float, float, float]:
+        """``(x, y, w, h)`` of one location's cell in the scene."""
+        row, col = divmod(int(index), self.map_w)
+        cw, ch = self.image_w / self.map_w, self.image_h / self.map_h
+        return self.origin(side) + col * cw, row * ch, cw, ch
+
+    def location_at(self, x: float, y: float) -> tuple[str, int] | None:
+        """The ``(side, flat index)`` under a scene point, or None outside both images."""
+        if not 0 <= y < self.image_h:
+            return None
+        for side in SIDES:
+            u = x - self.origin(side)
+            if 0 <= u < self.image_w:
+                row = min(int(y * self.map_h / self.image_h), self.map_h - 1)
+                col = min(int(u * self.map_w / self.image_w), self.map_w - 1)
+                return side, row * self.map_w + col
+        return None
+
+
+@dataclass(frozen=True)
+class MethodScore:
+    """The pair under one post-processing: its value and its rank (protocol count)."""
+
+    method: str            # "raw", "+RR", "+RR+TLift"
+    label: str             # "logit" (higher = closer) or "distance" (lower = closer)
+    value: float | None    # None when not available
+    rank: int | None       # 1-based, junk not counted; 0 = junk; None when not available
+    note: str = ""         # why it is not available
+
+    def text(self) -> str:
+        if self.value is None:
+            return f"{self.method}: {self.note or 'not computed'}"
+        rank = "" if self.rank is None else (" · junk" if self.rank == 0 else f" · rank {self.rank}")
+        fmt = ".3f" if self.label == "logit" else ".4f"
+        return f"{self.method}: {self.label} {self.value:{fmt}}{rank}"
+
+
+def method_scores(rows: dict[str, np.ndarray | None], notes: dict[str, str], gallery_index: int,
+                  raw_logit: float, query_pid, query_cam, gallery_pids, gallery_cams) -> list[MethodScore]:
+    """The pair's value and rank under raw / +RR / +RR+TLift.
+
+    ``rows`` maps ``"raw"``, ``"+RR"``, ``"+RR+TLift"`` to the query's distance row ``[g]``
+    (None when not computed; ``notes`` then says why).
+    """
+    out = []
+    for method in ("raw", "+RR", "+RR+TLift"):
+        row = rows.get(method)
+        label = "logit" if method == "raw" else "distance"
+        if row is None:
+            out.append(MethodScore(method, label, None, None, notes.get(method, "not computed")))
+            continue
+        ranking = rank_query(row, None, query_pid, query_cam, gallery_pids, gallery_cams)
+        rank = int(ranking.ranks[ranking.position_of(gallery_index)])
+        value = raw_logit if method == "raw" else float(row[gallery_index])
+        out.append(MethodScore(method, label, value, rank))
+    return out
+
+
+class InspectorState(EventedModel):
+    """What the match inspector shows; derived numbers come from the engine's correspondence."""
+
+    _fields = {
+        "open": False,                # the inspector is the visible page
+        "pair": None,                 # (query number, gallery index) shown, or None
+        "correspondence": None,       # engine.inspect.Correspondence of `pair` (None while computing)
+        "scores": (),                 # tuple[MethodScore, ...] of `pair`
+        "kind": "similarity",         # one of KINDS (relative = contribution vs. an average match)
+        "heatmap_on": True,
+        "opacity": 0.55,              # heatmap opacity in [0, 1]
+        "line_mode": "top",           # one of LINE_MODES
+        "line_side": "probe",         # lines from query locations, gallery locations or both
+        "top_n": 10,
+        "threshold": 0.7,             # similarity threshold of the "threshold" mode
+        "hover": None,                # (side, index) under the pointer, or None
+        "pinned": None,               # (side, index) clicked, or None
+    }
+
+    def _field_changed(self, name: str) -> None:
+        if name == "pair":
+            object.__setattr__(self, "hover", None)
+            object.__setattr__(self, "pinned", None)
+
+    def show(self, pair: tuple[int, int], correspondence: Correspondence | None) -> None:
+        """Show another pair with its correspondence: one ``pair`` event, one redraw."""
+        object.__setattr__(self, "correspondence", correspondence)
+        if pair == self.pair:
+            self.events.correspondence.emit(correspondence)
+        else:
+            self.pair = pair
+
+    # ------------------------------------------------------------------ derived numbers
+    def heatmap(self, side: str) -> np.ndarray | None:
+        """The ``[H, W]`` map drawn over ``side``'s image: ``a``/``b``, ``w*a``/``w*b`` or
+        ``w*(a-mu)``/``w*(b-mu)``."""
+        corr: Correspondence | None = self.correspondence
+        if corr is None:
+            return None
+        if self.kind == "similarity":
+            return corr.heatmap(side)
+        if self.kind == "relative":
+            return corr.relative_contribution(side)
+        return corr.contribution(side)
+
+    def levels(self) -> tuple[float, float]:
+        """Colour-scale limits shared by both heatmaps; symmetric around 0 for contributions."""
+        maps = [self.heatmap(side) for side in SIDES]
+        if maps[0] is None:
+            return (0.0, 1.0)
+        values = np.concatenate([m.ravel() for m in maps]).astype(np.float64)
+        if self.kind != "similarity":
+            m = float(np.abs(values).max()) or 1.0
+            return (-m, m)
+        lo, hi = float(values.min()), float(values.max())
+        return (lo, hi) if hi > lo else (lo - 0.5, hi + 0.5)
+
+    def lines(self) -> list[Line]:
+        """Correspondence lines to draw (strongest contribution first)."""
+        corr = self.correspondence
+        if corr is None or self.line_mode == "off":
+            return []
+        sides = SIDES if self.line_side == "both" else (self.line_side,)
+        out: list[Line] = []
+        for side in sides:
+            if self.line_mode == "top":
+                out += select_lines(corr, side, top_n=self.top_n, relative=self.relative)
+            else:
+                out += select_lines(corr, side, top_n=None, threshold=self.threshold,
+                                    relative=self.relative)
+        return out
+
+    def similarity_range(self) -> tuple[float, float]:
+        """Limits of the line colours: the pair's best-match similarities, both sides."""
+        corr = self.correspondence
+        if corr is None:
+            return (0.0, 1.0)
+        values = np.concatenate([corr.probe_heatmap.ravel(), corr.gallery_heatmap.ravel()])
+        lo, hi = float(values.min()), float(values.max())
+        if hi - lo < 1e-3:  # (nearly) identical images: one colour, not rounding noise
+            mid = 0.5 * (lo + hi)
+            lo, hi = mid - 5e-4, mid + 5e-4
+        return lo, hi
+
+    def focus(self) -> Line | None:
+        """The location lit up: the pinned one, else the one under the pointer."""
+        where = self.pinned or self.hover
+        if where is None or self.correspondence is None:
+            return None
+        line = matched_location(self.correspondence, *where)
+        if self.relative:
+            side, index = where
+            rel = float(self.correspondence.relative_contribution(side).reshape(-1)[index])
+            line = Line(line.side, line.source, line.target, line.similarity, rel)
+        return line
+
+    def toggle_pin(self, where: tuple[str, int] | None) -> None:
+        """A click: pin that location, or unpin when it is already pinned (or off the images)."""
+        self.pinned = None if (where is None or where == self.pinned) else where
+
+    @property
+    def relative(self) -> bool:
+        """Lines, bands and the lit-up match use ``w*(a-mu)`` unless the ``w*a`` map is shown.
+
+        Ordered by ``w*a``, the strongest locations are those the head weighs most for any pair;
+        ``w*(a-mu)`` ranks them by what this pair adds over a typical match.
+        """
+        return self.kind != "contribution"
+
+    def bands(self) -> dict[str, np.ndarray] | None:
+        """Contributions per body band (top, middle, bottom thirds): query, gallery, total."""
+        corr = self.correspondence
+        if corr is None:
+            return None
+        if self.relative:
+            maps = [corr.relative_contribution(side) for side in SIDES]
+        else:
+            maps = [corr.contribution(side) for side in SIDES]
+        probe, gallery = band_sums(maps[0]), band_sums(maps[1])
+        return {"probe": probe, "gallery": gallery, "total": probe + gallery}
+
+    def sums(self) -> list[tuple[str, float, float, float]]:
+        """The logit as the sums the contribution maps add up to: ``(split, query, gallery, bias)``
+        for ``w*a`` and for the relative split."""
+        corr = self.correspondence
+        if corr is None:
+            return []
+        out = []
+        for split, maps, bias in (
+                ("w·a", [corr.contribution(s) for s in SIDES], corr.bias),
+                ("w·(a−μ)", [corr.relative_contribution(s) for s in SIDES], corr.relative_bias)):
+            out.append((split, float(maps[0].sum(dtype=np.float64)),
+                        float(maps[1].sum(dtype=np.float64)), float(bias)))
+        return out
