@@ -119,6 +119,7 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.job_progress)
         state.events.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
 
+        self.plots_dock = None
         self._make_menu()
         self.keys = KeyNavigator(self, state, self.controller.open_selected_match)
 
@@ -147,6 +148,7 @@ class MainWindow(QMainWindow):
         self._action(file_menu, "Quit", QKeySequence.StandardKey.Quit, self.close)
         view_menu = self.menuBar().addMenu("&View")
         self._action(view_menu, "Cancel running job", "Esc", self.controller.cancel_jobs)
+        self._action(view_menu, "Analysis plots…", "Ctrl+Shift+P", self.show_plots)
 
     def _action(self, menu, text: str, shortcut, slot) -> QAction:
         action = QAction(text, self)
@@ -205,8 +207,22 @@ class MainWindow(QMainWindow):
             choice = dialog.choice()
             self.controller.export(choice.path, all_queries=choice.all_queries, top_k=choice.top_k)
 
+    def show_plots(self) -> None:
+        """Open the analysis plots (built on first use: pyqtgraph loads only then)."""
+        if self.plots_dock is None:
+            from .widgets.plots_dock import PlotsDock
+
+            self.plots_dock = PlotsDock(self.controller, self)
+            self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.plots_dock)
+            self.plots_dock.setFloating(True)
+            self.plots_dock.resize(1400, 820)
+        self.plots_dock.show()
+        self.plots_dock.raise_()
+
     # ------------------------------------------------------------------ lifetime
     def closeEvent(self, event) -> None:
         self.keys.uninstall()
+        if self.plots_dock is not None:
+            self.plots_dock.shutdown()
         self.controller.shutdown()
         super().closeEvent(event)
