@@ -150,11 +150,17 @@ def score_histogram(pairs: PairScores, bins: int = 60) -> ScoreHistogram:
     if hi <= lo:
         lo, hi = lo - 0.5, hi + 0.5
     edges = np.linspace(lo, hi, bins + 1)
-    counts = {}
-    for subset in SUBSETS:
-        true, false = pairs.subset(subset)
-        counts[(subset, "true")] = np.histogram(true, edges)[0].astype(np.int64)
-        counts[(subset, "false")] = np.histogram(false, edges)[0].astype(np.int64)
+
+    def count(scores: np.ndarray) -> np.ndarray:
+        # np.histogram's binning (last bin closed), by one searchsorted per array
+        index = np.searchsorted(edges, scores.astype(np.float64), side="right") - 1
+        index[scores == edges[-1]] = bins - 1
+        return np.bincount(index, minlength=bins)[:bins].astype(np.int64)
+
+    t, fs, fo = count(pairs.true), count(pairs.false_same_camera), count(pairs.false_other_camera)
+    counts = {("all", "true"): t, ("all", "false"): fs + fo,
+              ("same_camera", "true"): np.zeros(bins, np.int64), ("same_camera", "false"): fs,
+              ("other_camera", "true"): t, ("other_camera", "false"): fo}
     return ScoreHistogram(edges=edges, counts=counts)
 
 

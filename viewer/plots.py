@@ -31,6 +31,10 @@ from .state import PostSettings, ViewerState
 __all__ = ["PlotRequest", "PlotResult", "PlotsState", "SweepRequest", "SweepResult",
            "compute_plots", "compute_sweeps", "plot_request", "query_marks", "sweep_request"]
 
+# Bytes of stage distances a refresh keeps for the next one (two demo matrices are ~4 MB; at
+# Market scale each is ~214 MB, and those are recomputed instead of held).
+KEEP_BYTES = 256 << 20
+
 
 @dataclass(frozen=True)
 class PlotRequest:
@@ -51,6 +55,8 @@ class PlotResult:
     plots: PlotSet
     sweep_base: np.ndarray   # [q, g] the distances TLift lifts (raw, or +RR when RR is on)
     seconds: float
+    distances: dict          # {settings_key: [q, g]} of the stages the window does not cache
+    analyses: dict           # {(stage name, settings_key): StageAnalysis}, for the next refresh
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,7 @@ class PlotsState(EventedModel):
         "sweep": None,            # SweepResult, or None
         "sweep_progress": None,   # (done, total) of a running sweep, or None
         "subset": "all",          # score distributions: all | same_camera | other_camera
+        "log_density": False,     # score distributions on a log density axis
         "camera_metric": "rank1",  # camera matrix: rank1 | mean_ap
     }
 
@@ -116,23 +123,46 @@ def sweep_request(state: ViewerState) -> SweepRequest | None:
                         base=state.tlift, rerank=rerank)
 
 
-def compute_plots(session, request: PlotRequest, known: dict, *, progress, cancel) -> PlotResult:
-    """Distances of every stage (reusing ``known`` ones) and their analysis (a background job)."""
+def compute_plots(session, request: PlotRequest, known: dict, *, progress, cancel,
+                  previous: PlotResult | None = None) -> PlotResult:
+    """Distances of every stage (reusing ``known`` ones) and their analysis (a background job).
+
+    A stage whose settings did not change since ``previous`` keeps its analysis.
+    """
     t0 = time.perf_counter()
+    method = getattr(session, "method", "qaconv")
     dists = stage_distances(session, request.rerank, request.tlift, known=known,
                             progress=progress, cancel=cancel)
-    plots = analyse_stages(dists, session.query_pids, session.gallery_pids, session.query_cams,
-                           session.gallery_cams, current=request.current, progress=progress,
-                           cancel=cancel)
+    keys = {stage_name(method, rr is not None, tl is not None): settings_key(rr, tl)
+            for rr in (None, request.rerank) for tl in (None, request.tlift)}
+    reuse = previous.analyses if previous is not None else {}
+    todo = {name: d for name, d in dists.items() if (name, keys[name]) not in reuse}
+    fresh = analyse_stages(todo, session.query_pids, session.gallery_pids, session.query_cams,
+                           session.gallery_cams, progress=progress,
+                           cancel=cancel).stages if todo else ()
+    analyses = {**{k: v for k, v in reuse.items() if k[0] in dists and k[1] == keys[k[0]]},
+                **{(s.name, keys[s.name]): s for s in fresh}}
+    plots = PlotSet(stages=tuple(analyses[(name, keys[name])] for name in dists),
+                    current=request.current)
     # What a sweep lifts: the re-ranked distances when the current stage is re-ranked.
     lifts_rr = request.rerank is not None and "+rr" in request.current
-    base = dists[stage_name(getattr(session, "method", "qaconv"), lifts_rr, False)]
-    return PlotResult(request, plots, base, time.perf_counter() - t0)
+    base = dists[stage_name(method, lifts_rr, False)]
+    # +RR alone and +TLift alone are never the window's distances while the other is on:
+    # kept for the next refresh, which then recomputes only the stage whose settings changed.
+    keep = {}
+    for rr, tl in ((request.rerank, None), (None, request.tlift)):
+        name = stage_name(method, rr is not None, tl is not None)
+        if (rr is None) != (tl is None) and name in dists:
+            keep[settings_key(rr, tl)] = dists[name]
+    if sum(d.nbytes for d in keep.values()) > KEEP_BYTES:
+        keep = {}
+    return PlotResult(request, plots, base, time.perf_counter() - t0, keep, analyses)
 
 
-def known_distances(cache, request: PlotRequest) -> dict:
-    """Distance matrices the window already holds for the request's stages (by settings key)."""
-    known = {}
+def known_distances(cache, request: PlotRequest, previous: PlotResult | None = None) -> dict:
+    """Distance matrices already computed for the request's stages (by settings key): by the
+    window (its cache) or by the previous refresh."""
+    known = dict(previous.distances) if previous is not None else {}
     for rr in (None, request.rerank):
         for tl in (None, request.tlift):
             hit = cache.get(PostSettings(rr, tl))

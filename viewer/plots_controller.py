@@ -40,15 +40,25 @@ class PlotsController(QObject):
         self.runner = JobRunner(self)
         self._closed = False
         self._dirty = True
+        self._running = None  # the request of the refresh job in flight
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(REFRESH_DELAY_MS)
         self._timer.timeout.connect(self.refresh)
-        for name in ("rerank", "tlift", "rerank_on", "tlift_on", "applied", "session"):
+        for name in ("rerank", "tlift", "rerank_on", "tlift_on", "applied"):
             self.state.events[name].connect(lambda _v: self.schedule())
+        self.state.events.session.connect(self._new_session)
         self.plots.events.visible.connect(lambda visible: visible and self._dirty and self.schedule(0))
 
     # ------------------------------------------------------------------ refresh
+    def _new_session(self, _session) -> None:
+        """Another dataset: nothing shown or kept belongs to it."""
+        self.runner.cancel()
+        self._running = None
+        self.plots.sweep = None
+        self.plots.plots = None
+        self.schedule(0)
+
     def schedule(self, delay_ms: int = REFRESH_DELAY_MS) -> None:
         self._dirty = True
         if self.plots.visible and not self._closed:
@@ -61,17 +71,22 @@ class PlotsController(QObject):
         if request is None:
             return None  # the distances are being recomputed: their `applied` event comes back
         current = self.plots.plots
-        if current is not None and current.request == request and not self._dirty:
+        if not self._dirty and current is not None and current.request == request:
             return None
+        if self._running is not None and self._running == request and self.runner.is_busy("plots"):
+            self._dirty = False
+            return None  # the job for exactly these settings is already on its way
         self._dirty = False
+        self._running = request
         session = self.state.session
         worker = Worker(compute_plots, session, request,
-                        known_distances(self.controller.cache, request), name="plots")
+                        known_distances(self.controller.cache, request, current),
+                        previous=current, name="plots")
         plots = self.plots
 
         def done(result: PlotResult) -> None:
             plots.busy, plots.progress = False, None
-            if session is self.state.session:
+            if session is self.state.session and not self._closed:
                 plots.error = ""
                 plots.plots = result
 
@@ -101,15 +116,17 @@ class PlotsController(QObject):
             # The sweep lifts the distances of the latest refresh: they must be current.
             self.plots.error = "the plots are still being computed; run the sweeps in a moment"
             return None
-        labels = session_labels(self.state.session)
+        session = self.state.session
+        labels = session_labels(session)
         worker = Worker(compute_sweeps, result.sweep_base, labels, request, values=values,
                         name="TLift sweeps")
         plots = self.plots
 
         def done(sweep: SweepResult) -> None:
             plots.sweep_progress = None
-            plots.error = ""
-            plots.sweep = sweep
+            if session is self.state.session and not self._closed:
+                plots.error = ""
+                plots.sweep = sweep
 
         def stopped(err=None) -> None:
             plots.sweep_progress = None

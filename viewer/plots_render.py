@@ -49,6 +49,15 @@ def _pen(color: QColor, width: float = 2.0, style=Qt.PenStyle.SolidLine):
     return pen
 
 
+def _plain_numbers(axis: pg.AxisItem) -> None:
+    """Tick labels in the data's own units: no "(x0.001)" rescaling of small ranges."""
+    if axis.autoSIPrefix:
+        axis.enableAutoSIPrefix(False)
+        # pyqtgraph 0.14 still computes a scale while switching the prefix off: reset it.
+        axis.autoSIPrefixScale, axis.labelUnitPrefix = 1.0, ""
+        axis._updateLabel()
+
+
 def _reset(plot: pg.PlotItem, title: str, x: str, y: str, legend=(-8, 8)) -> pg.LegendItem:
     """Clear a plot for a redraw; ``legend`` is its offset (negative = from the right/bottom)."""
     plot.clear()
@@ -58,7 +67,7 @@ def _reset(plot: pg.PlotItem, title: str, x: str, y: str, legend=(-8, 8)) -> pg.
     else:
         plot.addLegend(offset=legend, labelTextSize="9pt", brush=pg.mkBrush(255, 255, 255, 210))
     for side in ("bottom", "left"):
-        plot.getAxis(side).enableAutoSIPrefix(False)
+        _plain_numbers(plot.getAxis(side))
     plot.setTitle(title, size="10pt")
     plot.setLabel("bottom", x)
     plot.setLabel("left", y)
@@ -98,30 +107,46 @@ def _pct(value) -> str:
 
 
 def draw_distribution(plot: pg.PlotItem, stage: StageAnalysis, subset: str,
-                      marks: tuple[np.ndarray, np.ndarray] | None = None) -> None:
-    """Density of true and false pair scores of one subset; the query's own pairs as ticks."""
-    _reset(plot, f"{stage.name}: {SUBSET_TITLES[subset]}", "score (1 - distance)", "density")
+                      marks: tuple[np.ndarray, np.ndarray] | None = None,
+                      log_y: bool = False) -> None:
+    """Density of true and false pair scores of one subset; the query's own pairs as ticks
+    under the axis. ``log_y`` shows both classes when one is far denser than the other."""
     h = stage.histogram
+    _reset(plot, "", "score (1 - distance)", "density (log)" if log_y else "density")
+    plot.legend.setVisible(False)  # it would cover the histograms: the title says it all
+    n_true, n_false = (int(h.counts[(subset, label)].sum()) for label in ("true", "false"))
+    true_text = (f"true ({n_true:,})" if subset != "same_camera"
+                 else "no true pairs (same id + camera = junk)")
+    plot.setTitle(f"{stage.name}, {SUBSET_TITLES[subset]}<br>"
+                  f'<span style="color:{TRUE_COLOR.name()}">{true_text}</span> / '
+                  f'<span style="color:{FALSE_COLOR.name()}">false ({n_false:,})</span>'
+                  + (" pairs; ▲ this query's" if marks is not None else " pairs"), size="9pt")
+    plot.setLogMode(False, log_y)
+    densities = {label: h.density(subset, label) for label in ("true", "false")}
+    positive = np.concatenate([d[d > 0] for d in densities.values()])
+    top = float(positive.max()) if positive.size else 1.0
+    floor = float(positive.min()) / 3.0 if positive.size else 1e-3
     for label, color in (("false", FALSE_COLOR), ("true", TRUE_COLOR)):
-        count = int(h.counts[(subset, label)].sum())
         fill = QColor(color)
         fill.setAlpha(60)
-        name = f"{label} pairs ({count:,})"
-        if subset == "same_camera" and label == "true":
-            name = "true pairs: none (same id + camera = junk)"
-        plot.plot(h.edges, h.density(subset, label), stepMode="center", fillLevel=0,
-                  brush=fill, pen=_pen(color, 1.5), name=name)
+        y = np.maximum(densities[label], floor) if log_y else densities[label]
+        # fillLevel is in view coordinates: log10 units on a log axis
+        plot.plot(h.edges, y, stepMode="center", fillLevel=math.log10(floor) if log_y else 0,
+                  brush=fill, pen=_pen(color, 1.5), name=f"{label} pairs")
+    if log_y:
+        # view coordinates are log10 here (items added directly are not transformed)
+        low, high = math.log10(floor) - 0.4, math.log10(top) + 0.1
+        mark_y = low + 0.15
+    else:
+        low, high, mark_y = -0.08 * top, 1.05 * top, -0.04 * top
     if marks is not None:
-        top = max(float(h.density(subset, "true").max(initial=0)),
-                  float(h.density(subset, "false").max(initial=0)), 1e-9)
         for scores, color, name in ((marks[1], FALSE_COLOR, "this query: false"),
                                     (marks[0], TRUE_COLOR, "this query: true")):
             if len(scores):
-                ticks = pg.ScatterPlotItem(scores, np.full(len(scores), -0.04 * top),
-                                           symbol="t1", size=9, pen=pg.mkPen(color.darker(130)),
-                                           brush=pg.mkBrush(color), name=name)
-                plot.addItem(ticks)
-        plot.setYRange(-0.08 * top, 1.05 * top, padding=0)
+                plot.addItem(pg.ScatterPlotItem(
+                    scores, np.full(len(scores), mark_y), symbol="t1", size=9,
+                    pen=pg.mkPen(color.darker(130)), brush=pg.mkBrush(color), name=name))
+    plot.setYRange(low, high, padding=0)
 
 
 def draw_camera_pairs(plot: pg.PlotItem, cameras: CameraPairs, metric: str,
@@ -143,11 +168,14 @@ def draw_camera_pairs(plot: pg.PlotItem, cameras: CameraPairs, metric: str,
                      float(finite.max()) if finite.size else 100.0))
     plot.addItem(image)
     nq, ng = values.shape
+    lo, hi = image.getLevels()
     for i in range(nq):
         for j in range(ng):
             v = values[i, j]
+            # viridis is light at its top: dark text there, white text on the dark end
+            light = not math.isnan(v) and (v - lo) > 0.6 * max(hi - lo, 1e-9)
             text = pg.TextItem("–" if math.isnan(v) else f"{v:.1f}", anchor=(0.5, 0.5),
-                               color="#1f2328" if math.isnan(v) else "w")
+                               color="#1f2328" if math.isnan(v) or light else "w")
             text.setPos(j + 0.5, i + 0.5)
             plot.addItem(text)
     plot.getAxis("bottom").setTicks([[(j + 0.5, f"c{c + 1}") for j, c in
@@ -173,7 +201,11 @@ def draw_sweep(plot: pg.PlotItem, parameter: str, points: list[SweepPoint],
                base_value: float | None = None) -> list[pg.PlotDataItem]:
     """Rank-1 and mAP (%) against one TLift parameter, its values evenly spaced as in the
     appendix's tables; the default (dashed) and the value the sweep started from (dotted)."""
-    _reset(plot, f"TLift: {PARAM_LABELS[parameter]}", PARAM_LABELS[parameter], "%", legend=(-8, -8))
+    _reset(plot, "", PARAM_LABELS[parameter], "%")
+    plot.legend.setVisible(False)  # the title names the two curves in their colours
+    plot.setTitle(f'<span style="color:{RANK1_COLOR.name()}">rank-1</span> and '
+                  f'<span style="color:{MAP_COLOR.name()}">mAP</span> vs {PARAM_LABELS[parameter]}',
+                  size="10pt")
     plot.setLogMode(False, False)
     values = [p.value for p in points]
     x = np.arange(len(points), dtype=float)
@@ -183,8 +215,13 @@ def draw_sweep(plot: pg.PlotItem, parameter: str, points: list[SweepPoint],
         curves.append(plot.plot(x, y, pen=_pen(color), symbol="o", symbolSize=7,
                                 symbolBrush=pg.mkBrush(color), symbolPen=pg.mkPen(color),
                                 name=name))
-    plot.getAxis("bottom").setTicks([[(i, f"{v:g}") for i, v in enumerate(values)]])
     default = TLIFT_DEFAULTS[parameter]
+    # Every other value labelled (ten labels do not fit a narrow plot), the default always.
+    anchor = values.index(default) if default in values else 0
+    labelled = {i for i in range(len(values)) if (i - anchor) % 2 == 0}
+    plot.getAxis("bottom").setTicks([
+        [(i, f"{v:g}") for i, v in enumerate(values) if i in labelled],
+        [(i, "") for i in range(len(values)) if i not in labelled]])
     plot.addItem(pg.InfiniteLine(sweep_position(values, default), angle=90,
                                  pen=_pen(QColor("#57606a"), 1.2, Qt.PenStyle.DashLine),
                                  label="default", labelOpts={"position": 0.92, "color": "#57606a"}))

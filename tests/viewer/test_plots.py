@@ -208,3 +208,21 @@ def test_closing_the_window_stops_the_panels_jobs(window, qtbot):
     window.close()
     assert dock.plots_controller.runner.wait(5000)
     assert_no_job_running(window.controller)
+
+
+def test_rr_plus_tlift_caches_rr_alone_with_the_same_numbers(window, qtbot):
+    from viewer.state import PostSettings
+
+    state, controller = window.state, window.controller
+    state.rerank_on = True
+    state.tlift_on = True
+    worker = controller.recompute()
+    qtbot.waitUntil(lambda: state.applied == state.requested_settings(), timeout=20_000)
+    assert worker is not None
+    session = state.session
+    np.testing.assert_array_equal(state.distmat, session.distances(state.rerank, state.tlift))
+    distmat, metrics = controller.cache.get(PostSettings(state.rerank, None))
+    np.testing.assert_array_equal(distmat, session.distances(state.rerank, None))
+    assert metrics.mean_ap == session.evaluate(distmat).mean_ap
+    state.tlift_on = False  # RR alone is now instant: no job
+    assert controller.recompute() is None and state.applied == PostSettings(state.rerank, None)

@@ -14,6 +14,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QSignalBlocker
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QFileDialog,
     QFrame,
@@ -112,6 +113,10 @@ class PlotsPanel(QWidget):
             self.subset.addItem(label, key)
         self.subset.setToolTip("Pairs of the query's camera and another camera; true pairs of "
                                "the same camera are junk under the protocol")
+        self.log_y = QCheckBox("log")
+        self.log_y.setToolTip("Density on a log axis: shows the true pairs beside the far more "
+                              "numerous false ones")
+        self.dist.controls.addWidget(self.log_y)
         self.dist.controls.addWidget(self.subset)
         self.cams = PlotTile("Camera pairs")
         self.cams_plot = self.cams.view.addPlot()
@@ -159,6 +164,8 @@ class PlotsPanel(QWidget):
         self.fpr.currentIndexChanged.connect(lambda _i: self._draw_roc())
         self.subset.currentIndexChanged.connect(
             lambda _i: setattr(self.plots, "subset", self.subset.currentData()))
+        self.log_y.toggled.connect(lambda on: setattr(self.plots, "log_density", bool(on)))
+        self.plots.events.log_density.connect(self._show_log)
         self.metric.currentIndexChanged.connect(
             lambda _i: setattr(self.plots, "camera_metric", self.metric.currentData()))
         self.run_sweep.clicked.connect(lambda: self.ctl.run_sweeps())
@@ -214,7 +221,13 @@ class PlotsPanel(QWidget):
         if data is None:
             return
         marks = query_marks(self.state, self.plots.subset) if self._current_matches() else None
-        draw_distribution(self.dist_plot, data.stage(), self.plots.subset, marks)
+        draw_distribution(self.dist_plot, data.stage(), self.plots.subset, marks,
+                          log_y=self.plots.log_density)
+
+    def _show_log(self, on: bool) -> None:
+        with QSignalBlocker(self.log_y):
+            self.log_y.setChecked(on)
+        self._draw_distribution()
 
     def _current_matches(self) -> bool:
         """Whether the window's distances are those of the plotted current stage."""
@@ -264,7 +277,8 @@ class PlotsPanel(QWidget):
         if plots.error:
             text = f"⚠ {plots.error}"
         elif result is None:
-            text = "computing the plots…" if plots.busy else "no plots yet"
+            text = ("computing the plots…" if plots.busy or self.state.session is not None
+                    else "the plots appear once a dataset is loaded")
         else:
             names = ", ".join(s.name for s in result.plots.stages)
             text = (f"Stages: {names}. Current (distributions, camera pairs): "
@@ -282,7 +296,9 @@ class PlotsPanel(QWidget):
             self.sweep_bar.setRange(0, max(total, 1))
             self.sweep_bar.setValue(done)
         sweep = self.plots.sweep
-        if not self.state.has_times:
+        if self.state.session is None:
+            text = ""
+        elif not self.state.has_times:
             text = "TLift needs timestamps; this dataset has none"
         elif running:
             text = "sweeping…"
