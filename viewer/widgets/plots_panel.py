@@ -88,6 +88,7 @@ class PlotsPanel(QWidget):
     def __init__(self, plots_controller: PlotsController, parent=None):
         super().__init__(parent)
         self.ctl = plots_controller
+        self._sweep_drawn = False
         self.state, self.plots = plots_controller.state, plots_controller.plots
 
         self.status = QLabel("")
@@ -209,7 +210,8 @@ class PlotsPanel(QWidget):
         self._draw_roc()
         self._draw_distribution()
         self._draw_cameras()
-        self._draw_sweep()
+        if not self._sweep_drawn:
+            self._draw_sweep()  # otherwise redrawn when the sweep changes, not with the stages
         self._show_status()
 
     def _draw_roc(self) -> None:
@@ -243,6 +245,7 @@ class PlotsPanel(QWidget):
 
     def _draw_sweep(self) -> None:
         sweep = self.plots.sweep
+        self._sweep_drawn = True
         enabled = sweep is not None
         self.sweep.png.setEnabled(enabled)
         self.sweep.csv.setEnabled(enabled)
