@@ -277,15 +277,15 @@ class StageAnalysis:
 
 
 def analyse_stage(name: str, distmat, query_pids, gallery_pids, query_cams, gallery_cams,
-                  *, max_rank: int = 50, bins: int = 60, cameras: bool = True) -> StageAnalysis:
-    """CMC, score histograms, ROC and (optionally) camera-pair accuracy of one distance matrix."""
+                  *, max_rank: int = 50, bins: int = 60) -> StageAnalysis:
+    """CMC, score histograms, ROC and camera-pair accuracy of one distance matrix."""
     labels = (query_pids, gallery_pids, query_cams, gallery_cams)
     metrics = evaluate(distmat, *labels, max_rank=max_rank)
     pairs = pair_scores(distmat, *labels)
-    cams = camera_pairs(distmat, *labels) if cameras else None
     return StageAnalysis(name=name, rank1=metrics.rank1, mean_ap=metrics.mean_ap,
                          cmc=metrics.cmc, histogram=score_histogram(pairs, bins),
-                         roc=roc_curve(pairs.true, pairs.false), cameras=cams)
+                         roc=roc_curve(pairs.true, pairs.false),
+                         cameras=camera_pairs(distmat, *labels))
 
 
 def lift_distances(distmat, query_cams, query_times, gallery_cams, gallery_times,

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QMainWindow,
+    QPushButton,
     QSplitter,
     QStackedWidget,
     QVBoxLayout,
@@ -88,6 +89,11 @@ class MainWindow(QMainWindow):
         right_layout.setContentsMargins(4, 8, 8, 8)
         right_layout.addWidget(self.metrics)
         right_layout.addWidget(self.postprocess)
+        self.plots_button = QPushButton("Analysis plots…")
+        self.plots_button.setToolTip("CMC, ROC, score distributions, camera pairs and TLift "
+                                     "sweeps of the current settings (Ctrl+Shift+P)")
+        self.plots_button.clicked.connect(lambda _c=False: self.show_plots())
+        right_layout.addWidget(self.plots_button)
         right_layout.addStretch(1)
 
         self.splitter = QSplitter(Qt.Orientation.Horizontal)

@@ -201,7 +201,7 @@ def _rows_text(text: str):
 
 
 def test_closing_the_window_stops_the_panels_jobs(window, qtbot):
-    window.show_plots()
+    window.plots_button.click()
     dock = window.plots_dock
     qtbot.waitUntil(lambda: dock.plots_controller.plots.plots is not None, timeout=20_000)
     dock.plots_controller.run_sweeps()
