@@ -207,6 +207,8 @@ class Controller(QObject):
         return worker
 
     def _computed(self, result: Computed) -> None:
+        if result.rerank_only is not None:
+            self.cache.put(*result.rerank_only)
         self.cache.put(result.settings, result.distmat, result.metrics)
         for extra, row in zip(self.state.extra_queries, result.extra_rows, strict=False):
             extra.rows[result.settings.without_tlift().key()] = row

@@ -97,6 +97,11 @@ class MainWindow(QMainWindow):
         right_layout.setContentsMargins(4, 8, 8, 8)
         right_layout.addWidget(self.metrics)
         right_layout.addWidget(self.postprocess)
+        self.plots_button = QPushButton("Analysis plots…")
+        self.plots_button.setToolTip("CMC, ROC, score distributions, camera pairs and TLift "
+                                     "sweeps of the current settings (Ctrl+Shift+P)")
+        self.plots_button.clicked.connect(lambda _c=False: self.show_plots())
+        right_layout.addWidget(self.plots_button)
         right_layout.addStretch(1)
 
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
@@ -142,6 +147,7 @@ class MainWindow(QMainWindow):
         state.events.override.connect(
             lambda o: results_title.setText("Ranked gallery" if o is None else o.title))
 
+        self.plots_dock = None
         self._make_menu()
         self.keys = KeyNavigator(self, state, self.controller.open_selected_match)
 
@@ -181,6 +187,7 @@ class MainWindow(QMainWindow):
         occlusion.setText("Occlusion panel")
         occlusion.setShortcut(QKeySequence("Ctrl+Shift+O"))
         view_menu.addAction(occlusion)
+        self._action(view_menu, "Analysis plots…", "Ctrl+Shift+P", self.show_plots)
 
     def _action(self, menu, text: str, shortcut, slot) -> QAction:
         action = QAction(text, self)
@@ -256,8 +263,22 @@ class MainWindow(QMainWindow):
             choice = dialog.choice()
             self.controller.export(choice.path, all_queries=choice.all_queries, top_k=choice.top_k)
 
+    def show_plots(self) -> None:
+        """Open the analysis plots (built on first use: pyqtgraph loads only then)."""
+        if self.plots_dock is None:
+            from .widgets.plots_dock import PlotsDock
+
+            self.plots_dock = PlotsDock(self.controller, self)
+            self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.plots_dock)
+            self.plots_dock.setFloating(True)
+            self.plots_dock.resize(1400, 820)
+        self.plots_dock.show()
+        self.plots_dock.raise_()
+
     # ------------------------------------------------------------------ lifetime
     def closeEvent(self, event) -> None:
         self.keys.uninstall()
+        if self.plots_dock is not None:
+            self.plots_dock.shutdown()
         self.controller.shutdown()
         super().closeEvent(event)

@@ -106,11 +106,18 @@ def rank_query(dist_row: np.ndarray, raw_row: np.ndarray | None, query_pid: int 
                    ranks=protocol_ranks(status == JUNK))
 
 
-def visible_positions(ranking: Ranking, top_k: int, hide_junk: bool) -> np.ndarray:
-    """Positions (0-based, into ``ranking.order``) of the first ``top_k`` items shown."""
-    if hide_junk:
-        return np.flatnonzero(~ranking.is_junk)[:top_k]
-    return np.arange(min(top_k, len(ranking.order)))
+def visible_positions(ranking: Ranking, top_k: int, hide_junk: bool,
+                      keep: np.ndarray | None = None) -> np.ndarray:
+    """Positions (0-based, into ``ranking.order``) of the first ``top_k`` items shown.
+
+    ``keep`` (bool ``[g]`` per position, optional) shows only the positions it marks.
+    """
+    shown = ~ranking.is_junk if hide_junk else np.ones(len(ranking.order), bool)
+    if keep is not None:
+        shown &= keep
+    elif not hide_junk:
+        return np.arange(min(top_k, len(ranking.order)))
+    return np.flatnonzero(shown)[:top_k]
 
 
 def result_items(ranking: Ranking, positions: np.ndarray, dist_row: np.ndarray,

@@ -145,6 +145,7 @@ class ViewerState(EventedModel):
         "top_k": 24,
         "junk_mode": "grey",          # "grey" | "hide"
         "filter_cam": None,           # int or None (any)
+        "filter_gallery_cam": None,   # int or None: the results show this gallery camera only
         "filter_pid": "",             # identity text, "" = any
         "filter_name": "",            # substring of the file name, "" = any
         "sort_key": "file",           # one of SORT_KEYS
@@ -230,6 +231,10 @@ class ViewerState(EventedModel):
     def query_cameras(self) -> list[int]:
         """Cameras of the dataset's queries, sorted (for the camera filter)."""
         return [] if self.session is None else sorted({s.cam for s in self.session.dataset.query})
+
+    def gallery_cameras(self) -> list[int]:
+        """Cameras of the gallery, sorted (for the results' camera filter)."""
+        return [] if self.session is None else sorted({s.cam for s in self.session.dataset.gallery})
 
     @property
     def has_times(self) -> bool:
@@ -356,7 +361,10 @@ class ViewerState(EventedModel):
         ranking = self.ranking(query)
         if ranking is None:
             return []
-        positions = visible_positions(ranking, self.top_k, self.junk_mode == "hide")
+        keep = None
+        if self.filter_gallery_cam is not None:
+            keep = self.session.gallery_cams[ranking.order] == self.filter_gallery_cam
+        positions = visible_positions(ranking, self.top_k, self.junk_mode == "hide", keep)
         return result_items(ranking, positions, self.distance_row(query), self.score_row(query))
 
     def selected_item(self) -> ResultItem | None:

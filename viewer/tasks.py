@@ -73,6 +73,9 @@ class Computed:
     metrics: Metrics | None
     extra_rows: list[np.ndarray] = field(default_factory=list)  # one [g] row per external query
     seconds: float = 0.0
+    # The re-ranked distances TLift lifted, with their metrics: RR alone, for free (the cache
+    # keeps them, so switching TLift off, or the plots panel, need not re-rank again).
+    rerank_only: tuple[PostSettings, np.ndarray, Metrics | None] | None = None
 
 
 def safe_evaluate(session, distmat: np.ndarray) -> Metrics | None:
@@ -167,13 +170,25 @@ def compute_distances(session, settings: PostSettings, extras: list[ExtraQuery],
                       progress, cancel) -> Computed:
     """The distance matrix and metrics for ``settings``, and the external queries' rows."""
     t0 = time.perf_counter()
-    distmat = session.distances(settings.rerank, settings.tlift,
-                                progress=progress, cancel=cancel)
+    rerank_only = None
+    if settings.rerank is not None and settings.tlift is not None:
+        from engine.analysis import lift_distances  # the pipeline's TLift step, same numbers
+
+        rr = session.distances(settings.rerank, None, progress=progress, cancel=cancel)
+        check_cancel(cancel)
+        rr_settings = settings.without_tlift()
+        rerank_only = (rr_settings, rr, safe_evaluate(session, rr))
+        distmat = lift_distances(rr, session.query_cams, session.times_of(session.dataset.query),
+                                 session.gallery_cams, session.times_of(session.dataset.gallery),
+                                 **dataclasses.asdict(settings.tlift))
+    else:
+        distmat = session.distances(settings.rerank, settings.tlift,
+                                    progress=progress, cancel=cancel)
     check_cancel(cancel)
     metrics = safe_evaluate(session, distmat)
     rows = extra_rows(session, extras, settings, progress=progress, cancel=cancel)
     return Computed(settings=settings, distmat=distmat, metrics=metrics, extra_rows=rows,
-                    seconds=time.perf_counter() - t0)
+                    seconds=time.perf_counter() - t0, rerank_only=rerank_only)
 
 
 def score_external(session, path: str, settings: list[PostSettings], *, progress, cancel) -> ExtraQuery:

@@ -27,8 +27,9 @@ def add_cache_argument(parser: argparse.ArgumentParser) -> None:
 class StageBar:
     """A one-line progress display for ``progress(stage, done, total)`` callbacks."""
 
-    def __init__(self, stream=sys.stderr):
-        self.stream, self.stage = stream, None
+    def __init__(self, stream=None):
+        # sys.stderr looked up now, not at import: it may have been replaced since
+        self.stream, self.stage = stream or sys.stderr, None
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         if stage != self.stage and self.stage is not None:

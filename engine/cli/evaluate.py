@@ -2,6 +2,10 @@
 
 With --rerank and/or --tlift it prints one row per stage (raw, +RR, +RR+TLift), the layout of
 the QAConv appendix's Tables 5 and 6. Scores are cached, so a second run is fast.
+
+With --plots DIR it also writes the analysis plots of every stage, each as PNG and CSV: CMC,
+ROC (with TPR at FPR 1e-2, 1e-3, 1e-4), true/false pair score distributions, rank-1/mAP per
+(query camera, gallery camera) and, with --tlift, the TLift parameter sweeps.
 """
 from __future__ import annotations
 
@@ -25,23 +29,74 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tlift-k", type=int, default=10)
     parser.add_argument("--alpha", type=float, default=0.2)
     parser.add_argument("--csv", default=None, help="also write the rows to this CSV file")
+    parser.add_argument("--plots", default=None, metavar="DIR",
+                        help="write the analysis plots (PNG) and their data (CSV) into DIR")
+    parser.add_argument("--no-sweep", action="store_true",
+                        help="with --plots and --tlift: skip the TLift parameter sweeps "
+                             "(40 TLift runs)")
+
+
+def _settings(session, args):
+    from engine.session import RerankParams, TLiftParams
+
+    rr = RerankParams(args.k1, args.k2, args.lambda_value) if args.rerank else None
+    tl = TLiftParams(args.tau, args.sigma, args.tlift_k, args.alpha) if args.tlift else None
+    if tl is not None and not session.has_times:
+        raise ValueError("TLift needs timestamps, and this dataset's images have none")
+    return rr, tl
+
+
+def stage_distances(session, args) -> list[tuple[str, object]]:
+    """``(row name, distmat)`` per stage: raw, then +RR, +RR+TLift (or +TLift) as asked."""
+    from engine.analysis import stage_distances as distances_of_stages
+
+    rr, tl = _settings(session, args)
+    dists = list(distances_of_stages(session, rr, tl, tlift_alone=False,
+                                     progress=StageBar()).values())
+    names = ["raw"] + (["+RR"] if rr else []) + (["+RR+TLift" if rr else "+TLift"] if tl else [])
+    return list(zip(names, dists, strict=True))
 
 
 def stage_rows(session, args) -> list[tuple[str, object]]:
-    from engine.session import RerankParams, TLiftParams
+    return [(name, session.evaluate(d)) for name, d in stage_distances(session, args)]
 
-    rr = RerankParams(args.k1, args.k2, args.lambda_value)
-    tl = TLiftParams(args.tau, args.sigma, args.tlift_k, args.alpha)
-    stages = [("raw", None, None)]
-    if args.rerank:
-        stages.append(("+RR", rr, None))
-    if args.tlift:
-        if not session.has_times:
-            raise ValueError("TLift needs timestamps, and this dataset's images have none")
-        stages.append(("+RR+TLift", rr, tl) if args.rerank else ("+TLift", None, tl))
+
+def write_plots(session, args, distances) -> list:
+    """Every analysis plot of the evaluated stages into ``args.plots`` (CSV, and PNG via the
+    viewer's renderer when PySide6 and pyqtgraph are installed)."""
+    import dataclasses
+    import logging
+
+    from engine.analysis import analyse_stages, stage_name, tlift_sweeps
+    from engine.plot_csv import write_csvs
+
+    rr, tl = _settings(session, args)
+    names = {"raw": (False, False), "+RR": (True, False), "+TLift": (False, True),
+             "+RR+TLift": (True, True)}
+    dists = {stage_name(session.method, *names[n]): d for n, d in distances}
     bar = StageBar()
-    return [(name, session.evaluate(session.distances(r, t, progress=bar)))
-            for name, r, t in stages]
+    plots = analyse_stages(dists, session.query_pids, session.gallery_pids, session.query_cams,
+                           session.gallery_cams, progress=bar)
+    if tl is not None and not args.no_sweep:
+        base = dataclasses.asdict(tl)
+        base_dist = dists[stage_name(session.method, rr is not None, False)]
+        sweeps = tlift_sweeps(
+            base_dist, query_pids=session.query_pids, gallery_pids=session.gallery_pids,
+            query_cams=session.query_cams, gallery_cams=session.gallery_cams,
+            query_times=session.times_of(session.dataset.query),
+            gallery_times=session.times_of(session.dataset.gallery), base=base,
+            progress=lambda d, t: bar("sweep", d, t))
+        plots = dataclasses.replace(plots, sweeps=sweeps, sweep_base=base,
+                                    sweep_stage=stage_name(session.method, rr is not None, True))
+    written = write_csvs(plots, args.plots)
+    try:
+        # Lazily: the engine itself never imports Qt; the viewer draws the same plots.
+        from viewer.plots_render import write_pngs
+    except ImportError as exc:
+        logging.getLogger(__name__).warning("PNG plots skipped (%s); CSV files written", exc)
+    else:
+        written += write_pngs(plots, args.plots)
+    return written
 
 
 def _at(m, k: int) -> float:
@@ -64,8 +119,12 @@ def run(args: argparse.Namespace) -> int:
 
     session = Session.open(args.data, args.checkpoint, device=args.device, layout=args.layout,
                            cache_dir=args.cache_dir)
-    rows = stage_rows(session, args)
+    distances = stage_distances(session, args)
+    rows = [(name, session.evaluate(d)) for name, d in distances]
     print(format_rows(session.method, rows))
+    if args.plots:
+        written = write_plots(session, args, distances)
+        print(f"wrote {len(written)} plot files to {args.plots}")
     if args.csv:
         text = "method,stage,rank1,rank5,rank10,mAP,mINP\n" + "".join(
             f"{session.method},{n},{_at(m, 1):.6f},{_at(m, 5):.6f},{_at(m, 10):.6f},"

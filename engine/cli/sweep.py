@@ -11,14 +11,9 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import StageBar, add_cache_argument, add_data_arguments, add_device_argument
+from engine.analysis import APPENDIX_VALUES
 
-APPENDIX_VALUES = {
-    "tau": [50, 100, 150, 200, 250, 300, 350, 400, 450, 500],
-    "sigma": [50, 100, 150, 200, 250, 300, 350, 400, 450, 500],
-    "k": [5, 10, 15, 20, 30, 40, 50, 100, 150, 200],
-    "alpha": [0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0],
-}
+from ._common import StageBar, add_cache_argument, add_data_arguments, add_device_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

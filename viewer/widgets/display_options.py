@@ -1,4 +1,5 @@
-"""How many results to show (top-k) and whether junk items are greyed or hidden."""
+"""How many results to show (top-k), whether junk items are greyed or hidden, and from which
+gallery camera."""
 from __future__ import annotations
 
 from PySide6.QtCore import QSignalBlocker
@@ -12,7 +13,7 @@ JUNK_LABELS = {"grey": "greyed", "hide": "hidden"}
 
 
 class DisplayOptions(QWidget):
-    """Two-way binding of ``top_k`` and ``junk_mode``."""
+    """Two-way binding of ``top_k``, ``junk_mode`` and ``filter_gallery_cam``."""
 
     def __init__(self, state: ViewerState, parent=None):
         super().__init__(parent)
@@ -29,6 +30,9 @@ class DisplayOptions(QWidget):
                              "Market-1501 protocol")
         self.junk.setCurrentIndex(self.junk.findData(state.junk_mode))
 
+        self.camera = QComboBox()
+        self.camera.setToolTip("Show only the gallery images of one camera")
+
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(QLabel("Top-k"))
@@ -36,6 +40,9 @@ class DisplayOptions(QWidget):
         layout.addSpacing(10)
         layout.addWidget(QLabel("Junk"))
         layout.addWidget(self.junk)
+        layout.addSpacing(10)
+        layout.addWidget(QLabel("Gallery"))
+        layout.addWidget(self.camera)
 
         self.top_k.valueChanged.connect(lambda v: setattr(state, "top_k", int(v)))
         self.junk.currentIndexChanged.connect(
@@ -43,6 +50,23 @@ class DisplayOptions(QWidget):
         state.events.top_k.connect(self._show_top_k)
         state.events.session.connect(self._set_range)
         state.events.junk_mode.connect(self._show_junk)
+        self.camera.currentIndexChanged.connect(
+            lambda _i: setattr(state, "filter_gallery_cam", self.camera.currentData()))
+        state.events.session.connect(self._fill_cameras)
+        state.events.filter_gallery_cam.connect(self._show_cam)
+        self._fill_cameras()
+
+    def _fill_cameras(self, _session=None) -> None:
+        with QSignalBlocker(self.camera):
+            self.camera.clear()
+            self.camera.addItem("all cameras", None)
+            for cam in self.state.gallery_cameras():
+                self.camera.addItem(f"c{cam + 1}", cam)
+        self._show_cam(self.state.filter_gallery_cam)
+
+    def _show_cam(self, cam) -> None:
+        with QSignalBlocker(self.camera):
+            self.camera.setCurrentIndex(max(self.camera.findData(cam), 0))
 
     def _set_range(self, _session=None) -> None:
         with QSignalBlocker(self.top_k):

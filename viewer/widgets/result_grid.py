@@ -160,7 +160,8 @@ class ResultGrid(QListView):
         self._syncing = False
         self.selectionModel().currentChanged.connect(self._on_current_changed)
         self.doubleClicked.connect(lambda _index: self.activated_result.emit())
-        for name in ("selected_query", "distmat", "junk_mode", "extra_queries", "session", "override"):
+        for name in ("selected_query", "distmat", "junk_mode", "extra_queries", "session",
+                     "override", "filter_gallery_cam"):
             state.events[name].connect(self.refresh)
         state.events.top_k.connect(self._more_or_less)
         state.events.selected_result.connect(self._show_selection)
