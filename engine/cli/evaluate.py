@@ -40,8 +40,23 @@ def stage_rows(session, args) -> list[tuple[str, object]]:
             raise ValueError("TLift needs timestamps, and this dataset's images have none")
         stages.append(("+RR+TLift", rr, tl) if args.rerank else ("+TLift", None, tl))
     bar = StageBar()
-    return [(name, session.evaluate(session.distances(r, t, progress=bar)))
-            for name, r, t in stages]
+    rows, previous = [], None
+    for name, r, t in stages:
+        if name == "+RR+TLift":
+            # Lift the +RR matrix just evaluated (it is not needed again) instead of
+            # re-ranking a second time.
+            from dataclasses import asdict
+
+            from engine.postprocess.pipeline import lift_distances
+
+            dist = lift_distances(
+                previous, session.query_cams, session.times_of(session.dataset.query),
+                session.gallery_cams, session.times_of(session.dataset.gallery), **asdict(t))
+        else:
+            dist = session.distances(r, t, progress=bar)
+        rows.append((name, session.evaluate(dist)))
+        previous = dist
+    return rows
 
 
 def _at(m, k: int) -> float:
