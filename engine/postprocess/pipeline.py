@@ -44,8 +44,8 @@ TLIFT_DEFAULTS = {"tau": 100.0, "sigma": 200.0, "k": 10, "alpha": 0.2}
 # Share of the progress bar given to re-ranking when TLift follows it.
 _RERANK_SHARE = 90
 _PROGRESS_TOTAL = 100
-# Elements per tile of the logits -> similarity -> distance conversion (float64 work, ~ 2 MB).
-_TILE_ELEMENTS = 1 << 18
+# Elements per tile of the logits -> similarity -> distance conversion (float64 work, 256 KB).
+_TILE_ELEMENTS = 1 << 15
 
 
 class SweepPoint(NamedTuple):
@@ -59,8 +59,9 @@ class SweepPoint(NamedTuple):
 def _sigmoid_tenth(logits, sign: float, dtype) -> np.ndarray:
     """``sigmoid(sign * logit / 10)`` into a new ``dtype`` array, a tile of rows at a time.
 
-    Each tile is computed in float64 and rounded once into the output, so the result is the
-    float64 formula rounded to ``dtype``; besides the output, memory is one tile.
+    Each tile is computed in float64, in place in one cache-sized buffer, and rounded once into
+    the output, so the result is the float64 formula rounded to ``dtype``; besides the output,
+    memory is one tile.
     """
     src = np.asarray(logits)
     out = np.empty(src.shape, dtype=dtype)
@@ -69,12 +70,16 @@ def _sigmoid_tenth(logits, sign: float, dtype) -> np.ndarray:
     step = max(1, _TILE_ELEMENTS // max(1, rows.shape[1]))
     for start in range(0, rows.shape[0], step):
         x = np.array(rows[start:start + step], dtype=np.float64)  # [c, n] own copy
-        x /= 10.0
-        if sign < 0:
-            np.negative(x, out=x)
-        # Split by sign so exp never overflows.
-        e = np.exp(-np.abs(x))
-        dest[start:start + step] = np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+        np.divide(x, 10.0 * sign, out=x)
+        positive = x >= 0
+        # sigmoid(x) = 1 / (1 + e) for x >= 0, e / (1 + e) otherwise, e = exp(-|x|): no overflow.
+        np.abs(x, out=x)
+        np.negative(x, out=x)
+        np.exp(x, out=x)
+        denominator = x + 1.0
+        np.copyto(x, 1.0, where=positive)
+        np.divide(x, denominator, out=x)
+        dest[start:start + step] = x
     return out
 
 
