@@ -26,8 +26,10 @@ __all__ = ["re_rank"]
 _ROW_CHUNK_ELEMENTS = 1_000_000
 # Pairs (query entry x column entry) handled per Jaccard chunk.
 _PAIR_CHUNK = 1_000_000
-# Columns per block for the block minima that bound each row's head in _top_ranks.
+# Entries per block for the block minima that bound each row's head in _top_ranks (at most),
+# and at least this many blocks per head entry, so the candidates stay a small share of a row.
 _BLOCK = 32
+_BLOCKS_PER_HEAD = 16
 
 
 class _Blocks:
@@ -112,13 +114,13 @@ def _validate(q_g, q_q, g_g, k1, k2, lambda_value):
     return q_g, q_q, g_g
 
 
-def _block_minima(part: np.ndarray) -> np.ndarray:
-    """Minimum of every ``_BLOCK`` consecutive rows of ``part`` ``[r, c]`` (the last may be short)."""
+def _block_minima(part: np.ndarray, size: int) -> np.ndarray:
+    """Minimum of every ``size`` consecutive rows of ``part`` ``[r, c]`` (the last may be short)."""
     r, c = part.shape
-    full = r // _BLOCK
-    minima = part[:full * _BLOCK].reshape(full, _BLOCK, c).min(axis=1)  # [full, c]
-    if r % _BLOCK:
-        minima = np.concatenate([minima, part[full * _BLOCK:].min(axis=0, keepdims=True)])
+    full = r // size
+    minima = part[:full * size].reshape(full, size, c).min(axis=1)  # [full, c]
+    if r % size:
+        minima = np.concatenate([minima, part[full * size:].min(axis=0, keepdims=True)])
     return minima
 
 
@@ -127,7 +129,7 @@ def _top_ranks(blocks: _Blocks, width: int, progress, cancel, done: int, total: 
 
     Row ``i`` of ``D~`` is column ``i`` of ``D`` (divided by its maximum), so chunks of columns
     are read straight from the input blocks, never transposed. A row's ``width`` smallest
-    entries lie in the blocks (``_BLOCK`` consecutive entries) whose minimum reaches the
+    entries lie in the blocks (up to ``_BLOCK`` consecutive entries) whose minimum reaches the
     ``width``-th smallest block minimum: at least ``width`` entries do, and every entry not above
     them sits in such a block. So each row is read once for its block minima and the head is
     selected among those few blocks (division by the row's scale is monotone, so only the
@@ -138,13 +140,15 @@ def _top_ranks(blocks: _Blocks, width: int, progress, cancel, done: int, total: 
     """
     n, nq = blocks.num_all, blocks.num_q
     ranks = np.empty((n, width), dtype=np.int32)
-    # Rows of D covered by each block: the query part, then the gallery part, each cut in _BLOCK.
-    starts = np.concatenate([np.arange(0, nq, _BLOCK), nq + np.arange(0, n - nq, _BLOCK)])
+    size = max(1, min(_BLOCK, n // (_BLOCKS_PER_HEAD * width)))
+    # Rows of D covered by each block: the query part, then the gallery part, each cut in size.
+    starts = np.concatenate([np.arange(0, nq, size), nq + np.arange(0, n - nq, size)])
     ends = np.minimum(np.concatenate([starts[1:], [n]]), np.where(starts < nq, nq, n))
     num_blocks = len(starts)
-    offsets = np.arange(_BLOCK)
-    # Wide chunks: each input row is read in segments of ``step`` columns.
-    step = max(1, 8 * _ROW_CHUNK_ELEMENTS // n)
+    offsets = np.arange(size)
+    # Wide chunks (each input row is read in segments of ``step`` columns), with the
+    # candidates ([step, about width * size]) bounded too.
+    step = max(1, min(8 * _ROW_CHUNK_ELEMENTS // n, _ROW_CHUNK_ELEMENTS // (4 * width * size)))
     # Chunks never straddle the query/gallery boundary, so each reads two input blocks.
     bounds = [*range(0, nq, step), *range(nq, n, step), n]
     for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
@@ -159,7 +163,7 @@ def _top_ranks(blocks: _Blocks, width: int, progress, cancel, done: int, total: 
             ranks[start:stop] = np.argsort(blocks.rows(start, stop), axis=1)
             report(progress, done + stop, total)
             continue
-        block_min = np.concatenate([_block_minima(top), _block_minima(bottom)]).T / scale  # [c, nb]
+        block_min = np.concatenate([_block_minima(top, size), _block_minima(bottom, size)]).T / scale
         bound = np.partition(block_min, width - 1, axis=1)[:, width - 1] if num_blocks > width \
             else block_min.max(axis=1)
         chosen = block_min <= bound[:, None]  # [c, nb], >= width per row

@@ -73,6 +73,7 @@ def test_ties_reference_inputs_agree_with_loop(monkeypatch):
     monkeypatch.setattr(rerank, "_ROW_CHUNK_ELEMENTS", 2000)
     monkeypatch.setattr(rerank, "_PAIR_CHUNK", 300)
     monkeypatch.setattr(rerank, "_BLOCK", 3)  # many blocks: heads chosen among a few of them
+    monkeypatch.setattr(rerank, "_BLOCKS_PER_HEAD", 1)
     case = _load("rerank_ties")
     blocks = case["q_g"], case["q_q"], case["g_g"]
     np.testing.assert_allclose(re_rank(*blocks), loop_re_rank(*blocks), atol=1e-5, rtol=0)
@@ -108,6 +109,7 @@ def test_random_cases_agree_with_loop(q, g, k1, k2, lambda_value, decimals, symm
     monkeypatch.setattr(rerank, "_ROW_CHUNK_ELEMENTS", 700)
     monkeypatch.setattr(rerank, "_PAIR_CHUNK", 200)
     monkeypatch.setattr(rerank, "_BLOCK", block)
+    monkeypatch.setattr(rerank, "_BLOCKS_PER_HEAD", 1)  # blocks even at these small N
     rng = np.random.default_rng(q * 100 + g)
     blocks = _euclidean_blocks(rng, q, g, decimals=decimals, symmetric=symmetric)
     result = re_rank(*blocks, k1=k1, k2=k2, lambda_value=lambda_value)
