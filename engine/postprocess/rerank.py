@@ -94,8 +94,9 @@ def _validate(q_g, q_q, g_g, k1, k2, lambda_value):
         array = np.asarray(value, dtype=np.float32)
         if array.ndim != 2:
             raise ValueError(f"{name} must be a 2-D distance matrix, got shape {array.shape}")
-        # min and max propagate NaN: two reductions, no N x N mask.
-        if array.size and not (np.isfinite(array.min()) and np.isfinite(array.max())):
+        # min propagates NaN and finds -inf without an N x N mask; +inf shows in the column
+        # maxima (checked in re_rank).
+        if array.size and not np.isfinite(array.min()):
             raise ValueError(f"{name} contains NaN or inf; re-ranking needs finite distances")
         arrays.append(np.ascontiguousarray(array))
     q_g, q_q, g_g = arrays
@@ -354,6 +355,10 @@ def re_rank(
     k1, k2, lam = int(k1), int(k2), float(lambda_value)
     blocks = _Blocks(q_g, q_q, g_g)
     num_q, n = blocks.num_q, blocks.num_all
+    if not np.isfinite(blocks.col_max).all():
+        name = next(name for name, b in (("q_g", q_g), ("q_q", q_q), ("g_g", g_g))
+                    if not np.isfinite(b).all())
+        raise ValueError(f"{name} contains NaN or inf; re-ranking needs finite distances")
     if not (blocks.col_max > 0).all():
         bad = int(np.flatnonzero(~(blocks.col_max > 0))[0])
         raise ValueError(
@@ -396,7 +401,7 @@ def re_rank(
         stop = min(max(stop, start + 1), start + max_rows, num_q)
         result[start:stop] = _jaccard_rows(
             start, stop, ptr, cols, vals, inv_ptr, inv_rows, inv_vals, num_g
-        ) * np.float32(1.0 - lam) + blocks.rows(start, stop)[:, num_q:] * np.float32(lam)
+        ) * np.float32(1.0 - lam) + (q_g[start:stop] / blocks.col_max[start:stop, None]) * np.float32(lam)
         done += stop - start
         report(progress, done, total)
         start = stop

@@ -154,6 +154,7 @@ def test_cancel_raises_cancelled():
         ({"g_g": np.zeros((4, 5), np.float32)}, "g_g"),
         ({"q_g": np.full((2, 5), np.nan, np.float32)}, "NaN"),
         ({"g_g": np.full((5, 5), np.inf, np.float32)}, "inf"),
+        ({"q_g": np.where(np.eye(2, 5, dtype=bool), np.inf, 0.5).astype(np.float32)}, "q_g contains"),
         ({"q_g": np.zeros(5, np.float32)}, "2-D"),
         ({"q_g": np.zeros((2, 5), np.float32), "q_q": np.zeros((2, 2), np.float32)}, "maximum"),
     ],
