@@ -113,6 +113,11 @@ def main(argv=None) -> int:
     parser.add_argument("--g", type=int, default=None, help="gallery size (default 2500, quick 750)")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs of the engine; the best is kept")
     parser.add_argument("--no-loop", action="store_true", help="skip the (slow) loop formulation")
+    parser.add_argument("--no-memory", action="store_true",
+                        help="time only (Market scale: q=3368 g=15913 --no-loop --no-memory)")
+    parser.add_argument("--compare-with", metavar="FILE", default=None,
+                        help="another version's engine/postprocess/rerank.py, timed on the same "
+                             "input (before/after a change; e.g. from a git worktree)")
     args = parser.parse_args(argv)
     q = args.q or (150 if args.quick else 500)
     g = args.g or (750 if args.quick else 2500)
@@ -122,6 +127,19 @@ def main(argv=None) -> int:
 
     print(f"re-ranking, q={q} g={g} N={n} (k1=20, k2=6, lambda=0.3); one N x N float32 = {dense_unit / 2**20:.1f} MiB")
     t_engine, out_engine = timed(re_rank, *blocks, repeat=args.repeat)
+    if args.compare_with:
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("other_rerank", args.compare_with)
+        other = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(other)
+        t_other, out_other = timed(other.re_rank, *blocks, repeat=args.repeat)
+        print(f"{args.compare_with}: {t_other:8.3f} s; this engine {t_other / t_engine:.1f}x faster, "
+              f"max |diff| {np.abs(out_engine - out_other).max():.1e}")
+        del out_other
+    if args.no_memory:
+        print(f"engine : {t_engine:8.3f} s")
+        return 0
     m_engine = peak_bytes(re_rank, *blocks)
     print(f"engine : {t_engine:8.3f} s   peak {m_engine / 2**20:8.1f} MiB = {m_engine / dense_unit:.2f} x N^2 float32")
     if not args.no_loop:

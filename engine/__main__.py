@@ -49,7 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
+    from .utils import configure_threads
+
     try:
+        configure_threads(getattr(args, "threads", None))  # before any subcommand imports torch
         return int(commands[args.command].run(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -20,7 +20,7 @@ import numpy as np
 from engine.evaluation import evaluate
 from engine.jobs import CancelFn, ProgressFn, check_cancel, report
 from engine.postprocess.pipeline import TLIFT_DEFAULTS, SweepPoint, tlift_sweep
-from engine.postprocess.tlift import tlift as apply_tlift
+from engine.postprocess.pipeline import lift_distances as pipeline_lift
 
 __all__ = [
     "APPENDIX_VALUES",
@@ -290,10 +290,9 @@ def analyse_stage(name: str, distmat, query_pids, gallery_pids, query_cams, gall
 
 def lift_distances(distmat, query_cams, query_times, gallery_cams, gallery_times,
                    **params) -> np.ndarray:
-    """TLift applied to a distance matrix as the pipeline does: ``1 - tlift(1 - d)``, float32."""
-    lifted = apply_tlift(1.0 - np.asarray(distmat).astype(np.float64), query_cams, query_times,
+    """The pipeline's TLift step on a copy of ``distmat`` (which is kept), float32 ``[q, g]``."""
+    return pipeline_lift(np.array(distmat, dtype=np.float32), query_cams, query_times,
                          gallery_cams, gallery_times, **params)
-    return np.asarray(1.0 - lifted, dtype=np.float32)
 
 
 def settings_key(rerank, tlift) -> tuple:

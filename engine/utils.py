@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,6 +44,33 @@ def autocast_dtype(device: torch.device) -> torch.dtype:
     import torch
 
     return torch.float16 if device.type == "cuda" else torch.bfloat16
+
+
+#: Torch CPU threads when none are asked for (see :func:`configure_threads`).
+DEFAULT_THREADS = 2
+
+
+def configure_threads(threads: int | None = None) -> int:
+    """Set torch's CPU threads and OpenMP's wait policy for this process; returns the threads.
+
+    ``threads`` None keeps ``OMP_NUM_THREADS`` when the environment sets it, else uses
+    ``min(DEFAULT_THREADS, cores)``. The wait policy becomes ``PASSIVE`` (idle threads sleep
+    instead of spinning) unless the environment chooses one: spinning threads lose most of
+    their speed when another process wants a core (``benchmarks/bench_threads.py``). OpenMP
+    reads both once, so call this before torch is imported (the CLI and the launcher do, first
+    thing); if torch is already imported the thread count is still applied.
+    """
+    if threads is None:
+        env = os.environ.get("OMP_NUM_THREADS", "")
+        threads = int(env) if env.isdigit() and int(env) > 0 else min(DEFAULT_THREADS, os.cpu_count() or 1)
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(threads)
+    return threads
 
 
 def seed_everything(seed: int) -> None:

@@ -31,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cache-dir", metavar="DIR",
                         help="folder for cached feature maps and scores (and the demo set); "
                              "default: $REID_CACHE_DIR or ~/.cache/reid-inspector")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: $OMP_NUM_THREADS, else 2 or the "
+                             "number of cores if fewer)")
     parser.add_argument("--no-rerank-cache", action="store_true",
                         help="do not score query-query and gallery-gallery at launch (faster "
                              "first paint on large data; switching re-ranking on then scores them)")
@@ -178,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.inspect is not None and (args.screenshot is None or args.inspect < 1):
         parser.error("--inspect RANK needs --screenshot FILE and a rank of 1 or more")
+    from engine.utils import configure_threads
+
+    configure_threads(args.threads)  # before the engine imports torch
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     t_start = time.perf_counter()
     app = create_app()

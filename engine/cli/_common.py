@@ -16,6 +16,13 @@ def add_data_arguments(parser: argparse.ArgumentParser, required: bool = True) -
 def add_device_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                         help="where to run: auto picks CUDA when present (default: auto)")
+    add_threads_argument(parser)
+
+
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: $OMP_NUM_THREADS, else 2 or the "
+                             "number of cores if fewer; idle threads sleep, see README)")
 
 
 def add_cache_argument(parser: argparse.ArgumentParser) -> None:

@@ -33,16 +33,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="bad crops with pid -1 in bounding_box_test, dropped when loaded "
                              "(default: 100; 3819 with --market-scale)")
     parser.add_argument("--cams-per-id", type=_pair, default=None, metavar="MIN,MAX",
-                        help="cameras each identity walks through (default: 2,4; 3,6 with "
-                             "--market-scale)")
+                        help="cameras each identity walks through (default: 2,4; 5,6 with "
+                             "--market-scale, before visits are dropped to hit the counts)")
     parser.add_argument("--frames-per-visit", type=_pair, default=None, metavar="MIN,MAX",
-                        help="detections per camera visit (default: 2,5; 2,6 with --market-scale)")
+                        help="detections per camera visit (default: 2,5; 3,8 with --market-scale, "
+                             "before detections are dropped to hit the counts)")
     parser.add_argument("--rate", type=float, default=None,
                         help="groups of walkers arriving per minute on each of the test and "
                              "train sides (default: 2; 4 with --market-scale)")
+    parser.add_argument("--train-images", type=int, default=None,
+                        help="exact number of train images (default: as drawn; 12936 with "
+                             "--market-scale)")
+    parser.add_argument("--queries", type=int, default=None,
+                        help="exact number of queries (default: as drawn; 3368 with --market-scale)")
+    parser.add_argument("--gallery-images", type=int, default=None,
+                        help="exact number of gallery images, distractors included, junk excluded "
+                             "(default: as drawn; 15913 with --market-scale)")
     parser.add_argument("--market-scale", action="store_true",
-                        help="Market-1501 sizes: 751/750 ids, ~13k train, ~3.4k query, "
-                             "~19k gallery images")
+                        help="Market-1501's splits: 751 train ids / 12,936 images; 3,368 queries; "
+                             "15,913 gallery images incl. 2,793 distractors; 3,819 junk files")
     parser.add_argument("--workers", type=int, default=1,
                         help="rendering processes; output does not depend on it (default: 1)")
     parser.add_argument("--overwrite", action="store_true",
@@ -56,7 +65,8 @@ def _sizes(args: argparse.Namespace) -> dict:
     given = {"num_train_ids": args.train_ids, "num_test_ids": args.test_ids,
              "num_distractors": args.distractors, "num_junk": args.junk,
              "cams_per_id": args.cams_per_id, "frames_per_visit": args.frames_per_visit,
-             "group_rate": args.rate}
+             "group_rate": args.rate, "num_train_images": args.train_images,
+             "num_queries": args.queries, "num_gallery_images": args.gallery_images}
     base.update({k: v for k, v in given.items() if v is not None})
     return base
 

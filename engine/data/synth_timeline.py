@@ -23,7 +23,7 @@ import numpy as np
 from engine.data.synth_domains import DomainSpec
 
 __all__ = ["FPS", "WalkerPlan", "Detection", "transit_times", "build_timeline", "cut_sessions",
-           "apply_sessions", "number_in_frame"]
+           "apply_sessions", "number_in_frame", "trim_visits", "trim_detections"]
 
 FPS = 25
 
@@ -254,3 +254,62 @@ def number_in_frame(detections: list[Detection], counters: dict[tuple[int, int, 
         key = (d.cam, d.session, d.frame)
         counters[key] = counters.get(key, 0) + 1
         d.index_in_frame = counters[key]
+
+
+def trim_visits(detections: list[Detection], kind: str, excess: int,
+                rng: np.random.Generator) -> list[Detection]:
+    """Drop ``excess`` whole (person, camera) visits of walkers of ``kind``, never leaving a
+    person under two cameras; other kinds are kept as they are.
+
+    Used to hit an exact number of queries (one per person and camera). Raises
+    :class:`ValueError` when the people's extra cameras cannot cover ``excess``.
+    """
+    if excess <= 0:
+        return detections
+    cams_of: dict[int, set[int]] = {}
+    for d in detections:
+        if d.kind == kind:
+            cams_of.setdefault(d.person, set()).add(d.cam)
+    visits = sorted((person, cam) for person, cams in cams_of.items() for cam in cams)
+    dropped = set()
+    for i in rng.permutation(len(visits)):
+        person, cam = visits[i]
+        if len(cams_of[person]) > 2:
+            cams_of[person].discard(cam)
+            dropped.add((person, cam))
+            if len(dropped) == excess:
+                break
+    if len(dropped) < excess:
+        raise ValueError(f"cannot drop {excess} camera visits while keeping two cameras per "
+                         "person: raise cams_per_id or lower the number of queries")
+    return [d for d in detections if (d.person, d.cam) not in dropped]
+
+
+def trim_detections(detections: list[Detection], kind: str, excess: int,
+                    rng: np.random.Generator) -> list[Detection]:
+    """Drop ``excess`` single detections of walkers of ``kind``, keeping at least two per
+    (person, camera) visit; other kinds are kept as they are.
+
+    Used to hit an exact number of images. Raises :class:`ValueError` when the visits hold
+    too few spare detections.
+    """
+    if excess <= 0:
+        return detections
+    left: dict[tuple[int, int], int] = {}
+    eligible = [i for i, d in enumerate(detections) if d.kind == kind]
+    for i in eligible:
+        key = (detections[i].person, detections[i].cam)
+        left[key] = left.get(key, 0) + 1
+    dropped = set()
+    for j in rng.permutation(len(eligible)):
+        i = eligible[j]
+        key = (detections[i].person, detections[i].cam)
+        if left[key] > 2:
+            left[key] -= 1
+            dropped.add(int(i))
+            if len(dropped) == excess:
+                break
+    if len(dropped) < excess:
+        raise ValueError(f"cannot drop {excess} detections while keeping two per camera visit: "
+                         "raise frames_per_visit or lower the number of images")
+    return [d for i, d in enumerate(detections) if i not in dropped]

@@ -58,6 +58,8 @@ from engine.data.synth_timeline import (
     cut_sessions,
     number_in_frame,
     transit_times,
+    trim_detections,
+    trim_visits,
 )
 
 __all__ = ["VERSION", "DEFAULT_SIZES", "MARKET_SCALE", "SyntheticImage", "generate",
@@ -78,16 +80,26 @@ DEFAULT_SIZES = {
     "group_rate": 2.0,
 }
 
-#: Market-1501 scale: 751 / 750 identities, ~13k train, ~3.4k query, ~19k gallery images.
+#: Market-1501's splits exactly: 751 train identities with 12,936 images; 750 test identities
+#: with 3,368 queries; 15,913 gallery images including 2,793 distractors; 3,819 junk files.
+#: The timelines are drawn with more cameras and detections than needed, then whole camera
+#: visits and single detections are dropped at random to hit the counts (see
+#: :func:`plan_benchmark`).
 MARKET_SCALE = {
     "num_train_ids": 751,
     "num_test_ids": 750,
     "num_distractors": 2793,
     "num_junk": 3819,
-    "cams_per_id": (3, 6),
-    "frames_per_visit": (2, 6),
+    "cams_per_id": (5, 6),
+    "frames_per_visit": (3, 8),
     "group_rate": 4.0,
+    "num_train_images": 12936,
+    "num_queries": 3368,
+    "num_gallery_images": 15913,
 }
+
+#: Optional exact counts (None: whatever the timeline gives, as with the default sizes).
+_TARGETS = ("num_train_images", "num_queries", "num_gallery_images")
 
 _SETTINGS_FILE = "synthetic.json"
 _IMAGES_FILE = "synthetic_images.csv"
@@ -95,7 +107,7 @@ _IDENTITIES_FILE = "synthetic_identities.json"
 _FOLDERS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
 
 # Purposes mixed into the seeds so no two streams coincide, and the two sides of a benchmark.
-_PLAN, _SPEC, _BACKGROUND, _PERSON, _NOISE, _PIXELS, _CAMERA = range(7)
+_PLAN, _SPEC, _BACKGROUND, _PERSON, _NOISE, _PIXELS, _CAMERA, _FIT = range(8)
 _TRAIN, _TEST = 0, 1
 _TRAIN_GROUPS = 1_000_000  # group ids of the train side start here
 
@@ -128,7 +140,8 @@ def _check_range(name: str, value, low: int) -> tuple[int, int]:
 
 def _settings(domain: DomainSpec, seed: int, num_train_ids: int, num_test_ids: int,
               num_distractors: int, num_junk: int, cams_per_id, frames_per_visit,
-              group_rate: float) -> dict:
+              group_rate: float, num_train_images: int | None = None,
+              num_queries: int | None = None, num_gallery_images: int | None = None) -> dict:
     if num_train_ids < 0:
         raise ValueError(f"num_train_ids must be >= 0, got {num_train_ids}")
     if num_test_ids < 1:
@@ -145,13 +158,27 @@ def _settings(domain: DomainSpec, seed: int, num_train_ids: int, num_test_ids: i
         raise ValueError(f"group_rate must be > 0 groups per minute, got {group_rate}")
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
-    return {
+    settings = {
         "version": VERSION, "domain": domain.name, "seed": int(seed),
         "num_train_ids": int(num_train_ids), "num_test_ids": int(num_test_ids),
         "num_distractors": int(num_distractors), "num_junk": int(num_junk),
         "cams_per_id": list(cams), "frames_per_visit": list(frames),
         "group_rate": float(group_rate),
     }
+    # Exact counts are written only when asked for, so benchmarks made without them keep
+    # their settings (and a folder made earlier is still recognised).
+    targets = {"num_train_images": num_train_images, "num_queries": num_queries,
+               "num_gallery_images": num_gallery_images}
+    for name, value in targets.items():
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
+        settings[name] = int(value)
+    if num_gallery_images is not None and num_gallery_images < num_distractors:
+        raise ValueError(f"num_gallery_images ({num_gallery_images}) includes the distractors "
+                         f"and cannot be below num_distractors ({num_distractors})")
+    return settings
 
 
 def _distractor_counts(rng: np.random.Generator, total: int) -> list[int]:
@@ -188,6 +215,49 @@ def _market_name(pid: int, d: Detection) -> str:
                          "fit Market's 6 digits: raise group_rate or use fewer identities")
     pid_text = "-1" if pid == -1 else f"{pid:04d}"
     return f"{pid_text}_c{d.cam + 1}s{d.session}_{d.frame:06d}_{d.index_in_frame:02d}.jpg"
+
+
+def _query_count(detections: list[Detection]) -> int:
+    """Queries the test side will give: one per camera of every test person seen by two or more."""
+    cams: dict[int, set[int]] = defaultdict(set)
+    for d in detections:
+        if d.kind == "test":
+            cams[d.person].add(d.cam)
+    return sum(len(c) for c in cams.values() if len(c) >= 2)
+
+
+def _fit_test_side(detections: list[Detection], settings: dict,
+                   rng: np.random.Generator) -> list[Detection]:
+    """Drop camera visits, then detections, of test people to hit the asked-for counts."""
+    queries = _query_count(detections)
+    wanted = settings.get("num_queries")
+    if wanted is not None:
+        if queries < wanted:
+            raise ValueError(f"the timeline gives {queries} queries, fewer than num_queries="
+                             f"{wanted}: raise cams_per_id or num_test_ids")
+        detections = trim_visits(detections, "test", queries - wanted, rng)
+        queries = wanted
+    gallery = settings.get("num_gallery_images")
+    if gallery is not None:
+        have = sum(d.kind == "test" for d in detections)
+        need = gallery - settings["num_distractors"] + queries  # test people's images
+        if have < need:
+            raise ValueError(f"the timeline gives {have - queries + settings['num_distractors']} "
+                             f"gallery images, fewer than num_gallery_images={gallery}: raise "
+                             "frames_per_visit or cams_per_id")
+        detections = trim_detections(detections, "test", have - need, rng)
+    return detections
+
+
+def _fit_train_side(detections: list[Detection], settings: dict,
+                    rng: np.random.Generator) -> list[Detection]:
+    wanted = settings.get("num_train_images")
+    if wanted is None:
+        return detections
+    if len(detections) < wanted:
+        raise ValueError(f"the timeline gives {len(detections)} train images, fewer than "
+                         f"num_train_images={wanted}: raise frames_per_visit or cams_per_id")
+    return trim_detections(detections, "train", len(detections) - wanted, rng)
 
 
 def _detection_specs(seed: int, domain: DomainSpec, stream: int, detections: list[Detection],
@@ -249,6 +319,7 @@ def plan_benchmark(settings: dict) -> tuple[list[Person], dict[int, tuple[str, i
             roles[index] = ("distractor", 0)
             plans.append(WalkerPlan(index, "distractor", (1, 1), (c, c)))
     test_dets = build_timeline(domain, plans, rng, rate)
+    test_dets = _fit_test_side(test_dets, settings, _rng(seed, domain, _FIT, _TEST))
     starts = cut_sessions(test_dets, domain, rng)
     apply_sessions(test_dets, starts)
     in_frame: dict[tuple[int, int, int], int] = {}
@@ -290,6 +361,7 @@ def plan_benchmark(settings: dict) -> tuple[list[Person], dict[int, tuple[str, i
             roles[i] = ("train", int(train_pids[i]))
         plans = [WalkerPlan(i, "train", cams, frames) for i in range(n_train)]
         train_dets = build_timeline(domain, plans, rng, rate, first_group=_TRAIN_GROUPS)
+        train_dets = _fit_train_side(train_dets, settings, _rng(seed, domain, _FIT, _TRAIN))
         apply_sessions(train_dets, starts)
         number_in_frame(train_dets, in_frame)
         specs = _detection_specs(seed, domain, _TRAIN, train_dets, cam_phase)
@@ -430,7 +502,9 @@ def generate(root: str | os.PathLike, domain: str = "A", seed: int = 0,
              num_junk: int = DEFAULT_SIZES["num_junk"],
              cams_per_id: tuple[int, int] = DEFAULT_SIZES["cams_per_id"],
              frames_per_visit: tuple[int, int] = DEFAULT_SIZES["frames_per_visit"],
-             group_rate: float = DEFAULT_SIZES["group_rate"], overwrite: bool = False, workers: int = 1,
+             group_rate: float = DEFAULT_SIZES["group_rate"],
+             num_train_images: int | None = None, num_queries: int | None = None,
+             num_gallery_images: int | None = None, overwrite: bool = False, workers: int = 1,
              progress: ProgressFn | None = None):
     """Write a synthetic benchmark in the Market-1501 layout and load it.
 
@@ -462,6 +536,12 @@ def generate(root: str | os.PathLike, domain: str = "A", seed: int = 0,
         Groups arriving per minute (Poisson) on each side, test (test identities and
         distractors) and train; sets how crowded the timelines are, hence how many probes
         co-occur within TLift's window.
+    num_train_images, num_queries, num_gallery_images : int, optional
+        Exact sizes of the train split, the query split and the gallery (distractors included,
+        junk excluded). The timelines are drawn as usual, then random whole camera visits of
+        test people (for queries) and single detections (never fewer than two per visit) are
+        dropped to reach them; :class:`ValueError` if the timelines hold too few (raise
+        ``cams_per_id`` or ``frames_per_visit``). ``MARKET_SCALE`` sets Market-1501's.
     overwrite : bool
         Replace an existing synthetic benchmark at ``root``.
     workers : int
@@ -478,7 +558,8 @@ def generate(root: str | os.PathLike, domain: str = "A", seed: int = 0,
 
     dom = get_domain(domain)
     settings = _settings(dom, seed, num_train_ids, num_test_ids, num_distractors, num_junk,
-                         cams_per_id, frames_per_visit, group_rate)
+                         cams_per_id, frames_per_visit, group_rate, num_train_images,
+                         num_queries, num_gallery_images)
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     root = os.path.abspath(os.fspath(root))

@@ -34,6 +34,7 @@ __all__ = [
     "similarity_from_logits",
     "final_distances",
     "final_distances_from_similarity",
+    "lift_distances",
     "tlift_sweep",
 ]
 
@@ -43,6 +44,8 @@ TLIFT_DEFAULTS = {"tau": 100.0, "sigma": 200.0, "k": 10, "alpha": 0.2}
 # Share of the progress bar given to re-ranking when TLift follows it.
 _RERANK_SHARE = 90
 _PROGRESS_TOTAL = 100
+# Elements per tile of the logits -> similarity -> distance conversion (float64 work, 256 KB).
+_TILE_ELEMENTS = 1 << 15
 
 
 class SweepPoint(NamedTuple):
@@ -53,21 +56,49 @@ class SweepPoint(NamedTuple):
     mean_ap: float
 
 
-def similarity_from_logits(logits) -> np.ndarray:
-    """QAConv logits to unit similarities ``sigmoid(logit / 10)`` in [0, 1] (same shape, float64)."""
-    x = np.asarray(logits, dtype=np.float64) / 10.0
-    # Split by sign so exp never overflows.
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+def _sigmoid_tenth(logits, sign: float, dtype) -> np.ndarray:
+    """``sigmoid(sign * logit / 10)`` into a new ``dtype`` array, a tile of rows at a time.
 
-
-def distance_from_logits(logits) -> np.ndarray:
-    """QAConv logits to distances ``1 - sigmoid(logit / 10) = sigmoid(-logit / 10)`` (float64).
-
-    Strictly decreasing in the logit wherever float64 resolves it, so ranking by this distance
-    is ranking by ``-logit``.
+    Each tile is computed in float64, in place in one cache-sized buffer, and rounded once into
+    the output, so the result is the float64 formula rounded to ``dtype``; besides the output,
+    memory is one tile.
     """
-    return similarity_from_logits(-np.asarray(logits, dtype=np.float64))
+    src = np.asarray(logits)
+    out = np.empty(src.shape, dtype=dtype)
+    rows = src.reshape(len(src), -1) if src.ndim >= 2 else src.reshape(1, -1)
+    dest = out.reshape(rows.shape)
+    step = max(1, _TILE_ELEMENTS // max(1, rows.shape[1]))
+    for start in range(0, rows.shape[0], step):
+        x = np.array(rows[start:start + step], dtype=np.float64)  # [c, n] own copy
+        np.divide(x, 10.0 * sign, out=x)
+        positive = x >= 0
+        # sigmoid(x) = 1 / (1 + e) for x >= 0, e / (1 + e) otherwise, e = exp(-|x|): no overflow.
+        np.abs(x, out=x)
+        np.negative(x, out=x)
+        np.exp(x, out=x)
+        denominator = x + 1.0
+        np.copyto(x, 1.0, where=positive)
+        np.divide(x, denominator, out=x)
+        dest[start:start + step] = x
+    return out
+
+
+def similarity_from_logits(logits, dtype=np.float32) -> np.ndarray:
+    """QAConv logits to unit similarities ``sigmoid(logit / 10)`` in [0, 1] (same shape).
+
+    Computed in float64 tile by tile and stored as ``dtype`` (float32 by default: the
+    float64 values rounded once, without a float64 copy of the whole matrix).
+    """
+    return _sigmoid_tenth(logits, 1.0, dtype)
+
+
+def distance_from_logits(logits, dtype=np.float32) -> np.ndarray:
+    """QAConv logits to distances ``1 - sigmoid(logit / 10) = sigmoid(-logit / 10)``.
+
+    As :func:`similarity_from_logits`, without cancellation: strictly decreasing in the logit
+    wherever ``dtype`` resolves it, so ranking by this distance is ranking by ``-logit``.
+    """
+    return _sigmoid_tenth(logits, -1.0, dtype)
 
 
 def _settings(value, defaults: dict, name: str) -> dict | None:
@@ -109,20 +140,27 @@ def _final_from_distances(
                 "(qq and gg), not only query-gallery"
             )
         stop = _RERANK_SHARE if tl is not None else _PROGRESS_TOTAL
-        dist = re_rank(
-            dist.astype(np.float32), qq.astype(np.float32), gg.astype(np.float32),
-            progress=_scaled(progress, 0, stop), cancel=cancel, **rr,
-        )
+        dist = re_rank(dist, qq, gg, progress=_scaled(progress, 0, stop), cancel=cancel, **rr)
     if tl is not None:
         check_cancel(cancel)
-        if query_cams is None or gallery_cams is None:
-            raise ValueError("TLift needs camera ids: pass query_cams and gallery_cams")
-        lifted = apply_tlift(
-            1.0 - dist.astype(np.float64), query_cams, query_times, gallery_cams, gallery_times, **tl
-        )
-        dist = 1.0 - lifted
+        dist = lift_distances(dist, query_cams, query_times, gallery_cams, gallery_times, **tl)
     report(progress, _PROGRESS_TOTAL, _PROGRESS_TOTAL)
     return np.asarray(dist, dtype=np.float32)
+
+
+def lift_distances(dist, query_cams, query_times, gallery_cams, gallery_times, **tlift) -> np.ndarray:
+    """TLift on distances: ``1 - tlift(1 - dist)``, float32 ``[q, g]``.
+
+    ``dist`` (float32 ``[q, g]``, e.g. a re-ranked matrix) is overwritten: the similarity and
+    the result reuse its memory. ``tlift`` holds TLift's parameters (defaults otherwise).
+    """
+    if query_cams is None or gallery_cams is None:
+        raise ValueError("TLift needs camera ids: pass query_cams and gallery_cams")
+    one = np.float32(1.0)
+    sim = np.subtract(one, dist, out=dist) if dist.dtype == np.float32 else one - dist.astype(np.float32)
+    lifted = apply_tlift(sim, query_cams, query_times, gallery_cams, gallery_times,
+                         **{**TLIFT_DEFAULTS, **tlift})
+    return np.subtract(one, lifted, out=lifted)
 
 
 def final_distances(
@@ -193,7 +231,16 @@ def final_distances_from_similarity(
     Values are clipped to [-1, 1] first (rounding can push a cosine slightly past 1).
     """
     def to_distance(sim):
-        return None if sim is None else (1.0 - np.clip(np.asarray(sim, np.float64), -1.0, 1.0)) / 2.0
+        if sim is None:
+            return None
+        sim = np.asarray(sim)
+        out = np.empty(sim.shape, np.float32)
+        rows, dest = sim.reshape(len(sim), -1), out.reshape(len(sim), -1)
+        step = max(1, _TILE_ELEMENTS // max(1, rows.shape[1]))
+        for start in range(0, len(rows), step):  # float64 per tile, rounded once
+            x = np.clip(np.asarray(rows[start:start + step], np.float64), -1.0, 1.0)
+            dest[start:start + step] = (1.0 - x) / 2.0
+        return out
 
     return _final_from_distances(
         to_distance(qg_sim), to_distance(qq_sim), to_distance(gg_sim), rerank=rerank, tlift=tlift,

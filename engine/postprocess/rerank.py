@@ -26,6 +26,10 @@ __all__ = ["re_rank"]
 _ROW_CHUNK_ELEMENTS = 1_000_000
 # Pairs (query entry x column entry) handled per Jaccard chunk.
 _PAIR_CHUNK = 1_000_000
+# Entries per block for the block minima that bound each row's head in _top_ranks (at most),
+# and at least this many blocks per head entry, so the candidates stay a small share of a row.
+_BLOCK = 32
+_BLOCKS_PER_HEAD = 16
 
 
 class _Blocks:
@@ -46,16 +50,19 @@ class _Blocks:
     def rows(self, start: int, stop: int) -> np.ndarray:
         """Rows ``start:stop`` of ``D~``, float32 ``[stop - start, N]``."""
         nq = self.num_q
-        parts = []
+        out = np.empty((stop - start, self.num_all), np.float32)
         if start < nq:
             a, b = start, min(stop, nq)
-            parts.append(np.concatenate([self.q_q[:, a:b].T, self.q_g[a:b]], axis=1))
+            out[:b - a, :nq] = self.q_q[:, a:b].T
+            out[:b - a, nq:] = self.q_g[a:b]
         if stop > nq:
             a, b = max(start, nq) - nq, stop - nq
-            parts.append(np.concatenate([self.q_g[:, a:b].T, self.g_g[:, a:b].T], axis=1))
-        block = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+            rows = out[max(start, nq) - start:]
+            rows[:, :nq] = self.q_g[:, a:b].T
+            rows[:, nq:] = self.g_g[:, a:b].T
         # Same float32 division as the reference, hence the same ties for argsort.
-        return block / self.col_max[start:stop, None]
+        out /= self.col_max[start:stop, None]
+        return out
 
     def gather(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Entries ``D~[rows, cols]`` (float32), for 1-D index arrays of equal length."""
@@ -87,7 +94,9 @@ def _validate(q_g, q_q, g_g, k1, k2, lambda_value):
         array = np.asarray(value, dtype=np.float32)
         if array.ndim != 2:
             raise ValueError(f"{name} must be a 2-D distance matrix, got shape {array.shape}")
-        if not np.isfinite(array).all():
+        # min propagates NaN and finds -inf without an N x N mask; +inf shows in the column
+        # maxima (checked in re_rank).
+        if array.size and not np.isfinite(array.min()):
             raise ValueError(f"{name} contains NaN or inf; re-ranking needs finite distances")
         arrays.append(np.ascontiguousarray(array))
     q_g, q_q, g_g = arrays
@@ -106,34 +115,84 @@ def _validate(q_g, q_q, g_g, k1, k2, lambda_value):
     return q_g, q_q, g_g
 
 
+def _block_minima(part: np.ndarray, size: int) -> np.ndarray:
+    """Minimum of every ``size`` consecutive rows of ``part`` ``[r, c]`` (the last may be short)."""
+    r, c = part.shape
+    full = r // size
+    minima = part[:full * size].reshape(full, size, c).min(axis=1)  # [full, c]
+    if r % size:
+        minima = np.concatenate([minima, part[full * size:].min(axis=0, keepdims=True)])
+    return minima
+
+
 def _top_ranks(blocks: _Blocks, width: int, progress, cancel, done: int, total: int) -> np.ndarray:
     """First ``width`` columns of ``argsort(D~, axis=1)``, int32 ``[N, width]``.
 
-    A partial selection (``argpartition``) finds each row's ``width`` smallest entries, sorted
-    afterwards. That order is the full argsort's whenever the head holds no tied values and no
-    entry outside it equals the head's largest: then the order is unique. Rows with such ties
-    are argsorted in full with NumPy's default sort, as the reference, so ties break the same.
+    Row ``i`` of ``D~`` is column ``i`` of ``D`` (divided by its maximum), so chunks of columns
+    are read straight from the input blocks, never transposed. A row's ``width`` smallest
+    entries lie in the blocks (up to ``_BLOCK`` consecutive entries) whose minimum reaches the
+    ``width``-th smallest block minimum: at least ``width`` entries do, and every entry not above
+    them sits in such a block. So each row is read once for its block minima and the head is
+    selected among those few blocks (division by the row's scale is monotone, so only the
+    candidates are divided). The sorted head is the full argsort's whenever it holds no tied
+    values and no entry outside it equals its largest: then the order is unique. Rows with such
+    ties are argsorted in full with NumPy's default sort, as the reference, so ties break the
+    same.
     """
-    n = blocks.num_all
+    n, nq = blocks.num_all, blocks.num_q
     ranks = np.empty((n, width), dtype=np.int32)
-    step = max(1, _ROW_CHUNK_ELEMENTS // n)
-    for start in range(0, n, step):
+    size = max(1, min(_BLOCK, n // (_BLOCKS_PER_HEAD * width)))
+    # Rows of D covered by each block: the query part, then the gallery part, each cut in size.
+    starts = np.concatenate([np.arange(0, nq, size), nq + np.arange(0, n - nq, size)])
+    ends = np.minimum(np.concatenate([starts[1:], [n]]), np.where(starts < nq, nq, n))
+    num_blocks = len(starts)
+    offsets = np.arange(size)
+    # Wide chunks (each input row is read in segments of ``step`` columns), with the
+    # candidates ([step, about width * size]) bounded too.
+    step = max(1, min(8 * _ROW_CHUNK_ELEMENTS // n, _ROW_CHUNK_ELEMENTS // (4 * width * size)))
+    # Chunks never straddle the query/gallery boundary, so each reads two input blocks.
+    bounds = [*range(0, nq, step), *range(nq, n, step), n]
+    for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
         check_cancel(cancel)
-        stop = min(start + step, n)
-        dist = blocks.rows(start, stop)  # [c, N]
+        c = stop - start
+        if start < nq:  # D[:, i] = [q_q[:, i]; q_g[i, :]]
+            top, bottom = blocks.q_q[:, start:stop], blocks.q_g[start:stop].T
+        else:  # D[:, i] = [q_g[:, i]; g_g[:, i]]
+            top, bottom = blocks.q_g[:, start - nq:stop - nq], blocks.g_g[:, start - nq:stop - nq]
+        scale = blocks.col_max[start:stop, None]  # [c, 1]
         if width >= n:
-            ranks[start:stop] = np.argsort(dist, axis=1)
-        else:
-            head = np.argpartition(dist, width - 1, axis=1)[:, :width]  # [c, width] unordered
-            head_vals = np.take_along_axis(dist, head, axis=1)
-            order = np.argsort(head_vals, axis=1, kind="stable")
-            head = np.take_along_axis(head, order, axis=1)
-            head_vals = np.take_along_axis(head_vals, order, axis=1)
-            tied = (head_vals[:, 1:] == head_vals[:, :-1]).any(axis=1)
-            tied |= (dist <= head_vals[:, -1:]).sum(axis=1) != width
-            if tied.any():
-                head[tied] = np.argsort(dist[tied], axis=1)[:, :width]
-            ranks[start:stop] = head
+            ranks[start:stop] = np.argsort(blocks.rows(start, stop), axis=1)
+            report(progress, done + stop, total)
+            continue
+        block_min = np.concatenate([_block_minima(top, size), _block_minima(bottom, size)]).T / scale
+        bound = np.partition(block_min, width - 1, axis=1)[:, width - 1] if num_blocks > width \
+            else block_min.max(axis=1)
+        chosen = block_min <= bound[:, None]  # [c, nb], >= width per row
+        n_chosen = chosen.sum(axis=1)
+        r_idx, b_idx = np.nonzero(chosen)
+        slot = np.arange(r_idx.size) - np.repeat(np.cumsum(n_chosen) - n_chosen, n_chosen)
+        which = np.zeros((c, int(n_chosen.max())), dtype=np.int64)
+        which[r_idx, slot] = b_idx
+        entries = starts[which][:, :, None] + offsets  # [c, m, B] rows of D
+        valid = (entries < ends[which][:, :, None]) & (np.arange(which.shape[1])[None, :, None]
+                                                       < n_chosen[:, None, None])
+        entries = np.where(valid, entries, 0).reshape(c, -1)  # [c, m * B]
+        col = np.broadcast_to(np.arange(c)[:, None], entries.shape)
+        in_top = entries < nq
+        raw = np.where(in_top, top[np.minimum(entries, nq - 1), col],
+                       bottom[np.maximum(entries - nq, 0), col])
+        cand = raw / scale  # same float32 division as the full rows
+        cand[~valid.reshape(c, -1)] = np.inf
+        head = np.argpartition(cand, width - 1, axis=1)[:, :width]  # [c, width] unordered
+        head_vals = np.take_along_axis(cand, head, axis=1)
+        order = np.argsort(head_vals, axis=1, kind="stable")
+        head = np.take_along_axis(np.take_along_axis(entries, head, axis=1), order, axis=1)
+        head_vals = np.take_along_axis(head_vals, order, axis=1)
+        tied = (head_vals[:, 1:] == head_vals[:, :-1]).any(axis=1)
+        tied |= (cand <= head_vals[:, -1:]).sum(axis=1) != width
+        for r in np.flatnonzero(tied):
+            head[r] = np.argsort(blocks.rows(start + r, start + r + 1)[0])[:width]
+        ranks[start:stop] = head
         report(progress, done + stop, total)
     return ranks
 
@@ -296,6 +355,10 @@ def re_rank(
     k1, k2, lam = int(k1), int(k2), float(lambda_value)
     blocks = _Blocks(q_g, q_q, g_g)
     num_q, n = blocks.num_q, blocks.num_all
+    if not np.isfinite(blocks.col_max).all():
+        name = next(name for name, b in (("q_g", q_g), ("q_q", q_q), ("g_g", g_g))
+                    if not np.isfinite(b).all())
+        raise ValueError(f"{name} contains NaN or inf; re-ranking needs finite distances")
     if not (blocks.col_max > 0).all():
         bad = int(np.flatnonzero(~(blocks.col_max > 0))[0])
         raise ValueError(
@@ -338,7 +401,7 @@ def re_rank(
         stop = min(max(stop, start + 1), start + max_rows, num_q)
         result[start:stop] = _jaccard_rows(
             start, stop, ptr, cols, vals, inv_ptr, inv_rows, inv_vals, num_g
-        ) * np.float32(1.0 - lam) + blocks.rows(start, stop)[:, num_q:] * np.float32(lam)
+        ) * np.float32(1.0 - lam) + (q_g[start:stop] / blocks.col_max[start:stop, None]) * np.float32(lam)
         done += stop - start
         report(progress, done, total)
         start = stop

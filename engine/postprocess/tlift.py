@@ -5,18 +5,23 @@ seconds of q (q included) vote with their ``K`` best gallery matches in camera `
 every gallery item of camera ``c`` is then lifted by its temporal closeness to those pivots:
 ``s'(q, g) = (mean_p exp(-(t_g - t_p)^2 / sigma^2) + alpha) * s(q, g)``.
 
-Vectorised per gallery camera ``c`` (``W`` = longest probe window, ``E`` = head width, about K):
+The work is arranged so that the ``[p, g]`` scores are read twice and written once, in row
+tiles, and everything else is small (``W`` = longest probe window, ``E`` = head width, about K):
 
-1. Probe windows are contiguous ranges of each camera's probes sorted by time. Everything below
-   depends on a probe only through its window, so it runs once per distinct window, on a padded
-   ``[u, W]`` member table (u <= p).
-2. A row's *head* is its entries reaching the row's own K-th largest value in camera ``c``
-   (``[p, E]``, ties included). A block's K-th largest value is at least every row's K-th
-   largest, so the block's pivots all lie in its rows' heads: the threshold and the pivots of
-   every window come from a ``[u, W, E]`` gather instead of the ``[u, W, g_c]`` block.
-3. Pivots are counted per gallery column and turned into weights with the camera's time kernel,
-   by gathering the kernel rows of the few pivot columns (the usual case) or, when ties make
-   pivot sets wide, by a matrix product.
+1. Row heads. A row's *head* in camera ``c`` is its entries reaching the row's own K-th largest
+   value there (ties included). Per row tile the gallery is gathered camera by camera into
+   blocks of ``_BLOCK`` columns; the K-th largest block maximum bounds the K-th largest value
+   from below, so the head lies in the (about K) blocks whose maximum reaches that bound: an
+   exact selection among ``K * _BLOCK`` candidates instead of the camera's whole row.
+2. Windows. Probe windows are contiguous ranges of each camera's probes sorted by time, and
+   everything below depends on a probe only through its window, so it runs once per distinct
+   window (``u <= p``). A block's K-th largest value is at least every row's K-th largest, so
+   the block's threshold and pivots come from a ``[u, W, E]`` gather of the members' heads.
+3. Weights. Per camera, the ``[g_c, g_c]`` time kernel is computed once, within
+   ``_BAND_SIGMAS`` sigma (the terms left out are below 5e-19, so no number changes beyond
+   that); a window's weights are the sum of its pivots' kernel rows, gathered a pivot slot at
+   a time over cache-sized chunks of windows. The rows are then lifted tile by tile,
+   ``(w + alpha) * s``.
 """
 from __future__ import annotations
 
@@ -24,11 +29,14 @@ import numpy as np
 
 __all__ = ["tlift"]
 
-# Float64 elements per temporary ([chunk, pivots, g_c] kernels etc.): ~ 32 MB.
-_CHUNK_ELEMENTS = 4_000_000
-# Relative cost of gathering kernel rows vs. a matrix product (measured, rough): gather the
-# pivot rows when (pivot columns per probe) x _GATHER_COST < gallery items of the camera.
-_GATHER_COST = 10
+# Score elements per row tile of step 1 (the gathered tile and its block maxima).
+_TILE_ELEMENTS = 1 << 20
+# Columns per block for the block maxima of step 1.
+_BLOCK = 32
+# Kernel terms with |t_g - t_p| > _BAND_SIGMAS * sigma (exp < 5e-19) are left out.
+_BAND_SIGMAS = 6.5
+# Rows per block of the band-limited time kernel of step 3.
+_COLUMN_BLOCK = 128
 
 
 def _check_number(name, value, allowed, ok):
@@ -45,9 +53,11 @@ def _validate(scores, query_cams, query_times, gallery_cams, gallery_times, tau,
     if scores.ndim != 2:
         raise ValueError(f"scores must be a 2-D [p, g] similarity matrix, got shape {scores.shape}")
     num_p, num_g = scores.shape
-    out_dtype = scores.dtype if np.issubdtype(scores.dtype, np.floating) else np.float64
-    scores = scores.astype(np.float64, copy=False)
-    if not np.isfinite(scores).all():
+    if not np.issubdtype(scores.dtype, np.floating):
+        scores = scores.astype(np.float64)
+    out_dtype = scores.dtype
+    step = max(1, _TILE_ELEMENTS // max(1, num_g))
+    if not all(np.isfinite(scores[i:i + step]).all() for i in range(0, num_p, step)):
         raise ValueError("scores contain NaN or inf; TLift needs finite similarities")
 
     def labels(values, name, length):
@@ -114,6 +124,8 @@ def _windows(query_cams: np.ndarray, query_times: np.ndarray, tau: float):
     return perm, lo, a
 
 
+
+
 def tlift(
     scores,
     query_cams,
@@ -149,143 +161,215 @@ def tlift(
     Returns
     -------
     ndarray [p, g]
-        Lifted similarities ``(w + alpha) * s``, in the input's float dtype (float64 otherwise).
+        Lifted similarities ``(w + alpha) * s``, in the input's float dtype (float64 otherwise);
+        weights are computed in float64 and each product rounded once.
     """
     scores, query_cams, query_times, gallery_cams, gallery_times, out_dtype = _validate(
         scores, query_cams, query_times, gallery_cams, gallery_times, tau, sigma, k, alpha
     )
     k = int(k)
     num_p, num_g = scores.shape
-    lifted = np.empty((num_p, num_g))
+    lifted = np.empty((num_p, num_g), dtype=out_dtype)
     if num_p == 0 or num_g == 0:
-        return lifted.astype(out_dtype, copy=False)
+        return lifted
     perm, lo, hi = _windows(query_cams, query_times, float(tau))
     # Thresholds, pivots and weights depend on a probe only through its window: compute them
     # once per distinct window (probes seen together often share one).
     _, first, inverse = np.unique(lo * (num_p + 1) + hi, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
     lo, hi = lo[first], hi[first]  # [u]
     win_len = hi - lo  # [u] >= 1
     offsets = np.arange(int(win_len.max()))
     members_ok = offsets[None, :] < win_len[:, None]  # [u, W]
     members = perm[np.minimum(lo[:, None] + offsets[None, :], num_p - 1)]  # [u, W]; pad masked
 
-    for cam in np.unique(gallery_cams):
-        cols = np.flatnonzero(gallery_cams == cam)  # [g_c]
-        cam_scores = scores[:, cols]  # [p, g_c]
-        head_vals, head_cols, head_len = _row_heads(cam_scores, k)  # [p, E]
-        thr = _thresholds(head_vals, head_len, members, members_ok, k)  # [u]
-        counts = _pivot_counts(head_vals, head_cols, members, members_ok, thr, len(cols))  # [u, g_c]
-        weights = _temporal_weights(counts, gallery_times[cols], float(sigma))  # [u, g_c]
-        weights += float(alpha)
-        lifted[:, cols] = weights[inverse] * cam_scores
-    return lifted.astype(out_dtype, copy=False)
+    layout = _Layout(gallery_cams, gallery_times)
+    heads = _row_heads(scores, layout, k)  # per camera: values [p, E], columns [p, E], lengths [p]
+    pivots = [_pivots(vals, cols, lens, members, members_ok, k) for vals, cols, lens in heads]
+    _lift(scores, lifted, inverse, pivots, layout, gallery_times, float(sigma), float(alpha))
+    return lifted
 
 
-def _row_heads(cam_scores, k):
-    """Every row's entries that reach its own K-th largest value (ties included).
+class _Layout:
+    """The gallery grouped by camera, each camera's items sorted by time.
+
+    ``order`` lists gallery indices camera by camera, by time within a camera; ``start[c]``
+    is where camera ``c`` begins in it. ``padded`` is the same list with each camera padded to
+    a multiple of ``_BLOCK`` (``pad`` marks the padding), for step 1's blocks.
+    """
+
+    def __init__(self, gallery_cams: np.ndarray, gallery_times: np.ndarray):
+        cams, cam_of = np.unique(gallery_cams, return_inverse=True)
+        self.cam_of = cam_of.reshape(-1)  # [g] camera number 0..n_cams-1
+        self.num_cams = len(cams)
+        self.order = np.lexsort((gallery_times, self.cam_of))  # [g]
+        sizes = np.bincount(self.cam_of, minlength=self.num_cams)
+        self.start = np.concatenate([[0], np.cumsum(sizes)])  # [n_cams + 1]
+        self.sizes = sizes
+        blocks = -(-sizes // _BLOCK)
+        self.block_start = np.concatenate([[0], np.cumsum(blocks)])  # in blocks
+        padded = np.zeros(int(self.block_start[-1]) * _BLOCK, dtype=np.int64)
+        pad = np.ones(padded.size, dtype=bool)
+        for c in range(self.num_cams):
+            a = int(self.block_start[c]) * _BLOCK
+            padded[a:a + sizes[c]] = self.order[self.start[c]:self.start[c + 1]]
+            pad[a:a + sizes[c]] = False
+        self.padded, self.pad = padded, np.flatnonzero(pad)
+
+
+def _row_heads(scores, layout: _Layout, k: int):
+    """Every row's entries, per gallery camera, that reach the row's own K-th largest value there.
 
     The pivots of a window block are a subset of its rows' heads: the block's K-th largest
     value is at least each row's K-th largest.
 
     Returns
     -------
-    head_vals : ndarray [p, E]
-        Head values, padded with -inf.
-    head_cols : ndarray [p, E]
-        Their column indices within the camera, padded with 0.
-    head_len : ndarray [p]
-        Number of real entries per row.
+    list, one ``(head_vals, head_cols, head_len)`` per camera
+        ``head_vals`` [p, E] padded with -inf, ``head_cols`` [p, E] gallery indices padded
+        with 0, ``head_len`` [p] real entries per row.
     """
-    num_p, g_c = cam_scores.shape
-    kk = min(k, g_c)
-    kth = -np.partition(-cam_scores, kk - 1, axis=1)[:, kk - 1]  # [p] K-th largest (or min)
-    mask = cam_scores >= kth[:, None]  # [p, g_c]
-    head_len = mask.sum(axis=1)
-    width = int(head_len.max())
-    rows, cols = np.nonzero(mask)
-    slot = np.arange(rows.size) - np.repeat(np.cumsum(head_len) - head_len, head_len)
-    head_vals = np.full((num_p, width), -np.inf)
-    head_cols = np.zeros((num_p, width), dtype=np.int64)
-    head_vals[rows, slot] = cam_scores[rows, cols]
-    head_cols[rows, slot] = cols
-    return head_vals, head_cols, head_len
+    num_p, num_g = scores.shape
+    step = max(1, _TILE_ELEMENTS // max(1, layout.padded.size))
+    parts: list[list] = [[] for _ in range(layout.num_cams)]
+    for r0 in range(0, num_p, step):
+        tile = scores[r0:r0 + step].take(layout.padded, axis=1)  # [r, padded]
+        tile[:, layout.pad] = -np.inf
+        rows = len(tile)
+        for c in range(layout.num_cams):
+            nb = int(layout.block_start[c + 1] - layout.block_start[c])
+            a = int(layout.block_start[c]) * _BLOCK
+            blocks = tile[:, a:a + nb * _BLOCK].reshape(rows, nb, _BLOCK)  # [r, nb, B]
+            kk = min(k, int(layout.sizes[c]))
+            block_max = blocks.max(axis=2)  # [r, nb]
+            # The K-th largest block maximum: K real entries reach it, so the row's K-th largest
+            # value does too, and every entry reaching that value lies in a block reaching it.
+            bound = -np.partition(-block_max, kk - 1, axis=1)[:, kk - 1] if nb > kk \
+                else block_max.min(axis=1)
+            chosen = block_max >= bound[:, None]  # [r, nb], >= kk per row
+            n_chosen = chosen.sum(axis=1)
+            width = int(n_chosen.max())
+            r_idx, b_idx = np.nonzero(chosen)
+            slot = np.arange(r_idx.size) - np.repeat(np.cumsum(n_chosen) - n_chosen, n_chosen)
+            which = np.zeros((rows, width), dtype=np.int64)
+            which[r_idx, slot] = b_idx
+            cand = blocks[np.arange(rows)[:, None], which]  # [r, width, B]
+            cand[np.arange(width)[None, :] >= n_chosen[:, None]] = -np.inf
+            cand = cand.reshape(rows, width * _BLOCK)
+            kth = -np.partition(-cand, kk - 1, axis=1)[:, kk - 1]  # [r] K-th largest (or min)
+            mask = cand >= kth[:, None]
+            head_len = mask.sum(axis=1)
+            hr, hc = np.nonzero(mask)
+            hslot = np.arange(hr.size) - np.repeat(np.cumsum(head_len) - head_len, head_len)
+            position = which[hr, hc // _BLOCK] * _BLOCK + hc % _BLOCK  # within the camera
+            parts[c].append((hr + r0, hslot, cand[hr, hc], layout.padded[a + position], head_len))
+    heads = []
+    for c in range(layout.num_cams):
+        head_len = np.concatenate([p[4] for p in parts[c]])
+        width = int(head_len.max())
+        head_vals = np.full((num_p, width), -np.inf)
+        head_cols = np.zeros((num_p, width), dtype=np.int64)
+        for hr, hslot, vals, cols, _ in parts[c]:
+            head_vals[hr, hslot] = vals
+            head_cols[hr, hslot] = cols
+        heads.append((head_vals, head_cols, head_len))
+    return heads
 
 
-def _thresholds(head_vals, head_len, members, members_ok, k):
-    """K-th largest value of every window's block (its smallest if the block has <= K), ``[u]``.
+def _pivots(head_vals, head_cols, head_len, members, members_ok, k):
+    """Pivots of every window in one camera: ``(window, gallery index, multiplicity)`` lists.
 
-    The union of the window rows' heads holds the block's K largest values, so its K-th largest
-    is the block's.
+    The threshold of a window's block is the K-th largest value of its members' heads (the
+    union holds the block's K largest values), or the block's smallest when it has <= K
+    entries; the pivots are the head entries reaching it, duplicates counted.
     """
-    num_w = members.shape[0]
-    width = head_vals.shape[1]
-    thr = np.empty(num_w)
-    step = max(1, _CHUNK_ELEMENTS // (members.shape[1] * width))
+    num_w, width = members.shape[0], head_vals.shape[1]
+    num_g = int(head_cols.max()) + 1
+    out_w, out_c, out_m = [], [], []
+    step = max(1, _TILE_ELEMENTS // (members.shape[1] * width))
     for start in range(0, num_w, step):
         stop = min(start + step, num_w)
         m, ok = members[start:stop], members_ok[start:stop]
         union = np.where(ok[:, :, None], head_vals[m], -np.inf)  # [c, W, E]
-        union = -np.sort(-union.reshape(stop - start, -1), axis=1)  # descending, padding last
+        flat = -np.sort(-union.reshape(stop - start, -1), axis=1)  # descending, padding last
         available = np.where(ok, head_len[m], 0).sum(axis=1)  # [c]
         # Fewer than K real entries only happens when they are the whole block: take its min.
         pick = np.where(available >= k, k - 1, available - 1)
-        thr[start:stop] = union[np.arange(stop - start), pick]
-    return thr
+        thr = flat[np.arange(stop - start), pick]
+        chosen = (union >= thr[:, None, None]) & ok[:, :, None]  # [c, W, E]
+        w, slot, e = np.nonzero(chosen)
+        key, mult = np.unique((w + start) * num_g + head_cols[m[w, slot], e], return_counts=True)
+        out_w.append(key // num_g)
+        out_c.append(key % num_g)
+        out_m.append(mult)
+    return np.concatenate(out_w), np.concatenate(out_c), np.concatenate(out_m)
 
 
-def _pivot_counts(head_vals, head_cols, members, members_ok, thr, g_c):
-    """Multiplicity of every gallery column of the camera in each window's pivots, ``[u, g_c]``."""
-    num_w, width = members.shape[0], head_vals.shape[1]
-    counts = np.zeros((num_w, g_c))
-    step = max(1, _CHUNK_ELEMENTS // (members.shape[1] * width))
-    for start in range(0, num_w, step):
-        stop = min(start + step, num_w)
-        m, ok = members[start:stop], members_ok[start:stop]
-        chosen = (head_vals[m] >= thr[start:stop, None, None]) & ok[:, :, None]  # [c, W, E]
-        probe, w, e = np.nonzero(chosen)
-        counts[start:stop] = np.bincount(
-            probe * g_c + head_cols[m[probe, w], e], minlength=(stop - start) * g_c
-        ).reshape(stop - start, g_c)
-    return counts
+def _lift(scores, lifted, inverse, pivots, layout: _Layout, gallery_times, sigma, alpha):
+    """Weights of every window from its pivots, and ``lifted = (w + alpha) * scores`` by rows.
 
-
-def _temporal_weights(counts, times, sigma):
-    """``w[q, g] = sum_col counts[q, col] * exp(-(t_g - t_col)^2 / sigma^2) / sum_col counts``.
-
-    The camera's time kernel ``[g_c, g_c]`` is built in column blocks. A block is applied by
-    gathering the kernel rows of each probe's few pivot columns when that is cheaper (the usual
-    case: about K pivots), otherwise (ties making pivot sets wide) by a matrix product.
+    ``w[q, g] = sum_p mult_p exp(-(t_g - t_p)^2 / sigma^2) / sum_p mult_p`` over the pivots of
+    q's window in g's camera: per camera, the kernel rows of each window's pivots (about K)
+    are gathered and summed, a slot at a time over cache-sized chunks of windows.
     """
-    num_p, g_c = counts.shape
-    total = counts.sum(axis=1)  # [p] >= 1: every window block has a maximum
-    nonzero = counts > 0
-    nnz = nonzero.sum(axis=1)
-    width = int(nnz.max())
-    # A gathered row costs about ten times a matrix-product row of the same length.
-    gather = width * _GATHER_COST < g_c
-    if gather:
-        # Padded list of each probe's pivot columns with their multiplicity (0 = padding).
-        rows, cols = np.nonzero(nonzero)
-        slot = np.arange(rows.size) - np.repeat(np.cumsum(nnz) - nnz, nnz)
-        pivot_cols = np.zeros((num_p, width), dtype=np.int64)
-        mult = np.zeros((num_p, width))
-        pivot_cols[rows, slot] = cols
-        mult[rows, slot] = counts[rows, cols]
-    out = np.empty((num_p, g_c))
+    num_p, num_g = scores.shape
+    num_w = int(inverse.max()) + 1
+    by_camera = np.empty((num_w, num_g))  # [u, g], columns in layout.order
+    for c, (win, col, mult) in enumerate(pivots):
+        a, b = layout.start[c], layout.start[c + 1]
+        order = layout.order[a:b]  # this camera's gallery, by time
+        kernel = _kernel(gallery_times[order], sigma)  # [g_c, g_c]
+        position = np.empty(num_g, dtype=np.int64)
+        position[order] = np.arange(b - a)
+        # Padded pivot lists per window: (position, share), share 0 for padding.
+        count = np.bincount(win, minlength=num_w)
+        width = int(count.max())
+        slot = np.arange(win.size) - np.repeat(np.cumsum(count) - count, count)
+        cols = np.zeros((num_w, width), dtype=np.int64)
+        share = np.zeros((num_w, width))
+        cols[win, slot] = position[col]
+        share[win, slot] = mult
+        share /= share.sum(axis=1, keepdims=True)
+        cam_weights = by_camera[:, a:b]
+        cam_weights[:] = alpha  # accumulate w + alpha
+        step = max(1, _TILE_ELEMENTS // 8 // (b - a))  # [chunk, g_c] stays in cache
+        buffer = np.empty((step, b - a))
+        for r0 in range(0, num_w, step):
+            r1 = min(r0 + step, num_w)
+            acc, buf = cam_weights[r0:r1], buffer[:r1 - r0]
+            for j in range(width):
+                np.take(kernel, cols[r0:r1, j], axis=0, out=buf)
+                buf *= share[r0:r1, j, None]
+                acc += buf
+    # Back to gallery order: a gather along rows (much cheaper than a column scatter).
+    rank = np.empty(num_g, dtype=np.int64)
+    rank[layout.order] = np.arange(num_g)
+    weights = np.empty((num_w, num_g))
+    step = max(1, _TILE_ELEMENTS // 8 // num_g)
+    for r0 in range(0, num_w, step):
+        np.take(by_camera[r0:r0 + step], rank, axis=1, out=weights[r0:r0 + step])
+    del by_camera
+    step = max(1, _TILE_ELEMENTS // 8 // num_g)
+    for r0 in range(0, num_p, step):
+        np.multiply(weights[inverse[r0:r0 + step]], scores[r0:r0 + step], out=lifted[r0:r0 + step],
+                    casting="same_kind")
+
+
+def _kernel(times: np.ndarray, sigma: float) -> np.ndarray:
+    """``exp(-(t_i - t_j)^2 / sigma^2)`` for times sorted ascending, ``[n, n]``.
+
+    Entries more than ``_BAND_SIGMAS`` sigma apart (below 5e-19) are left at 0: each block of
+    rows computes only the band of columns within reach.
+    """
+    n = len(times)
+    kernel = np.zeros((n, n))
+    cut = _BAND_SIGMAS * sigma
     sigma2 = sigma * sigma
-    col_step = max(1, _CHUNK_ELEMENTS // g_c)
-    for c0 in range(0, g_c, col_step):
-        c1 = min(c0 + col_step, g_c)
-        dt = times[None, c0:c1] - times[:, None]  # [g_c (pivot), chunk]
-        kernel = np.exp(-(dt * dt) / sigma2)
-        if not gather:
-            out[:, c0:c1] = counts @ kernel
-            continue
-        row_step = max(1, _CHUNK_ELEMENTS // (width * (c1 - c0)))
-        for r0 in range(0, num_p, row_step):
-            r1 = min(r0 + row_step, num_p)
-            out[r0:r1, c0:c1] = np.einsum(
-                "pw,pwg->pg", mult[r0:r1], kernel[pivot_cols[r0:r1]]
-            )  # [c, chunk]
-    out /= total[:, None]
-    return out
+    step = _COLUMN_BLOCK
+    for r0 in range(0, n, step):
+        r1 = min(r0 + step, n)
+        j0 = int(np.searchsorted(times, times[r0] - cut, side="left"))
+        j1 = int(np.searchsorted(times, times[r1 - 1] + cut, side="right"))
+        dt = times[j0:j1][None, :] - times[r0:r1, None]  # [rows, band]
+        kernel[r0:r1, j0:j1] = np.exp(-(dt * dt) / sigma2)
+    return kernel

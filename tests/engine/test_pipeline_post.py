@@ -45,14 +45,41 @@ def _context(scene):
 def test_sigmoid_of_a_tenth_without_overflow():
     logits = np.array([-1e5, -300.0, -10.0, 0.0, 7.5, 300.0, 1e5])
     with np.errstate(over="raise", invalid="raise", divide="raise"):  # underflow to 0 is fine
-        sim = similarity_from_logits(logits)
-        dist = distance_from_logits(logits)
+        sim = similarity_from_logits(logits, dtype=np.float64)
+        dist = distance_from_logits(logits, dtype=np.float64)
+        sim32, dist32 = similarity_from_logits(logits), distance_from_logits(logits)
     with np.errstate(over="ignore"):
         expected = 1.0 / (1.0 + np.exp(-logits / 10.0))
         expected_dist = 1.0 / (1.0 + np.exp(logits / 10.0))
     np.testing.assert_allclose(sim, expected, rtol=1e-12, atol=0)
     # Full relative precision where 1 - sigmoid would cancel to a few digits or to 0.
     np.testing.assert_allclose(dist, expected_dist, rtol=1e-12, atol=0)
+    assert sim32.dtype == dist32.dtype == np.float32
+    np.testing.assert_allclose(sim32, expected, rtol=1e-7, atol=0)
+    np.testing.assert_allclose(dist32, expected_dist, rtol=1e-7, atol=0)
+
+
+def test_float32_conversion_equals_float64_in_tiles_without_a_full_copy(monkeypatch):
+    import tracemalloc
+
+    from engine.postprocess import pipeline
+
+    monkeypatch.setattr(pipeline, "_TILE_ELEMENTS", 4096)
+    rng = np.random.default_rng(3)
+    logits = (rng.normal(0.0, 40.0, (900, 1000))).astype(np.float32)
+    view = logits[:, 100:]  # not contiguous: rows are tiled as they are
+    expected = 1.0 / (1.0 + np.exp(view.astype(np.float64) / 10.0))
+    tracemalloc.start()
+    try:
+        dist = distance_from_logits(view)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert dist.dtype == np.float32 and dist.shape == view.shape
+    np.testing.assert_allclose(dist, expected, rtol=1e-6, atol=0)
+    np.testing.assert_allclose(similarity_from_logits(view), 1.0 - expected, rtol=1e-6, atol=1e-7)
+    # The result (3.2 MB) plus tile temporaries (a few times 32 KB), not a float64 copy (6.5 MB).
+    assert peak < dist.nbytes + 512 * 1024, peak
 
 
 def test_raw_distances_rank_like_negative_logits(scene):

@@ -72,6 +72,8 @@ def test_ties_reference_inputs_agree_with_loop(monkeypatch):
     # Tiny chunks: argsort over row blocks must order ties exactly as the full-matrix argsort.
     monkeypatch.setattr(rerank, "_ROW_CHUNK_ELEMENTS", 2000)
     monkeypatch.setattr(rerank, "_PAIR_CHUNK", 300)
+    monkeypatch.setattr(rerank, "_BLOCK", 3)  # many blocks: heads chosen among a few of them
+    monkeypatch.setattr(rerank, "_BLOCKS_PER_HEAD", 1)
     case = _load("rerank_ties")
     blocks = case["q_g"], case["q_q"], case["g_g"]
     np.testing.assert_allclose(re_rank(*blocks), loop_re_rank(*blocks), atol=1e-5, rtol=0)
@@ -101,9 +103,13 @@ def _euclidean_blocks(rng, q, g, dim=4, decimals=None, symmetric=True):
         (15, 60, 20, 6, 0.3, 1, True),  # defaults with ties
     ],
 )
-def test_random_cases_agree_with_loop(q, g, k1, k2, lambda_value, decimals, symmetric, monkeypatch):
+@pytest.mark.parametrize("block", [1, 3, 32])
+def test_random_cases_agree_with_loop(q, g, k1, k2, lambda_value, decimals, symmetric, block,
+                                      monkeypatch):
     monkeypatch.setattr(rerank, "_ROW_CHUNK_ELEMENTS", 700)
     monkeypatch.setattr(rerank, "_PAIR_CHUNK", 200)
+    monkeypatch.setattr(rerank, "_BLOCK", block)
+    monkeypatch.setattr(rerank, "_BLOCKS_PER_HEAD", 1)  # blocks even at these small N
     rng = np.random.default_rng(q * 100 + g)
     blocks = _euclidean_blocks(rng, q, g, decimals=decimals, symmetric=symmetric)
     result = re_rank(*blocks, k1=k1, k2=k2, lambda_value=lambda_value)
@@ -148,6 +154,7 @@ def test_cancel_raises_cancelled():
         ({"g_g": np.zeros((4, 5), np.float32)}, "g_g"),
         ({"q_g": np.full((2, 5), np.nan, np.float32)}, "NaN"),
         ({"g_g": np.full((5, 5), np.inf, np.float32)}, "inf"),
+        ({"q_g": np.where(np.eye(2, 5, dtype=bool), np.inf, 0.5).astype(np.float32)}, "q_g contains"),
         ({"q_g": np.zeros(5, np.float32)}, "2-D"),
         ({"q_g": np.zeros((2, 5), np.float32), "q_q": np.zeros((2, 2), np.float32)}, "maximum"),
     ],

@@ -5,7 +5,7 @@ import csv
 import json
 import os
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import pytest
 
@@ -284,3 +284,44 @@ def test_cli_writes_and_reports(tmp_path, capsys):
     args = parser.parse_args(["--out", str(out), "--test-ids", "4"])
     assert synth.run(args) == 2  # other settings, no --overwrite: refused with a message
     assert "overwrite" in capsys.readouterr().out
+
+
+def test_market_scale_plan_has_market_1501_splits(monkeypatch):
+    """The plan (no pixels) of ``MARKET_SCALE`` has Market-1501's counts exactly."""
+    from types import SimpleNamespace
+
+    from engine.data import synthetic
+
+    # Per-image looks are not needed for the counts and take most of the planning time.
+    def looks(seed, domain, stream, detections, cam_phase):
+        return [SimpleNamespace(truncation="none")] * len(detections)
+
+    monkeypatch.setattr(synthetic, "_detection_specs", looks)
+    monkeypatch.setattr(synthetic, "sample_image_spec", lambda *a, **k: None)
+    settings = synthetic._settings(synthetic.get_domain("B"), 0, **synthetic.MARKET_SCALE)
+    _, _, images, _ = synthetic.plan_benchmark(settings)
+    train = [im for im in images if im.split == "train"]
+    query = [im for im in images if im.split == "query"]
+    gallery = [im for im in images if im.split == "gallery" and im.pid != -1]
+    assert (len(train), len({im.pid for im in train})) == (12936, 751)
+    assert len(query) == 3368 and len({im.pid for im in query}) == 750
+    assert len(gallery) == 15913 and sum(im.pid == 0 for im in gallery) == 2793
+    assert sum(im.pid == -1 for im in images) == 3819
+    # Dropping detections never leaves a visit with fewer than two (query + companion).
+    per_visit = Counter((im.pid, im.detection.cam) for im in query + gallery if im.pid > 0)
+    assert min(per_visit.values()) >= 2
+
+
+def test_exact_counts_are_written_and_loaded(tmp_path):
+    sizes = {**TINY, "num_train_images": 100, "num_queries": 22, "num_gallery_images": 50}
+    ds = generate(tmp_path / "exact", domain="A", seed=0, cams_per_id=(3, 4),
+                  frames_per_visit=(3, 6), **sizes)
+    assert (len(ds.train), len(ds.query), len(ds.gallery)) == (100, 22, 50)
+    assert sum(s.pid == 0 for s in ds.gallery) == TINY["num_distractors"]
+    assert read_settings(tmp_path / "exact")["num_queries"] == 22
+    cams = defaultdict(set)
+    for s in ds.gallery:
+        cams[s.pid].add(s.cam)
+    assert all(cams[s.pid] - {s.cam} and s.cam in cams[s.pid] for s in ds.query)
+    with pytest.raises(ValueError, match="num_queries"):
+        generate(tmp_path / "too_many", domain="A", seed=0, **{**sizes, "num_queries": 500})

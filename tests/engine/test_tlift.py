@@ -48,10 +48,24 @@ def _case_args(case):
     return args, params
 
 
+# Internal sizes: the defaults; many small tiles, blocks of one column and small kernel blocks;
+# odd blocks and a kernel without its band cut.
+INTERNALS = [
+    {},
+    {"_TILE_ELEMENTS": 64, "_BLOCK": 1, "_COLUMN_BLOCK": 3},
+    {"_BLOCK": 5, "_BAND_SIGMAS": np.inf},
+]
+
+
+def _set_internals(monkeypatch, internals):
+    for name, value in internals.items():
+        monkeypatch.setattr(tlift_module, name, value)
+
+
 @pytest.mark.parametrize("name", ["tlift", "tlift_ties", "tlift_params"])
-@pytest.mark.parametrize("gather_cost", [10, 0, 10**9])  # usual choice, always matmul, always gather
-def test_reference_cases(name, gather_cost, monkeypatch):
-    monkeypatch.setattr(tlift_module, "_GATHER_COST", gather_cost)
+@pytest.mark.parametrize("internals", INTERNALS)
+def test_reference_cases(name, internals, monkeypatch):
+    _set_internals(monkeypatch, internals)
     args, params = _case_args(_load(name))
     np.testing.assert_allclose(tlift(*args, **params), _load(name)["expected"], atol=1e-6, rtol=0)
 
@@ -82,11 +96,10 @@ def _random_case(rng, p, g, q_cam_ids, g_cam_ids, span, decimals=None, integer_t
         (24, 48, [0, 1, 2], [0, 1, 2], 100, 0, False, {"k": 1}),  # scores 0/1: massive ties, K = 1
     ],
 )
-@pytest.mark.parametrize("gather_cost", [10, 0, 10**9])
+@pytest.mark.parametrize("internals", INTERNALS)
 def test_random_cases_agree_with_loop(p, g, q_cams, g_cams, span, decimals, integer_times, params,
-                                      gather_cost, monkeypatch):
-    monkeypatch.setattr(tlift_module, "_GATHER_COST", gather_cost)
-    monkeypatch.setattr(tlift_module, "_CHUNK_ELEMENTS", 64)  # many small chunks
+                                      internals, monkeypatch):
+    _set_internals(monkeypatch, internals)
     rng = np.random.default_rng(p * 1000 + g)
     args = _random_case(rng, p, g, q_cams, g_cams, span, decimals, integer_times)
     np.testing.assert_allclose(tlift(*args, **params), loop_tlift(*args, **params), atol=1e-12, rtol=0)
