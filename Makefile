@@ -31,12 +31,16 @@ clean-cache:
 # Reproduce the shipped demo checkpoint (about 40 minutes on a 2-core CPU); see assets/demo/README.md.
 # No ImageNet weights can be downloaded here, so the trunk is first trained as the global
 # baseline on synthetic A (a stand-in for ImageNet pre-training), then QAConv starts from it.
+# DEMO_SIZE picks the input (256x128 gives 16x8 maps; see benchmarks/bench_demo_resolution.py).
+DEMO_SIZE ?= 128x64
+DEMO_H = $(word 1,$(subst x, ,$(DEMO_SIZE)))
+DEMO_W = $(word 2,$(subst x, ,$(DEMO_SIZE)))
 demo-model: $(STAMP)
 	$(PY) -m engine synth --domain A --out data/synth/A --seed 0
 	$(PY) -m engine train --data data/synth/A --out runs/global --method global --arch resnet18 \
-		--height 128 --width 64 --pretrained none --batch-size 32 --lr 0.03 --max-epochs 4 \
+		--height $(DEMO_H) --width $(DEMO_W) --pretrained none --batch-size 32 --lr 0.03 --max-epochs 4 \
 		--workers 1 --seed 0
-	$(PY) -m engine train --data data/synth/A --out runs/demo --arch resnet18 --height 128 \
-		--width 64 --pretrained runs/global/model.pt --batch-size 32 --lr 0.005 --max-epochs 5 \
+	$(PY) -m engine train --data data/synth/A --out runs/demo --arch resnet18 --height $(DEMO_H) \
+		--width $(DEMO_W) --pretrained runs/global/model.pt --batch-size 32 --lr 0.005 --max-epochs 5 \
 		--workers 1 --seed 0
 	mkdir -p assets/demo && cp runs/demo/model.pt assets/demo/model.pt
