@@ -258,7 +258,7 @@ def test_cancelling_a_job_keeps_the_current_results(qtbot, window, monkeypatch):
     assert not win.job_progress.isVisible()
 
 
-def test_load_job_and_bad_inputs(qtbot, load_request, tmp_path):
+def test_load_job_and_bad_inputs(qtbot, loaded, load_request, tmp_path):
     from viewer.controller import Controller
     from viewer.main_window import MainWindow
     from viewer.state import ViewerState
@@ -272,7 +272,7 @@ def test_load_job_and_bad_inputs(qtbot, load_request, tmp_path):
     assert blocker.args == [True]
     assert win.pages.currentIndex() == 1 and win.grid.model_.rowCount() == win.state.top_k
     assert "device: cpu" in win.status_info.device.text()
-    assert "cache: all" in win.status_info.cache.text()  # the session fixture filled the cache
+    assert "cache: all" in win.status_info.cache.text()  # `loaded` filled the cache
     shown = win.state.selected_query
 
     empty = tmp_path / "not_a_dataset"
