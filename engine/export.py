@@ -32,6 +32,7 @@ import numpy as np
 
 from .data.samples import Sample
 from .jobs import CancelFn, ProgressFn, check_cancel, report
+from .outputs import check_output_path
 from .utils import atomic_path
 
 __all__ = ["COLUMNS", "ranked_rows", "write_ranked_csv"]
@@ -103,8 +104,13 @@ def ranked_rows(distmat, scores, queries: Sequence[Sample], gallery: Sequence[Sa
 def write_ranked_csv(path: str | os.PathLike, distmat, scores, queries: Sequence[Sample],
                      gallery: Sequence[Sample], *, method: str, top_k: int | None = None,
                      query_indices: Sequence[int] | None = None,
-                     progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> int:
+                     progress: ProgressFn | None = None, cancel: CancelFn | None = None,
+                     inputs: Sequence[str] = ()) -> int:
     """Write ranked lists to ``path`` as CSV (see the module notes for the columns).
+
+    The caller has decided that an existing regular file at ``path`` may be replaced (``--force``
+    or a confirmation); anything else there (a folder, a link, a device, a FIFO, one of the
+    ``inputs`` files the run reads) is refused with :class:`engine.outputs.OutputRefused`.
 
     The file appears complete or not at all: rows go to a temporary file that is renamed over
     ``path`` at the end, so an error, an unwritable folder or a cancel leaves no partial file.
@@ -122,6 +128,7 @@ def write_ranked_csv(path: str | os.PathLike, distmat, scores, queries: Sequence
     engine.jobs.Cancelled
         When ``cancel()`` returned True.
     """
+    check_output_path(path, force=True, inputs=inputs, flag="export")
     indices = list(range(len(queries)) if query_indices is None else query_indices)
     rows = 0
     try:

@@ -49,6 +49,18 @@ def image_list_digest(paths: Sequence[str]) -> str:
     return h.hexdigest()
 
 
+_warned_uncached: set[str] = set()
+
+
+def warn_uncached(root: str | os.PathLike, exc: OSError) -> None:
+    """Say once per cache folder that it cannot be written and the run goes on uncached."""
+    key = os.fspath(root)
+    if key not in _warned_uncached:
+        _warned_uncached.add(key)
+        log.warning("cache folder %s cannot be written (%s); running without caching there",
+                    key, exc.strerror or exc)
+
+
 def _file_checksum(path: Path) -> str:
     h = hashlib.blake2b(digest_size=16)
     with open(path, "rb") as fh:
@@ -196,5 +208,15 @@ class FeatureStore:
             return maps, True
         maps = extract_maps(backbone, paths, prep, device=device, batch_size=batch_size,
                             num_workers=num_workers, progress=progress, cancel=cancel)
-        return self.save(key, maps, {"images": len(paths), "model": model_digest,
-                                     "preprocessing": prep.key()}), False
+        return self.save_or_keep(key, maps, {"images": len(paths), "model": model_digest,
+                                             "preprocessing": prep.key()}), False
+
+    def save_or_keep(self, key: str, maps: np.ndarray, info: dict | None = None) -> np.ndarray:
+        """:meth:`save`, or on a read-only or full cache folder the maps in memory (one warning):
+        extracted maps are never thrown away because the cache cannot hold them."""
+        try:
+            return self.save(key, maps, info)
+        except OSError as exc:
+            shutil.rmtree(self._entry(key), ignore_errors=True)
+            warn_uncached(self.root, exc)
+            return maps

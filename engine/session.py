@@ -14,6 +14,7 @@ settings, read from the checkpoint's JSON sidecar when that records the same dig
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import json
@@ -32,7 +33,7 @@ import numpy as np
 from .checkpoint import file_digest, read_sidecar_config
 from .data import Dataset, load_dataset
 from .evaluation import Metrics, evaluate
-from .features import FeatureStore, Preprocessing, load_input
+from .features import FeatureStore, Preprocessing, load_input, warn_uncached
 from .jobs import check_cancel
 from .postprocess.params import RerankParams, TLiftParams
 from .postprocess.pipeline import final_distances, final_distances_from_similarity
@@ -70,10 +71,18 @@ class ScoreStore:
         except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
             log.warning("score cache %s is corrupt (%s); recomputing it", path, exc)
             for p in (path, meta_path):
-                p.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    p.unlink(missing_ok=True)
             return None
 
     def save(self, key: str, block: np.ndarray) -> None:
+        """Store ``block``; a read-only or full cache folder only costs a warning (once)."""
+        try:
+            self._save(key, block)
+        except OSError as exc:
+            warn_uncached(self.root.parent, exc)
+
+    def _save(self, key: str, block: np.ndarray) -> None:
         block = np.ascontiguousarray(block, dtype=np.float32)
         with atomic_path(self.root / f"{key}.npy") as tmp:
             with open(tmp, "wb") as fh:

@@ -11,6 +11,17 @@ def add_data_arguments(parser: argparse.ArgumentParser, required: bool = True) -
     parser.add_argument("--layout", default=None,
                         help="dataset layout (market1501, dukemtmc, msmt17, cuhk03-np-detected, "
                              "cuhk03-np-labeled, folder, csv); detected when omitted")
+    parser.add_argument("--allow-outside-paths", action="store_true",
+                        help="let a CSV manifest name images outside its own folder (refused "
+                             "by default)")
+
+
+def load_data(args: argparse.Namespace, require: tuple[str, ...] = ("query", "gallery")):
+    """The dataset named by ``--data``/``--layout``/``--allow-outside-paths``."""
+    from engine.data import load_dataset
+
+    return load_dataset(args.data, args.layout, require=require,
+                        allow_outside=getattr(args, "allow_outside_paths", False))
 
 
 def add_device_argument(parser: argparse.ArgumentParser) -> None:

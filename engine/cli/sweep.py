@@ -11,7 +11,13 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import StageBar, add_cache_argument, add_data_arguments, add_device_argument
+from ._common import (
+    StageBar,
+    add_cache_argument,
+    add_data_arguments,
+    add_device_argument,
+    load_data,
+)
 
 APPENDIX_VALUES = {
     "tau": [50, 100, 150, 200, 250, 300, 350, 400, 450, 500],
@@ -37,15 +43,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tlift-k", type=int, default=10)
     parser.add_argument("--alpha", type=float, default=0.2)
     parser.add_argument("--csv", default=None, help="also write the table to this CSV file")
+    parser.add_argument("--force", action="store_true", help="replace --csv if it exists")
 
 
 def run(args: argparse.Namespace) -> int:
+    from engine.cli.evaluate import check_post_args
+    from engine.outputs import check_output_path, run_inputs
     from engine.postprocess.pipeline import tlift_sweep
     from engine.session import RerankParams, Session
     from engine.utils import atomic_write_text
 
-    session = Session.open(args.data, args.checkpoint, device=args.device, layout=args.layout,
+    check_post_args(args)
+    if args.values is not None and args.param in ("tau", "sigma", "k") and min(args.values) <= 0:
+        raise ValueError(f"--values of {args.param} must be > 0")
+    if args.csv is not None:
+        check_output_path(args.csv, force=args.force, inputs=run_inputs(args.checkpoint),
+                          flag="--csv")
+    session = Session.open(load_data(args), args.checkpoint, device=args.device, layout=args.layout,
                            cache_dir=args.cache_dir)
+    if args.csv is not None:
+        check_output_path(args.csv, force=args.force,
+                          inputs=run_inputs(args.checkpoint, session.dataset), flag="--csv")
     if not session.has_times:
         raise ValueError("TLift needs timestamps, and this dataset's images have none")
     values = args.values or APPENDIX_VALUES[args.param]
