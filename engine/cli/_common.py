@@ -38,8 +38,12 @@ def add_cache_argument(parser: argparse.ArgumentParser) -> None:
 class StageBar:
     """A one-line progress display for ``progress(stage, done, total)`` callbacks."""
 
-    def __init__(self, stream=sys.stderr):
-        self.stream, self.stage = stream, None
+    def __init__(self, stream=None):
+        self._stream, self.stage = stream, None
+
+    @property
+    def stream(self):
+        return self._stream or sys.stderr  # looked up when used: tests replace sys.stderr
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         if stage != self.stage and self.stage is not None:
