@@ -173,8 +173,11 @@ class Session:
         Without a JSON sidecar recording this checkpoint's digest, the checkpoint is loaded
         now, since its settings are part of every cache key.
         """
+        from .data.known_bad import KnownBad
+
         dev = _resolve_device_lazily(device)
         dataset = data if isinstance(data, Dataset) else load_dataset(data, layout)
+        KnownBad(cache_dir or default_cache_dir()).filter(dataset)
         digest = file_digest(checkpoint)
         config = read_sidecar_config(checkpoint, digest)
         if config is None or not all(k in config for k in _KEY_SETTINGS):
@@ -251,16 +254,32 @@ class Session:
             hit = maps is not None
             if not hit:
                 backbone = self.model.backbone_for_maps()
+                bad: list[tuple[int, str]] = []
                 maps, hit = self.features.get_or_extract(
                     backbone, self.model_digest, samples, self.prep,
                     device=self.device, batch_size=self.batch_size,
                     progress=None if progress is None else (lambda d, t, s=split: progress(f"extract {s}", d, t)),
-                    cancel=cancel)
+                    cancel=cancel, bad=bad)
+                if bad:
+                    self._drop_undecodable(split, [(samples[i].path, r) for i, r in bad])
             elif progress is not None:
                 progress(f"extract {split}", len(samples), len(samples))
             setattr(self, f"{split}_maps", maps)
             self.cache_hits[f"features {split}"] = hit
             self.timings.record(f"extract {split}", time.perf_counter() - t0)
+
+    def _drop_undecodable(self, split: str, bad: list[tuple[str, str]]) -> None:
+        """Images of ``split`` that failed to decode: leave them out, list them, remember them."""
+        from .data.known_bad import KnownBad
+
+        paths = {p for p, _ in bad}
+        setattr(self.dataset, split, [s for s in getattr(self.dataset, split) if s.path not in paths])
+        self.dataset.skipped.extend(bad)
+        for name in (f"{split}_pids", f"{split}_cams"):
+            self.__dict__.pop(name, None)  # cached properties of the old list
+        listing = "\n".join(f"  {p}: {r}" for p, r in bad)
+        log.warning("skipped %d %s image(s) that cannot be decoded:\n%s", len(bad), split, listing)
+        KnownBad(self.cache_dir).add(bad)
 
     def _block_key(self, name: str) -> str:
         q = self.features.key(self.model_digest, [s.path for s in self.dataset.query], self.prep)

@@ -342,3 +342,56 @@ def test_evaluate_prints_the_rows_it_computed_before_a_failure(tiny_run, tmp_pat
     assert code == 2 and "TLift failed here" in one_error_line(err)
     assert [line.split()[1] for line in out.splitlines()[1:]] == ["raw", "+RR"]
     assert (tmp_path / "rows.csv").read_text().count("\n") == 3
+
+
+# --------------------------------------------------------------------------- 2. undecodable images
+def _png_header_only(width: int, height: int) -> bytes:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
+def test_undecodable_images_are_skipped_listed_and_remembered(tiny_run, tmp_path, caplog):
+    from engine.session import Session
+
+    root, ckpt = tiny_run
+    data = tmp_path / "data"
+    names = _copy_images(root, data, n=8)
+    (data / "garbage.jpg").write_bytes(b"\xff\xd8\xff\xe0" + os.urandom(3000) + b"\xff\xd9")
+    (data / "garbage.bmp").write_bytes(b"BM" + os.urandom(3000))
+    (data / "garbage.webp").write_bytes(b"RIFF\x00\x10\x00\x00WEBP" + os.urandom(3000))
+    (data / "notes.txt").write_text("not an image at all\n")
+    (data / "huge.png").write_bytes(_png_header_only(20000, 20000))
+    bad = ["garbage.jpg", "garbage.bmp", "garbage.webp", "notes.txt", "huge.png"]
+    rows = ["path,pid,camera,time,split"]
+    rows += [f"{n},{1 + i % 3},{i % 2},{i},{'query' if i < 3 else 'gallery'}"
+             for i, n in enumerate(names)]
+    rows += [f"{n},9,1,1,gallery" for n in bad] + ["garbage.jpg,9,0,1,query"]
+    (data / "manifest.csv").write_text("\n".join(rows) + "\n")
+    cache = tmp_path / "cache"
+
+    session = Session.open(str(data), ckpt, device="cpu", cache_dir=cache)
+    session.prepare(rerank=False)  # the run goes on
+    assert len(session.dataset.gallery) == 5 and len(session.dataset.query) == 3
+    assert session.gallery_maps.shape[0] == 5 and session.query_maps.shape[0] == 3
+    assert session.logits["qg"].shape == (3, 5) and len(session.gallery_cams) == 5
+    skipped = {os.path.basename(p): r for p, r in session.dataset.skipped}
+    assert set(bad) <= set(skipped) and "too large" in skipped["huge.png"]
+    assert any("cannot be decoded" in r.getMessage() for r in caplog.records)
+
+    # a later run skips them at load, listed, and finds its maps in the cache without decoding
+    again = Session.open(str(data), ckpt, device="cpu", cache_dir=cache)
+    assert len(again.dataset.gallery) == 5
+    assert sorted(os.path.basename(p) for p, r in again.dataset.skipped
+                  if "remembered" in r) == sorted(bad)
+    again.extract()
+    assert again.cache_hits["features query"] and again.cache_hits["features gallery"]
+    # a bad file that is fixed is tried again
+    shutil.copy(data / names[0], data / "notes.txt")
+    third = Session.open(str(data), ckpt, device="cpu", cache_dir=cache)
+    assert len(third.dataset.gallery) == 6
