@@ -35,6 +35,7 @@ from .data import Dataset, load_dataset
 from .evaluation import Metrics, evaluate
 from .features import FeatureStore, Preprocessing, load_input, warn_uncached
 from .jobs import check_cancel
+from .leftovers import cache_folders, remove_stale_temporaries
 from .postprocess.params import RerankParams, TLiftParams
 from .postprocess.pipeline import final_distances, final_distances_from_similarity
 from .utils import atomic_path, atomic_write_text, default_cache_dir
@@ -153,6 +154,7 @@ class Session:
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
         self.features = FeatureStore(self.cache_dir)
         self.scores = ScoreStore(self.cache_dir)
+        remove_stale_temporaries(*cache_folders(self.cache_dir))
         self.batch_size, self.memory_budget = batch_size, memory_budget
         cfg = config if model is None else {k: getattr(model.config, k) for k in _KEY_SETTINGS}
         self.prep = Preprocessing(cfg["height"], cfg["width"], cfg["imagenet_norm"])

@@ -29,6 +29,7 @@ from .data import Dataset, Sample, read_image_rgb
 from .data.samplers import GraphSampler, PKBatchSampler, RandomBatchSampler
 from .data.transforms import TrainTransform
 from .jobs import check_cancel
+from .leftovers import remove_stale_temporaries
 from .models.backbone import IMAGENET_MEAN, IMAGENET_STD
 from .models.config import ModelConfig
 from .models.reid import ReIDModel, build_criterion, build_model
@@ -286,6 +287,7 @@ def fit(dataset: Dataset, model_cfg: ModelConfig, cfg: TrainConfig, out_dir: str
         raise ValueError(f"the dataset at {dataset.root} has no training images")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out_dir)  # checkpoint-sized leftovers of a killed run
     last_path, model_path = out_dir / "last.pt", out_dir / "model.pt"
     seed_everything(cfg.seed)
     num_classes = dataset.num_train_pids

@@ -395,3 +395,99 @@ def test_undecodable_images_are_skipped_listed_and_remembered(tiny_run, tmp_path
     shutil.copy(data / names[0], data / "notes.txt")
     third = Session.open(str(data), ckpt, device="cpu", cache_dir=cache)
     assert len(third.dataset.gallery) == 6
+
+
+# --------------------------------------------------------------------------- 5. leftovers
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_stale_temporaries_of_dead_runs_are_removed_and_only_those(tiny_run, tmp_path):
+    import subprocess
+    import sys
+
+    from engine.leftovers import remove_stale_temporaries
+    from engine.session import Session
+
+    dead = _dead_pid()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        cache = tmp_path / "cache"
+        entry = cache / "features" / "k1"
+        (cache / "scores").mkdir(parents=True)
+        entry.mkdir(parents=True)
+        stale = [cache / "scores" / f".abc.npy.{dead}-x1y2z3.tmp", entry / f".maps.{dead}.tmp.npy",
+                 tmp_path / f".model.pt.{dead}-q9w8e7.tmp"]
+        kept = [cache / "scores" / f".abc.npy.{live.pid}-x1y2z3.tmp",  # its run is still writing
+                entry / f".maps.{live.pid}.tmp.npy", cache / "scores" / "abc.npy",
+                tmp_path / "model.pt", tmp_path / "notes.tmp", tmp_path / ".hidden.123.tmp"]
+        partial = cache / "demo" / f".B.{dead}-0a1b2c3d.partial"
+        (partial / "query").mkdir(parents=True)
+        for path in stale + kept:
+            path.write_bytes(b"x")
+        Session.open(tiny_run[0], tiny_run[1], device="cpu", cache_dir=cache)
+        assert not any(p.exists() for p in stale[:2]) and not partial.exists()
+        assert remove_stale_temporaries(tmp_path) == 1 and not stale[2].exists()
+        assert all(p.exists() for p in kept)
+    finally:
+        live.kill()
+        live.wait()
+
+
+def test_killed_synth_leaves_no_workers_and_its_partial_folder_goes(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    def children(pid: int) -> list[int]:
+        found = []
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                try:
+                    with open(f"/proc/{d}/stat") as fh:
+                        fields = fh.read().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                if int(fields[1]) == pid:
+                    found.append(int(d))
+        return found
+
+    if not os.path.isdir("/proc"):
+        pytest.skip("needs /proc to find the worker processes")
+    proc = subprocess.Popen([sys.executable, "-m", "engine", "synth", "--domain", "B", "--out",
+                             str(tmp_path / "B"), "--workers", "2", "--train-ids", "200"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers: list[int] = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        workers = [c for c in children(proc.pid)
+                   if "spawn_main" in open(f"/proc/{c}/cmdline").read().replace("\0", " ")]
+        if len(workers) >= 2 and any(p.suffix == ".partial" for p in tmp_path.iterdir()):
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None and len(workers) >= 2, "the generator finished before it was killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(os.path.exists(f"/proc/{w}") for w in workers):
+        time.sleep(0.2)
+    alive = []
+    for w in workers:
+        try:
+            with open(f"/proc/{w}/stat") as fh:
+                if fh.read().rsplit(")", 1)[1].split()[0] != "Z":
+                    alive.append(w)
+        except OSError:
+            pass
+    assert not alive
+    assert any(p.name.endswith(".partial") for p in tmp_path.iterdir())
+    from engine.leftovers import remove_stale_temporaries
+
+    assert remove_stale_temporaries(tmp_path) == 1
+    assert not any(p.name.endswith(".partial") for p in tmp_path.iterdir())
