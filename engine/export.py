@@ -8,6 +8,8 @@ Columns
 -------
 query, query_pid, query_cam
     The query image's path, identity and camera (pid and camera empty for an external image).
+    Cameras are written as the dataset names them (``camera_base`` added to the 0-based index:
+    ``3`` for Market's ``c3``, the manifest's own number for a CSV manifest), as the viewer shows.
 rank
     1-based position in the query's ranked list (junk items included, see ``match``).
 gallery, gallery_pid, gallery_cam, gallery_time
@@ -20,7 +22,9 @@ match
     ``true`` same identity, ``false`` different identity, ``junk`` same identity and same camera
     (ignored by the Market-1501 protocol), empty when the query's identity is unknown.
 method
-    The post-processing, e.g. ``qaconv``, ``qaconv+rr``, ``qaconv+rr+tlift``.
+    The post-processing applied to that query's list, e.g. ``qaconv``, ``qaconv+rr``,
+    ``qaconv+rr+tlift``; TLift is not applied to a query without a timestamp (an external image),
+    so its rows never name it.
 """
 from __future__ import annotations
 
@@ -35,7 +39,7 @@ from .jobs import CancelFn, ProgressFn, check_cancel, report
 from .outputs import check_output_path
 from .utils import atomic_path
 
-__all__ = ["COLUMNS", "ranked_rows", "write_ranked_csv"]
+__all__ = ["COLUMNS", "method_for", "ranked_rows", "write_ranked_csv"]
 
 COLUMNS = ("query", "query_pid", "query_cam", "rank", "gallery", "gallery_pid", "gallery_cam",
            "gallery_time", "score", "distance", "match", "method")
@@ -58,9 +62,21 @@ def _match(query: Sample, item: Sample) -> str:
     return "junk" if item.cam == query.cam else "true"
 
 
+def _cam(cam, base: int) -> str:
+    return "" if cam is None else str(int(cam) + base)
+
+
+def method_for(query: Sample, method: str) -> str:
+    """``method`` as applied to ``query``: without ``+tlift`` for a query with no timestamp."""
+    if query.time is None and method.endswith("+tlift"):
+        return method.removesuffix("+tlift")
+    return method
+
+
 def ranked_rows(distmat, scores, queries: Sequence[Sample], gallery: Sequence[Sample], *,
                 method: str, top_k: int | None = None,
-                query_indices: Sequence[int] | None = None) -> Iterator[tuple]:
+                query_indices: Sequence[int] | None = None,
+                camera_base: int = 0) -> Iterator[tuple]:
     """Yield one tuple of :data:`COLUMNS` values per ranked item, query by query.
 
     Parameters
@@ -78,6 +94,8 @@ def ranked_rows(distmat, scores, queries: Sequence[Sample], gallery: Sequence[Sa
         Rows per query; None writes the full list.
     query_indices : sequence of int, optional
         Which rows of ``distmat`` to write, in this order; None = all.
+    camera_base : int
+        Added to the 0-based camera indices written (``Dataset.camera_base``).
     """
     distmat = np.asarray(distmat)
     scores = np.asarray(scores)
@@ -93,19 +111,20 @@ def ranked_rows(distmat, scores, queries: Sequence[Sample], gallery: Sequence[Sa
     indices = range(num_q) if query_indices is None else query_indices
     for qi in indices:
         query = queries[qi]
+        applied = method_for(query, method)
         order = np.argsort(distmat[qi].astype(np.float32))[:count]  # same order as evaluation
         for position, gi in enumerate(order, start=1):
             item = gallery[gi]
-            yield (query.path, _cell(query.pid), _cell(query.cam), position, item.path,
-                   _cell(item.pid), _cell(item.cam), _cell(item.time),
-                   _cell(scores[qi, gi]), _cell(distmat[qi, gi]), _match(query, item), method)
+            yield (query.path, _cell(query.pid), _cam(query.cam, camera_base), position, item.path,
+                   _cell(item.pid), _cam(item.cam, camera_base), _cell(item.time),
+                   _cell(scores[qi, gi]), _cell(distmat[qi, gi]), _match(query, item), applied)
 
 
 def write_ranked_csv(path: str | os.PathLike, distmat, scores, queries: Sequence[Sample],
                      gallery: Sequence[Sample], *, method: str, top_k: int | None = None,
                      query_indices: Sequence[int] | None = None,
                      progress: ProgressFn | None = None, cancel: CancelFn | None = None,
-                     inputs: Sequence[str] = ()) -> int:
+                     inputs: Sequence[str] = (), camera_base: int = 0) -> int:
     """Write ranked lists to ``path`` as CSV (see the module notes for the columns).
 
     The caller has decided that an existing regular file at ``path`` may be replaced (``--force``
@@ -139,7 +158,8 @@ def write_ranked_csv(path: str | os.PathLike, distmat, scores, queries: Sequence
                 for done, qi in enumerate(indices, start=1):
                     check_cancel(cancel)
                     for row in ranked_rows(distmat, scores, queries, gallery, method=method,
-                                           top_k=top_k, query_indices=(qi,)):
+                                           top_k=top_k, query_indices=(qi,),
+                                           camera_base=camera_base):
                         writer.writerow(row)
                         rows += 1
                     report(progress, done, len(indices))

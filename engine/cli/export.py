@@ -45,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
     method = session.method + ("+rr" if args.rerank else "") + ("+tlift" if args.tlift else "")
     rows = write_ranked_csv(args.out, distmat, session.logits["qg"], session.dataset.query,
                             session.dataset.gallery, method=method, top_k=args.top_k,
+                            camera_base=session.dataset.camera_base,
+                            inputs=run_inputs(args.checkpoint, session.dataset),
                             progress=lambda d, t: bar("export", d, t))
     print(f"wrote {rows} rows for {len(session.dataset.query)} queries to {args.out}")
     return 0

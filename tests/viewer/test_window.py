@@ -325,7 +325,7 @@ def test_ctrl_e_and_ctrl_o_shortcuts(qtbot, window, loaded, tmp_path, monkeypatc
     target = tmp_path / "shortcut.csv"
 
     class FakeDialog:
-        def __init__(self, top_k, default_path, parent=None):
+        def __init__(self, top_k, default_path, parent=None, last=None):
             self.top_k = top_k
 
         def exec(self):

@@ -6,7 +6,7 @@ import os
 
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QVBoxLayout
 
-from ..formatting import format_cam, format_time
+from ..formatting import camera_base, format_cam, format_time
 from ..state import ViewerState
 from .thumbnails import ThumbnailCache
 
@@ -69,7 +69,7 @@ class QueryHeader(QFrame):
             return
         self.title.setText(f"Identity {sample.pid:04d}")
         when = format_time(sample.time)
-        self.where.setText(f"camera {format_cam(sample.cam)}" + (f" · t {when}" if when else "")
+        self.where.setText(f"camera {format_cam(sample.cam, camera_base(self.state))}" + (f" · t {when}" if when else "")
                            + f" · {name}")
         ranking = state.ranking(query)
         if ranking is None or math.isnan(ranking.ap):

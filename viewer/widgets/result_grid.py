@@ -11,7 +11,7 @@ from PySide6.QtGui import QFont, QPainter, QPen
 from PySide6.QtWidgets import QAbstractItemView, QListView, QStyle, QStyledItemDelegate
 
 from .. import style
-from ..formatting import format_cam, format_movement, format_time
+from ..formatting import camera_base, format_cam, format_movement, format_time
 from ..ranking import ResultItem
 from ..state import ViewerState
 from .display_options import MAX_TOP_K
@@ -51,7 +51,7 @@ class ResultModel(QAbstractListModel):
         if role == Qt.ItemDataRole.ToolTipRole:
             sample = self.state.session.dataset.gallery[item.gallery_index]
             lines = [sample.path, f"rank {item.rank} · {STATUS_TEXT[item.status]}",
-                     f"identity {sample.pid} · camera {format_cam(sample.cam)}",
+                     f"identity {sample.pid} · camera {format_cam(sample.cam, camera_base(self.state))}",
                      f"score (QAConv logit) {item.score:.3f} · distance {item.distance:.4f}"]
             if sample.time is not None:
                 lines.append(f"time {format_time(sample.time)} ({sample.time:.2f} s)")
@@ -119,7 +119,7 @@ class ResultDelegate(QStyledItemDelegate):
         line3 = QRect(left, top + 32, width, 16)
         who = "distractor" if sample.pid == 0 else f"ID {sample.pid}"
         painter.drawText(line2, Qt.AlignmentFlag.AlignLeft, who)
-        painter.drawText(line2, Qt.AlignmentFlag.AlignRight, format_cam(sample.cam))
+        painter.drawText(line2, Qt.AlignmentFlag.AlignRight, format_cam(sample.cam, camera_base(self.state)))
         painter.drawText(line3, Qt.AlignmentFlag.AlignLeft, f"{item.score:.2f}")
         painter.drawText(line3, Qt.AlignmentFlag.AlignRight, format_time(sample.time))
         painter.restore()
