@@ -119,9 +119,9 @@ def check_model_state(state: dict[str, Any], path: str | os.PathLike) -> None:
             raise CheckpointError(f"{path}: the weights lack {name}; not a {cfg.method} "
                                   f"{cfg.arch} checkpoint of this tool")
         if tuple(weights[name].shape) != shape:
-            raise CheckpointError(f"{path}: {name} is {tuple(weights[name].shape)} but the settings "
-                                  f"inside ({cfg.arch}, neck {cfg.neck}, {cfg.height}x{cfg.width}) "
-                                  f"need {shape}")
+            raise CheckpointError(f"{path}: the checkpoint does not fit its own settings: {name} is "
+                                  f"{tuple(weights[name].shape)} but {cfg.arch}, neck {cfg.neck}, "
+                                  f"{cfg.height}x{cfg.width} needs {shape}")
     bad = nonfinite_tensors(weights)
     if bad:
         raise CheckpointError(f"{path} holds NaN or infinite weights in {len(bad)} tensor(s): "

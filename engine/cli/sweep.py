@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from engine.cli.evaluate import check_post_args
     from engine.outputs import check_output_path, run_inputs
-    from engine.postprocess.pipeline import tlift_sweep
+    from engine.postprocess.pipeline import relative_similarity, tlift_sweep
     from engine.session import RerankParams, Session
     from engine.utils import atomic_write_text
 
@@ -73,8 +73,11 @@ def run(args: argparse.Namespace) -> int:
     distmat = session.distances(None if args.no_rerank else RerankParams(), None, progress=bar)
     base = {"tau": args.tau, "sigma": args.sigma, "k": args.tlift_k, "alpha": args.alpha}
     base.pop(args.param)
+    similarity = 1.0 - distmat.astype("float64")
+    if args.no_rerank:  # as the pipeline lifts it without RR (relative_similarity)
+        similarity = relative_similarity(similarity)
     points = tlift_sweep(
-        1.0 - distmat.astype("float64"), args.param, values,
+        similarity, args.param, values,
         query_pids=session.query_pids, gallery_pids=session.gallery_pids,
         query_cams=session.query_cams, gallery_cams=session.gallery_cams,
         query_times=session.times_of(session.dataset.query),

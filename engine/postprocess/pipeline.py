@@ -11,9 +11,9 @@ distance ``d = 1 - s``.
   (``2 - 2 cos``).
 
 Then, in this order and each optional: re-ranking on the distances (``d <- d_RR``), TLift on
-``s = 1 - d`` (``d <- 1 - s'``). TLift without re-ranking first rescales each query's row of
-``s`` to [0, 1] (:func:`unit_range_per_query`, see there why); after re-ranking it lifts
-``1 - d_RR`` as it is (SPEC.md 9, the references). :func:`tlift_sweep` re-evaluates TLift over a range of one of its
+``s = 1 - d`` (``d <- 1 - s'``). TLift without re-ranking first turns each query's row of ``s``
+into :func:`relative_similarity` (see there why); after re-ranking it lifts ``1 - d_RR`` as it
+is (SPEC.md 9, the references). :func:`tlift_sweep` re-evaluates TLift over a range of one of its
 parameters, as in the paper's parameter study (appendix Tables 7 and 8).
 """
 from __future__ import annotations
@@ -34,7 +34,7 @@ __all__ = [
     "SweepPoint",
     "distance_from_logits",
     "similarity_from_logits",
-    "unit_range_per_query",
+    "relative_similarity",
     "final_distances",
     "final_distances_from_similarity",
     "tlift_sweep",
@@ -73,25 +73,31 @@ def distance_from_logits(logits) -> np.ndarray:
     return similarity_from_logits(-np.asarray(logits, dtype=np.float64))
 
 
-def unit_range_per_query(similarity) -> np.ndarray:
-    """Rescale each query's row of a similarity ``[q, g]`` to [0, 1]: ``(s - min) / (max - min)``.
+def relative_similarity(similarity) -> np.ndarray:
+    """Each query's similarities relative to its best match: ``exp((s - max) / std)`` per row.
 
-    Used before SPEC 9 when TLift runs without re-ranking. SPEC 9 multiplies the similarity by
-    ``w + alpha`` with ``w`` in [0, 1] and alpha = 0.2: a temporal weight can thus multiply an
-    appearance score by up to 6, which only leaves appearance in charge when the scores spread
-    over most of [0, 1]. The re-ranked ``1 - d_RR`` does; QAConv's ``sigmoid(logit / 10)`` spans
-    only about 0.27-0.52 on a query's gallery, so unrescaled the time kernel swamps appearance
-    and same-camera neighbours in time rise to the top (demo: rank-1 58.9 -> 18.3). Per query, as
-    the ranking of one query is all that matters; the order within a row is unchanged. A row
-    with no spread (all equal) becomes all ones.
+    What TLift lifts when it runs without re-ranking. SPEC 9 multiplies a similarity by
+    ``w + alpha``, ``w`` in [0, 1], alpha = 0.2: the temporal weight can multiply an appearance
+    score by up to 6. After re-ranking that is right: ``1 - d_RR`` is near 0 for all but a
+    query's few k-reciprocal neighbours, so time only reorders plausible matches. QAConv's
+    ``sigmoid(logit / 10)`` instead spans only about 0.27-0.52 over a query's gallery (0.16 on
+    average on the demo; the global baseline's ``(1 + cos) / 2`` even less), so lifted as it is,
+    the time kernel swamps appearance and same-camera neighbours in time rise to the top (demo:
+    rank-1 58.9 -> 18.3). Measuring each similarity in standard deviations of its row below the
+    row's best, then exponentiating, gives what RR gives: the best match 1, the bulk of the
+    gallery near 0. It is invariant to the score's scale and offset, so QAConv logits and cosine
+    similarities are treated alike, and it keeps each row's order. Options measured on the demo
+    (``benchmarks/tlift_alone.py``, README "Bad input"): plain min-max to [0, 1] still loses to
+    raw; this beats raw for QAConv and the pooled-feature baseline. A row with no spread becomes
+    all ones.
 
-    Returns float64 ``[q, g]``.
+    Returns float64 ``[q, g]`` in (0, 1].
     """
     s = np.asarray(similarity, dtype=np.float64)
-    low = s.min(axis=1, keepdims=True)                      # [q, 1]
-    span = s.max(axis=1, keepdims=True) - low               # [q, 1]
-    flat = span <= 0
-    return np.where(flat, 1.0, (s - low) / np.where(flat, 1.0, span))
+    spread = s.std(axis=1, keepdims=True)                       # [q, 1]
+    flat = spread <= 0
+    z = (s - s.max(axis=1, keepdims=True)) / np.where(flat, 1.0, spread)   # <= 0
+    return np.where(flat, 1.0, np.exp(z))
 
 
 def _settings(value, defaults: dict, name: str) -> dict | None:
@@ -142,8 +148,8 @@ def _final_from_distances(
         if query_cams is None or gallery_cams is None:
             raise ValueError("TLift needs camera ids: pass query_cams and gallery_cams")
         similarity = 1.0 - dist.astype(np.float64)
-        if rr is None:  # see unit_range_per_query: SPEC 9 needs a similarity with range
-            similarity = unit_range_per_query(similarity)
+        if rr is None:  # see relative_similarity: SPEC 9 needs a similarity with range
+            similarity = relative_similarity(similarity)
         lifted = apply_tlift(
             similarity, query_cams, query_times, gallery_cams, gallery_times, **tl
         )
