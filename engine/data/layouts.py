@@ -167,8 +167,9 @@ def _parse_msmt(root: str) -> RawSplits:
                     out.bad_rows.append((where, "expected '<path> <pid>'"))
                     continue
                 fields = os.path.basename(parts[0]).split("_")
-                if len(fields) < 3 or not fields[2].isdigit():
-                    out.bad_rows.append((where, "file name has no camera as its third '_' field"))
+                if len(fields) < 3 or not fields[2].isdigit() or int(fields[2]) < 1:
+                    out.bad_rows.append((where, "file name has no camera (1, 2, ...) as its third "
+                                                "'_' field"))
                     continue
                 path = os.path.join(root, dirs[lst], parts[0])
                 getattr(out, split).append(Sample(path, int(parts[1]), int(fields[2]) - 1, None))
