@@ -57,10 +57,10 @@ def describe_request(request: LoadRequest) -> str:
     """What a load opens, for the loading page (the demo only when it is the demo's data)."""
     if request.data is None and request.checkpoint is None:
         return "Demo: synthetic domain B, ranked by a model trained on domain A"
-    data = ("the demo's data (synthetic domain B)" if request.data is None
-            else f"Dataset {request.data}")
-    model = ("the demo model (trained on synthetic domain A)" if request.checkpoint is None
-             else f"Checkpoint {request.checkpoint}")
+    data = "Dataset: the demo's synthetic domain B" if request.data is None else \
+        f"Dataset: {request.data}"
+    model = "Checkpoint: the demo model (trained on synthetic domain A)" \
+        if request.checkpoint is None else f"Checkpoint: {request.checkpoint}"
     return f"{data}\n{model}"
 
 

@@ -23,7 +23,7 @@ def test_the_loading_page_names_what_is_opened():
     text = describe_request(LoadRequest(data="/data/x"))
     assert "None" not in text and "/data/x" in text and "demo model" in text
     text = describe_request(LoadRequest(data="/data/x", checkpoint="/m.pt"))
-    assert text == "Dataset /data/x\nCheckpoint /m.pt"
+    assert text == "Dataset: /data/x\nCheckpoint: /m.pt"
 
 
 def test_window_subtitle_for_a_foreign_checkpoint(qtbot, tmp_path):
