@@ -30,6 +30,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
         prog="python -m engine",
         description="Train and run QAConv person re-identification with re-ranking and TLift.")
     parser.add_argument("-v", "--verbose", action="store_true", help="more log output")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an error instead of one line")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands = _commands()
     for name, module in sorted(commands.items()):
@@ -38,6 +40,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
                            description=(module.__doc__ or "").strip() or None,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(p)
+        # Also accepted after the subcommand; SUPPRESS keeps the top-level value otherwise.
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show the full traceback of an error instead of one line")
     return parser, commands
 
 
@@ -57,12 +62,25 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
-        # Bad input: say what is wrong without a traceback (use -v for one).
-        if args.verbose:
+    except Exception as exc:
+        # Every failure reaches the user as one line naming what is wrong; --debug shows where.
+        if args.debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as the line a user reads: our own messages as they are; an OSError as the
+    file it names and the reason; anything else as its type and the first line of its text."""
+    if isinstance(exc, OSError):
+        reason = exc.strerror or str(exc)
+        return reason if exc.filename is None else f"{exc.filename}: {reason}"
+    text = str(exc).strip() or type(exc).__name__
+    if isinstance(exc, ValueError):  # ours; a layout error lists the layouts tried, one a line
+        return text
+    first = text.splitlines()[0]
+    return first if isinstance(exc, RuntimeError) else f"{type(exc).__name__}: {first}"
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import numpy as np
 
 from engine.evaluation import evaluate
 from engine.jobs import CancelFn, ProgressFn, check_cancel, report
-from engine.postprocess.pipeline import TLIFT_DEFAULTS, SweepPoint, tlift_sweep
+from engine.postprocess.pipeline import TLIFT_DEFAULTS, SweepPoint, relative_similarity, tlift_sweep
 from engine.postprocess.pipeline import lift_distances as pipeline_lift
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "analyse_stages",
     "camera_pairs",
     "cmc_curve",
+    "iter_stage_distances",
     "lift_distances",
     "pair_scores",
     "roc_curve",
@@ -300,9 +301,10 @@ def settings_key(rerank, tlift) -> tuple:
     return (None if rerank is None else astuple(rerank), None if tlift is None else astuple(tlift))
 
 
-def stage_distances(session, rerank, tlift, *, tlift_alone: bool = True, known=None,
-                    progress=None, cancel: CancelFn | None = None) -> dict[str, np.ndarray]:
-    """Distance matrices of every stage a session offers, each computed once.
+def iter_stage_distances(session, rerank, tlift, *, tlift_alone: bool = True, known=None,
+                         progress=None, cancel: CancelFn | None = None):
+    """Yield ``(stage name, distmat [q, g] float32)`` for every stage a session offers, each
+    computed once and yielded as soon as it exists (raw, +rr, +tlift, +rr+tlift).
 
     Parameters
     ----------
@@ -318,11 +320,6 @@ def stage_distances(session, rerank, tlift, *, tlift_alone: bool = True, known=N
         cache); reused as they are.
     progress : callable, optional
         ``progress(stage, done, total)``.
-
-    Returns
-    -------
-    dict
-        ``{stage name: distmat [q, g] float32}`` in the order raw, +rr, +tlift, +rr+tlift.
     """
     known = dict(known or {})
     if tlift is not None and not session.has_times:
@@ -334,20 +331,26 @@ def stage_distances(session, rerank, tlift, *, tlift_alone: bool = True, known=N
                                                              cancel=cancel)
 
     base = getattr(session, "method", "qaconv")
-    out = {stage_name(base, False, False): get(None, None)}
+    yield stage_name(base, False, False), get(None, None)
+    reranked = None
     if rerank is not None:
-        out[stage_name(base, True, False)] = get(rerank, None)
+        reranked = get(rerank, None)
+        yield stage_name(base, True, False), reranked
     if tlift is not None:
         if tlift_alone or rerank is None:
-            out[stage_name(base, False, True)] = get(None, tlift)
+            yield stage_name(base, False, True), get(None, tlift)
         if rerank is not None:
             check_cancel(cancel)
             hit = known.get(settings_key(rerank, tlift))
-            out[stage_name(base, True, True)] = hit if hit is not None else lift_distances(
-                out[stage_name(base, True, False)], session.query_cams,
-                session.times_of(session.dataset.query), session.gallery_cams,
-                session.times_of(session.dataset.gallery), **asdict(tlift))
-    return out
+            # +RR+TLift lifts the +RR matrix just computed: re-ranking runs once.
+            yield stage_name(base, True, True), hit if hit is not None else lift_distances(
+                reranked, session.query_cams, session.times_of(session.dataset.query),
+                session.gallery_cams, session.times_of(session.dataset.gallery), **asdict(tlift))
+
+
+def stage_distances(session, rerank, tlift, **kwargs) -> dict[str, np.ndarray]:
+    """``{stage name: distmat}`` of :func:`iter_stage_distances` (same arguments), in order."""
+    return dict(iter_stage_distances(session, rerank, tlift, **kwargs))
 
 
 # ---------------------------------------------------------------------- sweeps
@@ -362,6 +365,7 @@ def tlift_sweeps(
     gallery_times,
     values: dict[str, Sequence[float]] | None = None,
     base: dict | None = None,
+    relative: bool = False,
     max_rank: int = 50,
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
@@ -376,11 +380,16 @@ def tlift_sweeps(
         ``{parameter: values}``; default :data:`APPENDIX_VALUES` (all four parameters).
     base : dict, optional
         The fixed values of the other parameters (default: TLift's defaults).
+    relative : bool
+        Lift each query's relative similarity, as the pipeline does without re-ranking
+        (:func:`engine.postprocess.pipeline.relative_similarity`).
     progress : callable, optional
         ``progress(done, total)`` over all points of all parameters.
     """
     values = {p: list(v) for p, v in (values or APPENDIX_VALUES).items()}
     similarity = 1.0 - np.asarray(distmat).astype(np.float64)
+    if relative:
+        similarity = relative_similarity(similarity)
     base = {**TLIFT_DEFAULTS, **(base or {})}
     total = sum(len(v) for v in values.values())
     done = 0

@@ -52,20 +52,90 @@ def write_sidecar(path: str | os.PathLike, state: dict[str, Any], digest: str) -
     atomic_write_text(sidecar_path(path), json.dumps(settings, indent=2, default=str))
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a checkpoint onto the CPU without running any code from it."""
+def read_tensor_file(path: str | os.PathLike, what: str = "checkpoint") -> Any:
+    """``torch.load`` onto the CPU with ``weights_only=True``, failing in our words.
+
+    Never torch's advice to retry with ``weights_only=False``: a file that is missing, damaged,
+    not a torch file, or that holds objects other than plain tensors, numbers, strings, lists
+    and dicts (refused for safety) raises :class:`CheckpointError` naming it.
+    """
+    import pickle
+    import zipfile
+
     import torch
 
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
+        raise CheckpointError(f"{what} {path} does not exist or is not a file")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # torch's own files are zip archives; anything else failing to unpickle is foreign.
+        if "weights_only" in str(exc) and zipfile.is_zipfile(path):
+            raise CheckpointError(
+                f"{what} {path} holds objects other than plain tensors and settings (code or "
+                "classes to import); refused for safety") from exc
+        raise CheckpointError(f"{what} {path} is damaged or not a torch weights file") from exc
     except Exception as exc:  # torch raises several types for truncated or foreign files
-        raise CheckpointError(f"{path} is not a readable checkpoint: {exc}") from exc
-    if not isinstance(state, dict) or "config" not in state:
+        raise CheckpointError(f"{what} {path} is damaged or not a torch weights file") from exc
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a checkpoint onto the CPU without running any code from it (see
+    :func:`read_tensor_file`); it must hold this tool's model settings."""
+    state = read_tensor_file(path)
+    if not isinstance(state, dict) or not isinstance(state.get("config"), dict):
         raise CheckpointError(f"{path} is not a checkpoint of this tool (no model settings inside)")
     return state
+
+
+def check_model_state(state: dict[str, Any], path: str | os.PathLike) -> None:
+    """Check a loaded checkpoint's settings and weights before any model is built from them.
+
+    The settings must name a known architecture with sizes in sane bounds (a crafted
+    ``neck=2000000`` would otherwise allocate gigabytes), the weights must be a dict of tensors
+    whose key shapes agree with the settings, and every value must be finite (the names of the
+    tensors holding NaN or infinity are given).
+    """
+    import torch
+
+    from .models.config import ModelConfig
+
+    try:
+        cfg = ModelConfig.from_dict(state["config"])
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: the model settings inside are not valid: {exc}") from exc
+    weights = state.get("model")
+    if not isinstance(weights, dict) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()):
+        raise CheckpointError(f"{path} holds no model weights (a dict of named tensors)")
+    trunk_channels = 256 if cfg.depth < 50 else 1024
+    expected = {"backbone.neck.weight": (cfg.neck, trunk_channels, 3, 3)}
+    if cfg.method == "qaconv":
+        h, w = cfg.feature_size
+        expected["matcher.fc.weight"] = (1, h * w)
+    for name, shape in expected.items():
+        if name not in weights:
+            raise CheckpointError(f"{path}: the weights lack {name}; not a {cfg.method} "
+                                  f"{cfg.arch} checkpoint of this tool")
+        if tuple(weights[name].shape) != shape:
+            raise CheckpointError(f"{path}: the checkpoint does not fit its own settings: {name} is "
+                                  f"{tuple(weights[name].shape)} but {cfg.arch}, neck {cfg.neck}, "
+                                  f"{cfg.height}x{cfg.width} needs {shape}")
+    bad = nonfinite_tensors(weights)
+    if bad:
+        raise CheckpointError(f"{path} holds NaN or infinite weights in {len(bad)} tensor(s): "
+                              + ", ".join(bad[:6]) + (" ..." if len(bad) > 6 else "")
+                              + "; the training that wrote it diverged")
+
+
+def nonfinite_tensors(tensors: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors in ``tensors`` holding NaN or infinity."""
+    import torch
+
+    return [name for name, t in tensors.items()
+            if isinstance(t, torch.Tensor) and t.is_floating_point()
+            and not bool(torch.isfinite(t).all())]
 
 
 def load_state_strict(module: torch.nn.Module, state_dict: dict[str, torch.Tensor], what: str) -> None:

@@ -8,6 +8,8 @@ Columns
 -------
 query, query_pid, query_cam
     The query image's path, identity and camera (pid and camera empty for an external image).
+    Cameras are written as the dataset names them (``camera_base`` added to the 0-based index:
+    ``3`` for Market's ``c3``, the manifest's own number for a CSV manifest), as the viewer shows.
 rank
     1-based rank in the query's ranked list as the Market-1501 protocol counts it: junk items
     (``match`` = ``junk``) are not counted and have an empty rank, so rank r here is the
@@ -22,7 +24,9 @@ match
     ``true`` same identity, ``false`` different identity, ``junk`` same identity and same camera
     (ignored by the Market-1501 protocol), empty when the query's identity is unknown.
 method
-    The post-processing, e.g. ``qaconv``, ``qaconv+rr``, ``qaconv+rr+tlift``.
+    The post-processing applied to that query's list, e.g. ``qaconv``, ``qaconv+rr``,
+    ``qaconv+rr+tlift``; TLift is not applied to a query without a timestamp (an external image),
+    so its rows never name it.
 """
 from __future__ import annotations
 
@@ -34,9 +38,10 @@ import numpy as np
 
 from .data.samples import Sample
 from .jobs import CancelFn, ProgressFn, check_cancel, report
+from .outputs import check_output_path
 from .utils import atomic_path
 
-__all__ = ["COLUMNS", "protocol_ranks", "ranked_rows", "write_ranked_csv"]
+__all__ = ["COLUMNS", "method_for", "protocol_ranks", "ranked_rows", "write_ranked_csv"]
 
 COLUMNS = ("query", "query_pid", "query_cam", "rank", "gallery", "gallery_pid", "gallery_cam",
            "gallery_time", "score", "distance", "match", "method")
@@ -65,9 +70,21 @@ def protocol_ranks(is_junk) -> np.ndarray:
     return np.where(is_junk, 0, np.cumsum(~is_junk)).astype(np.int64)
 
 
+def _cam(cam, base: int) -> str:
+    return "" if cam is None else str(int(cam) + base)
+
+
+def method_for(query: Sample, method: str) -> str:
+    """``method`` as applied to ``query``: without ``+tlift`` for a query with no timestamp."""
+    if query.time is None and method.endswith("+tlift"):
+        return method.removesuffix("+tlift")
+    return method
+
+
 def ranked_rows(distmat, scores, queries: Sequence[Sample], gallery: Sequence[Sample], *,
                 method: str, top_k: int | None = None,
-                query_indices: Sequence[int] | None = None) -> Iterator[tuple]:
+                query_indices: Sequence[int] | None = None,
+                camera_base: int = 0) -> Iterator[tuple]:
     """Yield one tuple of :data:`COLUMNS` values per ranked item, query by query.
 
     Parameters
@@ -85,6 +102,8 @@ def ranked_rows(distmat, scores, queries: Sequence[Sample], gallery: Sequence[Sa
         Rows per query; None writes the full list.
     query_indices : sequence of int, optional
         Which rows of ``distmat`` to write, in this order; None = all.
+    camera_base : int
+        Added to the 0-based camera indices written (``Dataset.camera_base``).
     """
     distmat = np.asarray(distmat)
     scores = np.asarray(scores)
@@ -100,21 +119,27 @@ def ranked_rows(distmat, scores, queries: Sequence[Sample], gallery: Sequence[Sa
     indices = range(num_q) if query_indices is None else query_indices
     for qi in indices:
         query = queries[qi]
+        applied = method_for(query, method)
         order = np.argsort(distmat[qi].astype(np.float32))[:count]  # same order as evaluation
         matches = [_match(query, gallery[gi]) for gi in order]
         ranks = protocol_ranks([m == "junk" for m in matches])
         for gi, rank, match in zip(order, ranks, matches, strict=True):
             item = gallery[gi]
-            yield (query.path, _cell(query.pid), _cell(query.cam), _cell(int(rank) or None), item.path,
-                   _cell(item.pid), _cell(item.cam), _cell(item.time),
-                   _cell(scores[qi, gi]), _cell(distmat[qi, gi]), match, method)
+            yield (query.path, _cell(query.pid), _cam(query.cam, camera_base), _cell(int(rank) or None),
+                   item.path, _cell(item.pid), _cam(item.cam, camera_base), _cell(item.time),
+                   _cell(scores[qi, gi]), _cell(distmat[qi, gi]), match, applied)
 
 
 def write_ranked_csv(path: str | os.PathLike, distmat, scores, queries: Sequence[Sample],
                      gallery: Sequence[Sample], *, method: str, top_k: int | None = None,
                      query_indices: Sequence[int] | None = None,
-                     progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> int:
+                     progress: ProgressFn | None = None, cancel: CancelFn | None = None,
+                     inputs: Sequence[str] = (), camera_base: int = 0) -> int:
     """Write ranked lists to ``path`` as CSV (see the module notes for the columns).
+
+    The caller has decided that an existing regular file at ``path`` may be replaced (``--force``
+    or a confirmation); anything else there (a folder, a link, a device, a FIFO, one of the
+    ``inputs`` files the run reads) is refused with :class:`engine.outputs.OutputRefused`.
 
     The file appears complete or not at all: rows go to a temporary file that is renamed over
     ``path`` at the end, so an error, an unwritable folder or a cancel leaves no partial file.
@@ -132,6 +157,7 @@ def write_ranked_csv(path: str | os.PathLike, distmat, scores, queries: Sequence
     engine.jobs.Cancelled
         When ``cancel()`` returned True.
     """
+    check_output_path(path, force=True, inputs=inputs, flag="export")
     indices = list(range(len(queries)) if query_indices is None else query_indices)
     rows = 0
     try:
@@ -142,7 +168,8 @@ def write_ranked_csv(path: str | os.PathLike, distmat, scores, queries: Sequence
                 for done, qi in enumerate(indices, start=1):
                     check_cancel(cancel)
                     for row in ranked_rows(distmat, scores, queries, gallery, method=method,
-                                           top_k=top_k, query_indices=(qi,)):
+                                           top_k=top_k, query_indices=(qi,),
+                                           camera_base=camera_base):
                         writer.writerow(row)
                         rows += 1
                     report(progress, done, len(indices))

@@ -49,6 +49,18 @@ def image_list_digest(paths: Sequence[str]) -> str:
     return h.hexdigest()
 
 
+_warned_uncached: set[str] = set()
+
+
+def warn_uncached(root: str | os.PathLike, exc: OSError) -> None:
+    """Say once per cache folder that it cannot be written and the run goes on uncached."""
+    key = os.fspath(root)
+    if key not in _warned_uncached:
+        _warned_uncached.add(key)
+        log.warning("cache folder %s cannot be written (%s); running without caching there",
+                    key, exc.strerror or exc)
+
+
 def _file_checksum(path: Path) -> str:
     h = hashlib.blake2b(digest_size=16)
     with open(path, "rb") as fh:
@@ -78,36 +90,53 @@ def load_input(path_or_image: str | np.ndarray, prep: Preprocessing) -> torch.Te
 
 
 class _ImageFiles:
-    """Map-style dataset of model inputs (all a DataLoader needs: ``len`` and indexing)."""
+    """Map-style dataset of model inputs (all a DataLoader needs: ``len`` and indexing).
 
-    def __init__(self, paths: Sequence[str], prep: Preprocessing):
-        self.paths, self.prep = list(paths), prep
+    An item is ``(input [3, H, W], reason)``: ``reason`` is "" for a decoded image; for one that
+    cannot be decoded the input is zeros and ``reason`` says why (when ``skip_bad``)."""
+
+    def __init__(self, paths: Sequence[str], prep: Preprocessing, skip_bad: bool = False):
+        self.paths, self.prep, self.skip_bad = list(paths), prep, skip_bad
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> torch.Tensor:
-        return load_input(self.paths[i], self.prep)
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, str]:
+        import torch
+
+        try:
+            return load_input(self.paths[i], self.prep), ""
+        except (ValueError, OSError) as exc:
+            if not self.skip_bad:
+                raise
+            reason = str(exc).replace(self.paths[i], "").strip(" :") or "cannot be decoded"
+            return torch.zeros(3, self.prep.height, self.prep.width), reason
 
 
 def extract_maps(backbone: torch.nn.Module, paths: Sequence[str], prep: Preprocessing, *,
                  device: torch.device, batch_size: int = 64, num_workers: int = 0,
                  out: np.ndarray | None = None,
                  progress: Callable[[int, int], None] | None = None,
-                 cancel: Callable[[], bool] | None = None) -> np.ndarray:
+                 cancel: Callable[[], bool] | None = None,
+                 bad: list[tuple[int, str]] | None = None) -> np.ndarray:
     """Run ``backbone`` over image files; returns float16 maps ``[N, D, h, w]``.
 
-    ``out`` may be a preallocated (memory-mapped) array to fill in place.
+    ``out`` may be a preallocated (memory-mapped) array to fill in place. With ``bad`` (a list),
+    an image that cannot be decoded does not stop the run: ``(index, reason)`` is appended to
+    ``bad`` and its row holds the map of a black image, for the caller to drop.
     """
     import torch
 
     backbone.eval()
-    loader = torch.utils.data.DataLoader(_ImageFiles(paths, prep), batch_size=batch_size,
-                                         num_workers=num_workers, shuffle=False)
+    loader = torch.utils.data.DataLoader(_ImageFiles(paths, prep, skip_bad=bad is not None),
+                                         batch_size=batch_size, num_workers=num_workers,
+                                         shuffle=False)
     done = 0
     use_amp = device.type == "cuda"
-    for batch in loader:
+    for batch, reasons in loader:
         check_cancel(cancel)
+        if bad is not None:
+            bad.extend((done + k, r) for k, r in enumerate(reasons) if r)
         with torch.no_grad(), torch.autocast(device_type=device.type, dtype=torch.float16,
                                              enabled=use_amp):
             maps = backbone(batch.to(device, non_blocking=True))  # [b, D, h, w]
@@ -185,8 +214,14 @@ class FeatureStore:
     def get_or_extract(self, backbone: torch.nn.Module, model_digest: str, samples: Sequence[Sample],
                        prep: Preprocessing, *, device: torch.device, batch_size: int = 64,
                        num_workers: int = 0, progress: Callable[[int, int], None] | None = None,
-                       cancel: Callable[[], bool] | None = None) -> tuple[np.ndarray, bool]:
-        """Cached maps for ``samples``; returns ``(maps, was_cached)``."""
+                       cancel: Callable[[], bool] | None = None,
+                       bad: list[tuple[int, str]] | None = None) -> tuple[np.ndarray, bool]:
+        """Cached maps for ``samples``; returns ``(maps, was_cached)``.
+
+        With ``bad`` (a list), images that cannot be decoded are appended to it as ``(index in
+        samples, reason)`` and left out of the maps, which are then stored under the key of the
+        remaining images (the list the caller goes on with).
+        """
         paths = [s.path for s in samples]
         key = self.key(model_digest, paths, prep)
         maps = self.load(key)
@@ -194,7 +229,29 @@ class FeatureStore:
             if progress is not None:
                 progress(len(paths), len(paths))
             return maps, True
+        found: list[tuple[int, str]] = []
         maps = extract_maps(backbone, paths, prep, device=device, batch_size=batch_size,
-                            num_workers=num_workers, progress=progress, cancel=cancel)
-        return self.save(key, maps, {"images": len(paths), "model": model_digest,
-                                     "preprocessing": prep.key()}), False
+                            num_workers=num_workers, progress=progress, cancel=cancel,
+                            bad=None if bad is None else found)
+        if found:
+            bad.extend(found)
+            drop = {i for i, _ in found}
+            keep = [i for i in range(len(paths)) if i not in drop]
+            if not keep:
+                raise ValueError(f"none of the {len(paths)} images could be decoded "
+                                 f"(first: {paths[found[0][0]]}: {found[0][1]})")
+            maps = np.ascontiguousarray(maps[keep])
+            paths = [paths[i] for i in keep]
+            key = self.key(model_digest, paths, prep)
+        return self.save_or_keep(key, maps, {"images": len(paths), "model": model_digest,
+                                             "preprocessing": prep.key()}), False
+
+    def save_or_keep(self, key: str, maps: np.ndarray, info: dict | None = None) -> np.ndarray:
+        """:meth:`save`, or on a read-only or full cache folder the maps in memory (one warning):
+        extracted maps are never thrown away because the cache cannot hold them."""
+        try:
+            return self.save(key, maps, info)
+        except OSError as exc:
+            shutil.rmtree(self._entry(key), ignore_errors=True)
+            warn_uncached(self.root, exc)
+            return maps

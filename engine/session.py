@@ -14,6 +14,7 @@ settings, read from the checkpoint's JSON sidecar when that records the same dig
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import json
@@ -32,9 +33,10 @@ import numpy as np
 from .checkpoint import file_digest, read_sidecar_config
 from .data import Dataset, load_dataset
 from .evaluation import Metrics, evaluate
-from .features import FeatureStore, Preprocessing, load_input
+from .features import FeatureStore, Preprocessing, load_input, warn_uncached
 from .inspect import Correspondence, pair_correspondence
 from .jobs import check_cancel
+from .leftovers import cache_folders, remove_stale_temporaries
 from .postprocess.params import RerankParams, TLiftParams
 from .postprocess.pipeline import final_distances, final_distances_from_similarity
 from .utils import atomic_path, atomic_write_text, default_cache_dir
@@ -71,10 +73,18 @@ class ScoreStore:
         except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
             log.warning("score cache %s is corrupt (%s); recomputing it", path, exc)
             for p in (path, meta_path):
-                p.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    p.unlink(missing_ok=True)
             return None
 
     def save(self, key: str, block: np.ndarray) -> None:
+        """Store ``block``; a read-only or full cache folder only costs a warning (once)."""
+        try:
+            self._save(key, block)
+        except OSError as exc:
+            warn_uncached(self.root.parent, exc)
+
+    def _save(self, key: str, block: np.ndarray) -> None:
         block = np.ascontiguousarray(block, dtype=np.float32)
         with atomic_path(self.root / f"{key}.npy") as tmp:
             with open(tmp, "wb") as fh:
@@ -145,6 +155,7 @@ class Session:
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
         self.features = FeatureStore(self.cache_dir)
         self.scores = ScoreStore(self.cache_dir)
+        remove_stale_temporaries(*cache_folders(self.cache_dir))
         self.batch_size, self.memory_budget = batch_size, memory_budget
         cfg = config if model is None else {k: getattr(model.config, k) for k in _KEY_SETTINGS}
         self.prep = Preprocessing(cfg["height"], cfg["width"], cfg["imagenet_norm"])
@@ -166,8 +177,11 @@ class Session:
         Without a JSON sidecar recording this checkpoint's digest, the checkpoint is loaded
         now, since its settings are part of every cache key.
         """
+        from .data.known_bad import KnownBad
+
         dev = _resolve_device_lazily(device)
         dataset = data if isinstance(data, Dataset) else load_dataset(data, layout)
+        KnownBad(cache_dir or default_cache_dir()).filter(dataset)
         digest = file_digest(checkpoint)
         config = read_sidecar_config(checkpoint, digest)
         if config is None or not all(k in config for k in _KEY_SETTINGS):
@@ -245,16 +259,32 @@ class Session:
             hit = maps is not None
             if not hit:
                 backbone = self.model.backbone_for_maps()
+                bad: list[tuple[int, str]] = []
                 maps, hit = self.features.get_or_extract(
                     backbone, self.model_digest, samples, self.prep,
                     device=self.device, batch_size=self.batch_size,
                     progress=None if progress is None else (lambda d, t, s=split: progress(f"extract {s}", d, t)),
-                    cancel=cancel)
+                    cancel=cancel, bad=bad)
+                if bad:
+                    self._drop_undecodable(split, [(samples[i].path, r) for i, r in bad])
             elif progress is not None:
                 progress(f"extract {split}", len(samples), len(samples))
             setattr(self, f"{split}_maps", maps)
             self.cache_hits[f"features {split}"] = hit
             self.timings.record(f"extract {split}", time.perf_counter() - t0)
+
+    def _drop_undecodable(self, split: str, bad: list[tuple[str, str]]) -> None:
+        """Images of ``split`` that failed to decode: leave them out, list them, remember them."""
+        from .data.known_bad import KnownBad
+
+        paths = {p for p, _ in bad}
+        setattr(self.dataset, split, [s for s in getattr(self.dataset, split) if s.path not in paths])
+        self.dataset.skipped.extend(bad)
+        for name in (f"{split}_pids", f"{split}_cams"):
+            self.__dict__.pop(name, None)  # cached properties of the old list
+        listing = "\n".join(f"  {p}: {r}" for p, r in bad)
+        log.warning("skipped %d %s image(s) that cannot be decoded:\n%s", len(bad), split, listing)
+        KnownBad(self.cache_dir).add(bad)
 
     def _block_key(self, name: str) -> str:
         q = self.features.key(self.model_digest, [s.path for s in self.dataset.query], self.prep)

@@ -18,11 +18,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import file_digest, load_checkpoint, load_state_strict, save_checkpoint
+from .checkpoint import (
+    check_model_state,
+    file_digest,
+    load_checkpoint,
+    load_state_strict,
+    nonfinite_tensors,
+    save_checkpoint,
+)
 from .data import Dataset, Sample, read_image_rgb
 from .data.samplers import GraphSampler, PKBatchSampler, RandomBatchSampler
 from .data.transforms import TrainTransform
 from .jobs import check_cancel
+from .leftovers import remove_stale_temporaries
 from .models.backbone import IMAGENET_MEAN, IMAGENET_STD
 from .models.config import ModelConfig
 from .models.reid import ReIDModel, build_criterion, build_model
@@ -59,6 +67,31 @@ class TrainConfig:
     seed: int = 0
     workers: int = 2
     max_batches: int | None = None   # cap batches per epoch (quick runs, tests)
+
+    def __post_init__(self) -> None:
+        """Refuse settings that would fail later (a division by zero in the sampler) or train
+        garbage (a NaN learning rate); messages name the command-line flag."""
+        def flag(name: str) -> str:
+            return "--" + name.replace("_", "-")
+
+        for name in ("lr", "momentum", "weight_decay", "rotation", "color_jitter", "clip",
+                     "triplet_margin", "drop_ratio", "backbone_lr_mult"):
+            value = getattr(self, name)
+            if value is None and name == "backbone_lr_mult":
+                continue
+            if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{flag(name)} must be a finite number >= 0, got {value!r}")
+        if self.lr <= 0:
+            raise ValueError(f"--lr must be > 0, got {self.lr!r}")
+        for name, low in (("batch_size", 1), ("k", 1), ("max_epochs", 1), ("workers", 0)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < low:
+                raise ValueError(f"{flag(name)} must be an integer >= {low}, got {value!r}")
+        if self.max_batches is not None and self.max_batches < 1:
+            raise ValueError(f"--max-batches must be >= 1, got {self.max_batches!r}")
+        if self.sampler in ("pk", "graph") and self.k > self.batch_size:
+            raise ValueError(f"--k {self.k} images per identity do not fit in a batch of "
+                             f"--batch-size {self.batch_size}; use --k <= --batch-size")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -275,6 +308,7 @@ def fit(dataset: Dataset, model_cfg: ModelConfig, cfg: TrainConfig, out_dir: str
         raise ValueError(f"the dataset at {dataset.root} has no training images")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out_dir)  # checkpoint-sized leftovers of a killed run
     last_path, model_path = out_dir / "last.pt", out_dir / "model.pt"
     seed_everything(cfg.seed)
     num_classes = dataset.num_train_pids
@@ -329,6 +363,11 @@ def fit(dataset: Dataset, model_cfg: ModelConfig, cfg: TrainConfig, out_dir: str
     saved_config = portable_config(model_cfg)
 
     def save(epoch: int, stats: dict | None) -> None:
+        bad = nonfinite_tensors(model.state_dict())
+        if bad:  # never write a model that cannot rank; the last finite epoch stays on disk
+            raise ValueError(f"training diverged by epoch {epoch}: {len(bad)} weight tensor(s) hold "
+                             f"NaN or infinity ({', '.join(bad[:4])}{' ...' if len(bad) > 4 else ''}); "
+                             f"not saved; {model_path} keeps the last finite epoch, if any")
         common = {"config": saved_config, "train_settings": cfg.to_dict(), "epoch": epoch,
                   "num_classes": num_classes, "stats": stats or {}}
         save_checkpoint(last_path, {**common, "model": model.state_dict(),
@@ -373,6 +412,7 @@ def fit(dataset: Dataset, model_cfg: ModelConfig, cfg: TrainConfig, out_dir: str
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> ReIDModel:
     """Rebuild a model from a checkpoint alone (its settings are inside)."""
     state = load_checkpoint(path)
+    check_model_state(state, path)  # settings, shapes and finiteness, before building anything
     cfg = ModelConfig.from_dict(state["config"])
     cfg = dataclasses.replace(cfg, pretrained="none")  # the checkpoint holds every weight
     model = build_model(cfg)

@@ -99,20 +99,27 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     either its old self or the complete new file, never a partial one.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = None
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}-", suffix=".tmp",
+                                   dir=target.parent)
+        os.close(fd)
+        tmp_path = Path(tmp)
         yield tmp_path
         # mkstemp makes the file private (0600); give it the usual mode of a new file
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp_path, 0o666 & ~umask)
         os.replace(tmp_path, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp_path.unlink()
+    except BaseException as exc:
+        if tmp_path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                tmp_path.unlink()
+        if isinstance(exc, OSError) and (exc.filename is None or tmp_path is None
+                                         or os.fspath(exc.filename) == os.fspath(tmp_path)):
+            # Name the file the user asked for (a full disk, a read-only folder), not our temporary.
+            raise OSError(exc.errno, f"cannot write {target}: {exc.strerror or exc}") from exc
         raise
 
 

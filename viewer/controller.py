@@ -306,7 +306,8 @@ class Controller(QObject):
 
         return self._job(export_ranked_csv, path, distmat, scores, queries,
                          list(state.session.dataset.gallery), method=method, top_k=top_k,
-                         query_indices=indices, name="export CSV", pool="io", on_result=done,
+                         query_indices=indices, camera_base=state.session.dataset.camera_base,
+                         checkpoint=getattr(state.session, "checkpoint", None), name="export CSV", pool="io", on_result=done,
                          on_error=lambda e: self.export_finished.emit(path, -1),
                          on_cancel=lambda: self.export_finished.emit(path, -1))
 

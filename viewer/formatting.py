@@ -24,9 +24,16 @@ def method_value_label(method: str) -> str:
     return "logit" if "+" not in method else "dist"
 
 
-def format_cam(cam: int | None) -> str:
-    """Cameras are 0-based in the engine and 1-based in file names (``c1``); show the latter."""
-    return "" if cam is None else f"c{int(cam) + 1}"
+def format_cam(cam: int | None, base: int = 1) -> str:
+    """A camera as the dataset names it: the engine's 0-based index plus ``base``
+    (:func:`camera_base`; 1 for Market-style ``c1``, 0 for a CSV manifest's own numbers)."""
+    return "" if cam is None else f"c{int(cam) + base}"
+
+
+def camera_base(state) -> int:
+    """The open dataset's ``camera_base`` (1 before one is open), so tiles and CSV agree."""
+    dataset = getattr(getattr(state, "session", None), "dataset", None)
+    return getattr(dataset, "camera_base", 1)
 
 
 def format_percent(value: float | None) -> str:

@@ -28,7 +28,7 @@ from .inspector_controller import InspectorController
 from .keyboard import KeyNavigator
 from .occlusion_controller import OcclusionController
 from .state import ViewerState
-from .tasks import LoadRequest
+from .tasks import LoadRequest, describe_request
 from .widgets.display_options import DisplayOptions
 from .widgets.error_banner import ErrorBanner
 from .widgets.export_dialog import ExportDialog
@@ -58,6 +58,7 @@ class MainWindow(QMainWindow):
         self.controller = controller or Controller(ViewerState())
         self.state = state = self.controller.state
         self.thumbnails = ThumbnailCache()
+        self.last_export = None  # the previous export's choice: the next dialog starts from it
         self.setWindowTitle("ReID Inspector")
         self.resize(1280, 800)
 
@@ -222,10 +223,7 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ loading
     def start_load(self, request: LoadRequest) -> None:
-        if request.data is None:
-            self.loading.set_subtitle("Demo: synthetic domain B, ranked by a model trained on domain A")
-        else:
-            self.loading.set_subtitle(f"Dataset {request.data}\nCheckpoint {request.checkpoint}")
+        self.loading.set_subtitle(describe_request(request))
         self.state.load_failed = None
         self.controller.load(request)
 
@@ -258,9 +256,9 @@ class MainWindow(QMainWindow):
             self.state.events.message.emit("nothing to export yet")
             return
         default = os.path.join(os.path.expanduser("~"), "ranked_lists.csv")
-        dialog = ExportDialog(self.state.top_k, default, self)
+        dialog = ExportDialog(self.state.top_k, default, self, last=self.last_export)
         if dialog.exec():
-            choice = dialog.choice()
+            choice = self.last_export = dialog.choice()
             self.controller.export(choice.path, all_queries=choice.all_queries, top_k=choice.top_k)
 
     def show_plots(self) -> None:

@@ -14,7 +14,7 @@ from PySide6.QtCore import QObject, Signal
 from engine.data import read_image_rgb
 
 from .controller import Controller
-from .formatting import format_cam
+from .formatting import camera_base, format_cam
 from .occlusion_state import OcclusionState, SensitivityResult, make_override, methods_note
 from .state import JobError
 
@@ -220,7 +220,7 @@ class OcclusionController(QObject):
             gallery_index = item.gallery_index
             g = session.dataset.gallery[gallery_index]
             who = "a distractor" if g.pid == 0 else f"ID {g.pid}"
-            target = f"the result at rank {item.rank} ({who}, {format_cam(g.cam)})"
+            target = f"the result at rank {item.rank} ({who}, {format_cam(g.cam, camera_base(viewer))})"
         elif sample.pid is None:
             viewer.error = JobError("identity unknown", "the rank of the first true match needs "
                                     "the query's identity; this is an external image")

@@ -176,7 +176,7 @@ def compute_sweeps(distmat: np.ndarray, labels: dict, request: SweepRequest, *, 
     """Rank-1 / mAP of each TLift parameter over the appendix's values (a background job)."""
     t0 = time.perf_counter()
     sweeps = tlift_sweeps(distmat, **labels, values=values or APPENDIX_VALUES,
-                          base=dataclasses.asdict(request.base),
+                          base=dataclasses.asdict(request.base), relative=request.rerank is None,
                           progress=lambda d, t: progress("sweep", d, t), cancel=cancel)
     return SweepResult(request, sweeps, time.perf_counter() - t0)
 

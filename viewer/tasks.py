@@ -22,7 +22,7 @@ from .state import ExtraQuery, PostSettings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LoadRequest", "Loaded", "Computed", "demo_root", "demo_checkpoint", "load_session",
+__all__ = ["LoadRequest", "Loaded", "describe_request", "Computed", "demo_root", "demo_checkpoint", "load_session",
            "compute_distances", "score_external", "extra_row", "extra_rows", "export_ranked_csv",
            "safe_evaluate"]
 
@@ -51,6 +51,17 @@ class LoadRequest:
     cache_dir: str | None = None
     layout: str | None = None
     rerank_blocks: bool = True      # also score q-q and g-g, so switching RR on is fast
+
+
+def describe_request(request: LoadRequest) -> str:
+    """What a load opens, for the loading page (the demo only when it is the demo's data)."""
+    if request.data is None and request.checkpoint is None:
+        return "Demo: synthetic domain B, ranked by a model trained on domain A"
+    data = "Dataset: the demo's synthetic domain B" if request.data is None else \
+        f"Dataset: {request.data}"
+    model = "Checkpoint: the demo model (trained on synthetic domain A)" \
+        if request.checkpoint is None else f"Checkpoint: {request.checkpoint}"
+    return f"{data}\n{model}"
 
 
 @dataclass
@@ -219,10 +230,16 @@ def score_external(session, path: str, settings: list[PostSettings], *, progress
 
 def export_ranked_csv(path: str, distmat: np.ndarray, scores: np.ndarray, queries: list[Sample],
                       gallery: list[Sample], *, method: str, top_k: int | None,
-                      query_indices: list[int], progress, cancel) -> int:
-    """Write ranked lists to CSV via :func:`engine.export.write_ranked_csv`; returns rows written."""
+                      query_indices: list[int], progress, cancel, camera_base: int = 1,
+                      checkpoint: str | None = None) -> int:
+    """Write ranked lists to CSV via :func:`engine.export.write_ranked_csv`; returns rows written.
+
+    Refuses to replace the run's inputs (the checkpoint, the gallery and query images)."""
     from engine.export import write_ranked_csv
 
+    inputs = [s.path for s in list(queries) + list(gallery)]
+    if checkpoint is not None:
+        inputs.append(os.fspath(checkpoint))
     return write_ranked_csv(path, distmat, scores, queries, gallery, method=method, top_k=top_k,
-                            query_indices=query_indices,
+                            query_indices=query_indices, camera_base=camera_base, inputs=inputs,
                             progress=lambda d, t: progress("export", d, t), cancel=cancel)

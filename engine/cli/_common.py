@@ -11,6 +11,17 @@ def add_data_arguments(parser: argparse.ArgumentParser, required: bool = True) -
     parser.add_argument("--layout", default=None,
                         help="dataset layout (market1501, dukemtmc, msmt17, cuhk03-np-detected, "
                              "cuhk03-np-labeled, folder, csv); detected when omitted")
+    parser.add_argument("--allow-outside-paths", action="store_true",
+                        help="let a CSV manifest name images outside its own folder (refused "
+                             "by default)")
+
+
+def load_data(args: argparse.Namespace, require: tuple[str, ...] = ("query", "gallery")):
+    """The dataset named by ``--data``/``--layout``/``--allow-outside-paths``."""
+    from engine.data import load_dataset
+
+    return load_dataset(args.data, args.layout, require=require,
+                        allow_outside=getattr(args, "allow_outside_paths", False))
 
 
 def add_device_argument(parser: argparse.ArgumentParser) -> None:
@@ -35,8 +46,11 @@ class StageBar:
     """A one-line progress display for ``progress(stage, done, total)`` callbacks."""
 
     def __init__(self, stream=None):
-        # sys.stderr looked up now, not at import: it may have been replaced since
-        self.stream, self.stage = stream or sys.stderr, None
+        self._stream, self.stage = stream, None
+
+    @property
+    def stream(self):
+        return self._stream or sys.stderr  # looked up when used: tests replace sys.stderr
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         if stage != self.stage and self.stage is not None:

@@ -11,7 +11,13 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import StageBar, add_cache_argument, add_data_arguments, add_device_argument
+from ._common import (
+    StageBar,
+    add_cache_argument,
+    add_data_arguments,
+    add_device_argument,
+    load_data,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,6 +40,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-sweep", action="store_true",
                         help="with --plots and --tlift: skip the TLift parameter sweeps "
                              "(40 TLift runs)")
+    parser.add_argument("--force", action="store_true", help="replace --csv if it exists")
+
+
+def check_post_args(args: argparse.Namespace) -> None:
+    """Refuse re-ranking / TLift settings that cannot work, before any extraction or scoring."""
+    import math
+
+    for flag, value, low in (("--k1", getattr(args, "k1", 1), 1), ("--k2", getattr(args, "k2", 1), 1),
+                             ("--tlift-k", args.tlift_k, 1)):
+        if value < low:
+            raise ValueError(f"{flag} must be >= {low}, got {value}")
+    checks = [("--tau", args.tau, False), ("--sigma", args.sigma, False), ("--alpha", args.alpha, True)]
+    if hasattr(args, "lambda_value"):
+        checks.append(("--lambda-value", args.lambda_value, True))
+    for flag, value, zero_ok in checks:
+        if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
+            raise ValueError(f"{flag} must be a finite number {'>=' if zero_ok else '>'} 0, got {value}")
+    if hasattr(args, "lambda_value") and args.lambda_value > 1:
+        raise ValueError(f"--lambda-value must be in [0, 1], got {args.lambda_value}")
 
 
 def _settings(session, args):
@@ -46,19 +71,22 @@ def _settings(session, args):
     return rr, tl
 
 
-def stage_distances(session, args) -> list[tuple[str, object]]:
-    """``(row name, distmat)`` per stage: raw, then +RR, +RR+TLift (or +TLift) as asked."""
-    from engine.analysis import stage_distances as distances_of_stages
+def stage_distances(session, args):
+    """Yield ``(row name, distmat)`` per stage as each is computed: raw, then +RR, +RR+TLift
+    (the +RR matrix lifted: re-ranking runs once) or +TLift, as asked."""
+    from engine.analysis import iter_stage_distances
 
     rr, tl = _settings(session, args)
-    dists = list(distances_of_stages(session, rr, tl, tlift_alone=False,
-                                     progress=StageBar()).values())
-    names = ["raw"] + (["+RR"] if rr else []) + (["+RR+TLift" if rr else "+TLift"] if tl else [])
-    return list(zip(names, dists, strict=True))
+    names = iter(["raw"] + (["+RR"] if rr else []) + (["+RR+TLift" if rr else "+TLift"] if tl else []))
+    for (_, dist), name in zip(iter_stage_distances(session, rr, tl, tlift_alone=False,
+                                                    progress=StageBar()), names, strict=True):
+        yield name, dist
 
 
-def stage_rows(session, args) -> list[tuple[str, object]]:
-    return [(name, session.evaluate(d)) for name, d in stage_distances(session, args)]
+def stage_rows(session, args):
+    """Yield ``(stage, Metrics)`` per stage as each is computed."""
+    for name, dist in stage_distances(session, args):
+        yield name, session.evaluate(dist)
 
 
 def write_plots(session, args, distances) -> list:
@@ -85,7 +113,7 @@ def write_plots(session, args, distances) -> list:
             query_cams=session.query_cams, gallery_cams=session.gallery_cams,
             query_times=session.times_of(session.dataset.query),
             gallery_times=session.times_of(session.dataset.gallery), base=base,
-            progress=lambda d, t: bar("sweep", d, t))
+            relative=rr is None, progress=lambda d, t: bar("sweep", d, t))
         plots = dataclasses.replace(plots, sweeps=sweeps, sweep_base=base,
                                     sweep_stage=stage_name(session.method, rr is not None, True))
     written = write_csvs(plots, args.plots)
@@ -104,30 +132,56 @@ def _at(m, k: int) -> float:
     return float(m.cmc[min(k, len(m.cmc)) - 1])
 
 
+HEADER = (f"{'method':<10} {'stage':<10} {'rank-1':>7} {'rank-5':>7} {'rank-10':>7} "
+          f"{'mAP':>7} {'mINP':>7}")
+
+
+def format_row(method: str, name: str, m) -> str:
+    return (f"{method:<10} {name:<10} {100 * _at(m, 1):7.2f} {100 * _at(m, 5):7.2f} "
+            f"{100 * _at(m, 10):7.2f} {100 * m.mean_ap:7.2f} {100 * m.mean_inp:7.2f}")
+
+
 def format_rows(method: str, rows) -> str:
-    lines = [f"{'method':<10} {'stage':<10} {'rank-1':>7} {'rank-5':>7} {'rank-10':>7} "
-             f"{'mAP':>7} {'mINP':>7}"]
-    for name, m in rows:
-        lines.append(f"{method:<10} {name:<10} {100 * _at(m, 1):7.2f} {100 * _at(m, 5):7.2f} "
-                     f"{100 * _at(m, 10):7.2f} {100 * m.mean_ap:7.2f} {100 * m.mean_inp:7.2f}")
-    return "\n".join(lines)
+    return "\n".join([HEADER] + [format_row(method, name, m) for name, m in rows])
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from engine.outputs import check_output_path, run_inputs
     from engine.session import Session
     from engine.utils import atomic_write_text
 
-    session = Session.open(args.data, args.checkpoint, device=args.device, layout=args.layout,
+    check_post_args(args)
+    if args.csv is not None:
+        check_output_path(args.csv, force=args.force, inputs=run_inputs(args.checkpoint),
+                          flag="--csv")
+    session = Session.open(load_data(args), args.checkpoint, device=args.device, layout=args.layout,
                            cache_dir=args.cache_dir)
-    distances = stage_distances(session, args)
-    rows = [(name, session.evaluate(d)) for name, d in distances]
-    print(format_rows(session.method, rows))
+    if args.csv is not None:
+        check_output_path(args.csv, force=args.force,
+                          inputs=run_inputs(args.checkpoint, session.dataset), flag="--csv")
+    rows, distances = [], []
+    try:
+        # Each row is printed as soon as it is computed: a later stage that fails (or is
+        # interrupted) does not take the finished ones with it.
+        for name, dist in stage_distances(session, args):
+            m = session.evaluate(dist)
+            if not rows:
+                print(HEADER)
+            rows.append((name, m))
+            if args.plots:
+                distances.append((name, dist))
+            print(format_row(session.method, name, m), flush=True)
+    finally:
+        if args.csv and rows:
+            text = "method,stage,rank1,rank5,rank10,mAP,mINP\n" + "".join(
+                f"{session.method},{n},{_at(m, 1):.6f},{_at(m, 5):.6f},{_at(m, 10):.6f},"
+                f"{m.mean_ap:.6f},{m.mean_inp:.6f}\n" for n, m in rows)
+            atomic_write_text(args.csv, text)
+            if sys.exc_info()[0] is not None:
+                print(f"wrote the {len(rows)} finished row(s) to {args.csv}", file=sys.stderr)
     if args.plots:
         written = write_plots(session, args, distances)
         print(f"wrote {len(written)} plot files to {args.plots}")
-    if args.csv:
-        text = "method,stage,rank1,rank5,rank10,mAP,mINP\n" + "".join(
-            f"{session.method},{n},{_at(m, 1):.6f},{_at(m, 5):.6f},{_at(m, 10):.6f},"
-            f"{m.mean_ap:.6f},{m.mean_inp:.6f}\n" for n, m in rows)
-        atomic_write_text(args.csv, text)
     return 0

@@ -3,7 +3,13 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import StageBar, add_cache_argument, add_data_arguments, add_device_argument
+from ._common import (
+    StageBar,
+    add_cache_argument,
+    add_data_arguments,
+    add_device_argument,
+    load_data,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from engine.session import Session
 
-    session = Session.open(args.data, args.checkpoint, device=args.device, layout=args.layout,
+    session = Session.open(load_data(args), args.checkpoint, device=args.device, layout=args.layout,
                            cache_dir=args.cache_dir, batch_size=args.batch_size)
     session.extract(progress=StageBar())
     for split in ("query", "gallery"):

@@ -3,16 +3,15 @@ from __future__ import annotations
 
 import argparse
 
+from ._common import add_data_arguments, load_data
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, help="dataset folder (or its parent, or a CSV manifest)")
-    parser.add_argument("--layout", default=None, help="layout name; detected when omitted")
+    add_data_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.data import load_dataset
-
-    dataset = load_dataset(args.data, args.layout, require=())
+    dataset = load_data(args, require=())
     print(dataset.summary())
     print("timestamps:", "yes" if dataset.has_times else "no (TLift unavailable)")
     return 0

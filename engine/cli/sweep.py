@@ -13,7 +13,13 @@ import argparse
 
 from engine.analysis import APPENDIX_VALUES
 
-from ._common import StageBar, add_cache_argument, add_data_arguments, add_device_argument
+from ._common import (
+    StageBar,
+    add_cache_argument,
+    add_data_arguments,
+    add_device_argument,
+    load_data,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,15 +38,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tlift-k", type=int, default=10)
     parser.add_argument("--alpha", type=float, default=0.2)
     parser.add_argument("--csv", default=None, help="also write the table to this CSV file")
+    parser.add_argument("--force", action="store_true", help="replace --csv if it exists")
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.postprocess.pipeline import tlift_sweep
+    from engine.cli.evaluate import check_post_args
+    from engine.outputs import check_output_path, run_inputs
+    from engine.postprocess.pipeline import relative_similarity, tlift_sweep
     from engine.session import RerankParams, Session
     from engine.utils import atomic_write_text
 
-    session = Session.open(args.data, args.checkpoint, device=args.device, layout=args.layout,
+    check_post_args(args)
+    if args.values is not None and args.param in ("tau", "sigma", "k") and min(args.values) <= 0:
+        raise ValueError(f"--values of {args.param} must be > 0")
+    if args.csv is not None:
+        check_output_path(args.csv, force=args.force, inputs=run_inputs(args.checkpoint),
+                          flag="--csv")
+    session = Session.open(load_data(args), args.checkpoint, device=args.device, layout=args.layout,
                            cache_dir=args.cache_dir)
+    if args.csv is not None:
+        check_output_path(args.csv, force=args.force,
+                          inputs=run_inputs(args.checkpoint, session.dataset), flag="--csv")
     if not session.has_times:
         raise ValueError("TLift needs timestamps, and this dataset's images have none")
     values = args.values or APPENDIX_VALUES[args.param]
@@ -50,8 +68,11 @@ def run(args: argparse.Namespace) -> int:
     distmat = session.distances(None if args.no_rerank else RerankParams(), None, progress=bar)
     base = {"tau": args.tau, "sigma": args.sigma, "k": args.tlift_k, "alpha": args.alpha}
     base.pop(args.param)
+    similarity = 1.0 - distmat.astype("float64")
+    if args.no_rerank:  # as the pipeline lifts it without RR (relative_similarity)
+        similarity = relative_similarity(similarity)
     points = tlift_sweep(
-        1.0 - distmat.astype("float64"), args.param, values,
+        similarity, args.param, values,
         query_pids=session.query_pids, gallery_pids=session.gallery_pids,
         query_cams=session.query_cams, gallery_cams=session.gallery_cams,
         query_times=session.times_of(session.dataset.query),

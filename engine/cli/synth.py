@@ -104,7 +104,9 @@ def run(args: argparse.Namespace) -> int:
                            overwrite=args.overwrite, workers=args.workers, progress=StageBar(),
                            **sizes)
     except (ValueError, FileExistsError) as exc:
-        print(f"error: {exc}")
+        import sys
+
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     seconds = time.perf_counter() - t0
     root = os.path.abspath(args.out)

@@ -12,7 +12,7 @@ import argparse
 import dataclasses
 import logging
 
-from ._common import add_data_arguments, add_device_argument
+from ._common import add_data_arguments, add_device_argument, load_data
 
 log = logging.getLogger(__name__)
 
@@ -77,16 +77,22 @@ def configs_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
+
     from tqdm import tqdm
 
-    from engine.data import load_dataset
+    from engine.checkpoint import CheckpointError
     from engine.train import fit
     from engine.utils import resolve_device
 
-    device = resolve_device(args.device)
-    dataset = load_dataset(args.data, args.layout, require=("train",))
-    print(dataset.summary())
+    # Every argument is checked before any work (loading the dataset, building the model).
     model_cfg, train_cfg = configs_from_args(args)
+    if model_cfg.pretrained not in ("auto", "none") and not os.path.isfile(model_cfg.pretrained):
+        raise CheckpointError(f"--pretrained {model_cfg.pretrained}: no such file "
+                              "(give auto, none or a weights file)")
+    device = resolve_device(args.device)
+    dataset = load_data(args, require=("train",))
+    print(dataset.summary())
     bar = None
 
     def on_batch(done: int, total: int, loss: float) -> None:
@@ -96,8 +102,11 @@ def run(args: argparse.Namespace) -> int:
         bar.update(done - bar.n)
         bar.set_postfix(loss=f"{loss:.4f}")
 
+    epochs_run = 0
+
     def on_epoch(epoch: int, stats: dict) -> None:
-        nonlocal bar
+        nonlocal bar, epochs_run
+        epochs_run += 1
         if bar is not None:
             bar.close()
             bar = None
@@ -108,5 +117,9 @@ def run(args: argparse.Namespace) -> int:
           f"{model_cfg.width}) with {train_cfg.loss} loss, {train_cfg.sampler} sampler")
     path = fit(dataset, model_cfg, train_cfg, args.out, device=device, resume=args.resume,
                epoch_callback=on_epoch, batch_progress=on_batch)
-    print(f"saved {path}")
+    if epochs_run:
+        print(f"saved {path}")
+    else:
+        print(f"no epoch to run (--max-epochs {train_cfg.max_epochs} already reached); "
+              f"{path} {'unchanged' if os.path.isfile(path) else 'not written'}")
     return 0

@@ -22,7 +22,7 @@ def relabel(samples: list[Sample]) -> list[Sample]:
 
 def load_dataset(root: str | os.PathLike, name: str | None = None,
                  require: tuple[str, ...] = ("query", "gallery"),
-                 check_images: bool = True) -> Dataset:
+                 check_images: bool = True, allow_outside: bool = False) -> Dataset:
     """Read a re-id dataset from ``root``.
 
     Parameters
@@ -38,20 +38,28 @@ def load_dataset(root: str | os.PathLike, name: str | None = None,
     check_images
         Look at every image's first and last bytes; unreadable or truncated files are
         skipped, listed in ``Dataset.skipped`` and logged once, all together.
+    allow_outside
+        Let a CSV manifest name images outside its own folder (refused by default).
 
     Junk images (pid -1) are dropped; pid 0 (distractors) is kept. Train pids are
-    relabelled ``0..N-1``; cameras are 0-based.
+    relabelled ``0..N-1``; cameras are 0-based. Exact duplicates of a record in one split are
+    dropped and listed; an image that is both a query and a gallery item is kept, with a warning.
     """
     root = os.path.abspath(os.fspath(root))
     layout, folder = resolve_layout(root, name)
-    raw = layout.parse(folder)
+    raw = layout.parse(folder, allow_outside=allow_outside) if layout.name == "csv" else layout.parse(folder)
     skipped: list[tuple[str, str]] = list(raw.bad_rows)
     splits: dict[str, list[Sample]] = {}
     for split in ("train", "query", "gallery"):
         kept = []
+        seen: set[Sample] = set()
         for s in getattr(raw, split):
             if s.pid == -1:
                 continue
+            if s in seen:
+                skipped.append((s.path, f"duplicate {split} record (dropped)"))
+                continue
+            seen.add(s)
             if check_images:
                 reason = check_image_file(s.path)
                 if reason is not None:
@@ -62,6 +70,10 @@ def load_dataset(root: str | os.PathLike, name: str | None = None,
     if skipped:
         listing = "\n".join(f"  {path}: {reason}" for path, reason in skipped)
         log.warning("skipped %d unusable image(s) or row(s) in %s:\n%s", len(skipped), folder, listing)
+    both = {s.path for s in splits["query"]} & {s.path for s in splits["gallery"]}
+    if both:
+        log.warning("%d image(s) are both query and gallery items in %s (e.g. %s): each such "
+                    "query finds itself in the gallery", len(both), folder, sorted(both)[0])
     for split in require:
         if not splits[split]:
             where = "" if split in raw.present else " (its folder or list is missing)"

@@ -2,7 +2,9 @@
 
 Checking every image by fully decoding it would cost seconds on a Market-sized set, so
 the loaders only look at the first and last bytes: a missing signature or a missing end
-marker (a truncated download) is caught without decoding.
+marker (a truncated download) is caught without decoding. What passes that check and still
+fails to decode (a garbage body behind valid markers, an image too large to decode in memory)
+is caught at extraction, skipped there and remembered (``engine.data.known_bad``).
 """
 from __future__ import annotations
 
@@ -12,6 +14,9 @@ import cv2
 import numpy as np
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+# Person crops are a few hundred pixels a side; a header claiming more than this many pixels
+# is refused before decoding (a crafted file must not make the decoder allocate gigabytes).
+MAX_PIXELS = 40_000_000
 
 
 def is_image_name(name: str) -> bool:
@@ -41,7 +46,31 @@ def check_image_file(path: str) -> str | None:
             return "not a PNG file"
         if b"IEND" not in tail:
             return "truncated PNG (no IEND chunk)"
+    elif lower.endswith(".bmp"):
+        if not head.startswith(b"BM"):
+            return "not a BMP file"
+    elif lower.endswith(".webp"):
+        if not (head.startswith(b"RIFF") and head[8:12] == b"WEBP"):
+            return "not a WebP file"
     return None
+
+
+def _header_pixels(path: str) -> int | None:
+    """Width x height from the file's header (Pillow reads only the header), None if unknown."""
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                w, h = im.size
+    except Image.DecompressionBombError:
+        return MAX_PIXELS + 1  # Pillow's own limit, far above ours
+    except Exception:  # not an image Pillow knows: leave the verdict to the decoder
+        return None
+    return int(w) * int(h)
 
 
 def read_image_rgb(path: str) -> np.ndarray:
@@ -50,6 +79,10 @@ def read_image_rgb(path: str) -> np.ndarray:
     Raises ``ValueError`` with the path when the file is not a readable image, so callers
     (the viewer's "open image as query") can show the message as it is.
     """
+    pixels = _header_pixels(path)
+    if pixels is not None and pixels > MAX_PIXELS:
+        raise ValueError(f"{path} is too large to decode (more than {MAX_PIXELS / 1e6:.0f} "
+                         "megapixels)")
     data = np.fromfile(path, dtype=np.uint8)  # np.fromfile copes with non-ASCII paths
     image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if image is None:

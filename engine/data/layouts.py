@@ -65,6 +65,9 @@ def _parse_market(root: str) -> RawSplits:
                 out.bad_rows.append((os.path.join(root, sub, name), "name is not PPPP_cCsS_FFFFFF_NN"))
                 continue
             pid, cam, sess, frame = (int(g) for g in m.groups())
+            if cam == 0:
+                out.bad_rows.append((os.path.join(root, sub, name), "camera c0 (cameras are numbered from c1)"))
+                continue
             rows.append((os.path.join(root, sub, name), pid, cam, sess, frame))
             max_frame[cam, sess] = max(max_frame[cam, sess], frame)
         parsed[split] = rows
@@ -117,9 +120,15 @@ def _parse_duke(root: str) -> RawSplits:
     return _parse_named_folders(root, _DUKE_RE, "PPPP_cC_fFFFFFFF", _duke_sample)
 
 
+def _cuhk_sample(path: str, m: re.Match) -> Sample:
+    cam = int(m.group(2))
+    if cam == 0:
+        raise ValueError("camera c0 (cameras are numbered from c1)")
+    return Sample(path, int(m.group(1)), cam - 1, None)
+
+
 def _parse_cuhk03(root: str) -> RawSplits:
-    return _parse_named_folders(root, _CUHK_RE, "PPPP_cC_N",
-                                lambda path, m: Sample(path, int(m.group(1)), int(m.group(2)) - 1, None))
+    return _parse_named_folders(root, _CUHK_RE, "PPPP_cC_N", _cuhk_sample)
 
 
 def _cuhk03_variant(variant: str) -> Callable[[str], RawSplits]:
@@ -158,8 +167,9 @@ def _parse_msmt(root: str) -> RawSplits:
                     out.bad_rows.append((where, "expected '<path> <pid>'"))
                     continue
                 fields = os.path.basename(parts[0]).split("_")
-                if len(fields) < 3 or not fields[2].isdigit():
-                    out.bad_rows.append((where, "file name has no camera as its third '_' field"))
+                if len(fields) < 3 or not fields[2].isdigit() or int(fields[2]) < 1:
+                    out.bad_rows.append((where, "file name has no camera (1, 2, ...) as its third "
+                                                "'_' field"))
                     continue
                 path = os.path.join(root, dirs[lst], parts[0])
                 getattr(out, split).append(Sample(path, int(parts[1]), int(fields[2]) - 1, None))
@@ -235,17 +245,27 @@ def find_manifest(root: str) -> str | None:
     return None
 
 
-def _parse_csv(root: str) -> RawSplits:
+# Bounds of the numbers a manifest may hold (beyond them NumPy's int64 overflows, and no
+# camera network has a million cameras).
+_MAX_CAMERA = 999_999
+_MAX_PID = 2**31 - 1
+
+
+def _parse_csv(root: str, allow_outside: bool = False) -> RawSplits:
     """A CSV manifest with a header: ``path,pid,camera[,time][,split]``.
 
     Paths are relative to the manifest's folder unless absolute; ``camera`` is 0-based;
-    ``time`` in seconds may be empty; ``split`` is train, query or gallery (default gallery).
+    ``time`` in seconds may be empty and must be finite; ``split`` is train, query or gallery
+    (default gallery). A path leading outside the manifest's folder (``../``, an absolute path,
+    a link) is refused unless ``allow_outside`` (``--allow-outside-paths``): a manifest from
+    elsewhere must not make the tool read, show or export arbitrary files.
     Rows that cannot be used are reported with their line number, not fatal.
     """
     manifest = find_manifest(root)
     if manifest is None:
         raise LayoutError(f"no CSV manifest in {root}")
     base = os.path.dirname(os.path.abspath(manifest))
+    real_base = os.path.realpath(base)
     out = RawSplits()
     present = set()
     with open(manifest, newline="", encoding="utf-8-sig", errors="replace") as fh:
@@ -263,13 +283,17 @@ def _parse_csv(root: str) -> RawSplits:
                 if not path:
                     raise ValueError("empty path")
                 pid = int((row.get("pid") or "").strip())
+                if not -1 <= pid <= _MAX_PID:
+                    raise ValueError(f"pid {pid} outside -1..{_MAX_PID}")
                 cam = int((row.get("camera") or "").strip())
-                if cam < 0:
-                    raise ValueError("camera must be >= 0")
+                if not 0 <= cam <= _MAX_CAMERA:
+                    raise ValueError(f"camera {cam} outside 0..{_MAX_CAMERA}")
                 t = (row.get("time") or "").strip()
                 time = float(t) if t else None
                 if time is not None and time != time:
                     time = None
+                if time is not None and abs(time) == float("inf"):
+                    raise ValueError(f"time {t!r} is not a finite number of seconds")
                 split = (row.get("split") or "gallery").strip().lower() or "gallery"
                 if split not in ("train", "query", "gallery"):
                     raise ValueError(f"split {split!r} is not train, query or gallery")
@@ -277,6 +301,11 @@ def _parse_csv(root: str) -> RawSplits:
                 out.bad_rows.append((where, str(exc)))
                 continue
             full = path if os.path.isabs(path) else os.path.join(base, path)
+            if not allow_outside and os.path.commonpath(
+                    [real_base, os.path.realpath(full)]) != real_base:
+                out.bad_rows.append((where, f"path {path} leads outside the manifest's folder "
+                                            "(refused; --allow-outside-paths allows it)"))
+                continue
             getattr(out, split).append(Sample(full, pid, cam, time))
             present.add(split)
     out.present = tuple(present | {"query", "gallery"})

@@ -43,6 +43,17 @@ class Dataset:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
     @property
+    def camera_base(self) -> int:
+        """What to add to a 0-based camera index to get the dataset's own camera number: 1 for
+        the layouts that name cameras ``c1, c2, ...`` in file names, 0 for a CSV manifest, whose
+        ``camera`` column is 0-based. The viewer shows ``c<number>`` and exports the number."""
+        return 0 if self.name == "csv" else 1
+
+    def camera_name(self, cam: int | None) -> str:
+        """The dataset's own name of 0-based camera ``cam`` (``c1`` for Market's first camera)."""
+        return "" if cam is None else f"c{int(cam) + self.camera_base}"
+
+    @property
     def num_train_pids(self) -> int:
         return len({s.pid for s in self.train})
 

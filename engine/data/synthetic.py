@@ -61,6 +61,7 @@ from engine.data.synth_timeline import (
     trim_detections,
     trim_visits,
 )
+from engine.leftovers import remove_stale_temporaries
 
 __all__ = ["VERSION", "DEFAULT_SIZES", "MARKET_SCALE", "SyntheticImage", "generate",
            "plan_benchmark", "read_settings"]
@@ -400,8 +401,11 @@ class _Renderer:
 _WORKER: _Renderer | None = None
 
 
-def _worker_init(settings: dict, persons: list[Person]) -> None:
+def _worker_init(settings: dict, persons: list[Person], parent_pid: int) -> None:
     global _WORKER
+    from engine.leftovers import exit_with_parent
+
+    exit_with_parent(parent_pid)  # a killed generator leaves no renderer running
     _WORKER = _Renderer(settings, persons)
 
 
@@ -439,7 +443,7 @@ def _render_all(settings: dict, persons: list[Person], images: list[SyntheticIma
         # in whatever state they happen to be.
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init,
-                                 initargs=(settings, persons)) as pool:
+                                 initargs=(settings, persons, os.getpid())) as pool:
             done = 0
             results_iter = pool.map(_worker_render, [b for _, b in batches])
             for (start, batch), results in zip(batches, results_iter, strict=True):
@@ -579,7 +583,9 @@ def generate(root: str | os.PathLike, domain: str = "A", seed: int = 0,
     os.makedirs(parent, exist_ok=True)
     # os.mkdir (not tempfile.mkdtemp, which makes it private) so the finished folder gets
     # the usual permissions.
-    tmp = os.path.join(parent, f".{os.path.basename(root)}.{secrets.token_hex(4)}.partial")
+    # The name carries our process id: a later run removes it if this one is killed.
+    remove_stale_temporaries(parent)
+    tmp = os.path.join(parent, f".{os.path.basename(root)}.{os.getpid()}-{secrets.token_hex(4)}.partial")
     os.mkdir(tmp)
     try:
         for sub in _FOLDERS.values():

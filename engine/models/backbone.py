@@ -128,7 +128,9 @@ def _read_resnet_state(path: Path) -> dict[str, torch.Tensor]:
     A checkpoint of this project works too (its trunk is under ``backbone.body.``): that is
     how a model trained here, e.g. the global baseline, initialises another one when no
     ImageNet weights are at hand."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    from engine.checkpoint import read_tensor_file
+
+    state = read_tensor_file(path, "pretrained weights file")
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

@@ -18,6 +18,10 @@ ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 METHODS = ("qaconv", "global")
 # The backbone stops after layer3: stem (4) x layer2 (2) x layer3 (2).
 FEATURE_STRIDE = 16
+# Sane bounds, checked before anything is built: a crafted checkpoint must not make the loader
+# allocate gigabytes. The published model uses D = 128 and 384 x 128 inputs.
+MAX_NECK = 4096
+MAX_SIDE = 2048
 
 
 @dataclass
@@ -52,17 +56,21 @@ class ModelConfig:
     method: str = "qaconv"
 
     def __post_init__(self) -> None:
-        if self.arch not in ARCHS:
+        if not isinstance(self.arch, str) or self.arch not in ARCHS:
             raise ValueError(f"arch must be one of {', '.join(ARCHS)}; got {self.arch!r}")
-        if self.method not in METHODS:
+        if not isinstance(self.method, str) or self.method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}; got {self.method!r}")
-        if not isinstance(self.neck, int) or self.neck < 1:
-            raise ValueError(f"neck (feature channels D) must be a positive integer; got {self.neck!r}")
+        if not isinstance(self.neck, int) or not 1 <= self.neck <= MAX_NECK:
+            raise ValueError(f"neck (feature channels D) must be an integer in 1..{MAX_NECK}; "
+                             f"got {self.neck!r}")
         for name in ("height", "width"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < FEATURE_STRIDE or value % FEATURE_STRIDE:
-                raise ValueError(f"{name} must be a positive multiple of {FEATURE_STRIDE} pixels "
-                                 f"(the backbone's stride); got {value!r}")
+            if (not isinstance(value, int) or value < FEATURE_STRIDE or value % FEATURE_STRIDE
+                    or value > MAX_SIDE):
+                raise ValueError(f"{name} must be a positive multiple of {FEATURE_STRIDE} pixels (the "
+                                 f"backbone's stride) in {FEATURE_STRIDE}..{MAX_SIDE}; got {value!r}")
+        if not isinstance(self.imagenet_norm, bool):
+            raise ValueError(f"imagenet_norm must be true or false; got {self.imagenet_norm!r}")
         if not isinstance(self.pretrained, str) or not self.pretrained:
             raise ValueError("pretrained must be 'auto', 'none' or a path to a weights file; "
                              f"got {self.pretrained!r}")

@@ -11,7 +11,9 @@ distance ``d = 1 - s``.
   (``2 - 2 cos``).
 
 Then, in this order and each optional: re-ranking on the distances (``d <- d_RR``), TLift on
-``s = 1 - d`` (``d <- 1 - s'``). :func:`tlift_sweep` re-evaluates TLift over a range of one of its
+``s = 1 - d`` (``d <- 1 - s'``). TLift without re-ranking first turns each query's row of ``s``
+into :func:`relative_similarity` (see there why); after re-ranking it lifts ``1 - d_RR`` as it
+is (SPEC.md 9, the references). :func:`tlift_sweep` re-evaluates TLift over a range of one of its
 parameters, as in the paper's parameter study (appendix Tables 7 and 8).
 """
 from __future__ import annotations
@@ -32,6 +34,7 @@ __all__ = [
     "SweepPoint",
     "distance_from_logits",
     "similarity_from_logits",
+    "relative_similarity",
     "final_distances",
     "final_distances_from_similarity",
     "lift_distances",
@@ -101,6 +104,42 @@ def distance_from_logits(logits, dtype=np.float32) -> np.ndarray:
     return _sigmoid_tenth(logits, -1.0, dtype)
 
 
+def relative_similarity(similarity, out: np.ndarray | None = None) -> np.ndarray:
+    """Each query's similarities relative to its best match: ``exp((s - max) / std)`` per row.
+
+    What TLift lifts when it runs without re-ranking. SPEC 9 multiplies a similarity by
+    ``w + alpha``, ``w`` in [0, 1], alpha = 0.2: the temporal weight can multiply an appearance
+    score by up to 6. After re-ranking that is right: ``1 - d_RR`` is near 0 for all but a
+    query's few k-reciprocal neighbours, so time only reorders plausible matches. QAConv's
+    ``sigmoid(logit / 10)`` instead spans only about 0.27-0.52 over a query's gallery (0.16 on
+    average on the demo; the global baseline's ``(1 + cos) / 2`` even less), so lifted as it is,
+    the time kernel swamps appearance and same-camera neighbours in time rise to the top (demo:
+    rank-1 58.9 -> 18.3). Measuring each similarity in standard deviations of its row below the
+    row's best, then exponentiating, gives what RR gives: the best match 1, the bulk of the
+    gallery near 0. It is invariant to the score's scale and offset, so QAConv logits and cosine
+    similarities are treated alike, and it keeps each row's order. Options measured on the demo
+    (``benchmarks/tlift_alone.py``, README "Bad input"): plain min-max to [0, 1] still loses to
+    raw; this beats raw for QAConv and the pooled-feature baseline. A row with no spread becomes
+    all ones.
+
+    Returns float32 ``[q, g]`` in (0, 1], computed in float64 a tile of rows at a time; ``out``
+    may be ``similarity`` itself (float32) to work in place.
+    """
+    src = np.asarray(similarity)
+    out = np.empty(src.shape, np.float32) if out is None else out
+    step = max(1, _TILE_ELEMENTS // max(1, src.shape[1]))
+    for start in range(0, len(src), step):
+        x = np.array(src[start:start + step], dtype=np.float64)     # [c, g] own copy
+        spread = x.std(axis=1, keepdims=True)                       # [c, 1]
+        flat = spread[:, 0] <= 0
+        x -= x.max(axis=1, keepdims=True)
+        x /= np.where(spread > 0, spread, 1.0)                      # <= 0
+        np.exp(x, out=x)
+        x[flat] = 1.0
+        out[start:start + step] = x
+    return out
+
+
 def _settings(value, defaults: dict, name: str) -> dict | None:
     """None/False -> off; True -> defaults; a dict -> defaults updated with it (keys checked)."""
     if value is None or value is False:
@@ -143,21 +182,27 @@ def _final_from_distances(
         dist = re_rank(dist, qq, gg, progress=_scaled(progress, 0, stop), cancel=cancel, **rr)
     if tl is not None:
         check_cancel(cancel)
-        dist = lift_distances(dist, query_cams, query_times, gallery_cams, gallery_times, **tl)
+        dist = lift_distances(dist, query_cams, query_times, gallery_cams, gallery_times,
+                              relative=rr is None, **tl)
     report(progress, _PROGRESS_TOTAL, _PROGRESS_TOTAL)
     return np.asarray(dist, dtype=np.float32)
 
 
-def lift_distances(dist, query_cams, query_times, gallery_cams, gallery_times, **tlift) -> np.ndarray:
+def lift_distances(dist, query_cams, query_times, gallery_cams, gallery_times, *,
+                   relative: bool = False, **tlift) -> np.ndarray:
     """TLift on distances: ``1 - tlift(1 - dist)``, float32 ``[q, g]``.
 
     ``dist`` (float32 ``[q, g]``, e.g. a re-ranked matrix) is overwritten: the similarity and
     the result reuse its memory. ``tlift`` holds TLift's parameters (defaults otherwise).
+    ``relative`` lifts :func:`relative_similarity` of ``1 - dist`` instead, as TLift without
+    re-ranking needs.
     """
     if query_cams is None or gallery_cams is None:
         raise ValueError("TLift needs camera ids: pass query_cams and gallery_cams")
     one = np.float32(1.0)
     sim = np.subtract(one, dist, out=dist) if dist.dtype == np.float32 else one - dist.astype(np.float32)
+    if relative:
+        sim = relative_similarity(sim, out=sim)
     lifted = apply_tlift(sim, query_cams, query_times, gallery_cams, gallery_times,
                          **{**TLIFT_DEFAULTS, **tlift})
     return np.subtract(one, lifted, out=lifted)

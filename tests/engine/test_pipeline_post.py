@@ -97,11 +97,34 @@ def test_rerank_runs_on_one_minus_sigmoid_distances(scene):
     np.testing.assert_allclose(dist, expected, atol=1e-6)
 
 
-def test_tlift_alone_lifts_the_sigmoid_similarity(scene):
+def _relative_rows(sim):
+    """Each row as exp((s - max) / std) of that row, written out with a plain loop."""
+    out = np.empty_like(sim, dtype=np.float64)
+    for i, row in enumerate(np.asarray(sim, np.float64)):
+        best = max(row)
+        std = float(np.sqrt(sum((v - row.mean()) ** 2 for v in row) / len(row)))
+        out[i] = [1.0 if std == 0 else float(np.exp((v - best) / std)) for v in row]
+    return out
+
+
+def test_tlift_alone_lifts_each_querys_relative_similarity(scene):
     dist = final_distances(scene["qg"], tlift={"tau": 150.0}, **_context(scene))
-    lifted = tlift(similarity_from_logits(scene["qg"]), scene["query_cams"], scene["query_times"],
-                   scene["gallery_cams"], scene["gallery_times"], tau=150.0)
+    lifted = tlift(_relative_rows(similarity_from_logits(scene["qg"])), scene["query_cams"],
+                   scene["query_times"], scene["gallery_cams"], scene["gallery_times"], tau=150.0)
     np.testing.assert_allclose(dist, 1.0 - lifted, atol=1e-6)
+
+
+def test_relative_similarity_keeps_each_rows_order_and_ignores_scale():
+    from engine.postprocess.pipeline import relative_similarity
+
+    rng = np.random.default_rng(3)
+    sim = np.vstack([rng.uniform(0.27, 0.52, size=(4, 9)), np.full((1, 9), 0.4)])
+    out = relative_similarity(sim)
+    np.testing.assert_allclose(out, _relative_rows(sim), atol=1e-7)  # float32
+    order = np.argsort(sim[:4], axis=1, kind="stable")
+    assert (np.argsort(out[:4], axis=1, kind="stable") == order).all()
+    assert np.allclose(out.max(axis=1), 1.0) and (out > 0).all() and (out[4] == 1.0).all()
+    np.testing.assert_allclose(relative_similarity(3.0 * sim[:4] - 1.0), out[:4], atol=1e-7)
 
 
 def test_rerank_then_tlift(scene):

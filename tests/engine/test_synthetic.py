@@ -283,7 +283,7 @@ def test_cli_writes_and_reports(tmp_path, capsys):
     assert read_settings(out)["num_test_ids"] == 3
     args = parser.parse_args(["--out", str(out), "--test-ids", "4"])
     assert synth.run(args) == 2  # other settings, no --overwrite: refused with a message
-    assert "overwrite" in capsys.readouterr().out
+    assert "overwrite" in capsys.readouterr().err  # errors go to stderr
 
 
 def test_market_scale_plan_has_market_1501_splits(monkeypatch):

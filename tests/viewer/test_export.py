@@ -9,6 +9,7 @@ import pytest
 
 from engine.export import COLUMNS, write_ranked_csv
 from engine.jobs import Cancelled
+from engine.outputs import OutputRefused
 from engine.session import RerankParams
 
 
@@ -19,8 +20,10 @@ def _read(path):
     return [dict(zip(COLUMNS, r, strict=True)) for r in rows[1:]]
 
 
-def _check_against_loop(rows, distmat, scores, queries, gallery, query_indices, top_k, method):
-    """Every row checked against a plain per-query loop over the gallery."""
+def _check_against_loop(rows, distmat, scores, queries, gallery, query_indices, top_k, method,
+                        camera_base=0):
+    """Every row checked against a plain per-query loop over the gallery (cameras written as
+    the 0-based index plus ``camera_base``)."""
     by_query: dict[str, list[dict]] = {}
     for r in rows:
         by_query.setdefault(r["query"], []).append(r)
@@ -48,8 +51,8 @@ def _check_against_loop(rows, distmat, scores, queries, gallery, query_indices, 
             assert float(r["distance"]) == pytest.approx(sorted_distances[position - 1], abs=1e-7)
             previous = float(r["distance"])
             assert float(r["score"]) == pytest.approx(float(scores[qi, j]), rel=1e-6, abs=1e-6)
-            assert r["query_pid"] == str(q.pid) and r["query_cam"] == str(q.cam)
-            assert r["gallery_pid"] == str(g.pid) and r["gallery_cam"] == str(g.cam)
+            assert r["query_pid"] == str(q.pid) and r["query_cam"] == str(q.cam + camera_base)
+            assert r["gallery_pid"] == str(g.pid) and r["gallery_cam"] == str(g.cam + camera_base)
             assert float(r["gallery_time"]) == pytest.approx(g.time)
             want = "false" if g.pid != q.pid else ("junk" if g.cam == q.cam else "true")
             assert r["match"] == want
@@ -84,11 +87,11 @@ def test_unwritable_paths_fail_cleanly(loaded, tmp_path):
     args = (loaded.raw_distmat, session.logits["qg"], session.dataset.query, session.dataset.gallery)
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
-    with pytest.raises(OSError, match="cannot write the CSV file"):
+    with pytest.raises(OutputRefused, match="cannot write"):
         write_ranked_csv(blocker / "out.csv", *args, method="qaconv")
     folder = tmp_path / "existing_dir"
     folder.mkdir()
-    with pytest.raises(OSError, match="existing_dir"):
+    with pytest.raises(OutputRefused, match="existing_dir"):
         write_ranked_csv(folder, *args, method="qaconv")
     assert os.listdir(folder) == [] and _leftovers(tmp_path) == []
     # A cancelled export leaves nothing either.
@@ -111,7 +114,8 @@ def test_export_from_the_window(qtbot, window, loaded, tmp_path):
     assert blocker.args[1] == win.state.top_k
     rows = _read(path)
     _check_against_loop(rows, expected, session.logits["qg"], session.dataset.query,
-                        session.dataset.gallery, [query], win.state.top_k, "qaconv+rr")
+                        session.dataset.gallery, [query], win.state.top_k, "qaconv+rr",
+                        camera_base=1)  # the window exports Market's own c1.. numbers
     # The grid shows the same list as the file.
     assert [r["gallery"] for r in rows] == [
         session.dataset.gallery[item.gallery_index].path for item in win.grid.model_.items]
@@ -120,7 +124,7 @@ def test_export_from_the_window(qtbot, window, loaded, tmp_path):
         win.controller.export(str(tmp_path / "all.csv"), all_queries=True, top_k=None)
     _check_against_loop(_read(tmp_path / "all.csv"), expected, session.logits["qg"],
                         session.dataset.query, session.dataset.gallery,
-                        range(len(session.dataset.query)), None, "qaconv+rr")
+                        range(len(session.dataset.query)), None, "qaconv+rr", camera_base=1)
 
     blocker_file = tmp_path / "blocker"
     blocker_file.write_text("x")
@@ -128,5 +132,5 @@ def test_export_from_the_window(qtbot, window, loaded, tmp_path):
         win.controller.export(str(blocker_file / "x.csv"), all_queries=True, top_k=None)
     assert blocker.args[1] == -1
     qtbot.waitUntil(lambda: win.state.error is not None, timeout=5000)
-    assert "cannot write the CSV file" in win.state.error.message and win.banner.isVisible()
+    assert "cannot write" in win.state.error.message and win.banner.isVisible()
     assert not (blocker_file / "x.csv").exists()

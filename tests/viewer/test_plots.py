@@ -174,8 +174,9 @@ def test_sweeps_equal_the_engines_and_a_click_sets_the_parameter(window, panel, 
     session = state.session
     from viewer.plots import session_labels
 
+    # Without RR on, TLift lifts each query's relative similarity, as the pipeline does.
     want = tlift_sweeps(session.distances(None, None), **session_labels(session), values=values,
-                        base=dataclasses.asdict(state.tlift))
+                        base=dataclasses.asdict(state.tlift), relative=True)
     assert panel.plots.sweep.sweeps == want
     assert panel.ctl.sweeps_current()
 

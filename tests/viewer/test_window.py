@@ -93,7 +93,10 @@ def test_tlift_toggle_gives_the_order_of_tlift(qtbot, window, loaded):
     assert win.postprocess.tlift.isEnabled() and win.postprocess.tlift_reason.isHidden()
     win.postprocess.tlift.setChecked(True)
     _wait_applied(qtbot, win, lambda a: a.tlift is not None and a.rerank is None)
-    lifted = tlift(1.0 - distance_from_logits(session.logits["qg"]), q_cams, q_times, g_cams, g_times,
+    # Without RR, TLift lifts each query's similarity relative to its best, exp((s - max) / std).
+    sim = 1.0 - distance_from_logits(session.logits["qg"])
+    relative = np.exp((sim - sim.max(axis=1, keepdims=True)) / sim.std(axis=1, keepdims=True))
+    lifted = tlift(relative, q_cams, q_times, g_cams, g_times,
                    tau=100.0, sigma=200.0, k=10, alpha=0.2)
     _assert_grid_follows(win, 4, 1.0 - lifted[4])
 
@@ -328,7 +331,7 @@ def test_ctrl_e_and_ctrl_o_shortcuts(qtbot, window, loaded, tmp_path, monkeypatc
     target = tmp_path / "shortcut.csv"
 
     class FakeDialog:
-        def __init__(self, top_k, default_path, parent=None):
+        def __init__(self, top_k, default_path, parent=None, last=None):
             self.top_k = top_k
 
         def exec(self):

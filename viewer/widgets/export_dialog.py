@@ -1,4 +1,9 @@
-"""The CSV export dialog: which queries (current / all), how long a list (top-k / full), where."""
+"""The CSV export dialog: which queries (current / all), how long a list (top-k / full), where.
+
+It refuses a name it cannot write (empty, a folder, a link, a device or FIFO, a missing or
+read-only folder) with the reason under the file field, asks before replacing an existing file,
+and opens with the previous export's folder and options (see :class:`ExportChoice`).
+"""
 from __future__ import annotations
 
 import os
@@ -10,7 +15,9 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
+    QLabel,
     QLineEdit,
+    QMessageBox,
     QPushButton,
     QRadioButton,
     QVBoxLayout,
@@ -30,17 +37,25 @@ class ExportChoice:
 class ExportDialog(QDialog):
     """Asks for an :class:`ExportChoice`; ``choice()`` reads it after ``exec()``."""
 
-    def __init__(self, top_k: int, default_path: str, parent=None):
+    def __init__(self, top_k: int, default_path: str, parent=None,
+                 last: ExportChoice | None = None):
         super().__init__(parent)
         self.setWindowTitle("Export ranked lists to CSV")
         self.current = QRadioButton("Current query")
         self.all = QRadioButton("All queries")
-        self.current.setChecked(True)
         self.top = QRadioButton(f"Top-{top_k}")
         self.full = QRadioButton("Full ranked list")
-        self.top.setChecked(True)
+        (self.all if last is not None and last.all_queries else self.current).setChecked(True)
+        (self.full if last is not None and last.top_k is None else self.top).setChecked(True)
         self._top_k = top_k
+        if last is not None and last.path:  # the previous export's folder
+            default_path = os.path.join(os.path.dirname(last.path), os.path.basename(default_path))
         self.path = QLineEdit(default_path)
+        self.problem = QLabel()
+        self.problem.setObjectName("errorText")
+        self.problem.setWordWrap(True)
+        self.problem.hide()
+        self.path.textChanged.connect(lambda _t: self.problem.hide())
         browse = QPushButton("Browse…")
         browse.clicked.connect(self._browse)
 
@@ -62,6 +77,7 @@ class ExportDialog(QDialog):
         form.addRow("Queries", pair(self.current, self.all))
         form.addRow("Lists", pair(self.top, self.full))
         form.addRow("File", path_row)
+        form.addRow("", self.problem)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save
                                    | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
@@ -72,9 +88,32 @@ class ExportDialog(QDialog):
         self.resize(520, self.sizeHint().height())
 
     def _browse(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export CSV", self.path.text(), "CSV files (*.csv)")
+        # The dialog asks before replacing a file itself (accept), once.
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Export CSV", self.path.text(), "CSV files (*.csv)",
+            options=QFileDialog.Option.DontConfirmOverwrite)
         if path:
             self.path.setText(path)
+
+    def accept(self) -> None:
+        """Close only on a name that can be written; an existing file only after a yes."""
+        from engine.outputs import OutputRefused, check_output_path
+
+        path = self.choice().path
+        try:
+            check_output_path(path, force=True, flag="file name")
+        except OutputRefused as exc:
+            self.problem.setText(str(exc))
+            self.problem.show()
+            return
+        if os.path.isfile(path) and not self.confirm_replace(path):
+            return
+        super().accept()
+
+    def confirm_replace(self, path: str) -> bool:
+        answer = QMessageBox.question(self, "Replace file?",
+                                      f"{path} already exists.\nReplace it with the export?")
+        return answer == QMessageBox.StandardButton.Yes
 
     def choice(self) -> ExportChoice:
         path = os.path.expanduser(self.path.text().strip())

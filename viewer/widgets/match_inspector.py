@@ -32,7 +32,7 @@ from engine.inspect import BAND_NAMES, SIDES
 from engine.utils import atomic_path
 
 from .. import style
-from ..formatting import format_cam, format_rank, format_time
+from ..formatting import camera_base, format_cam, format_rank, format_time
 from ..inspector_state import InspectorState, SceneLayout
 from ..state import ViewerState
 
@@ -46,12 +46,12 @@ STATUS_TEXT = {"true": "same identity", "false": "different identity",
                "junk": "same identity, same camera (junk)", "": "identity unknown"}
 
 
-def _who(sample) -> str:
+def _who(sample, base: int) -> str:
     if sample.pid is None:
         return "external image (no identity)"
     who = "distractor" if sample.pid == 0 else f"identity {sample.pid:04d}"
     when = format_time(sample.time)
-    return f"{who} · camera {format_cam(sample.cam)}" + (f" · t {when}" if when else "")
+    return f"{who} · camera {format_cam(sample.cam, base)}" + (f" · t {when}" if when else "")
 
 
 class MatchInspector(QWidget):
@@ -336,8 +336,9 @@ class MatchInspector(QWidget):
         q, g = samples["probe"], samples["gallery"]
         status = "" if item is None else STATUS_TEXT[item.status]
         color = style.STATUS_COLORS.get("" if item is None else item.status, style.TEXT).name()
-        return (f"<b>Query</b>: {_who(q)}<br><span style='color:#656d76'>{os.path.basename(q.path)}</span>"
-                f"<br><b>Result</b>: {_who(g)}<br><span style='color:#656d76'>"
+        base = camera_base(self.state)
+        return (f"<b>Query</b>: {_who(q, base)}<br><span style='color:#656d76'>{os.path.basename(q.path)}</span>"
+                f"<br><b>Result</b>: {_who(g, base)}<br><span style='color:#656d76'>"
                 f"{os.path.basename(g.path)}</span><br><span style='color:{color}'><b>{status}</b></span>")
 
     def _show_scores(self, _value=None) -> None:

@@ -40,8 +40,22 @@ class QueryBrowser(QWidget):
         layout.addWidget(self.open_button)
         for name in ("session", "extra_queries", "filter_cam", "filter_pid", "filter_name"):
             state.events[name].connect(self._update_count)
+        # A camera or sort picked from its list hands the keys back to the query list, so Up
+        # and Down walk the queries again instead of changing the camera.
+        for combo in (self.filters.camera, self.filters.sort):
+            combo.activated.connect(lambda _i: self.list.setFocus())
 
     def _update_count(self, _value=None) -> None:
         total = self.state.num_queries
         shown = len(self.state.visible_queries())
-        self.count.setText(f"{shown} of {total} queries" if shown != total else f"{total} queries")
+        self.count.setText(count_text(shown, total, self.state.filter_pid))
+
+
+def count_text(shown: int, total: int, pid_text: str) -> str:
+    """The line above the query list: how many are shown and, when none, why."""
+    pid_text = pid_text.strip()
+    if pid_text and not pid_text.isdigit():
+        return f"identity filter {pid_text!r} is not a number: no query matches"
+    if shown == 0 and total:
+        return f"no query matches the filters (0 of {total})"
+    return f"{shown} of {total} queries" if shown != total else f"{total} queries"

@@ -4,6 +4,7 @@ from __future__ import annotations
 from PySide6.QtCore import QSignalBlocker
 from PySide6.QtWidgets import QComboBox, QGridLayout, QLabel, QLineEdit, QWidget
 
+from ..formatting import camera_base, format_cam
 from ..state import SORT_KEYS, ViewerState
 
 __all__ = ["QueryFilters"]
@@ -59,7 +60,7 @@ class QueryFilters(QWidget):
             self.camera.clear()
             self.camera.addItem("all cameras", None)
             for cam in self.state.query_cameras():
-                self.camera.addItem(f"c{cam + 1}", cam)
+                self.camera.addItem(format_cam(cam, camera_base(self.state)), cam)
         self._show_cam(self.state.filter_cam)
 
     def _show_cam(self, cam) -> None:

@@ -7,7 +7,7 @@ import os
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QVBoxLayout
 
 from .. import style
-from ..formatting import format_cam, format_time
+from ..formatting import camera_base, format_cam, format_time
 from ..state import ViewerState
 from .thumbnails import ThumbnailCache
 
@@ -80,7 +80,7 @@ class QueryHeader(QFrame):
             return
         self.title.setText(f"Identity {sample.pid:04d}")
         when = format_time(sample.time)
-        self.where.setText(f"camera {format_cam(sample.cam)}" + (f" · t {when}" if when else "")
+        self.where.setText(f"camera {format_cam(sample.cam, camera_base(self.state))}" + (f" · t {when}" if when else "")
                            + f" · {name}")
         ranking = state.ranking(query)
         self.first_match.setEnabled(ranking is not None and ranking.first_hit_rank > 0)

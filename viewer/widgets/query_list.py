@@ -9,7 +9,7 @@ from PySide6.QtGui import QFont, QPainter, QPen
 from PySide6.QtWidgets import QAbstractItemView, QListView, QStyle, QStyledItemDelegate
 
 from .. import style
-from ..formatting import format_cam
+from ..formatting import camera_base, format_cam
 from ..state import ViewerState
 from .thumbnails import ThumbnailCache
 
@@ -84,7 +84,7 @@ class QueryDelegate(QStyledItemDelegate):
         bold.setBold(True)
         painter.setFont(bold)
         painter.setPen(style.TEXT)
-        title = "external image" if extra else f"ID {sample.pid:04d} · {format_cam(sample.cam)}"
+        title = "external image" if extra else f"ID {sample.pid:04d} · {format_cam(sample.cam, camera_base(self.state))}"
         painter.drawText(QRect(left, rect.top() + 8, width, 20), Qt.AlignmentFlag.AlignLeft, title)
         painter.setFont(option.font)
         painter.setPen(style.TEXT_DIM)

@@ -11,7 +11,14 @@ from PySide6.QtGui import QFont, QPainter, QPen
 from PySide6.QtWidgets import QAbstractItemView, QListView, QStyle, QStyledItemDelegate
 
 from .. import style
-from ..formatting import format_cam, format_movement, format_rank, format_time, method_value_label
+from ..formatting import (
+    camera_base,
+    format_cam,
+    format_movement,
+    format_rank,
+    format_time,
+    method_value_label,
+)
 from ..ranking import ResultItem
 from ..state import ViewerState
 from .thumbnails import ThumbnailCache
@@ -52,7 +59,7 @@ class ResultModel(QAbstractListModel):
             method = self.state.applied.method(self.state.base_method)
             rank = f"rank {item.rank}" if item.rank else "junk: not ranked by the protocol"
             lines = [sample.path, f"{rank} · {STATUS_TEXT[item.status]}",
-                     f"identity {sample.pid} · camera {format_cam(sample.cam)}",
+                     f"identity {sample.pid} · camera {format_cam(sample.cam, camera_base(self.state))}",
                      f"raw score (QAConv logit) {item.score:.3f}",
                      f"distance under {method} {item.distance:.4f} (the list's order)"]
             if sample.time is not None:
@@ -126,7 +133,7 @@ class ResultDelegate(QStyledItemDelegate):
         line4 = QRect(left, top + 47, width, 16)
         who = "distractor" if sample.pid == 0 else f"ID {sample.pid}"
         painter.drawText(line2, Qt.AlignmentFlag.AlignLeft, who)
-        painter.drawText(line2, Qt.AlignmentFlag.AlignRight, format_cam(sample.cam))
+        painter.drawText(line2, Qt.AlignmentFlag.AlignRight, format_cam(sample.cam, camera_base(self.state)))
         method = self.state.applied.method(self.state.base_method)
         label = method_value_label(method)
         value = item.score if label == "logit" else item.distance
