@@ -282,6 +282,26 @@ def _class_distances(model: ReIDModel, dataset: TrainImages, device: torch.devic
     return -np.asarray(logits, dtype=np.float64)
 
 
+def decodable(samples: list[Sample]) -> list[Sample]:
+    """``samples`` whose image decodes (each read once); the others are listed in one warning.
+
+    The loader only checks an image's first and last bytes: a garbage body behind valid markers
+    fails only when decoded.
+    """
+    good, bad = [], []
+    for s in samples:
+        try:
+            read_image_rgb(s.path)
+        except (OSError, ValueError) as exc:
+            bad.append(f"{s.path} ({exc})")
+        else:
+            good.append(s)
+    if bad:
+        log.warning("skipped %d training image(s) that do not decode: %s", len(bad),
+                    "; ".join(bad[:5]) + (" ..." if len(bad) > 5 else ""))
+    return good
+
+
 def portable_config(cfg: ModelConfig) -> dict:
     """The model settings to store in a checkpoint, free of this machine's paths.
 
@@ -303,9 +323,12 @@ def fit(dataset: Dataset, model_cfg: ModelConfig, cfg: TrainConfig, out_dir: str
         cancel: Callable[[], bool] | None = None) -> Path:
     """Train on ``dataset.train`` and write ``last.pt`` (full state) and ``model.pt`` (weights
     and settings only) to ``out_dir`` after every epoch. Returns the path of ``model.pt``.
+    Training images that do not decode are skipped (listed in one warning) before the first
+    epoch, so a damaged file cannot stop a run hours in.
     """
-    if not dataset.train:
-        raise ValueError(f"the dataset at {dataset.root} has no training images")
+    train = decodable(dataset.train)
+    if not train:
+        raise ValueError(f"the dataset at {dataset.root} has no (decodable) training images")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out_dir)  # checkpoint-sized leftovers of a killed run
@@ -341,8 +364,8 @@ def fit(dataset: Dataset, model_cfg: ModelConfig, cfg: TrainConfig, out_dir: str
     transform = TrainTransform(model_cfg.height, model_cfg.width, pad=cfg.pad, flip=cfg.flip,
                                rotation=cfg.rotation, color_jitter=cfg.color_jitter,
                                occlusion=cfg.augment)
-    images = TrainImages(dataset.train, transform, cfg.seed, model_cfg.imagenet_norm)
-    pids = [s.pid for s in dataset.train]
+    images = TrainImages(train, transform, cfg.seed, model_cfg.imagenet_norm)
+    pids = [s.pid for s in train]
     if cfg.sampler == "random":
         sampler = RandomBatchSampler(len(images), cfg.batch_size, seed=cfg.seed)
     elif cfg.sampler == "pk":

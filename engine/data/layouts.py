@@ -190,11 +190,15 @@ def _pid_dirs(folder: str) -> list[str]:
                   and os.path.isdir(os.path.join(folder, d)))
 
 
-def _samples_from_pid_dirs(folder: str, default_cam: int) -> list[Sample]:
+def _samples_from_pid_dirs(folder: str, default_cam: int, bad_rows: list) -> list[Sample]:
     samples = []
     for d in _pid_dirs(folder):
         for name in _list_images(os.path.join(folder, d)):
             cam = _cam_from_name(name)
+            if cam == -1:
+                bad_rows.append((os.path.join(folder, d, name),
+                                 "camera c0 (cameras are numbered from c1)"))
+                continue
             samples.append(Sample(os.path.join(folder, d, name), int(d),
                                   default_cam if cam is None else cam, None))
     return samples
@@ -210,14 +214,14 @@ def _parse_folder(root: str) -> RawSplits:
     """
     out = RawSplits()
     if any(_pid_dirs(os.path.join(root, s)) for s in ("query", "gallery")):
-        out.train = _samples_from_pid_dirs(os.path.join(root, "train"), 0)
-        out.query = _samples_from_pid_dirs(os.path.join(root, "query"), 0)
-        out.gallery = _samples_from_pid_dirs(os.path.join(root, "gallery"), 1)
+        out.train = _samples_from_pid_dirs(os.path.join(root, "train"), 0, out.bad_rows)
+        out.query = _samples_from_pid_dirs(os.path.join(root, "query"), 0, out.bad_rows)
+        out.gallery = _samples_from_pid_dirs(os.path.join(root, "gallery"), 1, out.bad_rows)
         out.present = tuple(s for s in ("train", "query", "gallery")
                             if os.path.isdir(os.path.join(root, s)))
         return out
     by_pid: dict[int, list[Sample]] = defaultdict(list)
-    for s in _samples_from_pid_dirs(root, 1):
+    for s in _samples_from_pid_dirs(root, 1, out.bad_rows):
         by_pid[s.pid].append(s)
     for _pid, items in sorted(by_pid.items()):
         if len(items) >= 2:

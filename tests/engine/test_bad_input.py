@@ -284,6 +284,23 @@ def test_market_camera_zero_is_rejected_and_listed(tiny_synth, tmp_path):
     assert any(path == str(bad) and "c0" in reason for path, reason in dataset.skipped)
 
 
+def test_folder_layout_camera_zero_is_rejected_and_listed(tiny_synth, tmp_path):
+    from engine.data import load_dataset
+
+    root, _ = tiny_synth
+    names = _copy_images(root, tmp_path / "src")
+    for split, pid, name in (("query", 7, names[0]), ("gallery", 7, names[1]),
+                             ("gallery", 8, names[2])):
+        (tmp_path / "folder" / split / str(pid)).mkdir(parents=True, exist_ok=True)
+        shutil.copy(tmp_path / "src" / name, tmp_path / "folder" / split / str(pid) / name)
+    bad = tmp_path / "folder" / "gallery" / "7" / "person_c0_0001.jpg"
+    shutil.copy(tmp_path / "src" / names[3], bad)
+    dataset = load_dataset(tmp_path / "folder", "folder")
+    assert all(s.cam >= 0 for s in dataset.query + dataset.gallery)
+    assert str(bad) not in {s.path for s in dataset.gallery}
+    assert any(path == str(bad) and "c0" in reason for path, reason in dataset.skipped)
+
+
 def test_manifest_rows_outside_its_folder_duplicates_and_bad_numbers(tiny_synth, tmp_path, caplog):
     from engine.data import load_dataset
 
@@ -487,3 +504,21 @@ def test_killed_synth_leaves_no_workers_and_its_partial_folder_goes(tmp_path):
 
     assert remove_stale_temporaries(tmp_path) == 1
     assert not any(p.name.endswith(".partial") for p in tmp_path.iterdir())
+
+
+def test_training_skips_undecodable_training_images(tiny_synth, tmp_path, caplog):
+    """A garbage body behind valid JPEG markers passes the loader; training skips and lists it."""
+    import dataclasses
+
+    from engine.train import decodable
+
+    _, dataset = tiny_synth
+    garbage = tmp_path / "0001_c1s1_000001_00.jpg"
+    garbage.write_bytes(b"\xff\xd8\xff\xe0" + os.urandom(3000) + b"\xff\xd9")
+    bad_sample = dataset.train[0]._replace(path=str(garbage))
+    train = [bad_sample] + list(dataset.train)
+    assert decodable(train) == list(dataset.train)
+    with caplog.at_level("WARNING"):
+        path = fit(dataclasses.replace(dataset, train=train), TINY_MODEL, TINY_TRAIN,
+                   tmp_path / "run", device=CPU)
+    assert path.is_file() and str(garbage) in caplog.text
