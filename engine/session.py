@@ -273,15 +273,30 @@ class Session:
             block = self.scores.load(key, (len(a), len(b)))
             self.cache_hits[f"scores {name}"] = block is not None
             if block is None:
-                model = self.model
-                block = model.score(
-                    a, b, device=self.device, memory_budget=self.memory_budget,
-                    symmetric=name[0] == name[1],
-                    progress=None if progress is None else (lambda d, t, n=name: progress(f"score {n}", d, t)),
-                    cancel=cancel)
-                self.scores.save(key, block)
+                block = self._score_resumable(name, a, b, key, progress, cancel)
             self.logits[name] = np.asarray(block, np.float32)
             self.timings.record(f"score {name}", time.perf_counter() - t0)
+
+    def _score_resumable(self, name: str, a, b, key: str, progress, cancel) -> np.ndarray:
+        """Score a block in tiles saved as they finish, so a killed run resumes (engine.tiles)."""
+        from .tiles import discard_tiles, score_tiled
+
+        model = self.model
+
+        def score(rows, cols, symmetric, prog, canc):
+            return model.score(rows, cols, device=self.device, memory_budget=self.memory_budget,
+                               symmetric=symmetric, progress=prog, cancel=canc)
+
+        tiles = self.scores.root / "tiles" / key
+        block, reused = score_tiled(
+            score, a, b, tiles_dir=tiles, symmetric=name[0] == name[1],
+            progress=None if progress is None else (lambda d, t: progress(f"score {name}", d, t)),
+            cancel=cancel)
+        if reused:
+            log.info("score block %s: %d finished tiles reused", name, reused)
+        self.scores.save(key, block)
+        discard_tiles(tiles)
+        return block
 
     def prepare(self, rerank: bool = True, progress: StageProgress | None = None, cancel=None) -> None:
         """Everything the viewer needs before its first paint (RR blocks included by default)."""
