@@ -293,8 +293,18 @@ def re_rank(
         is not positive.
     """
     q_g, q_q, g_g = _validate(q_g, q_q, g_g, k1, k2, lambda_value)
-    k1, k2, lam = int(k1), int(k2), float(lambda_value)
-    blocks = _Blocks(q_g, q_q, g_g)
+    return re_rank_blocks(_Blocks(q_g, q_q, g_g), int(k1), int(k2), float(lambda_value),
+                          progress=progress, cancel=cancel)
+
+
+def re_rank_blocks(blocks, k1: int, k2: int, lam: float, *, progress: ProgressFn | None = None,
+                   cancel: CancelFn | None = None) -> np.ndarray:
+    """:func:`re_rank` on a distance source with the interface of :class:`_Blocks`.
+
+    ``blocks`` gives ``num_q``, ``num_all``, ``col_max [N]``, ``rows(start, stop)`` (rows of
+    ``D~``) and ``gather(rows, cols)``; the sparse shortlist graph of two-stage retrieval
+    (:mod:`engine.postprocess.rerank_sparse`) is one.
+    """
     num_q, n = blocks.num_q, blocks.num_all
     if not (blocks.col_max > 0).all():
         bad = int(np.flatnonzero(~(blocks.col_max > 0))[0])

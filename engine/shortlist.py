@@ -1,0 +1,185 @@
+"""Two-stage retrieval: a cheap global stage shortlists K candidates, QAConv scores only those.
+
+Stage one is the cosine of the model's pooled feature maps (the maps are already extracted, so
+it costs one matrix product). For each probe its ``K`` most similar items are kept and QAConv
+scores only those pairs; the work falls from ``p * g`` to ``p * K`` pairs.
+
+- Query x gallery (:func:`shortlist_block`): a dense ``[q, g]`` logit block in which every
+  non-candidate gets a logit below every candidate's in the whole block (so its distance is
+  beyond every candidate's), ordered among themselves by the first stage's cosine. With
+  ``K >= g`` every pair is a candidate and the block is the exhaustive one, bit for bit
+  (candidate pairs are scored in other groupings than the exhaustive blocks, which changes
+  the last bit of some logits: about 1e-7).
+- Self blocks q-q and g-g, for re-ranking (:func:`shortlist_graph`): each item's ``K``
+  neighbours and their logits, ``[n, K]``. Each unordered pair is scored once, with the lower
+  index as probe (as the symmetric exhaustive scoring does), so both directions hold the same
+  number. :func:`engine.postprocess.rerank_sparse.re_rank_shortlist` re-ranks on this graph.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .jobs import CancelFn, ProgressFn, check_cancel, report
+from .models.qaconv import QAConv, folded_scores, gallery_columns, probe_rows
+from .scoring import score_matrix
+
+__all__ = ["DEFAULT_SHORTLIST", "pooled_unit", "top_candidates", "score_pairs",
+           "shortlist_block", "shortlist_graph", "shortlist_pairs"]
+
+#: Default K, chosen from benchmarks/bench_scale.py on the Market-scale synthetic set (README).
+DEFAULT_SHORTLIST = 300
+# Fill logits lie this far (and more) below the lowest candidate logit of the block.
+_FILL_GAP = 1.0
+# Pairs per progress report / cancel check.
+_PAIRS_PER_STEP = 1 << 14
+# Gallery maps are converted to compute-ready columns once when they take at most this many bytes.
+_COLUMNS_BYTES = 1 << 30
+
+
+def pooled_unit(maps) -> np.ndarray:
+    """Unit-norm global embeddings ``[n, D]`` float32: pooled feature maps, L2-normalised."""
+    from .models.reid import pooled_embeddings
+
+    emb = pooled_embeddings(maps)
+    return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+
+
+def top_candidates(a_emb: np.ndarray, b_emb: np.ndarray, k: int, *, dense_out: np.ndarray | None = None,
+                   cancel: CancelFn | None = None) -> np.ndarray:
+    """Indices ``[len(a), min(k, len(b))]`` int32 of each row's most cosine-similar columns.
+
+    Sorted by decreasing cosine (ties by index). ``dense_out`` ``[len(a), len(b)]`` float32,
+    when given, receives every cosine.
+    """
+    k = min(int(k), len(b_emb))
+    out = np.empty((len(a_emb), k), np.int32)
+    step = max(1, (1 << 22) // max(len(b_emb), 1))
+    b_t = torch.from_numpy(np.ascontiguousarray(b_emb, np.float32))
+    for start in range(0, len(a_emb), step):
+        check_cancel(cancel)
+        stop = min(len(a_emb), start + step)
+        cos = (torch.from_numpy(np.ascontiguousarray(a_emb[start:stop], np.float32)) @ b_t.T).numpy()
+        if dense_out is not None:
+            dense_out[start:stop] = cos
+        if k < cos.shape[1]:
+            head = np.argpartition(-cos, k - 1, axis=1)[:, :k]
+        else:
+            head = np.broadcast_to(np.arange(cos.shape[1]), cos.shape)
+        vals = np.take_along_axis(cos, head, axis=1)
+        # Decreasing cosine, ties by index: lexsort's last key is the primary one.
+        order = np.lexsort((head, -vals), axis=1) if head.size else head
+        out[start:stop] = np.take_along_axis(head, order, axis=1)
+    return out
+
+
+@torch.no_grad()
+def score_pairs(matcher: QAConv, probe_maps, gallery_maps, rows: np.ndarray, cols: np.ndarray, *,
+                device: torch.device | str = "cpu", progress: ProgressFn | None = None,
+                cancel: CancelFn | None = None) -> np.ndarray:
+    """Eval-mode QAConv logits of the pairs ``(probe rows[t], gallery cols[t])``, float32 ``[m]``.
+
+    Pairs are grouped by probe; each probe is matched against its own gallery list with the
+    folded matcher (:func:`engine.models.qaconv.folded_scores`).
+    """
+    device = torch.device(device)
+    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
+    out = np.empty(len(rows), np.float32)
+    if len(rows) == 0:
+        return out
+    hw, channels = matcher.hw, matcher.num_features
+    weight, bias = matcher.folded_head()
+    weight, bias = weight.to(device), bias.to(device)
+    order = np.argsort(rows, kind="stable")
+    starts = np.flatnonzero(np.r_[True, rows[order][1:] != rows[order][:-1]])
+    ends = np.r_[starts[1:], len(order)]
+    g = len(gallery_maps)
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    cached = None
+    if g * hw * channels * itemsize <= _COLUMNS_BYTES:
+        cached = torch.from_numpy(np.asarray(gallery_maps[:], np.float32) if isinstance(
+            gallery_maps, np.ndarray) else gallery_maps.float().cpu().numpy()).to(device, dtype)
+    total, done, last = len(rows), 0, 0
+    report(progress, 0, total)
+    for s, e in zip(starts, ends, strict=True):
+        sel = order[s:e]
+        probe = int(rows[sel[0]])
+        targets = cols[sel]
+        if cached is not None:
+            gal = cached[torch.from_numpy(targets)]
+        else:
+            gal = torch.from_numpy(np.asarray(gallery_maps[np.sort(targets)], np.float32))
+            gal = gal[torch.from_numpy(np.argsort(np.argsort(targets)))].to(device, dtype)
+        pmap = probe_maps[probe:probe + 1]
+        pmap = torch.from_numpy(np.asarray(pmap, np.float32)) if isinstance(pmap, np.ndarray) else pmap.float()
+        logits = folded_scores(probe_rows(pmap.to(device, dtype)), gallery_columns(gal), weight, bias,
+                               hw=hw, block=(1, 64))
+        out[sel] = logits[0].float().cpu().numpy()
+        done += e - s
+        if done - last >= _PAIRS_PER_STEP or done == total:
+            check_cancel(cancel)
+            report(progress, done, total)
+            last = done
+    return out
+
+
+def shortlist_block(matcher: QAConv, probe_maps, gallery_maps, k: int, *,
+                    device: torch.device | str = "cpu", progress: ProgressFn | None = None,
+                    cancel: CancelFn | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Query x gallery logits ``[p, g]`` with only each probe's ``K`` candidates scored.
+
+    Returns ``(logits, candidates)``: ``candidates [p, K]`` int32. Every other pair gets
+    ``fill - 10 * (1 - cos)``, with ``fill`` below the lowest candidate logit of the block.
+    """
+    p, g = len(probe_maps), len(gallery_maps)
+    if k >= g:  # every pair is a candidate: exhaustive scoring, bit for bit
+        cand = np.broadcast_to(np.arange(g, dtype=np.int32), (p, g)).copy()
+        return score_matrix(matcher, probe_maps, gallery_maps, device=device, progress=progress,
+                            cancel=cancel), cand
+    out = np.empty((p, g), np.float32)
+    cand = top_candidates(pooled_unit(probe_maps), pooled_unit(gallery_maps), k, dense_out=out,
+                          cancel=cancel)
+    rows = np.repeat(np.arange(p), cand.shape[1])
+    logits = score_pairs(matcher, probe_maps, gallery_maps, rows, cand.reshape(-1), device=device,
+                         progress=progress, cancel=cancel).reshape(cand.shape)
+    if logits.size:
+        fill = np.float32(logits.min() - _FILL_GAP)
+        out -= np.float32(1.0)                  # in place: cos - 1 in [-2, 0]
+        out *= np.float32(10.0)
+        out += fill
+        np.put_along_axis(out, cand.astype(np.int64), logits, axis=1)
+    return out, cand
+
+
+def shortlist_pairs(neighbours: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unordered pairs ``(lo, hi)`` (``lo <= hi``) of a neighbour list ``[n, K]``, deduplicated."""
+    n = len(neighbours)
+    r = np.repeat(np.arange(n, dtype=np.int64), neighbours.shape[1])
+    c = neighbours.reshape(-1).astype(np.int64)
+    key = np.unique(np.minimum(r, c) * n + np.maximum(r, c))
+    return key // max(n, 1), key % max(n, 1)
+
+
+def shortlist_graph(matcher: QAConv, maps, k: int, *, device: torch.device | str = "cpu",
+                    progress: ProgressFn | None = None,
+                    cancel: CancelFn | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Each item's ``K`` nearest items by pooled cosine (itself included) and their QAConv logits.
+
+    Returns ``(neighbours [n, K] int32, logits [n, K] float32)``; the pair ``(i, j)`` is scored
+    once, probe ``min(i, j)``, gallery ``max(i, j)``.
+    """
+    n = len(maps)
+    emb = pooled_unit(maps)
+    neighbours = top_candidates(emb, emb, k, cancel=cancel)
+    if k >= n:  # every pair: the symmetric exhaustive block, bit for bit
+        block = score_matrix(matcher, maps, maps, device=device, symmetric=True, progress=progress,
+                             cancel=cancel)
+        return neighbours, np.take_along_axis(block, neighbours.astype(np.int64), axis=1)
+    lo, hi = shortlist_pairs(neighbours)
+    pair_logits = score_pairs(matcher, maps, maps, lo, hi, device=device, progress=progress,
+                              cancel=cancel)
+    r = np.repeat(np.arange(n, dtype=np.int64), neighbours.shape[1])
+    c = neighbours.reshape(-1).astype(np.int64)
+    pos = np.searchsorted(lo * n + hi, np.minimum(r, c) * n + np.maximum(r, c))
+    return neighbours, pair_logits[pos].reshape(neighbours.shape)
