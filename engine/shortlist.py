@@ -183,3 +183,36 @@ def shortlist_graph(matcher: QAConv, maps, k: int, *, device: torch.device | str
     c = neighbours.reshape(-1).astype(np.int64)
     pos = np.searchsorted(lo * n + hi, np.minimum(r, c) * n + np.maximum(r, c))
     return neighbours, pair_logits[pos].reshape(neighbours.shape)
+
+
+def final_distances_shortlist(qg_logits, qq_graph, gg_graph, *, rerank: dict, tlift: dict | None = None,
+                              query_cams=None, query_times=None, gallery_cams=None,
+                              gallery_times=None, progress: ProgressFn | None = None,
+                              cancel: CancelFn | None = None) -> np.ndarray:
+    """:func:`engine.postprocess.final_distances` with re-ranking on the shortlist graphs.
+
+    ``qq_graph`` and ``gg_graph`` are ``(neighbours, logits)`` from :func:`shortlist_graph`.
+    """
+    from .postprocess.pipeline import (
+        RERANK_DEFAULTS,
+        _final_from_distances,
+        _settings,
+        distance_from_logits,
+    )
+    from .postprocess.rerank_sparse import re_rank_shortlist
+
+    rr = _settings(rerank, RERANK_DEFAULTS, "rerank")
+    if rr is None:
+        raise ValueError("final_distances_shortlist is for re-ranking; use final_distances without it")
+
+    def dist(x):
+        return distance_from_logits(x).astype(np.float32)
+
+    share = 90 if tlift else 100
+    ranked = re_rank_shortlist(
+        dist(qg_logits), qq_graph[0], dist(qq_graph[1]), gg_graph[0], dist(gg_graph[1]), **rr,
+        progress=None if progress is None else (lambda d, t: progress(share * d // max(t, 1), 100)),
+        cancel=cancel)
+    return _final_from_distances(ranked, None, None, rerank=None, tlift=tlift, query_cams=query_cams,
+                                 query_times=query_times, gallery_cams=gallery_cams,
+                                 gallery_times=gallery_times, progress=None, cancel=cancel)

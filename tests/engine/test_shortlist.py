@@ -105,3 +105,26 @@ def test_rerank_on_short_lists_stays_close_to_exact():
     with pytest.raises(ValueError, match="neighbour indices"):
         re_rank_shortlist(q_g, qq_nb + 100, np.take_along_axis(q_q, qq_nb, 1), gg_nb,
                           np.take_along_axis(g_g, gg_nb, 1))
+
+
+def test_session_with_full_shortlist_equals_exhaustive_and_reuses_its_cache(tmp_path, tiny_synth):
+    from engine.postprocess.params import RerankParams, TLiftParams
+    from engine.session import Session
+
+    from .test_features_checkpoint import _tiny_checkpoint
+
+    _, dataset = tiny_synth
+    ckpt = _tiny_checkpoint(tmp_path)
+    n = len(dataset.query) + len(dataset.gallery)
+    exhaustive = Session.open(dataset, ckpt, device="cpu", cache_dir=tmp_path / "c")
+    full = Session.open(dataset, ckpt, device="cpu", cache_dir=tmp_path / "c", shortlist=n)
+    short = Session.open(dataset, ckpt, device="cpu", cache_dir=tmp_path / "c", shortlist=5)
+    rr, tl = RerankParams(k1=4, k2=2), TLiftParams()
+    for settings in ((None, None), (rr, None), (rr, tl)):
+        np.testing.assert_array_equal(full.distances(*settings), exhaustive.distances(*settings))
+        assert short.distances(*settings).shape == (len(dataset.query), len(dataset.gallery))
+    assert set(full.graphs) == {"qq", "gg"} and "gg" in exhaustive.logits
+    assert short.graphs["gg"][0].shape == (len(dataset.gallery), 5)
+    warm = Session.open(dataset, ckpt, device="cpu", cache_dir=tmp_path / "c", shortlist=5)
+    np.testing.assert_array_equal(warm.distances(rr, tl), short.distances(rr, tl))
+    assert all(warm.cache_hits.values()) and warm._model is None
