@@ -1,7 +1,9 @@
 """Evaluate a checkpoint on a dataset: rank-1/5/10, mAP and mINP, optionally with RR and TLift.
 
 With --rerank and/or --tlift it prints one row per stage (raw, +RR, +RR+TLift), the layout of
-the QAConv appendix's Tables 5 and 6. Scores are cached, so a second run is fast.
+the QAConv appendix's Tables 5 and 6. Scores are cached, so a second run is fast. Each row is
+printed when ready: the raw one before the blocks only re-ranking needs are scored.
+``--shortlist K`` scores only K candidates per query (two-stage retrieval, engine.shortlist).
 """
 from __future__ import annotations
 
@@ -25,9 +27,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tlift-k", type=int, default=10)
     parser.add_argument("--alpha", type=float, default=0.2)
     parser.add_argument("--csv", default=None, help="also write the rows to this CSV file")
+    parser.add_argument("--shortlist", type=int, default=None, metavar="K",
+                        help="two-stage retrieval: QAConv scores only the K candidates per query "
+                             "(and per item for re-ranking) that the cosine of pooled maps selects; "
+                             "default: exhaustive")
 
 
-def stage_rows(session, args) -> list[tuple[str, object]]:
+def stage_rows(session, args):
+    """Yield ``(stage, Metrics)`` per stage; the raw row comes before any re-ranking work."""
     from engine.session import RerankParams, TLiftParams
 
     rr = RerankParams(args.k1, args.k2, args.lambda_value)
@@ -40,8 +47,8 @@ def stage_rows(session, args) -> list[tuple[str, object]]:
             raise ValueError("TLift needs timestamps, and this dataset's images have none")
         stages.append(("+RR+TLift", rr, tl) if args.rerank else ("+TLift", None, tl))
     bar = StageBar()
-    return [(name, session.evaluate(session.distances(r, t, progress=bar)))
-            for name, r, t in stages]
+    for name, r, t in stages:
+        yield name, session.evaluate(session.distances(r, t, progress=bar))
 
 
 def _at(m, k: int) -> float:
@@ -49,23 +56,33 @@ def _at(m, k: int) -> float:
     return float(m.cmc[min(k, len(m.cmc)) - 1])
 
 
+HEADER = (f"{'method':<10} {'stage':<10} {'rank-1':>7} {'rank-5':>7} {'rank-10':>7} "
+          f"{'mAP':>7} {'mINP':>7}")
+
+
+def format_row(method: str, name: str, m) -> str:
+    return (f"{method:<10} {name:<10} {100 * _at(m, 1):7.2f} {100 * _at(m, 5):7.2f} "
+            f"{100 * _at(m, 10):7.2f} {100 * m.mean_ap:7.2f} {100 * m.mean_inp:7.2f}")
+
+
 def format_rows(method: str, rows) -> str:
-    lines = [f"{'method':<10} {'stage':<10} {'rank-1':>7} {'rank-5':>7} {'rank-10':>7} "
-             f"{'mAP':>7} {'mINP':>7}"]
-    for name, m in rows:
-        lines.append(f"{method:<10} {name:<10} {100 * _at(m, 1):7.2f} {100 * _at(m, 5):7.2f} "
-                     f"{100 * _at(m, 10):7.2f} {100 * m.mean_ap:7.2f} {100 * m.mean_inp:7.2f}")
-    return "\n".join(lines)
+    return "\n".join([HEADER] + [format_row(method, name, m) for name, m in rows])
 
 
 def run(args: argparse.Namespace) -> int:
     from engine.session import Session
     from engine.utils import atomic_write_text
 
+    if args.shortlist is not None and args.shortlist < 1:
+        raise ValueError(f"--shortlist must be a positive number of candidates; got {args.shortlist}")
     session = Session.open(args.data, args.checkpoint, device=args.device, layout=args.layout,
-                           cache_dir=args.cache_dir)
-    rows = stage_rows(session, args)
-    print(format_rows(session.method, rows))
+                           cache_dir=args.cache_dir, shortlist=args.shortlist)
+    rows = []
+    # Each row is printed when ready: the raw one before the re-ranking blocks are scored.
+    print(HEADER, flush=True)
+    for name, m in stage_rows(session, args):
+        rows.append((name, m))
+        print(format_row(session.method, name, m), flush=True)
     if args.csv:
         text = "method,stage,rank1,rank5,rank10,mAP,mINP\n" + "".join(
             f"{session.method},{n},{_at(m, 1):.6f},{_at(m, 5):.6f},{_at(m, 10):.6f},"
