@@ -74,6 +74,10 @@ class ScoreStore:
                 p.unlink(missing_ok=True)
             return None
 
+    def has(self, key: str) -> bool:
+        """Whether a block is stored under ``key`` (not checked: :meth:`load` does that)."""
+        return (self.root / f"{key}.npy").is_file() and (self.root / f"{key}.json").is_file()
+
     def save(self, key: str, block: np.ndarray) -> None:
         block = np.ascontiguousarray(block, dtype=np.int32 if block.dtype == np.int32 else np.float32)
         with atomic_path(self.root / f"{key}.npy") as tmp:

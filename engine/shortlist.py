@@ -216,3 +216,22 @@ def final_distances_shortlist(qg_logits, qq_graph, gg_graph, *, rerank: dict, tl
     return _final_from_distances(ranked, None, None, rerank=None, tlift=tlift, query_cams=query_cams,
                                  query_times=query_times, gallery_cams=gallery_cams,
                                  gallery_times=gallery_times, progress=None, cancel=cancel)
+
+
+def estimate_exhaustive_seconds(session, probes: int = 16, gallery: int = 256) -> float:
+    """Seconds exhaustive scoring of q-g, q-q and g-g would take, from timing a small block.
+
+    ``session`` must have its maps extracted. The small block is scored twice (the first run
+    warms up); the faster run gives the rate.
+    """
+    import time
+
+    q, g = session.query_maps, session.gallery_maps
+    pairs = len(q) * len(g) + len(q) * (len(q) + 1) // 2 + len(g) * (len(g) + 1) // 2
+    a, b = q[:probes], g[:gallery]
+    best = float("inf")
+    for _ in range(2):
+        t0 = time.perf_counter()
+        session.model.score(a, b, device=session.device, memory_budget=session.memory_budget)
+        best = min(best, time.perf_counter() - t0)
+    return pairs * best / max(len(a) * len(b), 1)

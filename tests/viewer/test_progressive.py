@@ -1,0 +1,57 @@
+"""Progressive launch: the window shows the raw ranking before q-q / g-g are scored."""
+from __future__ import annotations
+
+import dataclasses
+
+from tests.viewer.conftest import assert_no_job_running, grid_gallery_order
+
+
+def test_window_paints_before_rerank_blocks_exist(qtbot, load_request):
+    from viewer.controller import Controller
+    from viewer.main_window import MainWindow
+    from viewer.state import ViewerState
+
+    win = MainWindow(Controller(ViewerState()))
+    qtbot.addWidget(win)
+    win.show()
+    state = win.state
+    seen = []
+
+    def painted(distmat) -> None:
+        if distmat is not None and not seen:
+            session = state.session
+            seen.append((set(session.logits) | set(session.graphs), state.status.last_step))
+
+    state.events.distmat.connect(painted)
+    with qtbot.waitSignal(win.controller.load_finished, timeout=60000) as blocker:
+        win.start_load(dataclasses.replace(load_request, rerank_blocks=True))
+    assert blocker.args == [True]
+    blocks, _ = seen[0]
+    assert blocks == {"qg"}                      # first paint: q-g only
+    assert grid_gallery_order(win)               # the grid shows results
+    assert "pending: q-q, g-g" in state.status.last_step
+    # Then the background job scores q-q and g-g and the status bar stops saying so.
+    qtbot.waitUntil(lambda: {"qq", "gg"} <= set(state.session.logits) and not state.busy, timeout=60000)
+    qtbot.waitUntil(lambda: "pending" not in state.status.last_step, timeout=5000)
+    win.close()
+    assert_no_job_running(win.controller)
+
+
+def test_lazy_blocks_are_scored_when_rerank_is_switched_on(qtbot, load_request):
+    from viewer.controller import Controller
+    from viewer.main_window import MainWindow
+    from viewer.state import ViewerState
+
+    win = MainWindow(Controller(ViewerState()))
+    qtbot.addWidget(win)
+    win.show()
+    with qtbot.waitSignal(win.controller.load_finished, timeout=60000):
+        win.start_load(dataclasses.replace(load_request, rerank_blocks=False))
+    session = win.state.session
+    qtbot.wait(200)
+    assert not win.state.busy and "gg" not in session.logits   # nothing scored in the background
+    win.postprocess.rerank.setChecked(True)
+    qtbot.waitUntil(lambda: win.state.applied.rerank is not None, timeout=60000)
+    assert {"qq", "gg"} <= set(session.logits)
+    win.close()
+    assert_no_job_running(win.controller)
