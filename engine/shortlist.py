@@ -17,12 +17,16 @@ scores only those pairs; the work falls from ``p * g`` to ``p * K`` pairs.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from .jobs import CancelFn, ProgressFn, check_cancel, report
-from .models.qaconv import QAConv, folded_scores, gallery_columns, probe_rows
-from .scoring import score_matrix
+
+if TYPE_CHECKING:  # torch is imported when scoring, so the viewer can read DEFAULT_SHORTLIST without it
+    import torch
+
+    from .models.qaconv import QAConv
 
 __all__ = ["DEFAULT_SHORTLIST", "pooled_unit", "top_candidates", "score_pairs",
            "shortlist_block", "shortlist_graph", "shortlist_pairs"]
@@ -38,10 +42,13 @@ _COLUMNS_BYTES = 1 << 30
 
 
 def pooled_unit(maps) -> np.ndarray:
-    """Unit-norm global embeddings ``[n, D]`` float32: pooled feature maps, L2-normalised."""
-    from .models.reid import pooled_embeddings
-
-    emb = pooled_embeddings(maps)
+    """Unit-norm global embeddings ``[n, D]`` float32: feature maps ``[n, D, h, w]`` averaged
+    over locations (as the global baseline pools them), then L2-normalised."""
+    emb = np.empty(maps.shape[:2], np.float32)
+    for start in range(0, len(maps), 1024):  # maps may be a large memory-mapped file
+        chunk = maps[start:start + 1024]
+        chunk = chunk.float().cpu().numpy() if hasattr(chunk, "cpu") else np.asarray(chunk, np.float32)
+        emb[start:start + 1024] = chunk.mean(axis=(2, 3))
     return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
 
 
@@ -55,11 +62,11 @@ def top_candidates(a_emb: np.ndarray, b_emb: np.ndarray, k: int, *, dense_out: n
     k = min(int(k), len(b_emb))
     out = np.empty((len(a_emb), k), np.int32)
     step = max(1, (1 << 22) // max(len(b_emb), 1))
-    b_t = torch.from_numpy(np.ascontiguousarray(b_emb, np.float32))
+    b_t = np.ascontiguousarray(b_emb, np.float32).T
     for start in range(0, len(a_emb), step):
         check_cancel(cancel)
         stop = min(len(a_emb), start + step)
-        cos = (torch.from_numpy(np.ascontiguousarray(a_emb[start:stop], np.float32)) @ b_t.T).numpy()
+        cos = np.ascontiguousarray(a_emb[start:stop], np.float32) @ b_t
         if dense_out is not None:
             dense_out[start:stop] = cos
         if k < cos.shape[1]:
@@ -73,7 +80,6 @@ def top_candidates(a_emb: np.ndarray, b_emb: np.ndarray, k: int, *, dense_out: n
     return out
 
 
-@torch.no_grad()
 def score_pairs(matcher: QAConv, probe_maps, gallery_maps, rows: np.ndarray, cols: np.ndarray, *,
                 device: torch.device | str = "cpu", progress: ProgressFn | None = None,
                 cancel: CancelFn | None = None) -> np.ndarray:
@@ -82,7 +88,18 @@ def score_pairs(matcher: QAConv, probe_maps, gallery_maps, rows: np.ndarray, col
     Pairs are grouped by probe; each probe is matched against its own gallery list with the
     folded matcher (:func:`engine.models.qaconv.folded_scores`).
     """
-    device = torch.device(device)
+    import torch
+
+    with torch.no_grad():
+        return _score_pairs(matcher, probe_maps, gallery_maps, rows, cols, device=torch.device(device),
+                            progress=progress, cancel=cancel)
+
+
+def _score_pairs(matcher, probe_maps, gallery_maps, rows, cols, *, device, progress, cancel):
+    import torch
+
+    from .models.qaconv import folded_scores, gallery_columns, probe_rows
+
     dtype = torch.float16 if device.type == "cuda" else torch.float32
     rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
     out = np.empty(len(rows), np.float32)
@@ -132,6 +149,8 @@ def shortlist_block(matcher: QAConv, probe_maps, gallery_maps, k: int, *,
     Returns ``(logits, candidates)``: ``candidates [p, K]`` int32. Every other pair gets
     ``fill - 10 * (1 - cos)``, with ``fill`` below the lowest candidate logit of the block.
     """
+    from .scoring import score_matrix
+
     p, g = len(probe_maps), len(gallery_maps)
     if k >= g:  # every pair is a candidate: exhaustive scoring, bit for bit
         cand = np.broadcast_to(np.arange(g, dtype=np.int32), (p, g)).copy()
@@ -169,6 +188,8 @@ def shortlist_graph(matcher: QAConv, maps, k: int, *, device: torch.device | str
     Returns ``(neighbours [n, K] int32, logits [n, K] float32)``; the pair ``(i, j)`` is scored
     once, probe ``min(i, j)``, gallery ``max(i, j)``.
     """
+    from .scoring import score_matrix
+
     n = len(maps)
     emb = pooled_unit(maps)
     neighbours = top_candidates(emb, emb, k, cancel=cancel)

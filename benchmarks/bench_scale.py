@@ -1,0 +1,208 @@
+"""Market scale: launch to first paint, peak memory, and two-stage retrieval against exhaustive.
+
+Usage (the Market-scale synthetic set and the demo checkpoint)::
+
+    python -m engine synth --domain B --market-scale --train-ids 0 --out /tmp/mkt
+    QT_QPA_PLATFORM=offscreen python benchmarks/bench_scale.py --data /tmp/mkt \\
+        --cache-dir /tmp/cache-mkt [--queries 1000] [--ks 100,300,500] [--launch]
+
+Two-stage retrieval (``--ks``): for each K, the QAConv pairs scored and the time taken by
+shortlisted scoring (q-g, q-q, g-g) as ratios to exhaustive scoring measured in the same
+process; the share of each query's exhaustive top-50 among its K candidates; rank-1 and mAP
+raw, +RR and +RR+TLift, and their differences to exhaustive. The exhaustive blocks come from
+the cache (scored now, resumably, when absent); their scoring time is measured here on a
+sample (``--sample`` queries x the whole gallery) and scaled to the full blocks by pairs, since
+scoring all 110M pairs again would take many minutes on a shared CPU. ``--queries N``
+evaluates the first N queries only (re-ranking then runs with those N as the query set).
+
+Launch (``--launch``): wall time from starting ``run_viewer.py --screenshot`` to its first
+paint, and its peak RSS, for a warm cache (every block stored) and a cold one (feature maps
+stored, no score block: the maps take the same time either way and are reported apart), with
+exhaustive scoring and with two-stage retrieval. The warm exhaustive launch is the baseline of
+the ratios.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from benchmarks._timing import timed  # noqa: E402
+
+
+def _metrics_row(session, distmat, n):
+    from engine.evaluation import evaluate
+
+    m = evaluate(distmat, session.query_pids[:n], session.gallery_pids, session.query_cams[:n],
+                 session.gallery_cams)
+    return 100 * m.rank1, 100 * m.mean_ap
+
+
+def _stages(dist_fn, has_times):
+    from engine.postprocess.params import RerankParams, TLiftParams
+
+    stages = [("raw", None, None), ("+RR", RerankParams(), None)]
+    if has_times:
+        stages.append(("+RR+TLift", RerankParams(), TLiftParams()))
+    return {name: dist_fn(r, t) for name, r, t in stages}
+
+
+def two_stage(args) -> None:
+    from engine.data import Dataset
+    from engine.postprocess.pipeline import final_distances
+    from engine.session import Session
+    from engine.shortlist import top_candidates
+
+    full = Session.open(args.data, args.checkpoint, device="cpu", cache_dir=args.cache_dir)
+    full.extract()
+    nq = min(args.queries or len(full.dataset.query), len(full.dataset.query))
+    ng = len(full.dataset.gallery)
+    print(f"set: {len(full.dataset.query)} queries x {ng} gallery; evaluated on the first {nq} queries")
+
+    # Exhaustive scoring rate, measured now on a sample of queries x the whole gallery.
+    sample = min(args.sample, nq)
+    t_sample, _ = timed(lambda: full.model.score(full.query_maps[:sample], full.gallery_maps,
+                                                 device=full.device, memory_budget=full.memory_budget))
+    rate = sample * ng / t_sample
+    exh_pairs = nq * ng + nq * (nq + 1) // 2 + ng * (ng + 1) // 2
+    exh_seconds = exh_pairs / rate
+    print(f"exhaustive QAConv: {rate:,.0f} pairs/s on {sample} x {ng} -> q-g + q-q + g-g "
+          f"{exh_pairs / 1e6:.1f}M pairs = {exh_seconds:.0f} s")
+
+    full.score(("qg", "qq", "gg"), progress=None)  # cached (or computed, in resumable tiles)
+    qg, qq, gg = full.logits["qg"][:nq], full.logits["qq"][:nq, :nq], full.logits["gg"]
+    times = full.times_of(full.dataset.query[:nq]), full.times_of(full.dataset.gallery)
+    post = dict(query_cams=full.query_cams[:nq], query_times=times[0],
+                gallery_cams=full.gallery_cams, gallery_times=times[1])
+
+    def exhaustive(r, t):
+        return final_distances(qg, qq, gg, rerank=None if r is None else dataclasses.asdict(r),
+                               tlift=None if t is None else dataclasses.asdict(t), **post)
+
+    t_post_exh, exh = timed(lambda: _stages(exhaustive, full.has_times))
+    exh_rows = {k: _metrics_row(full, d, nq) for k, d in exh.items()}
+    top50 = np.argsort(-qg, axis=1, kind="stable")[:, :50]
+    print(f"exhaustive: post-processing (raw, +RR, +RR+TLift) {t_post_exh:.1f} s; "
+          + "  ".join(f"{k} {r1:.2f}/{ap:.2f}" for k, (r1, ap) in exh_rows.items()) + "  (rank-1/mAP)")
+
+    subset = Dataset(full.dataset.name, full.dataset.root, query=full.dataset.query[:nq],
+                     gallery=full.dataset.gallery)
+    for k in args.ks:
+        with tempfile.TemporaryDirectory() as cache:
+            # Fresh score cache, the same feature maps (hard links): shortlisted scoring is cold.
+            shutil.copytree(Path(args.cache_dir) / "features", Path(cache) / "features",
+                            copy_function=os.link)
+            s = Session.open(subset, args.checkpoint, device="cpu", cache_dir=cache, shortlist=k)
+            s.extract()
+            t_score, _ = timed(lambda s=s: s.score(("qg", "qq", "gg")))
+            t_post, dists = timed(lambda s=s: _stages(s.distances, s.has_times))
+        pairs = (nq * min(k, ng) + _pairs(s.graphs["qq"][0]) + _pairs(s.graphs["gg"][0]))
+        cand = top_candidates(_unit(s.query_maps), _unit(s.gallery_maps), k)
+        kept = np.mean([np.isin(top50[i], cand[i]).mean() for i in range(nq)])
+        rows = {name: _metrics_row(s, d, nq) for name, d in dists.items()}
+        print(f"K={k:>5}: QAConv pairs {pairs / 1e6:6.2f}M = 1/{exh_pairs / pairs:.1f} of exhaustive; "
+              f"scoring {t_score:6.1f} s = 1/{exh_seconds / t_score:.1f} of exhaustive's; "
+              f"post-processing {t_post:5.1f} s ({t_post / t_post_exh:.2f}x exhaustive's); "
+              f"exhaustive top-50 kept {100 * kept:.1f}%")
+        print("         " + "  ".join(
+            f"{name} {r1:.2f}/{ap:.2f} ({r1 - exh_rows[name][0]:+.2f}/{ap - exh_rows[name][1]:+.2f})"
+            for name, (r1, ap) in rows.items()) + "  (rank-1/mAP, change vs exhaustive)")
+
+
+def _pairs(neighbours) -> int:
+    from engine.shortlist import shortlist_pairs
+
+    return len(shortlist_pairs(neighbours)[0])
+
+
+def _unit(maps):
+    from engine.shortlist import pooled_unit
+
+    return pooled_unit(maps)
+
+
+def _launch(args, cache_dir, shortlist: str) -> tuple[float | None, float]:
+    """(seconds to first paint, peak RSS in GiB) of one ``run_viewer.py --screenshot``."""
+    cmd = [sys.executable, str(ROOT / "run_viewer.py"), "--device", "cpu", "--data", args.data,
+           "--cache-dir", str(cache_dir), "--shortlist", shortlist, "--no-rerank-cache"]
+    if args.checkpoint:
+        cmd += ["--checkpoint", args.checkpoint]
+    env = {**os.environ, "REID_VIEWER_REPORT_PAINT": "1"}
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd + ["--screenshot", os.path.join(tmp, "s.png")], cwd=ROOT, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        painted, peak = None, 0
+        status = Path(f"/proc/{proc.pid}/status")
+        os.set_blocking(proc.stdout.fileno(), False)
+        while proc.poll() is None:
+            line = proc.stdout.readline()
+            if painted is None and line.startswith("FIRST_PAINT"):
+                painted = time.perf_counter() - t0
+            try:
+                hwm = [x for x in status.read_text().splitlines() if x.startswith("VmHWM")]
+                peak = max(peak, int(hwm[0].split()[1]) if hwm else 0)
+            except OSError:
+                pass
+            time.sleep(0.05)
+        rest = proc.stdout.read() or ""
+        if painted is None and "FIRST_PAINT" in rest:
+            painted = time.perf_counter() - t0
+    return painted, peak / 2**20
+
+
+def launch(args) -> None:
+    print(f"launch to first paint (run_viewer.py --screenshot; --shortlist off / auto), "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    results = {}
+    for mode, shortlist in (("exhaustive", "off"), ("two-stage", "auto")):
+        results[("warm", mode)] = _launch(args, args.cache_dir, shortlist)
+        with tempfile.TemporaryDirectory() as cache:
+            shutil.copytree(Path(args.cache_dir) / "features", Path(cache) / "features",
+                            copy_function=os.link)
+            if mode == "two-stage" or args.cold_exhaustive:
+                results[("cold", mode)] = _launch(args, cache, shortlist)
+    base = results[("warm", "exhaustive")][0]
+    for (temp, mode), (seconds, rss) in results.items():
+        if seconds is None:
+            print(f"  {temp} {mode:<10}: never painted")
+            continue
+        target = f"; {seconds / 5.0:.2f}x the 5 s target" if temp == "warm" else ""
+        print(f"  {temp} {mode:<10}: first paint {seconds:6.1f} s ({seconds / base:.2f}x warm "
+              f"exhaustive{target}); peak RSS {rss:.2f} GiB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--checkpoint", default=str(ROOT / "assets" / "demo" / "model.pt"))
+    parser.add_argument("--cache-dir", required=True)
+    parser.add_argument("--queries", type=int, default=None, help="evaluate the first N queries")
+    parser.add_argument("--sample", type=int, default=64,
+                        help="queries scored against the whole gallery to time exhaustive scoring")
+    parser.add_argument("--ks", type=lambda t: [int(v) for v in t.split(",")], default=[100, 300])
+    parser.add_argument("--launch", action="store_true", help="also time launches of the viewer")
+    parser.add_argument("--cold-exhaustive", action="store_true",
+                        help="with --launch, also a cold exhaustive launch (q-g scored: minutes)")
+    parser.add_argument("--no-two-stage", action="store_true")
+    args = parser.parse_args()
+    if not args.no_two_stage:
+        two_stage(args)
+    if args.launch:
+        launch(args)
+
+
+if __name__ == "__main__":
+    main()
