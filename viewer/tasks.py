@@ -200,6 +200,13 @@ def extra_row(session, extra: ExtraQuery, settings: PostSettings, *, cancel=None
     gg = None
     if rerank is not None:
         session.score(("gg",), cancel=cancel)
+        if "gg" in getattr(session, "graphs", {}):  # two-stage retrieval: the gallery's graph
+            from engine.shortlist import final_distances_shortlist
+
+            own = (np.zeros((1, 1), np.int32), np.asarray(extra.self_logit, np.float32).reshape(1, 1))
+            row = final_distances_shortlist(extra.logits[None, :], own, session.graphs["gg"],
+                                            rerank=rerank, cancel=cancel)
+            return np.asarray(row[0], np.float32)
         gg = session.logits["gg"]
     final = final_distances if getattr(session, "method", "qaconv") == "qaconv" \
         else final_distances_from_similarity

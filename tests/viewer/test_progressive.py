@@ -55,3 +55,28 @@ def test_lazy_blocks_are_scored_when_rerank_is_switched_on(qtbot, load_request):
     assert {"qq", "gg"} <= set(session.logits)
     win.close()
     assert_no_job_running(win.controller)
+
+
+def test_external_query_reranks_on_the_shortlist_graph(loaded):
+    """An image opened as a query is re-ranked on the gallery's shortlist graph; with every
+    pair listed that is the exhaustive re-ranking."""
+    import numpy as np
+
+    from engine.postprocess.params import RerankParams
+    from engine.session import Session
+    from viewer.state import PostSettings
+    from viewer.tasks import score_external
+
+    session = loaded.session
+    full = Session(session.dataset, session.model, session.model_digest, device="cpu",
+                   cache_dir=session.cache_dir, shortlist=len(session.dataset.gallery))
+    short = Session(session.dataset, session.model, session.model_digest, device="cpu",
+                    cache_dir=session.cache_dir, shortlist=4)
+    path = session.dataset.gallery[3].path
+    settings = [PostSettings(rerank=RerankParams(k1=4, k2=2))]
+    args = dict(progress=lambda *a: None, cancel=lambda: False)
+    exhaustive = score_external(session, path, settings, **args).row(settings[0])
+    np.testing.assert_array_equal(score_external(full, path, settings, **args).row(settings[0]), exhaustive)
+    row = score_external(short, path, settings, **args).row(settings[0])
+    assert "gg" in short.graphs and row.shape == exhaustive.shape and np.isfinite(row).all()
+    assert np.argmin(row) == np.argmin(exhaustive) == 3   # the image itself comes first
