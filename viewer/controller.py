@@ -176,7 +176,8 @@ class Controller(QObject):
         session = self.state.session
         (last, detail), note = self._load_summary, self._scoring_note
         if note:
-            last += " · two-stage retrieval" if "two-stage" in note else ""
+            k = getattr(session, "shortlist", None)
+            last += f" · two-stage retrieval (K={k})" if k is not None else ""
             detail = note + "\n" + detail
         pending = pending_blocks(session) if session is not None else ()
         if pending:

@@ -147,6 +147,9 @@ class MainWindow(QMainWindow):
         self._action(file_menu, "Quit", QKeySequence.StandardKey.Quit, self.close)
         view_menu = self.menuBar().addMenu("&View")
         self._action(view_menu, "Cancel running job", "Esc", self.controller.cancel_jobs)
+        # Two-stage retrieval is picked automatically on large sets; this forces exhaustive scoring.
+        self._action(view_menu, "Reload with exhaustive scoring", None,
+                     lambda: self.start_load(self._request(shortlist=None)))
 
     def _action(self, menu, text: str, shortcut, slot) -> QAction:
         action = QAction(text, self)

@@ -173,7 +173,8 @@ def choose_shortlist(session, mode: int | str | None, *, progress=None) -> tuple
             return None, ""
     took = "" if seconds is None else f" (exhaustive scoring would take about {seconds / 60:.0f} min)"
     return k, (f"two-stage retrieval: QAConv scores {k} candidates per item{took}; "
-               "run_viewer.py --shortlist off forces exhaustive scoring")
+               "View > Reload with exhaustive scoring (or run_viewer.py --shortlist off) forces "
+               "exhaustive scoring")
 
 
 def score_rerank_blocks(session, *, progress, cancel) -> tuple[str, ...]:

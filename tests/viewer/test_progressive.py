@@ -80,3 +80,21 @@ def test_external_query_reranks_on_the_shortlist_graph(loaded):
     row = score_external(short, path, settings, **args).row(settings[0])
     assert "gg" in short.graphs and row.shape == exhaustive.shape and np.isfinite(row).all()
     assert np.argmin(row) == np.argmin(exhaustive) == 3   # the image itself comes first
+
+
+def test_two_stage_is_chosen_when_exhaustive_scoring_would_be_slow(loaded, tmp_path, monkeypatch):
+    from engine.session import Session
+    from engine.shortlist import DEFAULT_SHORTLIST
+    from viewer import tasks
+
+    session = loaded.session
+    assert tasks.choose_shortlist(session, "auto") == (None, "")     # exhaustive q-g is cached
+    assert tasks.choose_shortlist(session, None) == (None, "")
+    assert tasks.choose_shortlist(session, 7)[0] == 7
+    fresh = Session(session.dataset, session.model, session.model_digest, device="cpu",
+                    cache_dir=tmp_path)
+    fresh.query_maps, fresh.gallery_maps = session.query_maps, session.gallery_maps
+    assert tasks.choose_shortlist(fresh, "auto") == (None, "")       # tiny: seconds at most
+    monkeypatch.setattr(tasks, "AUTO_SHORTLIST_SECONDS", 0.0)
+    k, note = tasks.choose_shortlist(fresh, "auto")
+    assert k == DEFAULT_SHORTLIST and "exhaustive scoring would take" in note
