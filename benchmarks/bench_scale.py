@@ -87,7 +87,7 @@ def two_stage(args) -> None:
     import torch
 
     from engine.session import Session
-    from engine.shortlist import top_candidates
+    from engine.shortlist import band_features, top_candidates
 
     full = Session.open(args.data, args.checkpoint, device="cpu", cache_dir=args.cache_dir)
     full.extract()
@@ -129,7 +129,7 @@ def two_stage(args) -> None:
         if args.rerank:
             pairs += _pairs(s.graphs["qq"][0]) + _pairs(s.graphs["gg"][0])
             exh_work = exh_pairs
-        cand = top_candidates(_unit(s.query_maps), _unit(s.gallery_maps), k)
+        cand = top_candidates(band_features(s.query_maps), band_features(s.gallery_maps), k)
         kept = np.mean([np.isin(top50[i], cand[i]).mean() for i in range(nq)])
         rows = {name: _metrics_row(s, d) for name, d in dists.items()}
         print(f"K={k:>5}: QAConv pairs {pairs / 1e6:6.2f}M = 1/{exh_work / pairs:.1f} of exhaustive; "
@@ -145,12 +145,6 @@ def _pairs(neighbours) -> int:
     from engine.shortlist import shortlist_pairs
 
     return len(shortlist_pairs(neighbours)[0])
-
-
-def _unit(maps):
-    from engine.shortlist import pooled_unit
-
-    return pooled_unit(maps)
 
 
 def _launch(args, cache_dir, shortlist: str) -> tuple[float | None, float]:

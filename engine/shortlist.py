@@ -1,12 +1,17 @@
-"""Two-stage retrieval: a cheap global stage shortlists K candidates, QAConv scores only those.
+"""Two-stage retrieval: a cheap first stage shortlists K candidates, QAConv scores only those.
 
-Stage one is the cosine of the model's pooled feature maps (the maps are already extracted, so
-it costs one matrix product). For each probe its ``K`` most similar items are kept and QAConv
-scores only those pairs; the work falls from ``p * g`` to ``p * K`` pairs.
+Stage one is QAConv's matching on coarsened maps (:func:`band_features`): each stored feature
+map is pooled into a few horizontal bands (4 by default, unit-normalised), and a pair scores
+the mean over bands of each band's best cosine in the other image, both ways, halved (in
+[-1, 1]; with one band it is the cosine of the pooled maps). That is 16 dot products per pair
+instead of QAConv's ``hw * hw`` (1,024 for the demo's 8x4 maps), and it keeps the exhaustive
+top-50 far better than the pooled cosine (benchmarks/bench_scale.py; README). For each probe
+its ``K`` best items are kept and QAConv scores only those pairs: ``p * K`` pairs instead of
+``p * g``.
 
 - Query x gallery (:func:`shortlist_block`): a dense ``[q, g]`` logit block in which every
   non-candidate gets a logit below every candidate's in the whole block (so its distance is
-  beyond every candidate's), ordered among themselves by the first stage's cosine. With
+  beyond every candidate's), ordered among themselves by the first stage's score. With
   ``K >= g`` every pair is a candidate and the block is the exhaustive one, bit for bit
   (candidate pairs are scored in other groupings than the exhaustive blocks, which changes
   the last bit of some logits: about 1e-7).
@@ -28,11 +33,13 @@ if TYPE_CHECKING:  # torch is imported when scoring, so the viewer can read DEFA
 
     from .models.qaconv import QAConv
 
-__all__ = ["DEFAULT_SHORTLIST", "pooled_unit", "top_candidates", "score_pairs",
+__all__ = ["BANDS", "DEFAULT_SHORTLIST", "band_features", "stage_one", "top_candidates", "score_pairs",
            "shortlist_block", "shortlist_graph", "shortlist_pairs"]
 
 #: Default K, chosen from benchmarks/bench_scale.py on the Market-scale synthetic set (README).
 DEFAULT_SHORTLIST = 300
+#: Horizontal bands of the first stage's coarsened maps.
+BANDS = 4
 # Fill logits lie this far (and more) below the lowest candidate logit of the block.
 _FILL_GAP = 1.0
 # Pairs per progress report / cancel check.
@@ -41,32 +48,44 @@ _PAIRS_PER_STEP = 1 << 14
 _COLUMNS_BYTES = 1 << 30
 
 
-def pooled_unit(maps) -> np.ndarray:
-    """Unit-norm global embeddings ``[n, D]`` float32: feature maps ``[n, D, h, w]`` averaged
-    over locations (as the global baseline pools them), then L2-normalised."""
-    emb = np.empty(maps.shape[:2], np.float32)
-    for start in range(0, len(maps), 1024):  # maps may be a large memory-mapped file
+def band_features(maps, bands: int = BANDS) -> np.ndarray:
+    """Coarsened maps ``[n, bands, D]`` float32: ``[n, D, h, w]`` maps averaged over each of
+    ``bands`` horizontal bands (whole rows; ``h`` must divide evenly), unit-normalised."""
+    n, d, h, w = maps.shape
+    bands = max(1, min(int(bands), h))
+    if h % bands:
+        bands = 1
+    out = np.empty((n, bands, d), np.float32)
+    for start in range(0, n, 1024):  # maps may be a large memory-mapped file
         chunk = maps[start:start + 1024]
         chunk = chunk.float().cpu().numpy() if hasattr(chunk, "cpu") else np.asarray(chunk, np.float32)
-        emb[start:start + 1024] = chunk.mean(axis=(2, 3))
-    return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+        m = len(chunk)
+        out[start:start + m] = chunk.reshape(m, d, bands, h // bands * w).mean(axis=3).transpose(0, 2, 1)
+    return out / np.maximum(np.linalg.norm(out, axis=2, keepdims=True), 1e-12)
 
 
-def top_candidates(a_emb: np.ndarray, b_emb: np.ndarray, k: int, *, dense_out: np.ndarray | None = None,
-                   cancel: CancelFn | None = None) -> np.ndarray:
-    """Indices ``[len(a), min(k, len(b))]`` int32 of each row's most cosine-similar columns.
+def stage_one(a_bands: np.ndarray, b_bands: np.ndarray) -> np.ndarray:
+    """First-stage scores ``[len(a), len(b)]`` float32 in [-1, 1] of band features (see module)."""
+    p, c, d = a_bands.shape
+    g = len(b_bands)
+    sim = (a_bands.reshape(p * c, d) @ b_bands.reshape(g * c, d).T).reshape(p, c, g, c)
+    return ((sim.max(axis=3).mean(axis=1) + sim.max(axis=1).mean(axis=2)) / 2).astype(np.float32)
 
-    Sorted by decreasing cosine (ties by index). ``dense_out`` ``[len(a), len(b)]`` float32,
-    when given, receives every cosine.
+
+def top_candidates(a_bands: np.ndarray, b_bands: np.ndarray, k: int, *,
+                   dense_out: np.ndarray | None = None, cancel: CancelFn | None = None) -> np.ndarray:
+    """Indices ``[len(a), min(k, len(b))]`` int32 of each row's best first-stage columns.
+
+    ``a_bands``, ``b_bands`` come from :func:`band_features`. Sorted by decreasing score (ties
+    by index). ``dense_out`` ``[len(a), len(b)]`` float32, when given, receives every score.
     """
-    k = min(int(k), len(b_emb))
-    out = np.empty((len(a_emb), k), np.int32)
-    step = max(1, (1 << 22) // max(len(b_emb), 1))
-    b_t = np.ascontiguousarray(b_emb, np.float32).T
-    for start in range(0, len(a_emb), step):
+    k = min(int(k), len(b_bands))
+    out = np.empty((len(a_bands), k), np.int32)
+    step = max(1, (1 << 21) // max(len(b_bands) * a_bands.shape[1] ** 2, 1))
+    for start in range(0, len(a_bands), step):
         check_cancel(cancel)
-        stop = min(len(a_emb), start + step)
-        cos = np.ascontiguousarray(a_emb[start:stop], np.float32) @ b_t
+        stop = min(len(a_bands), start + step)
+        cos = stage_one(a_bands[start:stop], b_bands)
         if dense_out is not None:
             dense_out[start:stop] = cos
         if k < cos.shape[1]:
@@ -74,7 +93,7 @@ def top_candidates(a_emb: np.ndarray, b_emb: np.ndarray, k: int, *, dense_out: n
         else:
             head = np.broadcast_to(np.arange(cos.shape[1]), cos.shape)
         vals = np.take_along_axis(cos, head, axis=1)
-        # Decreasing cosine, ties by index: lexsort's last key is the primary one.
+        # Decreasing score, ties by index: lexsort's last key is the primary one.
         order = np.lexsort((head, -vals), axis=1) if head.size else head
         out[start:stop] = np.take_along_axis(head, order, axis=1)
     return out
@@ -147,7 +166,8 @@ def shortlist_block(matcher: QAConv, probe_maps, gallery_maps, k: int, *,
     """Query x gallery logits ``[p, g]`` with only each probe's ``K`` candidates scored.
 
     Returns ``(logits, candidates)``: ``candidates [p, K]`` int32. Every other pair gets
-    ``fill - 10 * (1 - cos)``, with ``fill`` below the lowest candidate logit of the block.
+    ``fill - 10 * (1 - s)``, ``s`` the first-stage score, with ``fill`` below the lowest
+    candidate logit of the block.
     """
     from .scoring import score_matrix
 
@@ -157,7 +177,7 @@ def shortlist_block(matcher: QAConv, probe_maps, gallery_maps, k: int, *,
         return score_matrix(matcher, probe_maps, gallery_maps, device=device, progress=progress,
                             cancel=cancel), cand
     out = np.empty((p, g), np.float32)
-    cand = top_candidates(pooled_unit(probe_maps), pooled_unit(gallery_maps), k, dense_out=out,
+    cand = top_candidates(band_features(probe_maps), band_features(gallery_maps), k, dense_out=out,
                           cancel=cancel)
     rows = np.repeat(np.arange(p), cand.shape[1])
     logits = score_pairs(matcher, probe_maps, gallery_maps, rows, cand.reshape(-1), device=device,
@@ -183,7 +203,7 @@ def shortlist_pairs(neighbours: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def shortlist_graph(matcher: QAConv, maps, k: int, *, device: torch.device | str = "cpu",
                     progress: ProgressFn | None = None,
                     cancel: CancelFn | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Each item's ``K`` nearest items by pooled cosine (itself included) and their QAConv logits.
+    """Each item's ``K`` nearest items by the first stage (itself included) and their QAConv logits.
 
     Returns ``(neighbours [n, K] int32, logits [n, K] float32)``; the pair ``(i, j)`` is scored
     once, probe ``min(i, j)``, gallery ``max(i, j)``.
@@ -191,7 +211,7 @@ def shortlist_graph(matcher: QAConv, maps, k: int, *, device: torch.device | str
     from .scoring import score_matrix
 
     n = len(maps)
-    emb = pooled_unit(maps)
+    emb = band_features(maps)
     neighbours = top_candidates(emb, emb, k, cancel=cancel)
     if k >= n:  # every pair: the symmetric exhaustive block, bit for bit
         block = score_matrix(matcher, maps, maps, device=device, symmetric=True, progress=progress,

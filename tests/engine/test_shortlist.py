@@ -9,7 +9,7 @@ from engine.models.qaconv import QAConv
 from engine.postprocess import re_rank
 from engine.postprocess.rerank_sparse import re_rank_shortlist
 from engine.scoring import score_matrix
-from engine.shortlist import pooled_unit, shortlist_block, shortlist_graph
+from engine.shortlist import band_features, shortlist_block, shortlist_graph, stage_one
 
 
 def _maps(n, seed, groups=None):
@@ -52,9 +52,9 @@ def test_shortlist_scores_candidates_and_ranks_the_rest_after_them(matcher):
     k = 7
     exhaustive = score_matrix(matcher, q, g)
     logits, cand = shortlist_block(matcher, q, g, k=k)
-    cos = pooled_unit(q) @ pooled_unit(g).T
+    cos = stage_one(band_features(q), band_features(g))
     for i in range(len(q)):
-        # The candidates are the k best by pooled cosine, scored as exhaustive scoring does.
+        # The candidates are the k best by the first stage, scored as exhaustive scoring does.
         assert set(cand[i]) == set(np.argsort(-cos[i], kind="stable")[:k])
         np.testing.assert_allclose(logits[i, cand[i]], exhaustive[i, cand[i]], rtol=0, atol=1e-5)
         rest = np.setdiff1d(np.arange(len(g)), cand[i])
@@ -69,6 +69,24 @@ def test_shortlist_scores_candidates_and_ranks_the_rest_after_them(matcher):
     dense = _dense_from_graph(nb, vals, len(g))
     both = ~np.isnan(dense) & ~np.isnan(dense.T)
     np.testing.assert_array_equal(dense[both], dense.T[both])
+
+
+def test_first_stage_is_band_matching_both_ways():
+    q, g = _maps(5, 5), _maps(7, 6)
+    got = stage_one(band_features(q), band_features(g))
+    for i in range(len(q)):
+        for j in range(len(g)):
+            # Written out: bands of whole rows, pooled and normalised; best match per band both ways.
+            a = [q[i].astype(np.float64)[:, r].mean(axis=1) for r in range(4)]
+            b = [g[j].astype(np.float64)[:, r].mean(axis=1) for r in range(4)]
+            a, b = [x / np.linalg.norm(x) for x in a], [x / np.linalg.norm(x) for x in b]
+            sim = np.array([[x @ y for y in b] for x in a])
+            assert abs(got[i, j] - (sim.max(1).mean() + sim.max(0).mean()) / 2) < 1e-5
+    # One band: the cosine of the pooled maps.
+    pooled = [m.astype(np.float64).mean(axis=(2, 3)) for m in (q, g)]
+    pooled = [p / np.linalg.norm(p, axis=1, keepdims=True) for p in pooled]
+    np.testing.assert_allclose(stage_one(band_features(q, 1), band_features(g, 1)),
+                               pooled[0] @ pooled[1].T, rtol=0, atol=1e-5)
 
 
 def _distances(seed, nq=9, ng=31):
