@@ -42,8 +42,8 @@ DEFAULT_SHORTLIST = 300
 BANDS = 4
 # Fill logits lie this far (and more) below the lowest candidate logit of the block.
 _FILL_GAP = 1.0
-# Pairs per progress report / cancel check.
-_PAIRS_PER_STEP = 1 << 14
+# Bytes of similarities and gathered gallery maps per batch of probes in candidate scoring.
+_BATCH_BYTES = 48 << 20
 # Gallery maps are converted to compute-ready columns once when they take at most this many bytes.
 _COLUMNS_BYTES = 1 << 30
 
@@ -104,8 +104,9 @@ def score_pairs(matcher: QAConv, probe_maps, gallery_maps, rows: np.ndarray, col
                 cancel: CancelFn | None = None) -> np.ndarray:
     """Eval-mode QAConv logits of the pairs ``(probe rows[t], gallery cols[t])``, float32 ``[m]``.
 
-    Pairs are grouped by probe; each probe is matched against its own gallery list with the
-    folded matcher (:func:`engine.models.qaconv.folded_scores`).
+    Pairs are grouped by probe; a batch of probes is matched against their own gallery lists
+    at once (one batched matmul, the two max reductions and the folded head of
+    :func:`engine.models.qaconv.folded_scores`).
     """
     import torch
 
@@ -114,10 +115,18 @@ def score_pairs(matcher: QAConv, probe_maps, gallery_maps, rows: np.ndarray, col
                             progress=progress, cancel=cancel)
 
 
+def _locations(maps, index: np.ndarray) -> np.ndarray:
+    """Maps ``index`` as locations ``[len(index), hw, C]`` float32 (NumPy; memory maps read in order)."""
+    if not isinstance(maps, np.ndarray):
+        maps = maps.detach().cpu().numpy()
+    uniq, inverse = np.unique(index, return_inverse=True)
+    block = np.asarray(maps[uniq], np.float32)
+    n, c = block.shape[:2]
+    return np.take(np.ascontiguousarray(block.reshape(n, c, -1).transpose(0, 2, 1)), inverse, axis=0)
+
+
 def _score_pairs(matcher, probe_maps, gallery_maps, rows, cols, *, device, progress, cancel):
     import torch
-
-    from .models.qaconv import folded_scores, gallery_columns, probe_rows
 
     dtype = torch.float16 if device.type == "cuda" else torch.float32
     rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
@@ -126,37 +135,38 @@ def _score_pairs(matcher, probe_maps, gallery_maps, rows, cols, *, device, progr
         return out
     hw, channels = matcher.hw, matcher.num_features
     weight, bias = matcher.folded_head()
-    weight, bias = weight.to(device), bias.to(device)
+    weight = weight.to(device=device, dtype=torch.float32)
+    bias = torch.as_tensor(bias, dtype=torch.float32, device=device)
+    # Pairs grouped by probe; each probe's list padded to the longest in its batch.
     order = np.argsort(rows, kind="stable")
-    starts = np.flatnonzero(np.r_[True, rows[order][1:] != rows[order][:-1]])
-    ends = np.r_[starts[1:], len(order)]
-    g = len(gallery_maps)
-    itemsize = torch.empty((), dtype=dtype).element_size()
-    cached = None
-    if g * hw * channels * itemsize <= _COLUMNS_BYTES:
-        cached = torch.from_numpy(np.asarray(gallery_maps[:], np.float32) if isinstance(
-            gallery_maps, np.ndarray) else gallery_maps.float().cpu().numpy()).to(device, dtype)
-    total, done, last = len(rows), 0, 0
+    probes, starts, counts = np.unique(rows[order], return_index=True, return_counts=True)
+    cached = None  # the gallery as locations [g, hw, C], converted once when it is not too large
+    if len(gallery_maps) * hw * channels * 4 <= _COLUMNS_BYTES:
+        cached = _locations(gallery_maps, np.arange(len(gallery_maps)))
+    total, done = len(rows), 0
     report(progress, 0, total)
-    for s, e in zip(starts, ends, strict=True):
-        sel = order[s:e]
-        probe = int(rows[sel[0]])
-        targets = cols[sel]
-        if cached is not None:
-            gal = cached[torch.from_numpy(targets)]
-        else:
-            gal = torch.from_numpy(np.asarray(gallery_maps[np.sort(targets)], np.float32))
-            gal = gal[torch.from_numpy(np.argsort(np.argsort(targets)))].to(device, dtype)
-        pmap = probe_maps[probe:probe + 1]
-        pmap = torch.from_numpy(np.asarray(pmap, np.float32)) if isinstance(pmap, np.ndarray) else pmap.float()
-        logits = folded_scores(probe_rows(pmap.to(device, dtype)), gallery_columns(gal), weight, bias,
-                               hw=hw, block=(1, 64))
-        out[sel] = logits[0].float().cpu().numpy()
-        done += e - s
-        if done - last >= _PAIRS_PER_STEP or done == total:
-            check_cancel(cancel)
-            report(progress, done, total)
-            last = done
+    i = 0
+    while i < len(probes):
+        check_cancel(cancel)
+        # Probes per batch: similarities and gathered maps within about _BATCH_BYTES.
+        per_probe = int(counts[i]) * hw * (hw + channels) * 4
+        batch = int(max(1, min(len(probes) - i, _BATCH_BYTES // max(per_probe, 1))))
+        width = int(counts[i:i + batch].max())
+        valid = np.arange(width)[None, :] < counts[i:i + batch, None]
+        pos = starts[i:i + batch, None] + np.minimum(np.arange(width)[None, :], counts[i:i + batch, None] - 1)
+        slots = cols[order[pos]].reshape(-1)
+        gal = np.take(cached, slots, axis=0) if cached is not None else _locations(gallery_maps, slots)
+        gal = torch.from_numpy(gal).to(device, dtype).view(batch, width * hw, channels)
+        probe = torch.from_numpy(_locations(probe_maps, probes[i:i + batch])).to(device, dtype)
+        with torch.autocast(device_type=device.type, enabled=False):
+            sim = torch.bmm(probe, gal.transpose(1, 2)).view(batch, hw, width, hw)   # [b, s, k, r]
+            logits = torch.matmul(weight, sim.amax(dim=3).float())                  # [b, k]
+            logits += sim.amax(dim=1).float() @ weight + bias
+        values = logits.cpu().numpy()
+        out[order[pos[valid]]] = values[valid]
+        done += int(counts[i:i + batch].sum())
+        report(progress, done, total)
+        i += batch
     return out
 
 
