@@ -66,10 +66,30 @@ def band_features(maps, bands: int = BANDS) -> np.ndarray:
 
 def stage_one(a_bands: np.ndarray, b_bands: np.ndarray) -> np.ndarray:
     """First-stage scores ``[len(a), len(b)]`` float32 in [-1, 1] of band features (see module)."""
-    p, c, d = a_bands.shape
-    g = len(b_bands)
-    sim = (a_bands.reshape(p * c, d) @ b_bands.reshape(g * c, d).T).reshape(p, c, g, c)
-    return ((sim.max(axis=3).mean(axis=1) + sim.max(axis=1).mean(axis=2)) / 2).astype(np.float32)
+    return _stage_one(a_bands, _band_columns(b_bands))
+
+
+def _band_columns(b_bands: np.ndarray) -> list[np.ndarray]:
+    """Each band of ``b`` as a contiguous ``[D, g]`` matrix."""
+    return [np.ascontiguousarray(b_bands[:, j].T) for j in range(b_bands.shape[1])]
+
+
+def _stage_one(a_bands: np.ndarray, b_cols: list[np.ndarray]) -> np.ndarray:
+    p, c, _ = a_bands.shape
+    # One [p, g] product per pair of bands, so every maximum is over whole contiguous arrays.
+    best_a = [None] * c                     # per band of b: its best match among a's bands
+    best_b = np.zeros((p, b_cols[0].shape[1]), np.float32)  # sum over a's bands of their best in b
+    for i in range(c):
+        row = None
+        a_i = np.ascontiguousarray(a_bands[:, i])
+        for j in range(c):
+            sim = a_i @ b_cols[j]
+            row = sim.copy() if row is None else np.maximum(row, sim, out=row)
+            best_a[j] = sim if best_a[j] is None else np.maximum(best_a[j], sim, out=best_a[j])
+        best_b += row
+    for j in range(c):
+        best_b += best_a[j]
+    return best_b / np.float32(2 * c)
 
 
 def top_candidates(a_bands: np.ndarray, b_bands: np.ndarray, k: int, *,
@@ -81,11 +101,13 @@ def top_candidates(a_bands: np.ndarray, b_bands: np.ndarray, k: int, *,
     """
     k = min(int(k), len(b_bands))
     out = np.empty((len(a_bands), k), np.int32)
-    step = max(1, (1 << 21) // max(len(b_bands) * a_bands.shape[1] ** 2, 1))
+    # Rows per chunk: about 64 MB of [rows, g] float32 buffers (bands + 3 of them).
+    step = max(1, (16 << 20) // max(len(b_bands) * (a_bands.shape[1] + 3), 1))
+    b_cols = _band_columns(b_bands)
     for start in range(0, len(a_bands), step):
         check_cancel(cancel)
         stop = min(len(a_bands), start + step)
-        cos = stage_one(a_bands[start:stop], b_bands)
+        cos = _stage_one(a_bands[start:stop], b_cols)
         if dense_out is not None:
             dense_out[start:stop] = cos
         if k < cos.shape[1]:
