@@ -37,7 +37,7 @@ __all__ = ["BANDS", "DEFAULT_SHORTLIST", "band_features", "stage_one", "top_cand
            "shortlist_block", "shortlist_graph", "shortlist_pairs"]
 
 #: Default K, chosen from benchmarks/bench_scale.py on the Market-scale synthetic set (README).
-DEFAULT_SHORTLIST = 400
+DEFAULT_SHORTLIST = 600
 #: Horizontal bands of the first stage's coarsened maps.
 BANDS = 4
 # Fill logits lie this far (and more) below the lowest candidate logit of the block.
