@@ -50,7 +50,8 @@ StageProgress = Callable[[str, int, int], None]
 
 
 class ScoreStore:
-    """Score blocks (logits ``[p, g]`` float32) cached on disk beside the feature maps."""
+    """Score blocks (logits ``[p, g]`` float32; int32 for shortlist indices) cached on disk
+    beside the feature maps."""
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root) / "scores"
@@ -58,14 +59,14 @@ class ScoreStore:
     def key(self, *parts: str) -> str:
         return hashlib.blake2b("|".join(parts).encode(), digest_size=16).hexdigest()
 
-    def load(self, key: str, shape: tuple[int, int]) -> np.ndarray | None:
+    def load(self, key: str, shape: tuple[int, int], dtype=np.float32) -> np.ndarray | None:
         path, meta_path = self.root / f"{key}.npy", self.root / f"{key}.json"
         if not (path.is_file() and meta_path.is_file()):
             return None
         try:
             meta = json.loads(meta_path.read_text())
             block = np.load(path)
-            ok = (block.shape == tuple(shape) and block.dtype == np.float32
+            ok = (block.shape == tuple(shape) and block.dtype == dtype
                   and hashlib.blake2b(block.tobytes(), digest_size=16).hexdigest() == meta["checksum"])
             if not ok:
                 raise ValueError("content differs from the recorded one")
@@ -77,6 +78,10 @@ class ScoreStore:
                     p.unlink(missing_ok=True)
             return None
 
+    def has(self, key: str) -> bool:
+        """Whether a block is stored under ``key`` (not checked: :meth:`load` does that)."""
+        return (self.root / f"{key}.npy").is_file() and (self.root / f"{key}.json").is_file()
+
     def save(self, key: str, block: np.ndarray) -> None:
         """Store ``block``; a read-only or full cache folder only costs a warning (once)."""
         try:
@@ -85,7 +90,7 @@ class ScoreStore:
             warn_uncached(self.root.parent, exc)
 
     def _save(self, key: str, block: np.ndarray) -> None:
-        block = np.ascontiguousarray(block, dtype=np.float32)
+        block = np.ascontiguousarray(block, dtype=np.int32 if block.dtype == np.int32 else np.float32)
         with atomic_path(self.root / f"{key}.npy") as tmp:
             with open(tmp, "wb") as fh:
                 np.save(fh, block)
@@ -146,7 +151,7 @@ class Session:
     def __init__(self, dataset: Dataset, model, model_digest: str, *, device: torch.device | str,
                  cache_dir: str | os.PathLike | None = None, batch_size: int = 64,
                  memory_budget: int = 512 << 20, checkpoint: str | os.PathLike | None = None,
-                 config: dict[str, Any] | None = None):
+                 config: dict[str, Any] | None = None, shortlist: int | None = None):
         if model is None and (checkpoint is None or config is None):
             raise ValueError("Session needs a model, or a checkpoint and its config to load it from")
         self.dataset, self._model, self.model_digest = dataset, model, model_digest
@@ -163,6 +168,10 @@ class Session:
         self.query_maps: np.ndarray | None = None
         self.gallery_maps: np.ndarray | None = None
         self.logits: dict[str, np.ndarray] = {}
+        # Two-stage retrieval (engine.shortlist): K candidates per item, or None (exhaustive).
+        self.shortlist = shortlist
+        # With a shortlist, q-q and g-g as (neighbours [n, K] int32, logits [n, K] float32).
+        self.graphs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.cache_hits: dict[str, bool] = {}
         self.timings = Timings()
         self._folded_head: tuple[np.ndarray, float, float] | None = None
@@ -298,23 +307,75 @@ class Session:
             self.extract(progress, cancel)
         maps = {"q": self.query_maps, "g": self.gallery_maps}
         for name in blocks:
-            if name in self.logits:
+            if name in self.logits or name in self.graphs:
                 continue
             a, b = maps[name[0]], maps[name[1]]
+            if self.uses_shortlist:
+                self._score_shortlisted(name, a, b, progress, cancel)
+                continue
             key = self._block_key(name)
             t0 = time.perf_counter()
             block = self.scores.load(key, (len(a), len(b)))
             self.cache_hits[f"scores {name}"] = block is not None
             if block is None:
-                model = self.model
-                block = model.score(
-                    a, b, device=self.device, memory_budget=self.memory_budget,
-                    symmetric=name[0] == name[1],
-                    progress=None if progress is None else (lambda d, t, n=name: progress(f"score {n}", d, t)),
-                    cancel=cancel)
-                self.scores.save(key, block)
+                block = self._score_resumable(name, a, b, key, progress, cancel)
             self.logits[name] = np.asarray(block, np.float32)
             self.timings.record(f"score {name}", time.perf_counter() - t0)
+
+    def _score_resumable(self, name: str, a, b, key: str, progress, cancel) -> np.ndarray:
+        """Score a block in tiles saved as they finish, so a killed run resumes (engine.tiles)."""
+        from .tiles import discard_tiles, score_tiled
+
+        model = self.model
+
+        def score(rows, cols, symmetric, prog, canc):
+            return model.score(rows, cols, device=self.device, memory_budget=self.memory_budget,
+                               symmetric=symmetric, progress=prog, cancel=canc)
+
+        tiles = self.scores.root / "tiles" / key
+        block, reused = score_tiled(
+            score, a, b, tiles_dir=tiles, symmetric=name[0] == name[1],
+            progress=None if progress is None else (lambda d, t: progress(f"score {name}", d, t)),
+            cancel=cancel)
+        if reused:
+            log.info("score block %s: %d finished tiles reused", name, reused)
+        self.scores.save(key, block)
+        discard_tiles(tiles)
+        return block
+
+    @property
+    def uses_shortlist(self) -> bool:
+        """Whether scoring is two-stage (a shortlist is set and the model is QAConv)."""
+        return self.shortlist is not None and self.method == "qaconv"
+
+    def _score_shortlisted(self, name: str, a, b, progress, cancel) -> None:
+        """A block by two-stage retrieval: q-g dense with fills, q-q / g-g as neighbour graphs."""
+        from .shortlist import shortlist_block, shortlist_graph
+
+        k = int(self.shortlist)
+        key = self._block_key(f"{name}@shortlist{k}")
+        t0 = time.perf_counter()
+        prog = None if progress is None else (lambda d, t: progress(f"score {name} (K={k})", d, t))
+        if name == "qg":
+            block = self.scores.load(key, (len(a), len(b)))
+            self.cache_hits[f"scores {name}"] = block is not None
+            if block is None:
+                block, _ = shortlist_block(self.model.matcher, a, b, k, device=self.device,
+                                           progress=prog, cancel=cancel)
+                self.scores.save(key, block)
+            self.logits[name] = block
+        else:
+            shape = (len(a), min(k, len(a)))
+            nb = self.scores.load(key + ":neighbours", shape, np.int32)
+            logits = None if nb is None else self.scores.load(key + ":logits", shape)
+            self.cache_hits[f"scores {name}"] = logits is not None
+            if logits is None:
+                nb, logits = shortlist_graph(self.model.matcher, a, k, device=self.device,
+                                             progress=prog, cancel=cancel)
+                self.scores.save(key + ":neighbours", nb)
+                self.scores.save(key + ":logits", logits)
+            self.graphs[name] = (nb, logits)
+        self.timings.record(f"score {name}", time.perf_counter() - t0)
 
     def prepare(self, rerank: bool = True, progress: StageProgress | None = None, cancel=None) -> None:
         """Everything the viewer needs before its first paint (RR blocks included by default)."""
@@ -331,8 +392,13 @@ class Session:
         t0 = time.perf_counter()
         # QAConv gives logits; the global baseline gives cosine similarities.
         post = final_distances if self.method == "qaconv" else final_distances_from_similarity
+        blocks = [self.logits.get("qq"), self.logits.get("gg")]
+        if rerank is not None and "gg" in self.graphs:  # two-stage: re-rank on the shortlist graphs
+            from .shortlist import final_distances_shortlist as post
+
+            blocks = [self.graphs["qq"], self.graphs["gg"]]
         dist = post(
-            self.logits["qg"], self.logits.get("qq"), self.logits.get("gg"),
+            self.logits["qg"], *blocks,
             rerank=None if rerank is None else asdict(rerank),
             tlift=None if tlift is None else asdict(tlift),
             query_cams=self.query_cams, query_times=self.times_of(self.dataset.query),

@@ -12,6 +12,18 @@ __all__ = ["build_parser", "main", "create_app", "configure_pyqtgraph"]
 log = logging.getLogger("viewer")
 
 
+def _shortlist(text: str) -> int | str | None:
+    if text in ("auto", "off"):
+        return None if text == "off" else text
+    try:
+        k = int(text)
+    except ValueError:
+        k = 0
+    if k < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number, auto or off; got {text!r}")
+    return k
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="run_viewer.py",
@@ -35,8 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="torch CPU threads (default: $OMP_NUM_THREADS, else 2 or the "
                              "number of cores if fewer)")
     parser.add_argument("--no-rerank-cache", action="store_true",
-                        help="do not score query-query and gallery-gallery at launch (faster "
-                             "first paint on large data; switching re-ranking on then scores them)")
+                        help="do not score query-query and gallery-gallery in the background "
+                             "after the first paint (switching re-ranking on then scores them)")
+    parser.add_argument("--shortlist", metavar="K|auto|off", default="auto", type=_shortlist,
+                        help="two-stage retrieval: QAConv scores only K candidates per item, "
+                             "picked by the cosine of pooled maps; auto (default) uses it when "
+                             "exhaustive scoring would take more than a few minutes; off forces "
+                             "exhaustive scoring")
     parser.add_argument("--screenshot", metavar="FILE",
                         help="load, render the window with the first query selected, save it "
                              "as PNG to FILE and exit (exit code 1 if loading failed)")
@@ -200,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         splash.finish(window)
     request = LoadRequest(data=args.data, checkpoint=args.checkpoint, device=args.device,
                           cache_dir=args.cache_dir, layout=args.layout,
-                          rerank_blocks=not args.no_rerank_cache)
+                          rerank_blocks=not args.no_rerank_cache, shortlist=args.shortlist)
     exit_code = {"value": 0}
 
     def first_paint(ok: bool) -> None:

@@ -24,7 +24,9 @@ from .tasks import (
     export_ranked_csv,
     extra_rows,
     load_session,
+    pending_blocks,
     score_external,
+    score_rerank_blocks,
 )
 from .workers import JobRunner, Worker
 
@@ -54,6 +56,7 @@ class Controller(QObject):
         self.cache = DistanceCache()
         self.last_request: LoadRequest | None = None
         self._post_worker: Worker | None = None
+        self._load_summary, self._scoring_note = ("", ""), ""
         self._closed = False
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
@@ -131,6 +134,7 @@ class Controller(QObject):
     def load(self, request: LoadRequest) -> Worker:
         """Open a dataset and checkpoint in the background; the current session stays until then."""
         self.last_request = request
+        self.runner.cancel("prefetch")  # blocks of the previous data (finished tiles are kept)
         return self._job(load_session, request, name="load", group="load",
                          on_result=self._loaded, on_error=lambda e: self._load_failed(e),
                          on_cancel=lambda: self._load_failed(None))
@@ -155,16 +159,45 @@ class Controller(QObject):
         state.session = loaded.session
         state.set_distances(PostSettings(), loaded.raw_distmat, loaded.raw_metrics)
         total = sum(loaded.steps.values())
-        detail = "\n".join(f"{k}: {v:.2f} s" for k, v in loaded.steps.items())
-        self._status(f"loaded in {total:.1f} s", detail)
+        self._scoring_note = loaded.scoring_note
+        self._load_summary = (f"loaded in {total:.1f} s",
+                              "\n".join(f"{k}: {v:.2f} s" for k, v in loaded.steps.items()))
+        self._status_loaded()
         if not state.has_times:
             state.tlift_on = False
         visible = state.visible_queries()
         state.select_query(visible[0] if visible else -1)
         # Toggles set before the data arrived (or kept from the previous data) apply now.
         self._schedule(0)
+        if loaded.prefetch and pending_blocks(loaded.session):
+            self._prefetch(loaded.session)
         # After the job's own `finished` (queued behind this callback) has cleared the busy state.
         QTimer.singleShot(0, self, lambda: self.load_finished.emit(True))
+
+    def _status_loaded(self) -> None:
+        """Status after loading: time taken, two-stage retrieval, blocks still to score."""
+        session = self.state.session
+        (last, detail), note = self._load_summary, self._scoring_note
+        if note:
+            k = getattr(session, "shortlist", None)
+            last += f" · two-stage retrieval (K={k})" if k is not None else ""
+            detail = note + "\n" + detail
+        pending = pending_blocks(session) if session is not None else ()
+        if pending:
+            names = ", ".join(n[0] + "-" + n[1] for n in pending)
+            last += f" · pending: {names} (for re-ranking)"
+            detail += f"\npending: {names} scores, computed in the background or when re-ranking is switched on"
+        self._status(last, detail)
+
+    def _prefetch(self, session) -> Worker:
+        """Score q-q and g-g in the background after the first paint (cancellable, resumable)."""
+        def done(_names) -> None:
+            if session is self.state.session and self.state.applied.is_raw:
+                self._status_loaded()
+
+        return self._job(score_rerank_blocks, session, name="score re-ranking blocks",
+                         group="prefetch", on_result=done,
+                         on_cancel=lambda: self._status_loaded() if session is self.state.session else None)
 
     # ------------------------------------------------------------------ post-processing
     def _schedule(self, delay_ms: int) -> None:

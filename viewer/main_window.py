@@ -189,6 +189,9 @@ class MainWindow(QMainWindow):
         occlusion.setShortcut(QKeySequence("Ctrl+Shift+O"))
         view_menu.addAction(occlusion)
         self._action(view_menu, "Analysis plots…", "Ctrl+Shift+P", self.show_plots)
+        # Two-stage retrieval is picked automatically on large sets; this forces exhaustive scoring.
+        self._action(view_menu, "Reload with exhaustive scoring", None,
+                     lambda: self.start_load(self._request(shortlist=None)))
 
     def _action(self, menu, text: str, shortcut, slot) -> QAction:
         action = QAction(text, self)

@@ -22,8 +22,10 @@ from .state import ExtraQuery, PostSettings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LoadRequest", "Loaded", "describe_request", "Computed", "demo_root", "demo_checkpoint", "load_session",
-           "compute_distances", "score_external", "extra_row", "extra_rows", "export_ranked_csv",
+__all__ = ["LoadRequest", "Loaded", "describe_request", "Computed", "demo_root", "demo_checkpoint",
+           "load_session", "compute_distances", "score_rerank_blocks", "pending_blocks",
+           "choose_shortlist", "AUTO_SHORTLIST_SECONDS", "score_external", "extra_row",
+           "extra_rows", "export_ranked_csv",
            "safe_evaluate"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -50,7 +52,16 @@ class LoadRequest:
     device: str = "auto"
     cache_dir: str | None = None
     layout: str | None = None
-    rerank_blocks: bool = True      # also score q-q and g-g, so switching RR on is fast
+    # Also score q-q and g-g in the background after the first paint, so switching RR on is
+    # fast (False: only when RR is first switched on). Never before the first paint.
+    rerank_blocks: bool = True
+    # Two-stage retrieval: "auto" (when exhaustive scoring would take more than
+    # AUTO_SHORTLIST_SECONDS), a number of candidates K, or None to force exhaustive scoring.
+    shortlist: int | str | None = "auto"
+
+
+# Two-stage retrieval is chosen when exhaustive scoring (q-g, q-q and g-g) would take longer.
+AUTO_SHORTLIST_SECONDS = 180.0
 
 
 def describe_request(request: LoadRequest) -> str:
@@ -73,6 +84,8 @@ class Loaded:
     raw_metrics: Metrics | None
     steps: dict[str, float] = field(default_factory=dict)   # seconds per step
     generated_demo: bool = False
+    prefetch: bool = False          # score the re-ranking blocks in the background now
+    scoring_note: str = ""          # how scoring was chosen (two-stage retrieval or not)
 
 
 @dataclass
@@ -136,14 +149,60 @@ def load_session(request: LoadRequest, *, progress, cancel) -> Loaded:
                            cache_dir=request.cache_dir)
     steps["open"] = time.perf_counter() - t0
     check_cancel(cancel)
-    session.prepare(rerank=request.rerank_blocks, progress=progress, cancel=cancel)
+    # The first paint needs only q-g: q-q and g-g come later (score_rerank_blocks, or RR on).
+    session.extract(progress, cancel)
+    session.shortlist, note = choose_shortlist(session, request.shortlist, progress=progress)
+    session.score(("qg",), progress=progress, cancel=cancel)
     t0 = time.perf_counter()
     raw = session.distances(None, None, progress=progress, cancel=cancel)
     metrics = safe_evaluate(session, raw)
     steps["raw ranking"] = time.perf_counter() - t0
     steps.update({k: v for k, v in session.timings.steps.items() if k not in ("post-process",)})
     return Loaded(session=session, raw_distmat=raw, raw_metrics=metrics, steps=steps,
-                  generated_demo=generated)
+                  generated_demo=generated, prefetch=request.rerank_blocks, scoring_note=note)
+
+
+def choose_shortlist(session, mode: int | str | None, *, progress=None) -> tuple[int | None, str]:
+    """``(K or None, note)``: two-stage retrieval or exhaustive scoring, and why (status bar).
+
+    ``mode`` "auto" picks two-stage retrieval (K = engine.shortlist.DEFAULT_SHORTLIST) when
+    exhaustive scoring is not cached and, at the rate measured on a small block, would take
+    longer than :data:`AUTO_SHORTLIST_SECONDS`. The maps must be extracted.
+    """
+    if mode is None or getattr(session, "method", "qaconv") != "qaconv":
+        return None, ""
+    if mode != "auto":
+        k = int(mode)
+        return k, f"two-stage retrieval: QAConv scores {k} candidates per item"
+    from engine.shortlist import DEFAULT_SHORTLIST, estimate_exhaustive_seconds
+
+    if session.scores.has(session._block_key("qg")):
+        return None, ""
+    k = DEFAULT_SHORTLIST
+    if session.scores.has(session._block_key(f"qg@shortlist{k}")):
+        seconds = None
+    else:
+        if progress is not None:
+            progress("measure scoring speed", 0, 1)
+        seconds = estimate_exhaustive_seconds(session)
+        if seconds <= AUTO_SHORTLIST_SECONDS:
+            return None, ""
+    took = "" if seconds is None else f" (exhaustive scoring would take about {seconds / 60:.0f} min)"
+    return k, (f"two-stage retrieval: QAConv scores {k} candidates per item{took}; "
+               "View > Reload with exhaustive scoring (or run_viewer.py --shortlist off) forces "
+               "exhaustive scoring")
+
+
+def score_rerank_blocks(session, *, progress, cancel) -> tuple[str, ...]:
+    """Score (or load) the q-q and g-g blocks re-ranking needs; returns the names scored."""
+    session.score(("qq", "gg"), progress=progress, cancel=cancel)
+    return ("qq", "gg")
+
+
+def pending_blocks(session) -> tuple[str, ...]:
+    """Blocks re-ranking needs that the session does not hold yet."""
+    have = set(getattr(session, "logits", {})) | set(getattr(session, "graphs", {}))
+    return tuple(n for n in ("qq", "gg") if n not in have)
 
 
 def extra_row(session, extra: ExtraQuery, settings: PostSettings, *, cancel=None) -> np.ndarray:
@@ -158,6 +217,13 @@ def extra_row(session, extra: ExtraQuery, settings: PostSettings, *, cancel=None
     gg = None
     if rerank is not None:
         session.score(("gg",), cancel=cancel)
+        if "gg" in getattr(session, "graphs", {}):  # two-stage retrieval: the gallery's graph
+            from engine.shortlist import final_distances_shortlist
+
+            own = (np.zeros((1, 1), np.int32), np.asarray(extra.self_logit, np.float32).reshape(1, 1))
+            row = final_distances_shortlist(extra.logits[None, :], own, session.graphs["gg"],
+                                            rerank=rerank, cancel=cancel)
+            return np.asarray(row[0], np.float32)
         gg = session.logits["gg"]
     final = final_distances if getattr(session, "method", "qaconv") == "qaconv" \
         else final_distances_from_similarity

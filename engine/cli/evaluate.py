@@ -6,6 +6,8 @@ the QAConv appendix's Tables 5 and 6. Scores are cached, so a second run is fast
 With --plots DIR it also writes the analysis plots of every stage, each as PNG and CSV: CMC,
 ROC (with TPR at FPR 1e-2, 1e-3, 1e-4), true/false pair score distributions, rank-1/mAP per
 (query camera, gallery camera) and, with --tlift, the TLift parameter sweeps.
+Each row is printed when ready: the raw one before the blocks only re-ranking needs are scored.
+``--shortlist K`` scores only K candidates per query (two-stage retrieval, engine.shortlist).
 """
 from __future__ import annotations
 
@@ -41,6 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --plots and --tlift: skip the TLift parameter sweeps "
                              "(40 TLift runs)")
     parser.add_argument("--force", action="store_true", help="replace --csv if it exists")
+    parser.add_argument("--shortlist", type=int, default=None, metavar="K",
+                        help="two-stage retrieval: QAConv scores only the K candidates per query "
+                             "(and per item for re-ranking) that matching on coarsened maps "
+                             "selects; default: exhaustive")
 
 
 def check_post_args(args: argparse.Namespace) -> None:
@@ -59,6 +65,8 @@ def check_post_args(args: argparse.Namespace) -> None:
             raise ValueError(f"{flag} must be a finite number {'>=' if zero_ok else '>'} 0, got {value}")
     if hasattr(args, "lambda_value") and args.lambda_value > 1:
         raise ValueError(f"--lambda-value must be in [0, 1], got {args.lambda_value}")
+    if getattr(args, "shortlist", None) is not None and args.shortlist < 1:
+        raise ValueError(f"--shortlist must be a positive number of candidates; got {args.shortlist}")
 
 
 def _settings(session, args):
@@ -157,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
         check_output_path(args.csv, force=args.force, inputs=run_inputs(args.checkpoint),
                           flag="--csv")
     session = Session.open(load_data(args), args.checkpoint, device=args.device, layout=args.layout,
-                           cache_dir=args.cache_dir)
+                           cache_dir=args.cache_dir, shortlist=args.shortlist)
     if args.csv is not None:
         check_output_path(args.csv, force=args.force,
                           inputs=run_inputs(args.checkpoint, session.dataset), flag="--csv")

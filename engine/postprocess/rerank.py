@@ -139,6 +139,8 @@ def _top_ranks(blocks: _Blocks, width: int, progress, cancel, done: int, total: 
     ties are argsorted in full with NumPy's default sort, as the reference, so ties break the
     same.
     """
+    if not isinstance(blocks, _Blocks):  # sources without dense blocks to read columns from
+        return _top_ranks_by_rows(blocks, width, progress, cancel, done, total)
     n, nq = blocks.num_all, blocks.num_q
     ranks = np.empty((n, width), dtype=np.int32)
     size = max(1, min(_BLOCK, n // (_BLOCKS_PER_HEAD * width)))
@@ -193,6 +195,36 @@ def _top_ranks(blocks: _Blocks, width: int, progress, cancel, done: int, total: 
         for r in np.flatnonzero(tied):
             head[r] = np.argsort(blocks.rows(start + r, start + r + 1)[0])[:width]
         ranks[start:stop] = head
+        report(progress, done + stop, total)
+    return ranks
+
+
+def _top_ranks_by_rows(blocks, width: int, progress, cancel, done: int, total: int) -> np.ndarray:
+    """:func:`_top_ranks` from whole rows of ``D~`` (``blocks.rows``), for any distance source.
+
+    A partial selection finds each row's ``width`` smallest entries, sorted afterwards; rows
+    with ties in or at the edge of that head are argsorted in full, as the reference.
+    """
+    n = blocks.num_all
+    ranks = np.empty((n, width), dtype=np.int32)
+    step = max(1, _ROW_CHUNK_ELEMENTS // n)
+    for start in range(0, n, step):
+        check_cancel(cancel)
+        stop = min(start + step, n)
+        dist = blocks.rows(start, stop)  # [c, N]
+        if width >= n:
+            ranks[start:stop] = np.argsort(dist, axis=1)
+        else:
+            head = np.argpartition(dist, width - 1, axis=1)[:, :width]  # [c, width] unordered
+            head_vals = np.take_along_axis(dist, head, axis=1)
+            order = np.argsort(head_vals, axis=1, kind="stable")
+            head = np.take_along_axis(head, order, axis=1)
+            head_vals = np.take_along_axis(head_vals, order, axis=1)
+            tied = (head_vals[:, 1:] == head_vals[:, :-1]).any(axis=1)
+            tied |= (dist <= head_vals[:, -1:]).sum(axis=1) != width
+            if tied.any():
+                head[tied] = np.argsort(dist[tied], axis=1)[:, :width]
+            ranks[start:stop] = head
         report(progress, done + stop, total)
     return ranks
 
@@ -352,13 +384,26 @@ def re_rank(
         is not positive.
     """
     q_g, q_q, g_g = _validate(q_g, q_q, g_g, k1, k2, lambda_value)
-    k1, k2, lam = int(k1), int(k2), float(lambda_value)
     blocks = _Blocks(q_g, q_q, g_g)
-    num_q, n = blocks.num_q, blocks.num_all
-    if not np.isfinite(blocks.col_max).all():
+    if not np.isfinite(blocks.col_max).all():  # a NaN or inf shows in its column's maximum
         name = next(name for name, b in (("q_g", q_g), ("q_q", q_q), ("g_g", g_g))
                     if not np.isfinite(b).all())
         raise ValueError(f"{name} contains NaN or inf; re-ranking needs finite distances")
+    return re_rank_blocks(blocks, int(k1), int(k2), float(lambda_value),
+                          progress=progress, cancel=cancel)
+
+
+def re_rank_blocks(blocks, k1: int, k2: int, lam: float, *, progress: ProgressFn | None = None,
+                   cancel: CancelFn | None = None) -> np.ndarray:
+    """:func:`re_rank` on a distance source with the interface of :class:`_Blocks`.
+
+    ``blocks`` gives ``num_q``, ``num_all``, ``q_g [q, g]``, ``col_max [N]``,
+    ``rows(start, stop)`` (rows of ``D~``) and ``gather(rows, cols)``; the sparse shortlist graph of two-stage retrieval
+    (:mod:`engine.postprocess.rerank_sparse`) is one.
+    """
+    num_q, n = blocks.num_q, blocks.num_all
+    if not np.isfinite(blocks.col_max).all():
+        raise ValueError("the distances contain NaN or inf; re-ranking needs finite distances")
     if not (blocks.col_max > 0).all():
         bad = int(np.flatnonzero(~(blocks.col_max > 0))[0])
         raise ValueError(
@@ -401,7 +446,7 @@ def re_rank(
         stop = min(max(stop, start + 1), start + max_rows, num_q)
         result[start:stop] = _jaccard_rows(
             start, stop, ptr, cols, vals, inv_ptr, inv_rows, inv_vals, num_g
-        ) * np.float32(1.0 - lam) + (q_g[start:stop] / blocks.col_max[start:stop, None]) * np.float32(lam)
+        ) * np.float32(1.0 - lam) + (blocks.q_g[start:stop] / blocks.col_max[start:stop, None]) * np.float32(lam)
         done += stop - start
         report(progress, done, total)
         start = stop

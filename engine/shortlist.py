@@ -1,0 +1,310 @@
+"""Two-stage retrieval: a cheap first stage shortlists K candidates, QAConv scores only those.
+
+Stage one is QAConv's matching on coarsened maps (:func:`band_features`): each stored feature
+map is pooled into a few horizontal bands (4 by default, unit-normalised), and a pair scores
+the mean over bands of each band's best cosine in the other image, both ways, halved (in
+[-1, 1]; with one band it is the cosine of the pooled maps). That is 16 dot products per pair
+instead of QAConv's ``hw * hw`` (1,024 for the demo's 8x4 maps), and it keeps the exhaustive
+top-50 far better than the pooled cosine (benchmarks/bench_scale.py; README). For each probe
+its ``K`` best items are kept and QAConv scores only those pairs: ``p * K`` pairs instead of
+``p * g``.
+
+- Query x gallery (:func:`shortlist_block`): a dense ``[q, g]`` logit block in which every
+  non-candidate gets a logit below every candidate's in the whole block (so its distance is
+  beyond every candidate's), ordered among themselves by the first stage's score. With
+  ``K >= g`` every pair is a candidate and the block is the exhaustive one, bit for bit
+  (candidate pairs are scored in other groupings than the exhaustive blocks, which changes
+  the last bit of some logits: about 1e-7).
+- Self blocks q-q and g-g, for re-ranking (:func:`shortlist_graph`): each item's ``K``
+  neighbours and their logits, ``[n, K]``. Each unordered pair is scored once, with the lower
+  index as probe (as the symmetric exhaustive scoring does), so both directions hold the same
+  number. :func:`engine.postprocess.rerank_sparse.re_rank_shortlist` re-ranks on this graph.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .jobs import CancelFn, ProgressFn, check_cancel, report
+
+if TYPE_CHECKING:  # torch is imported when scoring, so the viewer can read DEFAULT_SHORTLIST without it
+    import torch
+
+    from .models.qaconv import QAConv
+
+__all__ = ["BANDS", "DEFAULT_SHORTLIST", "band_features", "stage_one", "top_candidates", "score_pairs",
+           "shortlist_block", "shortlist_graph", "shortlist_pairs"]
+
+#: Default K, chosen from benchmarks/bench_scale.py on the Market-scale synthetic set (README).
+DEFAULT_SHORTLIST = 600
+#: Horizontal bands of the first stage's coarsened maps.
+BANDS = 4
+# Fill logits lie this far (and more) below the lowest candidate logit of the block.
+_FILL_GAP = 1.0
+# Bytes of similarities and gathered gallery maps per batch of probes in candidate scoring.
+_BATCH_BYTES = 48 << 20
+# Gallery maps are converted to compute-ready columns once when they take at most this many bytes.
+_COLUMNS_BYTES = 1 << 30
+
+
+def band_features(maps, bands: int = BANDS) -> np.ndarray:
+    """Coarsened maps ``[n, bands, D]`` float32: ``[n, D, h, w]`` maps averaged over each of
+    ``bands`` horizontal bands (whole rows; ``h`` must divide evenly), unit-normalised."""
+    n, d, h, w = maps.shape
+    bands = max(1, min(int(bands), h))
+    if h % bands:
+        bands = 1
+    out = np.empty((n, bands, d), np.float32)
+    for start in range(0, n, 1024):  # maps may be a large memory-mapped file
+        chunk = maps[start:start + 1024]
+        chunk = chunk.float().cpu().numpy() if hasattr(chunk, "cpu") else np.asarray(chunk, np.float32)
+        m = len(chunk)
+        out[start:start + m] = chunk.reshape(m, d, bands, h // bands * w).mean(axis=3).transpose(0, 2, 1)
+    return out / np.maximum(np.linalg.norm(out, axis=2, keepdims=True), 1e-12)
+
+
+def stage_one(a_bands: np.ndarray, b_bands: np.ndarray) -> np.ndarray:
+    """First-stage scores ``[len(a), len(b)]`` float32 in [-1, 1] of band features (see module)."""
+    return _stage_one(a_bands, _band_columns(b_bands))
+
+
+def _band_columns(b_bands: np.ndarray) -> list[np.ndarray]:
+    """Each band of ``b`` as a contiguous ``[D, g]`` matrix."""
+    return [np.ascontiguousarray(b_bands[:, j].T) for j in range(b_bands.shape[1])]
+
+
+def _stage_one(a_bands: np.ndarray, b_cols: list[np.ndarray]) -> np.ndarray:
+    p, c, _ = a_bands.shape
+    # One [p, g] product per pair of bands, so every maximum is over whole contiguous arrays.
+    best_a = [None] * c                     # per band of b: its best match among a's bands
+    best_b = np.zeros((p, b_cols[0].shape[1]), np.float32)  # sum over a's bands of their best in b
+    for i in range(c):
+        row = None
+        a_i = np.ascontiguousarray(a_bands[:, i])
+        for j in range(c):
+            sim = a_i @ b_cols[j]
+            row = sim.copy() if row is None else np.maximum(row, sim, out=row)
+            best_a[j] = sim if best_a[j] is None else np.maximum(best_a[j], sim, out=best_a[j])
+        best_b += row
+    for j in range(c):
+        best_b += best_a[j]
+    return best_b / np.float32(2 * c)
+
+
+def top_candidates(a_bands: np.ndarray, b_bands: np.ndarray, k: int, *,
+                   dense_out: np.ndarray | None = None, cancel: CancelFn | None = None) -> np.ndarray:
+    """Indices ``[len(a), min(k, len(b))]`` int32 of each row's best first-stage columns.
+
+    ``a_bands``, ``b_bands`` come from :func:`band_features`. Sorted by decreasing score (ties
+    by index). ``dense_out`` ``[len(a), len(b)]`` float32, when given, receives every score.
+    """
+    k = min(int(k), len(b_bands))
+    out = np.empty((len(a_bands), k), np.int32)
+    # Rows per chunk: about 64 MB of [rows, g] float32 buffers (bands + 3 of them).
+    step = max(1, (16 << 20) // max(len(b_bands) * (a_bands.shape[1] + 3), 1))
+    b_cols = _band_columns(b_bands)
+    for start in range(0, len(a_bands), step):
+        check_cancel(cancel)
+        stop = min(len(a_bands), start + step)
+        cos = _stage_one(a_bands[start:stop], b_cols)
+        if dense_out is not None:
+            dense_out[start:stop] = cos
+        if k < cos.shape[1]:
+            head = np.argpartition(-cos, k - 1, axis=1)[:, :k]
+        else:
+            head = np.broadcast_to(np.arange(cos.shape[1]), cos.shape)
+        vals = np.take_along_axis(cos, head, axis=1)
+        # Decreasing score, ties by index: lexsort's last key is the primary one.
+        order = np.lexsort((head, -vals), axis=1) if head.size else head
+        out[start:stop] = np.take_along_axis(head, order, axis=1)
+    return out
+
+
+def score_pairs(matcher: QAConv, probe_maps, gallery_maps, rows: np.ndarray, cols: np.ndarray, *,
+                device: torch.device | str = "cpu", progress: ProgressFn | None = None,
+                cancel: CancelFn | None = None) -> np.ndarray:
+    """Eval-mode QAConv logits of the pairs ``(probe rows[t], gallery cols[t])``, float32 ``[m]``.
+
+    Pairs are grouped by probe; a batch of probes is matched against their own gallery lists
+    at once (one batched matmul, the two max reductions and the folded head of
+    :func:`engine.models.qaconv.folded_scores`).
+    """
+    import torch
+
+    with torch.no_grad():
+        return _score_pairs(matcher, probe_maps, gallery_maps, rows, cols, device=torch.device(device),
+                            progress=progress, cancel=cancel)
+
+
+def _locations(maps, index: np.ndarray) -> np.ndarray:
+    """Maps ``index`` as locations ``[len(index), hw, C]`` float32 (NumPy; memory maps read in order)."""
+    if not isinstance(maps, np.ndarray):
+        maps = maps.detach().cpu().numpy()
+    uniq, inverse = np.unique(index, return_inverse=True)
+    block = np.asarray(maps[uniq], np.float32)
+    n, c = block.shape[:2]
+    return np.take(np.ascontiguousarray(block.reshape(n, c, -1).transpose(0, 2, 1)), inverse, axis=0)
+
+
+def _score_pairs(matcher, probe_maps, gallery_maps, rows, cols, *, device, progress, cancel):
+    import torch
+
+    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
+    out = np.empty(len(rows), np.float32)
+    if len(rows) == 0:
+        return out
+    hw, channels = matcher.hw, matcher.num_features
+    weight, bias = matcher.folded_head()
+    weight = weight.to(device=device, dtype=torch.float32)
+    bias = torch.as_tensor(bias, dtype=torch.float32, device=device)
+    # Pairs grouped by probe; each probe's list padded to the longest in its batch.
+    order = np.argsort(rows, kind="stable")
+    probes, starts, counts = np.unique(rows[order], return_index=True, return_counts=True)
+    cached = None  # the gallery as locations [g, hw, C], converted once when it is not too large
+    if len(gallery_maps) * hw * channels * 4 <= _COLUMNS_BYTES:
+        cached = _locations(gallery_maps, np.arange(len(gallery_maps)))
+    total, done = len(rows), 0
+    report(progress, 0, total)
+    i = 0
+    while i < len(probes):
+        check_cancel(cancel)
+        # Probes per batch: similarities and gathered maps within about _BATCH_BYTES.
+        per_probe = int(counts[i]) * hw * (hw + channels) * 4
+        batch = int(max(1, min(len(probes) - i, _BATCH_BYTES // max(per_probe, 1))))
+        width = int(counts[i:i + batch].max())
+        valid = np.arange(width)[None, :] < counts[i:i + batch, None]
+        pos = starts[i:i + batch, None] + np.minimum(np.arange(width)[None, :], counts[i:i + batch, None] - 1)
+        slots = cols[order[pos]].reshape(-1)
+        gal = np.take(cached, slots, axis=0) if cached is not None else _locations(gallery_maps, slots)
+        gal = torch.from_numpy(gal).to(device, dtype).view(batch, width * hw, channels)
+        probe = torch.from_numpy(_locations(probe_maps, probes[i:i + batch])).to(device, dtype)
+        with torch.autocast(device_type=device.type, enabled=False):
+            sim = torch.bmm(probe, gal.transpose(1, 2)).view(batch, hw, width, hw)   # [b, s, k, r]
+            logits = torch.matmul(weight, sim.amax(dim=3).float())                  # [b, k]
+            logits += sim.amax(dim=1).float() @ weight + bias
+        values = logits.cpu().numpy()
+        out[order[pos[valid]]] = values[valid]
+        done += int(counts[i:i + batch].sum())
+        report(progress, done, total)
+        i += batch
+    return out
+
+
+def shortlist_block(matcher: QAConv, probe_maps, gallery_maps, k: int, *,
+                    device: torch.device | str = "cpu", progress: ProgressFn | None = None,
+                    cancel: CancelFn | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Query x gallery logits ``[p, g]`` with only each probe's ``K`` candidates scored.
+
+    Returns ``(logits, candidates)``: ``candidates [p, K]`` int32. Every other pair gets
+    ``fill - 10 * (1 - s)``, ``s`` the first-stage score, with ``fill`` below the lowest
+    candidate logit of the block.
+    """
+    from .scoring import score_matrix
+
+    p, g = len(probe_maps), len(gallery_maps)
+    if k >= g:  # every pair is a candidate: exhaustive scoring, bit for bit
+        cand = np.broadcast_to(np.arange(g, dtype=np.int32), (p, g)).copy()
+        return score_matrix(matcher, probe_maps, gallery_maps, device=device, progress=progress,
+                            cancel=cancel), cand
+    out = np.empty((p, g), np.float32)
+    cand = top_candidates(band_features(probe_maps), band_features(gallery_maps), k, dense_out=out,
+                          cancel=cancel)
+    rows = np.repeat(np.arange(p), cand.shape[1])
+    logits = score_pairs(matcher, probe_maps, gallery_maps, rows, cand.reshape(-1), device=device,
+                         progress=progress, cancel=cancel).reshape(cand.shape)
+    if logits.size:
+        fill = np.float32(logits.min() - _FILL_GAP)
+        out -= np.float32(1.0)                  # in place: cos - 1 in [-2, 0]
+        out *= np.float32(10.0)
+        out += fill
+        np.put_along_axis(out, cand.astype(np.int64), logits, axis=1)
+    return out, cand
+
+
+def shortlist_pairs(neighbours: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unordered pairs ``(lo, hi)`` (``lo <= hi``) of a neighbour list ``[n, K]``, deduplicated."""
+    n = len(neighbours)
+    r = np.repeat(np.arange(n, dtype=np.int64), neighbours.shape[1])
+    c = neighbours.reshape(-1).astype(np.int64)
+    key = np.unique(np.minimum(r, c) * n + np.maximum(r, c))
+    return key // max(n, 1), key % max(n, 1)
+
+
+def shortlist_graph(matcher: QAConv, maps, k: int, *, device: torch.device | str = "cpu",
+                    progress: ProgressFn | None = None,
+                    cancel: CancelFn | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Each item's ``K`` nearest items by the first stage (itself included) and their QAConv logits.
+
+    Returns ``(neighbours [n, K] int32, logits [n, K] float32)``; the pair ``(i, j)`` is scored
+    once, probe ``min(i, j)``, gallery ``max(i, j)``.
+    """
+    from .scoring import score_matrix
+
+    n = len(maps)
+    emb = band_features(maps)
+    neighbours = top_candidates(emb, emb, k, cancel=cancel)
+    if k >= n:  # every pair: the symmetric exhaustive block, bit for bit
+        block = score_matrix(matcher, maps, maps, device=device, symmetric=True, progress=progress,
+                             cancel=cancel)
+        return neighbours, np.take_along_axis(block, neighbours.astype(np.int64), axis=1)
+    lo, hi = shortlist_pairs(neighbours)
+    pair_logits = score_pairs(matcher, maps, maps, lo, hi, device=device, progress=progress,
+                              cancel=cancel)
+    r = np.repeat(np.arange(n, dtype=np.int64), neighbours.shape[1])
+    c = neighbours.reshape(-1).astype(np.int64)
+    pos = np.searchsorted(lo * n + hi, np.minimum(r, c) * n + np.maximum(r, c))
+    return neighbours, pair_logits[pos].reshape(neighbours.shape)
+
+
+def final_distances_shortlist(qg_logits, qq_graph, gg_graph, *, rerank: dict, tlift: dict | None = None,
+                              query_cams=None, query_times=None, gallery_cams=None,
+                              gallery_times=None, progress: ProgressFn | None = None,
+                              cancel: CancelFn | None = None) -> np.ndarray:
+    """:func:`engine.postprocess.final_distances` with re-ranking on the shortlist graphs.
+
+    ``qq_graph`` and ``gg_graph`` are ``(neighbours, logits)`` from :func:`shortlist_graph`.
+    """
+    from .postprocess.pipeline import (
+        RERANK_DEFAULTS,
+        _final_from_distances,
+        _settings,
+        distance_from_logits,
+    )
+    from .postprocess.rerank_sparse import re_rank_shortlist
+
+    rr = _settings(rerank, RERANK_DEFAULTS, "rerank")
+    if rr is None:
+        raise ValueError("final_distances_shortlist is for re-ranking; use final_distances without it")
+
+    def dist(x):
+        return distance_from_logits(x).astype(np.float32)
+
+    share = 90 if tlift else 100
+    ranked = re_rank_shortlist(
+        dist(qg_logits), qq_graph[0], dist(qq_graph[1]), gg_graph[0], dist(gg_graph[1]), **rr,
+        progress=None if progress is None else (lambda d, t: progress(share * d // max(t, 1), 100)),
+        cancel=cancel)
+    return _final_from_distances(ranked, None, None, rerank=None, tlift=tlift, query_cams=query_cams,
+                                 query_times=query_times, gallery_cams=gallery_cams,
+                                 gallery_times=gallery_times, progress=None, cancel=cancel)
+
+
+def estimate_exhaustive_seconds(session, probes: int = 16, gallery: int = 256) -> float:
+    """Seconds exhaustive scoring of q-g, q-q and g-g would take, from timing a small block.
+
+    ``session`` must have its maps extracted. The small block is scored twice (the first run
+    warms up); the faster run gives the rate.
+    """
+    import time
+
+    q, g = session.query_maps, session.gallery_maps
+    pairs = len(q) * len(g) + len(q) * (len(q) + 1) // 2 + len(g) * (len(g) + 1) // 2
+    a, b = q[:probes], g[:gallery]
+    best = float("inf")
+    for _ in range(2):
+        t0 = time.perf_counter()
+        session.model.score(a, b, device=session.device, memory_budget=session.memory_budget)
+        best = min(best, time.perf_counter() - t0)
+    return pairs * best / max(len(a) * len(b), 1)

@@ -1,0 +1,142 @@
+"""Resumable scoring: a long score block computed in row bands ("tiles"), each saved when done.
+
+A killed or cancelled run leaves its finished tiles on disk; the next run with the same block
+key loads them (each checked against its recorded checksum and shape; a damaged tile is
+recomputed, never trusted) and scores only the rest. Once the block is whole, the caller saves
+it as one block and :func:`score_tiled` deletes the tiles.
+
+For a symmetric (self-scoring) block, tile ``[i0:i1]`` holds rows ``i0:i1`` and columns
+``i0:`` only: the part on or above the diagonal; the block is mirrored from it at the end.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from .jobs import CancelFn, ProgressFn, check_cancel, report
+from .utils import atomic_path, atomic_write_text
+
+__all__ = ["TILE_PAIRS", "discard_tiles", "score_tiled", "tile_bounds"]
+
+log = logging.getLogger(__name__)
+
+#: Pairs per tile: a few seconds of CPU work at the demo's shapes, a minute or two at the
+#: published ones; a killed run loses at most one tile.
+TILE_PAIRS = 1 << 21
+
+# score(a_rows, b_cols, symmetric, progress, cancel) -> float32 [len(a_rows), len(b_cols)]
+ScoreFn = Callable[[np.ndarray, np.ndarray, bool, ProgressFn | None, CancelFn | None], np.ndarray]
+
+
+def tile_bounds(p: int, g: int, tile_pairs: int | None = None) -> list[tuple[int, int]]:
+    """Row bands ``(i0, i1)`` covering ``p`` rows of ``g`` columns, about ``tile_pairs`` each
+    (default :data:`TILE_PAIRS`)."""
+    tile_pairs = TILE_PAIRS if tile_pairs is None else tile_pairs
+    rows = max(1, tile_pairs // max(g, 1))
+    return [(i0, min(p, i0 + rows)) for i0 in range(0, p, rows)]
+
+
+def _checksum(array: np.ndarray) -> str:
+    return hashlib.blake2b(np.ascontiguousarray(array).tobytes(), digest_size=16).hexdigest()
+
+
+def _load_tile(path: Path, shape: tuple[int, int]) -> np.ndarray | None:
+    meta_path = path.with_suffix(".json")
+    if not (path.is_file() and meta_path.is_file()):
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+        tile = np.load(path)
+        if tile.shape != shape or tile.dtype != np.float32 or _checksum(tile) != meta["checksum"]:
+            raise ValueError("content differs from the recorded one")
+        return tile
+    except (OSError, ValueError, KeyError, EOFError, json.JSONDecodeError) as exc:
+        log.warning("score tile %s is damaged (%s); recomputing it", path, exc)
+        path.unlink(missing_ok=True)
+        meta_path.unlink(missing_ok=True)
+        return None
+
+
+def _save_tile(path: Path, tile: np.ndarray) -> None:
+    tile = np.ascontiguousarray(tile, dtype=np.float32)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, tile)
+    # The checksum is written last: a tile without it is not trusted.
+    atomic_write_text(path.with_suffix(".json"), json.dumps({"checksum": _checksum(tile)}))
+
+
+def score_tiled(score: ScoreFn, a, b, *, tiles_dir: str | Path, symmetric: bool = False,
+                tile_pairs: int | None = None, progress: ProgressFn | None = None,
+                cancel: CancelFn | None = None) -> tuple[np.ndarray, int]:
+    """Score ``a`` x ``b`` band by band, reusing the bands already saved in ``tiles_dir``.
+
+    Parameters
+    ----------
+    score
+        ``score(a_rows, b_cols, symmetric, progress, cancel)`` -> float32 logits of those rows
+        x columns (``symmetric`` only when the block is a single tile).
+    a, b
+        Row and column items (anything sliceable: feature maps, possibly memory-mapped).
+    tiles_dir
+        Folder of this block's tiles (named after the block's cache key by the caller).
+    symmetric
+        ``a`` and ``b`` are the same set: only the upper triangle is scored, then mirrored.
+    progress, cancel
+        ``progress(done_pairs, total_pairs)``; ``cancel()`` polled inside each tile. A
+        cancelled run keeps the tiles it finished.
+
+    Returns
+    -------
+    (block, reused)
+        The float32 block ``[len(a), len(b)]`` and how many tiles were loaded from disk. The
+        tiles stay until the caller, having stored the whole block, calls :func:`discard_tiles`.
+    """
+    from .scoring import _mirror_upper
+
+    p, g = len(a), len(b)
+    if symmetric and p != g:
+        raise ValueError(f"symmetric scoring needs the same set twice; got {p} and {g} items")
+    out = np.zeros((p, g), np.float32)
+    bands = tile_bounds(p, g, tile_pairs)
+    tiles_dir = Path(tiles_dir)
+
+    def width(i0: int) -> int:
+        return g - i0 if symmetric else g
+
+    total = sum((i1 - i0) * width(i0) for i0, i1 in bands)
+    done = reused = 0
+    report(progress, 0, total)
+    for i0, i1 in bands:
+        c0 = i0 if symmetric else 0
+        path = tiles_dir / f"{i0}-{i1}x{c0}-{g}.npy"
+        tile = _load_tile(path, (i1 - i0, g - c0)) if len(bands) > 1 else None
+        if tile is None:
+            check_cancel(cancel)
+            size = (i1 - i0) * width(i0)
+            sub = None if progress is None else (
+                lambda d, t, base=done, size=size: progress(base + d * size // max(t, 1), total))
+            whole = len(bands) == 1
+            tile = np.asarray(score(a[i0:i1], b[c0:g], symmetric and whole, sub, cancel), np.float32)
+            if len(bands) > 1:
+                tiles_dir.mkdir(parents=True, exist_ok=True)
+                _save_tile(path, tile)
+        else:
+            reused += 1
+        out[i0:i1, c0:g] = tile
+        done += (i1 - i0) * width(i0)
+        report(progress, done, total)
+    if symmetric and len(bands) > 1:
+        _mirror_upper(out)
+    return out, reused
+
+
+def discard_tiles(tiles_dir: str | Path) -> None:
+    """Delete a block's tiles (once the whole block is stored)."""
+    shutil.rmtree(tiles_dir, ignore_errors=True)

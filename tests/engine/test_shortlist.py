@@ -1,0 +1,148 @@
+"""Two-stage retrieval: shortlisted scoring and re-ranking on the shortlist graph."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from engine.models.qaconv import QAConv
+from engine.postprocess import re_rank
+from engine.postprocess.rerank_sparse import re_rank_shortlist
+from engine.scoring import score_matrix
+from engine.shortlist import band_features, shortlist_block, shortlist_graph, stage_one
+
+
+def _maps(n, seed, groups=None):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 16, 4, 2, generator=g)
+    if groups is not None:  # identities: items of a group share most of their map
+        centres = torch.randn(groups, 16, 4, 2, generator=g)
+        x = 0.5 * x + centres[torch.arange(n) % groups]
+    return torch.nn.functional.normalize(x, dim=1).numpy().astype(np.float16)
+
+
+@pytest.fixture(scope="module")
+def matcher():
+    torch.manual_seed(0)
+    m = QAConv(16, 4, 2).eval()
+    with torch.no_grad():
+        m.fc.weight.uniform_(0.05, 0.3)
+        m.logit_bn.running_var.fill_(0.5)
+    return m
+
+
+def _dense_from_graph(neighbours, values, n):
+    out = np.full((len(neighbours), n), np.nan, np.float32)
+    np.put_along_axis(out, neighbours.astype(np.int64), values, axis=1)
+    return out
+
+
+def test_shortlist_with_k_at_gallery_size_is_exhaustive(matcher):
+    q, g = _maps(13, 1, groups=5), _maps(40, 2, groups=5)
+    logits, cand = shortlist_block(matcher, q, g, k=len(g))
+    np.testing.assert_array_equal(logits, score_matrix(matcher, q, g))
+    assert sorted(cand[0]) == list(range(len(g)))
+    nb, vals = shortlist_graph(matcher, g, k=len(g))
+    np.testing.assert_array_equal(_dense_from_graph(nb, vals, len(g)),
+                                  score_matrix(matcher, g, g, symmetric=True))
+
+
+def test_shortlist_scores_candidates_and_ranks_the_rest_after_them(matcher):
+    q, g = _maps(13, 3, groups=5), _maps(40, 4, groups=5)
+    k = 7
+    exhaustive = score_matrix(matcher, q, g)
+    logits, cand = shortlist_block(matcher, q, g, k=k)
+    cos = stage_one(band_features(q), band_features(g))
+    for i in range(len(q)):
+        # The candidates are the k best by the first stage, scored as exhaustive scoring does.
+        assert set(cand[i]) == set(np.argsort(-cos[i], kind="stable")[:k])
+        np.testing.assert_allclose(logits[i, cand[i]], exhaustive[i, cand[i]], rtol=0, atol=1e-5)
+        rest = np.setdiff1d(np.arange(len(g)), cand[i])
+        # Non-candidates: below every candidate logit of the block, in first-stage order.
+        assert logits[i, rest].max() < logits[:, :][np.arange(len(q))[:, None], cand].min()
+        order = rest[np.argsort(-logits[i, rest], kind="stable")]
+        assert np.all(np.diff(cos[i, order]) <= 1e-6)
+    nb, vals = shortlist_graph(matcher, g, k=k)
+    sym = score_matrix(matcher, g, g, symmetric=True)
+    np.testing.assert_allclose(vals, np.take_along_axis(sym, nb.astype(np.int64), axis=1), rtol=0, atol=1e-5)
+    # A pair listed by both of its items holds one number in both directions.
+    dense = _dense_from_graph(nb, vals, len(g))
+    both = ~np.isnan(dense) & ~np.isnan(dense.T)
+    np.testing.assert_array_equal(dense[both], dense.T[both])
+
+
+def test_first_stage_is_band_matching_both_ways():
+    q, g = _maps(5, 5), _maps(7, 6)
+    got = stage_one(band_features(q), band_features(g))
+    for i in range(len(q)):
+        for j in range(len(g)):
+            # Written out: bands of whole rows, pooled and normalised; best match per band both ways.
+            a = [q[i].astype(np.float64)[:, r].mean(axis=1) for r in range(4)]
+            b = [g[j].astype(np.float64)[:, r].mean(axis=1) for r in range(4)]
+            a, b = [x / np.linalg.norm(x) for x in a], [x / np.linalg.norm(x) for x in b]
+            sim = np.array([[x @ y for y in b] for x in a])
+            assert abs(got[i, j] - (sim.max(1).mean() + sim.max(0).mean()) / 2) < 1e-5
+    # One band: the cosine of the pooled maps.
+    pooled = [m.astype(np.float64).mean(axis=(2, 3)) for m in (q, g)]
+    pooled = [p / np.linalg.norm(p, axis=1, keepdims=True) for p in pooled]
+    np.testing.assert_allclose(stage_one(band_features(q, 1), band_features(g, 1)),
+                               pooled[0] @ pooled[1].T, rtol=0, atol=1e-5)
+
+
+def _distances(seed, nq=9, ng=31):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(nq + ng, 6)).astype(np.float32) + np.repeat(rng.normal(size=(8, 6)), 5, axis=0)[
+        rng.integers(0, 40, nq + ng)]
+    d = ((x[:, None] - x[None]) ** 2).sum(-1).astype(np.float32)
+    d = (d + d.T) / 2
+    return d[:nq, nq:], d[:nq, :nq], d[nq:, nq:]
+
+
+@pytest.mark.parametrize("params", [dict(), dict(k1=5, k2=3, lambda_value=0.5), dict(k1=3, k2=1)])
+def test_rerank_on_full_shortlists_equals_exact_rerank(params):
+    q_g, q_q, g_g = _distances(0)
+    rng = np.random.default_rng(1)
+    # K = N neighbour lists, in any order.
+    qq_nb = np.stack([rng.permutation(len(q_q)) for _ in q_q]).astype(np.int32)
+    gg_nb = np.stack([rng.permutation(len(g_g)) for _ in g_g]).astype(np.int32)
+    got = re_rank_shortlist(q_g, qq_nb, np.take_along_axis(q_q, qq_nb, 1),
+                            gg_nb, np.take_along_axis(g_g, gg_nb, 1), **params)
+    np.testing.assert_array_equal(got, re_rank(q_g, q_q, g_g, **params))
+
+
+def test_rerank_on_short_lists_stays_close_to_exact():
+    q_g, q_q, g_g = _distances(2, nq=12, ng=60)
+    k = 25
+    qq_nb = np.argsort(q_q, axis=1, kind="stable")[:, :k].astype(np.int32)
+    gg_nb = np.argsort(g_g, axis=1, kind="stable")[:, :k].astype(np.int32)
+    got = re_rank_shortlist(q_g, qq_nb, np.take_along_axis(q_q, qq_nb, 1),
+                            gg_nb, np.take_along_axis(g_g, gg_nb, 1), k1=6, k2=3)
+    exact = re_rank(q_g, q_q, g_g, k1=6, k2=3)
+    # The k1-neighbourhoods lie inside the lists, so the top of each ranking is the exact one's.
+    np.testing.assert_array_equal(np.argsort(got, axis=1)[:, :3], np.argsort(exact, axis=1)[:, :3])
+    with pytest.raises(ValueError, match="neighbour indices"):
+        re_rank_shortlist(q_g, qq_nb + 100, np.take_along_axis(q_q, qq_nb, 1), gg_nb,
+                          np.take_along_axis(g_g, gg_nb, 1))
+
+
+def test_session_with_full_shortlist_equals_exhaustive_and_reuses_its_cache(tmp_path, tiny_synth):
+    from engine.postprocess.params import RerankParams, TLiftParams
+    from engine.session import Session
+
+    from .test_features_checkpoint import _tiny_checkpoint
+
+    _, dataset = tiny_synth
+    ckpt = _tiny_checkpoint(tmp_path)
+    n = len(dataset.query) + len(dataset.gallery)
+    exhaustive = Session.open(dataset, ckpt, device="cpu", cache_dir=tmp_path / "c")
+    full = Session.open(dataset, ckpt, device="cpu", cache_dir=tmp_path / "c", shortlist=n)
+    short = Session.open(dataset, ckpt, device="cpu", cache_dir=tmp_path / "c", shortlist=5)
+    rr, tl = RerankParams(k1=4, k2=2), TLiftParams()
+    for settings in ((None, None), (rr, None), (rr, tl)):
+        np.testing.assert_array_equal(full.distances(*settings), exhaustive.distances(*settings))
+        assert short.distances(*settings).shape == (len(dataset.query), len(dataset.gallery))
+    assert set(full.graphs) == {"qq", "gg"} and "gg" in exhaustive.logits
+    assert short.graphs["gg"][0].shape == (len(dataset.gallery), 5)
+    warm = Session.open(dataset, ckpt, device="cpu", cache_dir=tmp_path / "c", shortlist=5)
+    np.testing.assert_array_equal(warm.distances(rr, tl), short.distances(rr, tl))
+    assert all(warm.cache_hits.values()) and warm._model is None

@@ -1,0 +1,117 @@
+"""Resumable tiled scoring: an interrupted block resumes from its saved tiles."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from engine.jobs import Cancelled
+from engine.models.qaconv import QAConv
+from engine.scoring import score_matrix
+from engine.tiles import score_tiled, tile_bounds
+
+
+def _maps(n, seed):
+    x = torch.randn(n, 8, 3, 2, generator=torch.Generator().manual_seed(seed))
+    return torch.nn.functional.normalize(x, dim=1).numpy().astype(np.float16)
+
+
+@pytest.fixture(scope="module")
+def matcher():
+    torch.manual_seed(0)
+    m = QAConv(8, 3, 2).eval()
+    with torch.no_grad():
+        m.fc.weight.uniform_(0.05, 0.3)
+        m.bn.running_mean.fill_(0.1)
+        m.logit_bn.running_var.fill_(2.0)
+    return m
+
+
+class Counting:
+    """The scoring function, counting tiles and cancelling once ``stop_after`` have finished."""
+
+    def __init__(self, matcher, stop_after=None):
+        self.matcher, self.stop_after, self.calls = matcher, stop_after, 0
+
+    def __call__(self, rows, cols, symmetric, progress, cancel):
+        if self.stop_after is not None and self.calls >= self.stop_after:
+            raise Cancelled("stopped mid-way")
+        self.calls += 1
+        return score_matrix(self.matcher, rows, cols, symmetric=symmetric, progress=progress,
+                            cancel=cancel)
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_interrupted_block_resumes_and_equals_uninterrupted(tmp_path, matcher, symmetric):
+    a = _maps(23, 1)
+    b = a if symmetric else _maps(17, 2)
+    tile_pairs = 40
+    bands = tile_bounds(len(a), len(b), tile_pairs)
+    assert len(bands) > 4
+    whole, reused = score_tiled(Counting(matcher), a, b, tiles_dir=tmp_path / "one",
+                                symmetric=symmetric, tile_pairs=tile_pairs)
+    assert reused == 0
+    np.testing.assert_allclose(whole, score_matrix(matcher, a, b), rtol=0, atol=1e-5)
+    if symmetric:
+        np.testing.assert_array_equal(whole, whole.T)
+
+    first = Counting(matcher, stop_after=3)
+    with pytest.raises(Cancelled):
+        score_tiled(first, a, b, tiles_dir=tmp_path / "two", symmetric=symmetric,
+                    tile_pairs=tile_pairs)
+    assert len(list((tmp_path / "two").glob("*.npy"))) == 3
+    again = Counting(matcher)
+    resumed, reused = score_tiled(again, a, b, tiles_dir=tmp_path / "two", symmetric=symmetric,
+                                  tile_pairs=tile_pairs)
+    assert reused == 3 and again.calls == len(bands) - 3
+    np.testing.assert_array_equal(resumed, whole)
+
+
+def test_damaged_tiles_are_recomputed(tmp_path, matcher):
+    a, b = _maps(20, 3), _maps(11, 4)
+    tile_pairs = 30
+    bands = tile_bounds(len(a), len(b), tile_pairs)
+    whole, _ = score_tiled(Counting(matcher), a, b, tiles_dir=tmp_path / "ref", tile_pairs=tile_pairs)
+    with pytest.raises(Cancelled):
+        score_tiled(Counting(matcher, stop_after=4), a, b, tiles_dir=tmp_path / "t",
+                    tile_pairs=tile_pairs)
+    tiles = sorted((tmp_path / "t").glob("*.npy"), key=lambda p: int(p.name.split("-")[0]))
+    assert len(tiles) == 4
+    # One tile's numbers changed (a valid .npy with other values), one truncated, one's checksum lost.
+    np.save(tiles[0], np.load(tiles[0]) + 1.0)
+    tiles[1].write_bytes(tiles[1].read_bytes()[:50])
+    tiles[2].with_suffix(".json").unlink()
+    again = Counting(matcher)
+    resumed, reused = score_tiled(again, a, b, tiles_dir=tmp_path / "t", tile_pairs=tile_pairs)
+    assert reused == 1 and again.calls == len(bands) - 1
+    np.testing.assert_array_equal(resumed, whole)
+
+
+def test_session_block_resumes_after_a_cancelled_run(tmp_path, monkeypatch):
+    """Through the session: a cancelled g-g block keeps its tiles; the next run reuses them."""
+    import engine.tiles
+    from engine.data import Dataset
+    from engine.session import Session
+
+    from .test_features_checkpoint import _images, _tiny_checkpoint
+
+    (tmp_path / "imgs").mkdir()
+    samples = _images(tmp_path / "imgs", n=9)
+    dataset = Dataset("tiny", str(tmp_path), query=samples[:2], gallery=samples[2:])
+    ckpt = _tiny_checkpoint(tmp_path)
+    ref = Session.open(dataset, ckpt, device="cpu", cache_dir=tmp_path / "ref")
+    ref.score(("gg",))
+
+    monkeypatch.setattr(engine.tiles, "TILE_PAIRS", 7)
+    calls = []
+    session = Session.open(dataset, ckpt, device="cpu", cache_dir=tmp_path / "cache")
+    session.extract()
+    with pytest.raises(Cancelled):
+        session.score(("gg",), cancel=lambda: len(calls) >= 3,
+                      progress=lambda stage, d, t: calls.append(d) if stage == "score gg" and d else None)
+    tiles_dir = session.scores.root / "tiles"
+    assert any(tiles_dir.rglob("*.npy"))
+    resumed = Session.open(dataset, ckpt, device="cpu", cache_dir=tmp_path / "cache")
+    resumed.score(("gg",))
+    np.testing.assert_allclose(resumed.logits["gg"], ref.logits["gg"], rtol=0, atol=1e-5)
+    assert not any(tiles_dir.rglob("*.npy"))  # merged into one stored block

@@ -1,0 +1,102 @@
+"""Progressive launch: the window shows the raw ranking before q-q / g-g are scored."""
+from __future__ import annotations
+
+import dataclasses
+
+from tests.viewer.conftest import assert_no_job_running, grid_gallery_order
+
+
+def test_window_paints_before_rerank_blocks_exist(qtbot, load_request):
+    from viewer.controller import Controller
+    from viewer.main_window import MainWindow
+    from viewer.state import ViewerState
+
+    win = MainWindow(Controller(ViewerState()))
+    qtbot.addWidget(win)
+    win.show()
+    state = win.state
+    seen = []
+
+    def painted(distmat) -> None:
+        if distmat is not None and not seen:
+            session = state.session
+            seen.append(set(session.logits) | set(session.graphs))
+
+    state.events.distmat.connect(painted)
+    statuses = []
+    state.events.status.connect(lambda status: statuses.append(status.last_step))
+    with qtbot.waitSignal(win.controller.load_finished, timeout=60000) as blocker:
+        win.start_load(dataclasses.replace(load_request, rerank_blocks=True))
+    assert blocker.args == [True]
+    assert seen[0] == {"qg"}                     # first paint: q-g only
+    assert grid_gallery_order(win)               # the grid shows results
+    # The status bar said what was pending (the background job may be done already).
+    assert any("pending: q-q, g-g" in text for text in statuses)
+    # Then the background job scores q-q and g-g and the status bar stops saying so.
+    qtbot.waitUntil(lambda: {"qq", "gg"} <= set(state.session.logits) and not state.busy, timeout=60000)
+    qtbot.waitUntil(lambda: "pending" not in state.status.last_step, timeout=5000)
+    win.close()
+    assert_no_job_running(win.controller)
+
+
+def test_lazy_blocks_are_scored_when_rerank_is_switched_on(qtbot, load_request):
+    from viewer.controller import Controller
+    from viewer.main_window import MainWindow
+    from viewer.state import ViewerState
+
+    win = MainWindow(Controller(ViewerState()))
+    qtbot.addWidget(win)
+    win.show()
+    with qtbot.waitSignal(win.controller.load_finished, timeout=60000):
+        win.start_load(dataclasses.replace(load_request, rerank_blocks=False))
+    session = win.state.session
+    qtbot.wait(200)
+    assert not win.state.busy and "gg" not in session.logits   # nothing scored in the background
+    win.postprocess.rerank.setChecked(True)
+    qtbot.waitUntil(lambda: win.state.applied.rerank is not None, timeout=60000)
+    assert {"qq", "gg"} <= set(session.logits)
+    win.close()
+    assert_no_job_running(win.controller)
+
+
+def test_external_query_reranks_on_the_shortlist_graph(loaded):
+    """An image opened as a query is re-ranked on the gallery's shortlist graph; with every
+    pair listed that is the exhaustive re-ranking."""
+    import numpy as np
+
+    from engine.postprocess.params import RerankParams
+    from engine.session import Session
+    from viewer.state import PostSettings
+    from viewer.tasks import score_external
+
+    session = loaded.session
+    full = Session(session.dataset, session.model, session.model_digest, device="cpu",
+                   cache_dir=session.cache_dir, shortlist=len(session.dataset.gallery))
+    short = Session(session.dataset, session.model, session.model_digest, device="cpu",
+                    cache_dir=session.cache_dir, shortlist=4)
+    path = session.dataset.gallery[3].path
+    settings = [PostSettings(rerank=RerankParams(k1=4, k2=2))]
+    args = dict(progress=lambda *a: None, cancel=lambda: False)
+    exhaustive = score_external(session, path, settings, **args).row(settings[0])
+    np.testing.assert_array_equal(score_external(full, path, settings, **args).row(settings[0]), exhaustive)
+    row = score_external(short, path, settings, **args).row(settings[0])
+    assert "gg" in short.graphs and row.shape == exhaustive.shape and np.isfinite(row).all()
+    assert np.argmin(row) == np.argmin(exhaustive) == 3   # the image itself comes first
+
+
+def test_two_stage_is_chosen_when_exhaustive_scoring_would_be_slow(loaded, tmp_path, monkeypatch):
+    from engine.session import Session
+    from engine.shortlist import DEFAULT_SHORTLIST
+    from viewer import tasks
+
+    session = loaded.session
+    assert tasks.choose_shortlist(session, "auto") == (None, "")     # exhaustive q-g is cached
+    assert tasks.choose_shortlist(session, None) == (None, "")
+    assert tasks.choose_shortlist(session, 7)[0] == 7
+    fresh = Session(session.dataset, session.model, session.model_digest, device="cpu",
+                    cache_dir=tmp_path)
+    fresh.query_maps, fresh.gallery_maps = session.query_maps, session.gallery_maps
+    assert tasks.choose_shortlist(fresh, "auto") == (None, "")       # tiny: seconds at most
+    monkeypatch.setattr(tasks, "AUTO_SHORTLIST_SECONDS", 0.0)
+    k, note = tasks.choose_shortlist(fresh, "auto")
+    assert k == DEFAULT_SHORTLIST and "exhaustive scoring would take" in note
