@@ -191,15 +191,19 @@ def tlift(
     heads = _row_heads(scores, layout, k)  # per camera: values [p, E], columns [p, E], lengths [p]
     pivots = [_pivots(vals, cols, lens, members, members_ok, k) for vals, cols, lens in heads]
     weights, position = _weights(pivots, layout, len(first), float(sigma))  # [u, padded]
+    # Probes by window: each window's factor row is gathered into gallery order once.
+    by_window = np.argsort(inverse, kind="stable")
     step = max(1, _GATHER_ELEMENTS // num_g)
-    buffer = np.empty((step, weights.shape[1]))
     factor = np.empty((step, num_g))
     for r0 in range(0, num_p, step):
-        rows = min(step, num_p - r0)
-        np.take(weights, inverse[r0:r0 + rows], axis=0, out=buffer[:rows])
-        np.take(buffer[:rows], position, axis=1, out=factor[:rows])
-        factor[:rows] += float(alpha)
-        np.multiply(factor[:rows], scores[r0:r0 + rows], out=lifted[r0:r0 + rows], casting="same_kind")
+        probes = by_window[r0:r0 + step]
+        wins, local = np.unique(inverse[probes], return_inverse=True)
+        rows = factor[:len(wins)]
+        np.take(weights[wins], position, axis=1, out=rows)
+        rows += float(alpha)
+        product = np.take(rows, local.reshape(-1), axis=0)
+        product *= scores[probes]
+        lifted[probes] = product
     return lifted
 
 
