@@ -32,7 +32,7 @@ import numpy as np
 __all__ = ["tlift"]
 
 # Score elements per row tile (steps 1 and the final product).
-_TILE_ELEMENTS = 1 << 18
+_TILE_ELEMENTS = 1 << 19
 # Elements per row tile of the gathers (kept in cache).
 _GATHER_ELEMENTS = 1 << 16
 # Columns per block whose maxima bound a row's K-th largest value from below (step 1).
@@ -60,9 +60,6 @@ def _validate(scores, query_cams, query_times, gallery_cams, gallery_times, tau,
     if not np.issubdtype(scores.dtype, np.floating):
         scores = scores.astype(np.float64)
     out_dtype = scores.dtype
-    step = max(1, _TILE_ELEMENTS // max(1, num_g))
-    if not all(np.isfinite(scores[i:i + step]).all() for i in range(0, num_p, step)):
-        raise ValueError("scores contain NaN or inf; TLift needs finite similarities")
 
     def labels(values, name, length):
         array = np.asarray(values)
@@ -245,6 +242,8 @@ def _row_heads(scores, layout: _Layout, k: int):
     found: list[list] = [[] for _ in range(layout.num_cams)]  # (flat index in tile, value)
     for r0 in range(0, num_p, step):
         tile = scores[r0:r0 + step].take(layout.order, axis=1)  # [r, g], cameras contiguous
+        if not np.isfinite(tile).all():  # checked here, while the tile is in cache
+            raise ValueError("scores contain NaN or inf; TLift needs finite similarities")
         rows = len(tile)
         for c in range(layout.num_cams):
             a, n, size = int(layout.start[c]), int(sizes[c]), int(block[c])
