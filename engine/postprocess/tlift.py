@@ -288,11 +288,15 @@ def _pivots(head_vals, head_cols, head_len, members, members_ok, k):
         stop = min(start + step, num_w)
         m, ok = members[start:stop], members_ok[start:stop]
         union = np.where(ok[:, :, None], head_vals[m], -np.inf)  # [c, W, E]
-        flat = -np.sort(-union.reshape(stop - start, -1), axis=1)  # descending, padding last
+        flat = union.reshape(stop - start, -1)  # padding -inf
         available = np.where(ok, head_len[m], 0).sum(axis=1)  # [c]
+        thr = np.full(stop - start, -np.inf)
+        if flat.shape[1] >= k:
+            thr = -np.partition(-flat, k - 1, axis=1)[:, k - 1]
         # Fewer than K real entries only happens when they are the whole block: take its min.
-        pick = np.where(available >= k, k - 1, available - 1)
-        thr = flat[np.arange(stop - start), pick]
+        small = available < k
+        if small.any():
+            thr[small] = np.where(flat[small] > -np.inf, flat[small], np.inf).min(axis=1)
         chosen = (union >= thr[:, None, None]) & ok[:, :, None]  # [c, W, E]
         w, slot, e = np.nonzero(chosen)
         key, mult = np.unique((w + start) * num_g + head_cols[m[w, slot], e], return_counts=True)
