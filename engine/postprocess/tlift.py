@@ -194,11 +194,12 @@ def tlift(
     factor = np.empty((step, num_g))
     for r0 in range(0, num_p, step):
         probes = by_window[r0:r0 + step]
-        wins, local = np.unique(inverse[probes], return_inverse=True)
-        rows = factor[:len(wins)]
-        np.take(weights[wins], position, axis=1, out=rows)
+        window = inverse[probes]  # ascending
+        new = np.concatenate([[True], window[1:] != window[:-1]])
+        rows = factor[:int(new.sum())]
+        np.take(weights[window[new]], position, axis=1, out=rows)
         rows += float(alpha)
-        product = np.take(rows, local.reshape(-1), axis=0)
+        product = np.take(rows, np.cumsum(new) - 1, axis=0)
         product *= scores[probes]
         lifted[probes] = product
     return lifted
