@@ -105,6 +105,33 @@ def test_random_cases_agree_with_loop(p, g, q_cams, g_cams, span, decimals, inte
     np.testing.assert_allclose(tlift(*args, **params), loop_tlift(*args, **params), atol=1e-12, rtol=0)
 
 
+def _edge_case(name):
+    rng = np.random.default_rng(len(name))
+    if name == "camera with one gallery item":
+        args = _random_case(rng, 20, 61, [0, 1], [0, 1], 300, 2)
+        args[3][:] = np.where(np.arange(61) == 7, 2, args[3])  # camera 2: item 7 alone
+        return args, {}
+    if name == "K at least the camera size":
+        return _random_case(rng, 20, 40, [0, 1], [0, 1, 2, 3], 300, 1), {"k": 12}
+    if name == "ties at the block bound's threshold":
+        # 150 items per camera: the bound comes from blocks of 15 columns; 2 decimals tie often.
+        return _random_case(rng, 20, 300, [0, 1], [0, 1], 300, 2), {"k": 5}
+    if name == "probes without time neighbours":
+        args = _random_case(rng, 15, 120, [0], [0, 1], 1, 2)
+        args[2][:] = np.arange(15) * 1000.0  # windows of one probe
+        return args, {}
+    raise AssertionError(name)
+
+
+@pytest.mark.parametrize("name", ["camera with one gallery item", "K at least the camera size",
+                                  "ties at the block bound's threshold", "probes without time neighbours"])
+@pytest.mark.parametrize("internals", INTERNALS)
+def test_edge_cases_agree_with_loop(name, internals, monkeypatch):
+    _set_internals(monkeypatch, internals)
+    args, params = _edge_case(name)
+    np.testing.assert_allclose(tlift(*args, **params), loop_tlift(*args, **params), atol=1e-12, rtol=0)
+
+
 def test_invariant_to_a_time_shift_per_camera():
     # Only within-camera differences matter: probe cameras and gallery cameras may each have
     # their own clock offset.
