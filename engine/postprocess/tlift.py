@@ -8,22 +8,24 @@ every gallery item of camera ``c`` is then lifted by its temporal closeness to t
 The ``[p, g]`` scores are read twice and written once, in row tiles; everything else is small
 (``u`` = distinct probe windows, ``E`` = head width, about K):
 
-1. Row heads. A row's *head* in camera ``c`` is its entries reaching the row's own K-th largest
-   value there (ties included): a top-(K+1) per row tile and camera; a row whose (K+1)-th
-   value equals its K-th (a tie at the threshold) takes its whole head from a comparison.
+1. Row heads. Per row tile, the gallery is gathered camera by camera; in camera ``c`` a row's
+   candidates are its entries reaching the K-th largest maximum of disjoint column sets: a
+   lower bound of the row's K-th largest value, so the candidates hold the row's head (its
+   entries reaching its own K-th largest value, ties included) and a few more.
 2. Windows. Probe windows are contiguous ranges of each camera's probes sorted by time, and
    everything below depends on a probe only through its window, so it runs once per distinct
    window. A block's K-th largest value is at least every row's K-th largest, so the block's
-   threshold and pivots come from a ``[u, W, E]`` gather of the members' heads.
+   threshold and pivots come from a ``[u, W, E]`` gather of the members' candidates.
 3. Weights. Each camera's gallery, sorted by time, is cut into blocks of ``_BLOCK`` columns; a
    pivot reaches the blocks within ``_BAND_SIGMAS`` sigma of its time (the terms left out are
-   below 5e-19). The kernel values of every (pivot, reached block) pair are computed once per
-   camera, a table of about ``g_c * band / _BLOCK`` rows of ``_BLOCK`` values, and a window's
-   weights in a block are the share-weighted sum of its pivots' rows there: one
-   ``embedding_bag`` over (window, block) bags, no exponential per window. The rows are then
-   lifted tile by tile, ``(w + alpha) * s``, all in float64.
+   below 5e-19). The kernel values of every (item, reached block) pair are computed once, a
+   table of about ``g_c * reach`` rows of ``_BLOCK`` values, and a window's weights in a block
+   are the share-weighted sum of its pivots' rows there: one ``embedding_bag`` (torch) over
+   (window, block) bags, no exponential per window.
+4. Lifting. Probes are taken window by window: a window's weights are put in gallery order
+   once and lift each member row, ``(w + alpha) * s``, all in float64.
 
-torch is imported on the first call only (the viewer loads this module before torch).
+torch is imported by step 3 only (the viewer imports this module before torch).
 """
 from __future__ import annotations
 
@@ -31,9 +33,9 @@ import numpy as np
 
 __all__ = ["tlift"]
 
-# Score elements per row tile (steps 1 and the final product).
+# Score elements per row tile of step 1.
 _TILE_ELEMENTS = 1 << 19
-# Elements per row tile of the gathers (kept in cache).
+# Elements per tile of step 4's gathers (kept in cache).
 _GATHER_ELEMENTS = 1 << 16
 # Columns per block whose maxima bound a row's K-th largest value from below (step 1).
 _HEAD_BLOCK = 32
@@ -277,9 +279,10 @@ def _row_heads(scores, layout: _Layout, k: int):
 def _pivots(head_vals, head_cols, head_len, members, members_ok, k):
     """Pivots of every window in one camera: ``(window, gallery index, multiplicity)`` lists.
 
-    The threshold of a window's block is the K-th largest value of its members' heads (the
-    union holds the block's K largest values), or the block's smallest when it has <= K
-    entries; the pivots are the head entries reaching it, duplicates counted.
+    The threshold of a window's block is the K-th largest value of its members' candidates
+    (their union holds the block's K largest values), or the block's smallest when it has
+    <= K entries (then the candidates are whole rows); the pivots are the candidates reaching
+    it, duplicates counted.
     """
     num_w, width = members.shape[0], head_vals.shape[1]
     num_g = int(head_cols.max()) + 1
