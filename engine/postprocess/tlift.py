@@ -36,7 +36,7 @@ __all__ = ["tlift"]
 # Score elements per row tile of step 1.
 _TILE_ELEMENTS = 1 << 19
 # Elements per tile of step 4's gathers (kept in cache).
-_GATHER_ELEMENTS = 1 << 16
+_GATHER_ELEMENTS = 1 << 18
 # Columns per block whose maxima bound a row's K-th largest value from below (step 1).
 _HEAD_BLOCK = 32
 # Gallery columns per block of the kernel table (step 3).
@@ -189,21 +189,24 @@ def tlift(
     layout = _Layout(gallery_cams, gallery_times)
     heads = _row_heads(scores, layout, k)  # per camera: values [p, E], columns [p, E], lengths [p]
     pivots = [_pivots(vals, cols, lens, members, members_ok, k) for vals, cols, lens in heads]
-    weights, position = _weights(pivots, layout, len(first), float(sigma))  # [u, padded]
-    # Probes by window: each window's factor row is gathered into gallery order once.
+    num_w = len(first)
+    window_weights, position = _weights(pivots, layout, num_w, float(sigma))
+    # Probes by window; a range of windows at a time: their weights are summed, put in
+    # gallery order once and lift every member row.
     by_window = np.argsort(inverse, kind="stable")
-    step = max(1, _GATHER_ELEMENTS // num_g)
-    factor = np.empty((step, num_g))
-    for r0 in range(0, num_p, step):
-        probes = by_window[r0:r0 + step]
-        window = inverse[probes]  # ascending
-        new = np.concatenate([[True], window[1:] != window[:-1]])
-        rows = factor[:int(new.sum())]
-        np.take(weights[window[new]], position, axis=1, out=rows)
-        rows += float(alpha)
-        product = np.take(rows, np.cumsum(new) - 1, axis=0)
-        product *= scores[probes]
-        lifted[probes] = product
+    members_start = np.searchsorted(inverse[by_window], np.arange(num_w + 1))
+    chunk = max(1, _GATHER_ELEMENTS // num_g)
+    for w0 in range(0, num_w, chunk):
+        w1 = min(w0 + chunk, num_w)
+        factor = np.take(window_weights(w0, w1), position, axis=1)  # [w, g]
+        factor += float(alpha)
+        probes = by_window[members_start[w0]:members_start[w1]]
+        local = inverse[probes] - w0
+        for r0 in range(0, len(probes), chunk):
+            rows = probes[r0:r0 + chunk]
+            product = np.take(factor, local[r0:r0 + chunk], axis=0)
+            product *= scores[rows]
+            lifted[rows] = product
     return lifted
 
 
@@ -311,8 +314,8 @@ def _pivots(head_vals, head_cols, head_len, members, members_ok, k):
 
 
 def _weights(pivots, layout: _Layout, num_w: int, sigma: float):
-    """Weights of every window, float64 ``[u, padded]`` with columns in ``layout.order``, each
-    camera padded to a multiple of ``_BLOCK`` (``position[i]`` is gallery item i's column).
+    """Weights of the windows, float64 ``[windows, padded]`` with columns in ``layout.order``,
+    each camera padded to a multiple of ``_BLOCK`` (``position[i]`` is gallery item i's column).
 
     ``w[q, g] = sum_p mult_p exp(-(t_g - t_p)^2 / sigma^2) / sum_p mult_p`` over the pivots of
     q's window in g's camera. Each camera's gallery (by time) is cut into blocks of ``_BLOCK``
@@ -320,7 +323,8 @@ def _weights(pivots, layout: _Layout, num_w: int, sigma: float):
     the weights of a window in a block are one bag of an ``embedding_bag``: the
     share-weighted sum of its pivots' table rows for that block.
 
-    Returns ``(weights, position)``.
+    Returns ``(window_weights, position)``: ``window_weights(w0, w1)`` sums the bags of
+    windows ``w0 .. w1 - 1`` (a range at a time keeps the result in cache).
     """
     import torch
 
@@ -362,8 +366,18 @@ def _weights(pivots, layout: _Layout, num_w: int, sigma: float):
     order = np.argsort(bag, kind="stable")
     bag = bag[order]
     share = np.concatenate([s[e] for (e, _, s) in shares])[order]
-    summed = torch.nn.functional.embedding_bag(
-        torch.from_numpy(np.concatenate(row_ids)[order]), torch.from_numpy(np.concatenate(tables)),
-        torch.from_numpy(np.searchsorted(bag, np.arange(num_w * block0))), mode="sum",
-        per_sample_weights=torch.from_numpy(share))  # [u * blocks, size]
-    return summed.numpy().reshape(num_w, block0 * size), position
+    table = torch.from_numpy(np.concatenate(tables))
+    rows = torch.from_numpy(np.concatenate(row_ids)[order])
+    share = torch.from_numpy(share)
+    bag_start = np.searchsorted(bag, np.arange(num_w * block0 + 1))
+    padded = block0 * size
+
+    def window_weights(w0, w1):
+        """The weights of windows ``w0 .. w1 - 1``, ``[w1 - w0, padded]``."""
+        e0, e1 = int(bag_start[w0 * block0]), int(bag_start[w1 * block0])
+        summed = torch.nn.functional.embedding_bag(
+            rows[e0:e1], table, torch.from_numpy(bag_start[w0 * block0:w1 * block0] - e0), mode="sum",
+            per_sample_weights=share[e0:e1])  # [bags, size]
+        return summed.numpy().reshape(w1 - w0, padded)
+
+    return window_weights, position
