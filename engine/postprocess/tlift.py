@@ -196,6 +196,7 @@ def tlift(
     by_window = np.argsort(inverse, kind="stable")
     members_start = np.searchsorted(inverse[by_window], np.arange(num_w + 1))
     chunk = max(1, _GATHER_ELEMENTS // num_g)
+    buffer, source = np.empty((chunk, num_g)), np.empty((chunk, num_g), dtype=scores.dtype)
     for w0 in range(0, num_w, chunk):
         w1 = min(w0 + chunk, num_w)
         factor = np.take(window_weights(w0, w1), position, axis=1)  # [w, g]
@@ -204,8 +205,8 @@ def tlift(
         local = inverse[probes] - w0
         for r0 in range(0, len(probes), chunk):
             rows = probes[r0:r0 + chunk]
-            product = np.take(factor, local[r0:r0 + chunk], axis=0)
-            product *= scores[rows]
+            product = np.take(factor, local[r0:r0 + chunk], axis=0, mode="clip", out=buffer[:len(rows)])
+            product *= np.take(scores, rows, axis=0, mode="clip", out=source[:len(rows)])
             lifted[rows] = product
     return lifted
 
@@ -246,8 +247,11 @@ def _row_heads(scores, layout: _Layout, k: int):
     block = np.clip(sizes // (2 * k), 1, _HEAD_BLOCK)  # per camera; >= K blocks when size > K
     step = max(1, _TILE_ELEMENTS // num_g)
     found: list[list] = [[] for _ in range(layout.num_cams)]  # (flat index in tile, value)
+    buffer = np.empty((min(step, num_p), num_g), dtype=scores.dtype)
     for r0 in range(0, num_p, step):
-        tile = scores[r0:r0 + step].take(layout.order, axis=1)  # [r, g], cameras contiguous
+        # [r, g], cameras contiguous
+        tile = np.take(scores[r0:r0 + step], layout.order, axis=1, mode="clip",
+                       out=buffer[:min(step, num_p - r0)])
         if not np.isfinite(tile).all():  # checked here, while the tile is in cache
             raise ValueError("scores contain NaN or inf; TLift needs finite similarities")
         rows = len(tile)
