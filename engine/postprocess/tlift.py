@@ -37,6 +37,8 @@ __all__ = ["tlift"]
 _TILE_ELEMENTS = 1 << 19
 # Elements per tile of step 4's gathers (kept in cache).
 _GATHER_ELEMENTS = 1 << 18
+# Window ranges of step 4 summed by one embedding_bag call.
+_SUM_CHUNKS = 8
 # Columns per block whose maxima bound a row's K-th largest value from below (step 1).
 _HEAD_BLOCK = 32
 # Gallery columns per block of the kernel table (step 3).
@@ -197,9 +199,13 @@ def tlift(
     members_start = np.searchsorted(inverse[by_window], np.arange(num_w + 1))
     chunk = max(1, _GATHER_ELEMENTS // num_g)
     buffer, source = np.empty((chunk, num_g)), np.empty((chunk, num_g), dtype=scores.dtype)
+    summed_windows = chunk * _SUM_CHUNKS  # fewer, larger embedding_bag calls
     for w0 in range(0, num_w, chunk):
         w1 = min(w0 + chunk, num_w)
-        factor = np.take(window_weights(w0, w1), position, axis=1)  # [w, g]
+        if w0 % summed_windows == 0:
+            summed = window_weights(w0, min(w0 + summed_windows, num_w))
+        part = summed[w0 % summed_windows:w0 % summed_windows + w1 - w0]
+        factor = np.take(part, position, axis=1)  # [w, g]
         factor += float(alpha)
         probes = by_window[members_start[w0]:members_start[w1]]
         local = inverse[probes] - w0
