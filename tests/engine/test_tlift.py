@@ -48,11 +48,11 @@ def _case_args(case):
     return args, params
 
 
-# Internal sizes: the defaults; many small tiles and kernel blocks of one column;
+# Internal sizes: the defaults; many small tiles, window ranges and kernel blocks of one column;
 # odd blocks and a kernel without its band cut.
 INTERNALS = [
     {},
-    {"_TILE_ELEMENTS": 64, "_BLOCK": 1, "_HEAD_BLOCK": 1},
+    {"_TILE_ELEMENTS": 64, "_GATHER_ELEMENTS": 64, "_SUM_CHUNKS": 3, "_BLOCK": 1, "_HEAD_BLOCK": 1},
     {"_BLOCK": 5, "_HEAD_BLOCK": 3, "_BAND_SIGMAS": np.inf},
 ]
 
