@@ -26,6 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _timing import timed  # benchmarks/ is on sys.path when run as a script
 
+from engine.utils import configure_threads  # noqa: E402
+
+configure_threads()  # as the CLI and the viewer do, before torch is imported
+
 from engine.postprocess import tlift  # noqa: E402
 
 

@@ -5,23 +5,27 @@ seconds of q (q included) vote with their ``K`` best gallery matches in camera `
 every gallery item of camera ``c`` is then lifted by its temporal closeness to those pivots:
 ``s'(q, g) = (mean_p exp(-(t_g - t_p)^2 / sigma^2) + alpha) * s(q, g)``.
 
-The work is arranged so that the ``[p, g]`` scores are read twice and written once, in row
-tiles, and everything else is small (``W`` = longest probe window, ``E`` = head width, about K):
+The ``[p, g]`` scores are read twice and written once, in row tiles; everything else is small
+(``u`` = distinct probe windows, ``E`` = head width, about K):
 
-1. Row heads. A row's *head* in camera ``c`` is its entries reaching the row's own K-th largest
-   value there (ties included). Per row tile the gallery is gathered camera by camera into
-   blocks of ``_BLOCK`` columns; the K-th largest block maximum bounds the K-th largest value
-   from below, so the head lies in the (about K) blocks whose maximum reaches that bound: an
-   exact selection among ``K * _BLOCK`` candidates instead of the camera's whole row.
+1. Row heads. Per row tile, the gallery is gathered camera by camera; in camera ``c`` a row's
+   candidates are its entries reaching the K-th largest maximum of disjoint column sets: a
+   lower bound of the row's K-th largest value, so the candidates hold the row's head (its
+   entries reaching its own K-th largest value, ties included) and a few more.
 2. Windows. Probe windows are contiguous ranges of each camera's probes sorted by time, and
    everything below depends on a probe only through its window, so it runs once per distinct
-   window (``u <= p``). A block's K-th largest value is at least every row's K-th largest, so
-   the block's threshold and pivots come from a ``[u, W, E]`` gather of the members' heads.
-3. Weights. Per camera, the ``[g_c, g_c]`` time kernel is computed once, within
-   ``_BAND_SIGMAS`` sigma (the terms left out are below 5e-19, so no number changes beyond
-   that); a window's weights are the sum of its pivots' kernel rows, gathered a pivot slot at
-   a time over cache-sized chunks of windows. The rows are then lifted tile by tile,
-   ``(w + alpha) * s``.
+   window. A block's K-th largest value is at least every row's K-th largest, so the block's
+   threshold and pivots come from a ``[u, W, E]`` gather of the members' candidates.
+3. Weights. Each camera's gallery, sorted by time, is cut into blocks of ``_BLOCK`` columns; a
+   pivot reaches the blocks within ``_BAND_SIGMAS`` sigma of its time (the terms left out are
+   below 5e-19). The kernel values of every (item, reached block) pair are computed once, a
+   table of about ``g_c * reach`` rows of ``_BLOCK`` values, and a window's weights in a block
+   are the share-weighted sum of its pivots' rows there: one ``embedding_bag`` (torch) over
+   (window, block) bags, no exponential per window.
+4. Lifting. Probes are taken window by window: a window's weights are put in gallery order
+   once and lift each member row, ``(w + alpha) * s``, all in float64.
+
+torch is imported by step 3 only (the viewer imports this module before torch).
 """
 from __future__ import annotations
 
@@ -29,14 +33,18 @@ import numpy as np
 
 __all__ = ["tlift"]
 
-# Score elements per row tile of step 1 (the gathered tile and its block maxima).
-_TILE_ELEMENTS = 1 << 20
-# Columns per block for the block maxima of step 1.
-_BLOCK = 32
+# Score elements per row tile of step 1.
+_TILE_ELEMENTS = 1 << 19
+# Elements per tile of step 4's gathers (kept in cache).
+_GATHER_ELEMENTS = 1 << 18
+# Window ranges of step 4 summed by one embedding_bag call.
+_SUM_CHUNKS = 8
+# Columns per block whose maxima bound a row's K-th largest value from below (step 1).
+_HEAD_BLOCK = 32
+# Gallery columns per block of the kernel table (step 3).
+_BLOCK = 64
 # Kernel terms with |t_g - t_p| > _BAND_SIGMAS * sigma (exp < 5e-19) are left out.
 _BAND_SIGMAS = 6.5
-# Rows per block of the band-limited time kernel of step 3.
-_COLUMN_BLOCK = 128
 
 
 def _check_number(name, value, allowed, ok):
@@ -56,9 +64,6 @@ def _validate(scores, query_cams, query_times, gallery_cams, gallery_times, tau,
     if not np.issubdtype(scores.dtype, np.floating):
         scores = scores.astype(np.float64)
     out_dtype = scores.dtype
-    step = max(1, _TILE_ELEMENTS // max(1, num_g))
-    if not all(np.isfinite(scores[i:i + step]).all() for i in range(0, num_p, step)):
-        raise ValueError("scores contain NaN or inf; TLift needs finite similarities")
 
     def labels(values, name, length):
         array = np.asarray(values)
@@ -186,92 +191,100 @@ def tlift(
     layout = _Layout(gallery_cams, gallery_times)
     heads = _row_heads(scores, layout, k)  # per camera: values [p, E], columns [p, E], lengths [p]
     pivots = [_pivots(vals, cols, lens, members, members_ok, k) for vals, cols, lens in heads]
-    _lift(scores, lifted, inverse, pivots, layout, gallery_times, float(sigma), float(alpha))
+    num_w = len(first)
+    window_weights, position = _weights(pivots, layout, num_w, float(sigma))
+    # Probes by window; a range of windows at a time: their weights are summed, put in
+    # gallery order once and lift every member row.
+    by_window = np.argsort(inverse, kind="stable")
+    members_start = np.searchsorted(inverse[by_window], np.arange(num_w + 1))
+    chunk = max(1, _GATHER_ELEMENTS // num_g)
+    buffer, source = np.empty((chunk, num_g)), np.empty((chunk, num_g), dtype=scores.dtype)
+    summed_windows = chunk * _SUM_CHUNKS  # fewer, larger embedding_bag calls
+    for w0 in range(0, num_w, chunk):
+        w1 = min(w0 + chunk, num_w)
+        if w0 % summed_windows == 0:
+            summed = window_weights(w0, min(w0 + summed_windows, num_w))
+        part = summed[w0 % summed_windows:w0 % summed_windows + w1 - w0]
+        factor = np.take(part, position, axis=1)  # [w, g]
+        factor += float(alpha)
+        probes = by_window[members_start[w0]:members_start[w1]]
+        local = inverse[probes] - w0
+        for r0 in range(0, len(probes), chunk):
+            rows = probes[r0:r0 + chunk]
+            product = np.take(factor, local[r0:r0 + chunk], axis=0, mode="clip", out=buffer[:len(rows)])
+            product *= np.take(scores, rows, axis=0, mode="clip", out=source[:len(rows)])
+            lifted[rows] = product
     return lifted
 
 
 class _Layout:
     """The gallery grouped by camera, each camera's items sorted by time.
 
-    ``order`` lists gallery indices camera by camera, by time within a camera; ``start[c]``
-    is where camera ``c`` begins in it. ``padded`` is the same list with each camera padded to
-    a multiple of ``_BLOCK`` (``pad`` marks the padding), for step 1's blocks.
+    ``order`` lists gallery indices camera by camera, by time within a camera; camera ``c`` is
+    ``order[start[c]:start[c + 1]]`` and ``times`` are the times in that order.
     """
 
     def __init__(self, gallery_cams: np.ndarray, gallery_times: np.ndarray):
         cams, cam_of = np.unique(gallery_cams, return_inverse=True)
-        self.cam_of = cam_of.reshape(-1)  # [g] camera number 0..n_cams-1
+        cam_of = cam_of.reshape(-1)  # [g] camera number 0..n_cams-1
         self.num_cams = len(cams)
-        self.order = np.lexsort((gallery_times, self.cam_of))  # [g]
-        sizes = np.bincount(self.cam_of, minlength=self.num_cams)
-        self.start = np.concatenate([[0], np.cumsum(sizes)])  # [n_cams + 1]
-        self.sizes = sizes
-        blocks = -(-sizes // _BLOCK)
-        self.block_start = np.concatenate([[0], np.cumsum(blocks)])  # in blocks
-        padded = np.zeros(int(self.block_start[-1]) * _BLOCK, dtype=np.int64)
-        pad = np.ones(padded.size, dtype=bool)
-        for c in range(self.num_cams):
-            a = int(self.block_start[c]) * _BLOCK
-            padded[a:a + sizes[c]] = self.order[self.start[c]:self.start[c + 1]]
-            pad[a:a + sizes[c]] = False
-        self.padded, self.pad = padded, np.flatnonzero(pad)
+        self.order = np.lexsort((gallery_times, cam_of))  # [g]
+        self.times = gallery_times[self.order]
+        self.start = np.concatenate([[0], np.cumsum(np.bincount(cam_of, minlength=self.num_cams))])
 
 
 def _row_heads(scores, layout: _Layout, k: int):
-    """Every row's entries, per gallery camera, that reach the row's own K-th largest value there.
+    """A superset of every row's head, per gallery camera: the entries reaching a lower bound
+    of the row's K-th largest value there.
 
-    The pivots of a window block are a subset of its rows' heads: the block's K-th largest
-    value is at least each row's K-th largest.
+    The bound is the K-th largest maximum of disjoint sets of ``_HEAD_BLOCK`` (or fewer)
+    columns: K entries reach it. A window block's K-th largest value is at least each of its
+    rows' K-th largest, so its K largest entries, and every entry reaching them, lie in the
+    union of its rows' candidates. A camera with K or fewer items keeps whole rows.
 
     Returns
     -------
     list, one ``(head_vals, head_cols, head_len)`` per camera
-        ``head_vals`` [p, E] padded with -inf, ``head_cols`` [p, E] gallery indices padded
-        with 0, ``head_len`` [p] real entries per row.
+        ``head_vals`` [p, E] float64 padded with -inf, ``head_cols`` [p, E] gallery indices
+        padded with 0, ``head_len`` [p] real entries per row.
     """
     num_p, num_g = scores.shape
-    step = max(1, _TILE_ELEMENTS // max(1, layout.padded.size))
-    parts: list[list] = [[] for _ in range(layout.num_cams)]
+    sizes = np.diff(layout.start)
+    block = np.clip(sizes // (2 * k), 1, _HEAD_BLOCK)  # per camera; >= K blocks when size > K
+    step = max(1, _TILE_ELEMENTS // num_g)
+    found: list[list] = [[] for _ in range(layout.num_cams)]  # (flat index in tile, value)
+    buffer = np.empty((min(step, num_p), num_g), dtype=scores.dtype)
     for r0 in range(0, num_p, step):
-        tile = scores[r0:r0 + step].take(layout.padded, axis=1)  # [r, padded]
-        tile[:, layout.pad] = -np.inf
+        # [r, g], cameras contiguous
+        tile = np.take(scores[r0:r0 + step], layout.order, axis=1, mode="clip",
+                       out=buffer[:min(step, num_p - r0)])
+        if not np.isfinite(tile).all():  # checked here, while the tile is in cache
+            raise ValueError("scores contain NaN or inf; TLift needs finite similarities")
         rows = len(tile)
         for c in range(layout.num_cams):
-            nb = int(layout.block_start[c + 1] - layout.block_start[c])
-            a = int(layout.block_start[c]) * _BLOCK
-            blocks = tile[:, a:a + nb * _BLOCK].reshape(rows, nb, _BLOCK)  # [r, nb, B]
-            kk = min(k, int(layout.sizes[c]))
-            block_max = blocks.max(axis=2)  # [r, nb]
-            # The K-th largest block maximum: K real entries reach it, so the row's K-th largest
-            # value does too, and every entry reaching that value lies in a block reaching it.
-            bound = -np.partition(-block_max, kk - 1, axis=1)[:, kk - 1] if nb > kk \
-                else block_max.min(axis=1)
-            chosen = block_max >= bound[:, None]  # [r, nb], >= kk per row
-            n_chosen = chosen.sum(axis=1)
-            width = int(n_chosen.max())
-            r_idx, b_idx = np.nonzero(chosen)
-            slot = np.arange(r_idx.size) - np.repeat(np.cumsum(n_chosen) - n_chosen, n_chosen)
-            which = np.zeros((rows, width), dtype=np.int64)
-            which[r_idx, slot] = b_idx
-            cand = blocks[np.arange(rows)[:, None], which]  # [r, width, B]
-            cand[np.arange(width)[None, :] >= n_chosen[:, None]] = -np.inf
-            cand = cand.reshape(rows, width * _BLOCK)
-            kth = -np.partition(-cand, kk - 1, axis=1)[:, kk - 1]  # [r] K-th largest (or min)
-            mask = cand >= kth[:, None]
-            head_len = mask.sum(axis=1)
-            hr, hc = np.nonzero(mask)
-            hslot = np.arange(hr.size) - np.repeat(np.cumsum(head_len) - head_len, head_len)
-            position = which[hr, hc // _BLOCK] * _BLOCK + hc % _BLOCK  # within the camera
-            parts[c].append((hr + r0, hslot, cand[hr, hc], layout.padded[a + position], head_len))
+            a, n, size = int(layout.start[c]), int(sizes[c]), int(block[c])
+            part = tile[:, a:a + n]
+            if n > k:
+                # Blocks are strided column sets {j, j + nb, ...}: the maximum is then an
+                # elementwise one over contiguous runs.
+                nb = n // size
+                maxima = part[:, :nb * size].reshape(rows, size, nb).max(axis=1)  # [r, nb]
+                bound = -np.partition(-maxima, k - 1, axis=1)[:, k - 1]
+                hits = np.flatnonzero(part >= bound[:, None])
+            else:
+                hits = np.arange(rows * n)
+            hit_rows, hit_pos = np.divmod(hits, n)
+            found[c].append((hit_rows + r0, hit_pos + a, part[hit_rows, hit_pos]))
     heads = []
     for c in range(layout.num_cams):
-        head_len = np.concatenate([p[4] for p in parts[c]])
+        rows = np.concatenate([f[0] for f in found[c]])
+        head_len = np.bincount(rows, minlength=num_p)
+        slot = np.arange(rows.size) - np.repeat(np.cumsum(head_len) - head_len, head_len)
         width = int(head_len.max())
         head_vals = np.full((num_p, width), -np.inf)
         head_cols = np.zeros((num_p, width), dtype=np.int64)
-        for hr, hslot, vals, cols, _ in parts[c]:
-            head_vals[hr, hslot] = vals
-            head_cols[hr, hslot] = cols
+        head_vals[rows, slot] = np.concatenate([f[2] for f in found[c]])
+        head_cols[rows, slot] = layout.order[np.concatenate([f[1] for f in found[c]])]
         heads.append((head_vals, head_cols, head_len))
     return heads
 
@@ -279,9 +292,10 @@ def _row_heads(scores, layout: _Layout, k: int):
 def _pivots(head_vals, head_cols, head_len, members, members_ok, k):
     """Pivots of every window in one camera: ``(window, gallery index, multiplicity)`` lists.
 
-    The threshold of a window's block is the K-th largest value of its members' heads (the
-    union holds the block's K largest values), or the block's smallest when it has <= K
-    entries; the pivots are the head entries reaching it, duplicates counted.
+    The threshold of a window's block is the K-th largest value of its members' candidates
+    (their union holds the block's K largest values), or the block's smallest when it has
+    <= K entries (then the candidates are whole rows); the pivots are the candidates reaching
+    it, duplicates counted.
     """
     num_w, width = members.shape[0], head_vals.shape[1]
     num_g = int(head_cols.max()) + 1
@@ -291,11 +305,15 @@ def _pivots(head_vals, head_cols, head_len, members, members_ok, k):
         stop = min(start + step, num_w)
         m, ok = members[start:stop], members_ok[start:stop]
         union = np.where(ok[:, :, None], head_vals[m], -np.inf)  # [c, W, E]
-        flat = -np.sort(-union.reshape(stop - start, -1), axis=1)  # descending, padding last
+        flat = union.reshape(stop - start, -1)  # padding -inf
         available = np.where(ok, head_len[m], 0).sum(axis=1)  # [c]
+        thr = np.full(stop - start, -np.inf)
+        if flat.shape[1] >= k:
+            thr = -np.partition(-flat, k - 1, axis=1)[:, k - 1]
         # Fewer than K real entries only happens when they are the whole block: take its min.
-        pick = np.where(available >= k, k - 1, available - 1)
-        thr = flat[np.arange(stop - start), pick]
+        small = available < k
+        if small.any():
+            thr[small] = np.where(flat[small] > -np.inf, flat[small], np.inf).min(axis=1)
         chosen = (union >= thr[:, None, None]) & ok[:, :, None]  # [c, W, E]
         w, slot, e = np.nonzero(chosen)
         key, mult = np.unique((w + start) * num_g + head_cols[m[w, slot], e], return_counts=True)
@@ -305,71 +323,71 @@ def _pivots(head_vals, head_cols, head_len, members, members_ok, k):
     return np.concatenate(out_w), np.concatenate(out_c), np.concatenate(out_m)
 
 
-def _lift(scores, lifted, inverse, pivots, layout: _Layout, gallery_times, sigma, alpha):
-    """Weights of every window from its pivots, and ``lifted = (w + alpha) * scores`` by rows.
+def _weights(pivots, layout: _Layout, num_w: int, sigma: float):
+    """Weights of the windows, float64 ``[windows, padded]`` with columns in ``layout.order``,
+    each camera padded to a multiple of ``_BLOCK`` (``position[i]`` is gallery item i's column).
 
     ``w[q, g] = sum_p mult_p exp(-(t_g - t_p)^2 / sigma^2) / sum_p mult_p`` over the pivots of
-    q's window in g's camera: per camera, the kernel rows of each window's pivots (about K)
-    are gathered and summed, a slot at a time over cache-sized chunks of windows.
+    q's window in g's camera. Each camera's gallery (by time) is cut into blocks of ``_BLOCK``
+    columns; a table holds the kernel values of every (item, block within reach) pair, and
+    the weights of a window in a block are one bag of an ``embedding_bag``: the
+    share-weighted sum of its pivots' table rows for that block.
+
+    Returns ``(window_weights, position)``: ``window_weights(w0, w1)`` sums the bags of
+    windows ``w0 .. w1 - 1`` (a range at a time keeps the result in cache).
     """
-    num_p, num_g = scores.shape
-    num_w = int(inverse.max()) + 1
-    by_camera = np.empty((num_w, num_g))  # [u, g], columns in layout.order
+    import torch
+
+    num_g = layout.order.size
+    position = np.empty(num_g, dtype=np.int64)
+    cut, sigma2, size = _BAND_SIGMAS * sigma, sigma * sigma, _BLOCK
+    tables, row_ids, bag_ids, shares = [], [], [], []
+    table_rows = block0 = 0
     for c, (win, col, mult) in enumerate(pivots):
-        a, b = layout.start[c], layout.start[c + 1]
-        order = layout.order[a:b]  # this camera's gallery, by time
-        kernel = _kernel(gallery_times[order], sigma)  # [g_c, g_c]
-        position = np.empty(num_g, dtype=np.int64)
-        position[order] = np.arange(b - a)
-        # Padded pivot lists per window: (position, share), share 0 for padding.
-        count = np.bincount(win, minlength=num_w)
-        width = int(count.max())
-        slot = np.arange(win.size) - np.repeat(np.cumsum(count) - count, count)
-        cols = np.zeros((num_w, width), dtype=np.int64)
-        share = np.zeros((num_w, width))
-        cols[win, slot] = position[col]
-        share[win, slot] = mult
-        share /= share.sum(axis=1, keepdims=True)
-        cam_weights = by_camera[:, a:b]
-        cam_weights[:] = alpha  # accumulate w + alpha
-        step = max(1, _TILE_ELEMENTS // 8 // (b - a))  # [chunk, g_c] stays in cache
-        buffer = np.empty((step, b - a))
-        for r0 in range(0, num_w, step):
-            r1 = min(r0 + step, num_w)
-            acc, buf = cam_weights[r0:r1], buffer[:r1 - r0]
-            for j in range(width):
-                np.take(kernel, cols[r0:r1, j], axis=0, out=buf)
-                buf *= share[r0:r1, j, None]
-                acc += buf
-    # Back to gallery order: a gather along rows (much cheaper than a column scatter).
-    rank = np.empty(num_g, dtype=np.int64)
-    rank[layout.order] = np.arange(num_g)
-    weights = np.empty((num_w, num_g))
-    step = max(1, _TILE_ELEMENTS // 8 // num_g)
-    for r0 in range(0, num_w, step):
-        np.take(by_camera[r0:r0 + step], rank, axis=1, out=weights[r0:r0 + step])
-    del by_camera
-    step = max(1, _TILE_ELEMENTS // 8 // num_g)
-    for r0 in range(0, num_p, step):
-        np.multiply(weights[inverse[r0:r0 + step]], scores[r0:r0 + step], out=lifted[r0:r0 + step],
-                    casting="same_kind")
+        a, b = int(layout.start[c]), int(layout.start[c + 1])
+        n, times = b - a, layout.times[a:b]
+        position[layout.order[a:b]] = block0 * size + np.arange(n)
+        num_blocks = -(-n // size)
+        # Blocks [first, first + reach) hold every item within the cut of item i.
+        first = np.searchsorted(times, times - cut, side="left") // size
+        reach = (np.searchsorted(times, times + cut, side="right") - 1) // size - first + 1
+        row0 = np.cumsum(reach) - reach  # table row of (i, first[i])
+        item = np.repeat(np.arange(n), reach)
+        # Times by block, padded with inf (a kernel value of 0).
+        blocks = np.concatenate([times, np.full(num_blocks * size - n, np.inf)]).reshape(num_blocks, size)
+        table = blocks[np.arange(item.size) - row0[item] + first[item]]  # [rows, size]
+        table -= times[item, None]
+        np.square(table, out=table)
+        table *= -1.0 / sigma2
+        np.exp(table, out=table)
+        tables.append(table)
+        # Entries: a pivot's table row for each block it reaches; bags: (window, block).
+        pivot = position[col] - block0 * size
+        span = reach[pivot]
+        entry = np.repeat(np.arange(pivot.size), span)
+        j = np.arange(entry.size) - np.repeat(np.cumsum(span) - span, span)
+        row_ids.append(table_rows + row0[pivot][entry] + j)
+        bag_ids.append(block0 + first[pivot][entry] + j)  # the block; the window is added below
+        shares.append((entry, win, mult / np.bincount(win, weights=mult, minlength=num_w)[win]))
+        table_rows += len(table)
+        block0 += num_blocks
+    windows = np.concatenate([w[e] for (e, w, _) in shares])
+    bag = windows * block0 + np.concatenate(bag_ids)
+    order = np.argsort(bag, kind="stable")
+    bag = bag[order]
+    share = np.concatenate([s[e] for (e, _, s) in shares])[order]
+    table = torch.from_numpy(np.concatenate(tables))
+    rows = torch.from_numpy(np.concatenate(row_ids)[order])
+    share = torch.from_numpy(share)
+    bag_start = np.searchsorted(bag, np.arange(num_w * block0 + 1))
+    padded = block0 * size
 
+    def window_weights(w0, w1):
+        """The weights of windows ``w0 .. w1 - 1``, ``[w1 - w0, padded]``."""
+        e0, e1 = int(bag_start[w0 * block0]), int(bag_start[w1 * block0])
+        summed = torch.nn.functional.embedding_bag(
+            rows[e0:e1], table, torch.from_numpy(bag_start[w0 * block0:w1 * block0] - e0), mode="sum",
+            per_sample_weights=share[e0:e1])  # [bags, size]
+        return summed.numpy().reshape(w1 - w0, padded)
 
-def _kernel(times: np.ndarray, sigma: float) -> np.ndarray:
-    """``exp(-(t_i - t_j)^2 / sigma^2)`` for times sorted ascending, ``[n, n]``.
-
-    Entries more than ``_BAND_SIGMAS`` sigma apart (below 5e-19) are left at 0: each block of
-    rows computes only the band of columns within reach.
-    """
-    n = len(times)
-    kernel = np.zeros((n, n))
-    cut = _BAND_SIGMAS * sigma
-    sigma2 = sigma * sigma
-    step = _COLUMN_BLOCK
-    for r0 in range(0, n, step):
-        r1 = min(r0 + step, n)
-        j0 = int(np.searchsorted(times, times[r0] - cut, side="left"))
-        j1 = int(np.searchsorted(times, times[r1 - 1] + cut, side="right"))
-        dt = times[j0:j1][None, :] - times[r0:r1, None]  # [rows, band]
-        kernel[r0:r1, j0:j1] = np.exp(-(dt * dt) / sigma2)
-    return kernel
+    return window_weights, position

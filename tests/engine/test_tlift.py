@@ -48,12 +48,12 @@ def _case_args(case):
     return args, params
 
 
-# Internal sizes: the defaults; many small tiles, blocks of one column and small kernel blocks;
+# Internal sizes: the defaults; many small tiles, window ranges and kernel blocks of one column;
 # odd blocks and a kernel without its band cut.
 INTERNALS = [
     {},
-    {"_TILE_ELEMENTS": 64, "_BLOCK": 1, "_COLUMN_BLOCK": 3},
-    {"_BLOCK": 5, "_BAND_SIGMAS": np.inf},
+    {"_TILE_ELEMENTS": 64, "_GATHER_ELEMENTS": 64, "_SUM_CHUNKS": 3, "_BLOCK": 1, "_HEAD_BLOCK": 1},
+    {"_BLOCK": 5, "_HEAD_BLOCK": 3, "_BAND_SIGMAS": np.inf},
 ]
 
 
@@ -102,6 +102,33 @@ def test_random_cases_agree_with_loop(p, g, q_cams, g_cams, span, decimals, inte
     _set_internals(monkeypatch, internals)
     rng = np.random.default_rng(p * 1000 + g)
     args = _random_case(rng, p, g, q_cams, g_cams, span, decimals, integer_times)
+    np.testing.assert_allclose(tlift(*args, **params), loop_tlift(*args, **params), atol=1e-12, rtol=0)
+
+
+def _edge_case(name):
+    rng = np.random.default_rng(len(name))
+    if name == "camera with one gallery item":
+        args = _random_case(rng, 20, 61, [0, 1], [0, 1], 300, 2)
+        args[3][:] = np.where(np.arange(61) == 7, 2, args[3])  # camera 2: item 7 alone
+        return args, {}
+    if name == "K at least the camera size":
+        return _random_case(rng, 20, 40, [0, 1], [0, 1, 2, 3], 300, 1), {"k": 12}
+    if name == "ties at the block bound's threshold":
+        # 150 items per camera: the bound comes from blocks of 15 columns; 2 decimals tie often.
+        return _random_case(rng, 20, 300, [0, 1], [0, 1], 300, 2), {"k": 5}
+    if name == "probes without time neighbours":
+        args = _random_case(rng, 15, 120, [0], [0, 1], 1, 2)
+        args[2][:] = np.arange(15) * 1000.0  # windows of one probe
+        return args, {}
+    raise AssertionError(name)
+
+
+@pytest.mark.parametrize("name", ["camera with one gallery item", "K at least the camera size",
+                                  "ties at the block bound's threshold", "probes without time neighbours"])
+@pytest.mark.parametrize("internals", INTERNALS)
+def test_edge_cases_agree_with_loop(name, internals, monkeypatch):
+    _set_internals(monkeypatch, internals)
+    args, params = _edge_case(name)
     np.testing.assert_allclose(tlift(*args, **params), loop_tlift(*args, **params), atol=1e-12, rtol=0)
 
 
