@@ -44,7 +44,7 @@ class RankingOverride:
     @property
     def title(self) -> str:
         what = "square" if self.source == "square" else PREVIEW_LABELS.get(self.source, self.source)
-        return f"Occluded query ({what}) · ▲▼ vs. unoccluded"
+        return f"Occluded ({what}) · ▲▼ vs. original"
 
 
 def make_override(query: int, result, source: str, pid: int | None, cam: int | None,

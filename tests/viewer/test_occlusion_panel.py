@@ -84,7 +84,7 @@ def test_dragging_the_square_ranks_the_occluded_query(qtbot, panel):
     _assert_grid_shows(win, before, after)
     assert "→" in win.occlusion.panel.numbers.text()
     titles = [label.text() for label in win.findChildren(QLabel, "title")]
-    assert any(t.startswith("Occluded query (square)") for t in titles)
+    assert any(t.startswith("Occluded (square)") for t in titles)
 
     # Keyboard: the arrow moves the square (not the result selection) and, after a pause, ranks.
     canvas.view.setFocus()
