@@ -268,9 +268,10 @@ def final_distances_shortlist(qg_logits, qq_graph, gg_graph, *, rerank: dict, tl
     """
     from .postprocess.pipeline import (
         RERANK_DEFAULTS,
-        _final_from_distances,
+        TLIFT_DEFAULTS,
         _settings,
         distance_from_logits,
+        lift_distances,
     )
     from .postprocess.rerank_sparse import re_rank_shortlist
 
@@ -286,9 +287,11 @@ def final_distances_shortlist(qg_logits, qq_graph, gg_graph, *, rerank: dict, tl
         dist(qg_logits), qq_graph[0], dist(qq_graph[1]), gg_graph[0], dist(gg_graph[1]), **rr,
         progress=None if progress is None else (lambda d, t: progress(share * d // max(t, 1), 100)),
         cancel=cancel)
-    return _final_from_distances(ranked, None, None, rerank=None, tlift=tlift, query_cams=query_cams,
-                                 query_times=query_times, gallery_cams=gallery_cams,
-                                 gallery_times=gallery_times, progress=None, cancel=cancel)
+    tl = _settings(tlift, TLIFT_DEFAULTS, "tlift")
+    if tl is None:
+        return ranked
+    check_cancel(cancel)
+    return lift_distances(ranked, query_cams, query_times, gallery_cams, gallery_times, **tl)
 
 
 def estimate_exhaustive_seconds(session, probes: int = 16, gallery: int = 256) -> float:
