@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tracemalloc
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _timing import timed  # benchmarks/ is on sys.path when run as a script
+from _timing import peak_bytes, timed  # benchmarks/ is on sys.path when run as a script
 
 from engine.postprocess import distance_from_logits  # noqa: E402
 
@@ -32,19 +31,6 @@ def float64_distances(logits):
     x = -np.asarray(logits, dtype=np.float64) / 10.0
     e = np.exp(-np.abs(x))
     return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(np.float32)
-
-
-def peak_bytes(fn, *args):
-    tracemalloc.start()
-    try:
-        tracemalloc.reset_peak()
-        before = tracemalloc.get_traced_memory()[0]
-        result = fn(*args)
-        peak = tracemalloc.get_traced_memory()[1] - before
-    finally:
-        tracemalloc.stop()
-    del result
-    return peak
 
 
 def main(argv=None) -> int:

@@ -25,14 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+from benchmarks._timing import latency_stats as _stats  # noqa: E402
 from benchmarks._timing import timed  # noqa: E402
-
-
-def _stats(values: list[float]) -> str:
-    values = sorted(values)
-    p95 = values[min(len(values) - 1, int(round(0.95 * (len(values) - 1))))]
-    return (f"median {1000 * statistics.median(values):7.1f} ms  p95 {1000 * p95:7.1f} ms  "
-            f"max {1000 * values[-1]:7.1f} ms  (n={len(values)})")
 
 
 def main() -> int:

@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tracemalloc
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _timing import timed  # benchmarks/ is on sys.path when run as a script
+from _timing import peak_bytes, timed  # benchmarks/ is on sys.path when run as a script
 
 from engine.postprocess import re_rank  # noqa: E402
 
@@ -91,19 +90,6 @@ def make_blocks(q, g, seed=0, dim=64, identities=None):
     x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
     full = np.sqrt(np.maximum(2.0 - 2.0 * (x @ x.T), 0.0)).astype(np.float32)
     return tuple(np.ascontiguousarray(b) for b in (full[:q, q:], full[:q, :q], full[q:, q:]))
-
-
-def peak_bytes(fn, *args):
-    tracemalloc.start()
-    try:
-        before = tracemalloc.get_traced_memory()[0]
-        tracemalloc.reset_peak()
-        result = fn(*args)
-        peak = tracemalloc.get_traced_memory()[1] - before
-    finally:
-        tracemalloc.stop()
-    del result
-    return peak
 
 
 def main(argv=None) -> int:
