@@ -60,6 +60,7 @@ def read_tensor_file(path: str | os.PathLike, what: str = "checkpoint") -> Any:
     and dicts (refused for safety) raises :class:`CheckpointError` naming it.
     """
     import pickle
+    import warnings
     import zipfile
 
     import torch
@@ -68,7 +69,11 @@ def read_tensor_file(path: str | os.PathLike, what: str = "checkpoint") -> Any:
     if not path.is_file():
         raise CheckpointError(f"{what} {path} does not exist or is not a file")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # Torch's notes on foreign pickle data ("file an issue ...") are not for our users:
+            # such a file either loads as plain tensors or is refused below in our words.
+            warnings.filterwarnings("ignore", message=".*pickle protocol", category=UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         # torch's own files are zip archives; anything else failing to unpickle is foreign.
         if "weights_only" in str(exc) and zipfile.is_zipfile(path):
