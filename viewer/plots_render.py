@@ -1,5 +1,5 @@
-"""Drawing of the analysis plots with pyqtgraph, shared by the viewer's plots panel and the
-command line's ``evaluate --plots`` (which calls :func:`write_pngs` without a window).
+"""Drawing of the analysis plots with pyqtgraph for the viewer's plots panel (the command
+line's ``evaluate --plots`` draws its PNGs without Qt: :mod:`engine.plot_png`).
 
 The numbers come from :mod:`engine.analysis`; nothing here computes more than a unit change
 (fractions to percent, FPR to its log axis).
@@ -7,9 +7,6 @@ The numbers come from :mod:`engine.analysis`; nothing here computes more than a 
 from __future__ import annotations
 
 import math
-import os
-import sys
-from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
@@ -18,10 +15,9 @@ from PySide6.QtGui import QColor
 
 from engine.analysis import FPR_TARGETS, CameraPairs, PlotSet, StageAnalysis
 from engine.postprocess.pipeline import TLIFT_DEFAULTS, SweepPoint
-from engine.utils import atomic_write_bytes
 
 __all__ = ["PARAM_LABELS", "SUBSET_TITLES", "draw_camera_pairs", "draw_cmc", "draw_distribution",
-           "draw_roc", "draw_sweep", "image_png", "stage_color", "sweep_position", "write_pngs"]
+           "draw_roc", "draw_sweep", "image_png", "stage_color", "sweep_position"]
 
 TRUE_COLOR = QColor("#2e9e44")
 FALSE_COLOR = QColor("#d64541")
@@ -249,76 +245,3 @@ def image_png(item) -> bytes:
         raise OSError("could not encode the plot as PNG")
     buffer.close()
     return bytes(data.data())
-
-
-def _ensure_app():
-    from PySide6.QtWidgets import QApplication
-
-    app = QApplication.instance()
-    if app is None:
-        # No window is ever shown: render offscreen, also on machines without a display.
-        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-        app = QApplication([sys.argv[0]])
-    pg.setConfigOptions(antialias=True, background="w", foreground="k")
-    return app
-
-
-def _figure(width: int, height: int) -> pg.GraphicsLayoutWidget:
-    from PySide6.QtWidgets import QApplication
-
-    widget = pg.GraphicsLayoutWidget()
-    widget.setAttribute(Qt.WidgetAttribute.WA_DontShowOnScreen, True)
-    widget.resize(width, height)
-    widget.show()
-    QApplication.processEvents()
-    return widget
-
-
-def _save(widget: pg.GraphicsLayoutWidget, path: Path) -> Path:
-    from PySide6.QtWidgets import QApplication
-
-    QApplication.processEvents()
-    atomic_write_bytes(path, image_png(widget.ci))
-    widget.close()
-    widget.deleteLater()
-    return path
-
-
-def write_pngs(plots: PlotSet, folder: str | os.PathLike) -> list[Path]:
-    """Render every plot of ``plots`` as a PNG in ``folder``; returns the paths written.
-
-    Score distributions and camera pairs show every stage (one row or column each).
-    """
-    _ensure_app()
-    folder = Path(folder)
-    written = []
-    fig = _figure(760, 500)
-    draw_cmc(fig.addPlot(), plots)
-    written.append(_save(fig, folder / "cmc.png"))
-
-    fig = _figure(760, 500)
-    draw_roc(fig.addPlot(), plots)
-    written.append(_save(fig, folder / "roc.png"))
-
-    fig = _figure(1200, 330 * len(plots.stages))
-    for row, stage in enumerate(plots.stages):
-        for col, subset in enumerate(SUBSET_TITLES):
-            draw_distribution(fig.addPlot(row=row, col=col), stage, subset)
-    written.append(_save(fig, folder / "score_distributions.png"))
-
-    fig = _figure(380 * len(plots.stages), 700)
-    for col, stage in enumerate(plots.stages):
-        for row, metric in enumerate(("rank1", "mean_ap")):
-            draw_camera_pairs(fig.addPlot(row=row, col=col), stage.cameras, metric,
-                              f"{stage.name}: {'rank-1' if metric == 'rank1' else 'mAP'} (%)")
-    written.append(_save(fig, folder / "camera_pairs.png"))
-
-    if plots.sweeps:
-        fig = _figure(400 * len(plots.sweeps), 420)
-        base = plots.sweep_base or {}
-        for col, (name, points) in enumerate(plots.sweeps.items()):
-            draw_sweep(fig.addPlot(row=0, col=col), name, points, base.get(name))
-        fig.ci.addLabel(f"{plots.sweep_stage}: each parameter varied alone", row=1, col=0,
-                        colspan=len(plots.sweeps))
-        written.append(_save(fig, folder / "tlift_sweep.png"))
-    return written

@@ -98,13 +98,12 @@ def stage_rows(session, args):
 
 
 def write_plots(session, args, distances) -> list:
-    """Every analysis plot of the evaluated stages into ``args.plots`` (CSV, and PNG via the
-    viewer's renderer when PySide6 and pyqtgraph are installed)."""
+    """Every analysis plot of the evaluated stages into ``args.plots``, as CSV and PNG."""
     import dataclasses
-    import logging
 
     from engine.analysis import analyse_stages, stage_name, tlift_sweeps
     from engine.plot_csv import write_csvs
+    from engine.plot_png import write_pngs
 
     rr, tl = _settings(session, args)
     names = {"raw": (False, False), "+RR": (True, False), "+TLift": (False, True),
@@ -124,15 +123,7 @@ def write_plots(session, args, distances) -> list:
             relative=rr is None, progress=lambda d, t: bar("sweep", d, t))
         plots = dataclasses.replace(plots, sweeps=sweeps, sweep_base=base,
                                     sweep_stage=stage_name(session.method, rr is not None, True))
-    written = write_csvs(plots, args.plots)
-    try:
-        # Lazily: the engine itself never imports Qt; the viewer draws the same plots.
-        from viewer.plots_render import write_pngs
-    except ImportError as exc:
-        logging.getLogger(__name__).warning("PNG plots skipped (%s); CSV files written", exc)
-    else:
-        written += write_pngs(plots, args.plots)
-    return written
+    return write_csvs(plots, args.plots) + write_pngs(plots, args.plots)
 
 
 def _at(m, k: int) -> float:
