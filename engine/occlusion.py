@@ -149,31 +149,43 @@ def _settings(rerank) -> dict | None:
 
 
 def external_distances(session, logits: np.ndarray, maps: np.ndarray | None = None, *,
-                       rerank=None, cancel: CancelFn | None = None) -> np.ndarray:
+                       rerank=None, cancel: CancelFn | None = None, self_logits=None) -> np.ndarray:
     """Distances ``[n, g]`` of extra probes, post-processed as images without timestamp.
 
     Each row alone is the query set of re-ranking (``N = 1 + g``), so one probe never changes
-    another's list; TLift does not apply (no time). ``maps [n, D, h, w]`` are needed only with
-    ``rerank`` (each probe scored against itself for the q-q block).
+    another's list; TLift does not apply (no time). With ``rerank`` each probe's score against
+    itself (the q-q block) is needed: ``self_logits [n]``, or ``maps [n, D, h, w]`` to score them.
+    Two-stage retrieval re-ranks on the gallery's neighbour graph.
     """
-    from .postprocess.pipeline import final_distances, final_distances_from_similarity
+    from .postprocess.pipeline import distances_of, post_process
 
     rr = _settings(rerank)
-    final = final_distances if getattr(session, "method", "qaconv") == "qaconv" \
-        else final_distances_from_similarity
+    method = getattr(session, "method", "qaconv")
     logits = np.asarray(logits, np.float32)
     if rr is None:
-        return final(logits)
-    if maps is None:
+        return distances_of(logits, method)
+    if self_logits is None and maps is None:
         raise ValueError("re-ranking an extra probe needs its feature map (to score it against itself)")
     session.score(("gg",), cancel=cancel)
-    gg = session.logits["gg"]
+    graph = getattr(session, "graphs", {}).get("gg")
+    gg = None if graph is not None else session.distance_block("gg", cancel=cancel)
     rows = []
     for i in range(len(logits)):
         check_cancel(cancel)
-        self_logit = np.asarray(session.model.score(maps[i:i + 1], maps[i:i + 1], device=session.device,
-                                                    memory_budget=session.memory_budget), np.float32)
-        rows.append(final(logits[i:i + 1], self_logit, gg, rerank=rr, cancel=cancel)[0])
+        if self_logits is not None:
+            own = np.asarray(self_logits[i], np.float32).reshape(1, 1)
+        else:
+            own = np.asarray(session.model.score(maps[i:i + 1], maps[i:i + 1], device=session.device,
+                                                 memory_budget=session.memory_budget), np.float32)
+        if graph is not None:
+            from .shortlist import final_distances_shortlist
+
+            row = final_distances_shortlist(logits[i:i + 1], (np.zeros((1, 1), np.int32), own), graph,
+                                            rerank=rr, cancel=cancel)
+        else:
+            row = post_process(distances_of(logits[i:i + 1], method), distances_of(own, method), gg,
+                               rerank=rr, cancel=cancel)
+        rows.append(row[0])
     return np.stack(rows).astype(np.float32)
 
 

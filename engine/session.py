@@ -5,7 +5,11 @@ viewer (which runs its methods in background jobs). It is Qt-free plain Python: 
 take ``progress(stage, done, total)`` and ``cancel()`` callables.
 
 Flow (DESIGN.md "How data flows"): images -> feature maps (FeatureStore) -> logits q-g, and
-q-q / g-g when re-ranking is on (ScoreStore) -> ``final_distances`` (RR, TLift) -> distmat.
+q-q / g-g when re-ranking is on (ScoreStore) -> distances (converted once, kept) ->
+``post_process`` (RR, TLift) -> distmat.
+
+Methods may run on two threads at once (the viewer scores q-q / g-g in the background while
+the user ranks): blocks are scored under a lock, so a block wanted by both is scored once.
 
 Importing this module does not import torch, and a session opened on a warm cache loads its
 model (and torch, seconds) only when a step needs it: extracting or scoring what the cache
@@ -21,6 +25,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -38,7 +43,7 @@ from .inspect import Correspondence, pair_correspondence
 from .jobs import check_cancel
 from .leftovers import cache_folders, remove_stale_temporaries
 from .postprocess.params import RerankParams, TLiftParams
-from .postprocess.pipeline import final_distances, final_distances_from_similarity
+from .postprocess.pipeline import distances_of, post_process
 from .utils import atomic_path, atomic_write_text, default_cache_dir
 
 if TYPE_CHECKING:
@@ -173,6 +178,10 @@ class Session:
         # With a shortlist, q-q and g-g as (neighbours [n, K] int32, logits [n, K] float32).
         self.graphs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.cache_hits: dict[str, bool] = {}
+        # Blocks as float32 distances, converted from the logits once (engine.postprocess).
+        self._distances: dict[str, np.ndarray] = {}
+        self._block_lock = threading.RLock()
+        self._model_lock = threading.Lock()
         self.timings = Timings()
         self._folded_head: tuple[np.ndarray, float, float] | None = None
 
@@ -213,17 +222,18 @@ class Session:
     @property
     def model(self):
         """The re-id model, loaded from the checkpoint (with torch) on first use."""
-        if self._model is None:
-            from .train import load_model
+        with self._model_lock:  # two jobs may need it first at the same time
+            if self._model is None:
+                from .train import load_model
 
-            model = load_model(self.checkpoint, self.device)
-            cfg = model.config
-            if (Preprocessing(cfg.height, cfg.width, cfg.imagenet_norm) != self.prep
-                    or cfg.method != self.method):
-                raise ValueError(f"the settings in the JSON sidecar of {self.checkpoint} differ "
-                                 "from the checkpoint's; delete the sidecar and reopen")
-            self._model = model
-        return self._model
+                model = load_model(self.checkpoint, self.device)
+                cfg = model.config
+                if (Preprocessing(cfg.height, cfg.width, cfg.imagenet_norm) != self.prep
+                        or cfg.method != self.method):
+                    raise ValueError(f"the settings in the JSON sidecar of {self.checkpoint} differ "
+                                     "from the checkpoint's; delete the sidecar and reopen")
+                self._model = model
+            return self._model
 
     @model.setter
     def model(self, model) -> None:
@@ -309,18 +319,34 @@ class Session:
         for name in blocks:
             if name in self.logits or name in self.graphs:
                 continue
-            a, b = maps[name[0]], maps[name[1]]
-            if self.uses_shortlist:
-                self._score_shortlisted(name, a, b, progress, cancel)
-                continue
-            key = self._block_key(name)
-            t0 = time.perf_counter()
-            block = self.scores.load(key, (len(a), len(b)))
-            self.cache_hits[f"scores {name}"] = block is not None
-            if block is None:
-                block = self._score_resumable(name, a, b, key, progress, cancel)
-            self.logits[name] = np.asarray(block, np.float32)
-            self.timings.record(f"score {name}", time.perf_counter() - t0)
+            with self._holding_blocks(cancel):
+                if name not in self.logits and name not in self.graphs:
+                    self._score_block(name, maps, progress, cancel)
+
+    @contextlib.contextmanager
+    def _holding_blocks(self, cancel):
+        """The block lock, waited for in short steps so that a cancelled job stops waiting."""
+        while not self._block_lock.acquire(timeout=0.1):
+            check_cancel(cancel)
+        try:
+            yield
+        finally:
+            self._block_lock.release()
+
+    def _score_block(self, name: str, maps, progress, cancel) -> None:
+        """Load block ``name`` from the cache, or score it (resumably), into ``self.logits``."""
+        a, b = maps[name[0]], maps[name[1]]
+        if self.uses_shortlist:
+            self._score_shortlisted(name, a, b, progress, cancel)
+            return
+        key = self._block_key(name)
+        t0 = time.perf_counter()
+        block = self.scores.load(key, (len(a), len(b)))
+        self.cache_hits[f"scores {name}"] = block is not None
+        if block is None:
+            block = self._score_resumable(name, a, b, key, progress, cancel)
+        self.logits[name] = np.asarray(block, np.float32)
+        self.timings.record(f"score {name}", time.perf_counter() - t0)
 
     def _score_resumable(self, name: str, a, b, key: str, progress, cancel) -> np.ndarray:
         """Score a block in tiles saved as they finish, so a killed run resumes (engine.tiles)."""
@@ -390,23 +416,42 @@ class Session:
         self.score(("qg", "qq", "gg") if rerank else ("qg",), progress, cancel)
         check_cancel(cancel)
         t0 = time.perf_counter()
-        # QAConv gives logits; the global baseline gives cosine similarities.
-        post = final_distances if self.method == "qaconv" else final_distances_from_similarity
-        blocks = [self.logits.get("qq"), self.logits.get("gg")]
-        if rerank is not None and "gg" in self.graphs:  # two-stage: re-rank on the shortlist graphs
-            from .shortlist import final_distances_shortlist as post
-
-            blocks = [self.graphs["qq"], self.graphs["gg"]]
-        dist = post(
-            self.logits["qg"], *blocks,
+        context = dict(
             rerank=None if rerank is None else asdict(rerank),
             tlift=None if tlift is None else asdict(tlift),
             query_cams=self.query_cams, query_times=self.times_of(self.dataset.query),
             gallery_cams=self.gallery_cams, gallery_times=self.times_of(self.dataset.gallery),
             progress=None if progress is None else (lambda d, t: progress("post-process", d, t)),
             cancel=cancel)
+        if rerank is not None and "gg" in self.graphs:  # two-stage: re-rank on the shortlist graphs
+            from .shortlist import final_distances_shortlist
+
+            dist = final_distances_shortlist(self.logits["qg"], self.graphs["qq"], self.graphs["gg"],
+                                             **context)
+        else:
+            blocks = ("qg", "qq", "gg") if rerank is not None else ("qg",)
+            dist = post_process(*(self.distance_block(name) for name in blocks), **context)
         self.timings.record("post-process", time.perf_counter() - t0)
         return dist
+
+    def distance_block(self, name: str, cancel=None) -> np.ndarray:
+        """Block ``name`` (``qg``, ``qq``, ``gg``) as float32 distances, smaller = closer.
+
+        Converted from the logits (or the baseline's cosines) on first use and kept, so that
+        switching re-ranking or TLift does not convert again; read-only for callers.
+        """
+        block = self._distances.get(name)
+        if block is not None:
+            return block
+        self.score((name,), cancel=cancel)
+        with self._holding_blocks(cancel):
+            if name not in self._distances:
+                if self.uses_shortlist and name != "qg":
+                    raise ValueError(f"two-stage retrieval keeps {name} as a neighbour graph, not a block")
+                block = distances_of(self.logits[name], self.method)
+                block.flags.writeable = False
+                self._distances[name] = block
+            return self._distances[name]
 
     def evaluate(self, distmat: np.ndarray) -> Metrics:
         return evaluate(distmat, self.query_pids, self.gallery_pids, self.query_cams, self.gallery_cams)

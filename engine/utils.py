@@ -51,7 +51,7 @@ DEFAULT_THREADS = 2
 
 
 def configure_threads(threads: int | None = None) -> int:
-    """Set torch's CPU threads and OpenMP's wait policy for this process; returns the threads.
+    """Set torch's and numba's CPU threads and OpenMP's wait policy for this process; returns the threads.
 
     ``threads`` None keeps ``OMP_NUM_THREADS`` when the environment sets it, else uses
     ``min(DEFAULT_THREADS, cores)``. The wait policy becomes ``PASSIVE`` (idle threads sleep
@@ -66,10 +66,14 @@ def configure_threads(threads: int | None = None) -> int:
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
     os.environ["OMP_NUM_THREADS"] = str(threads)
+    os.environ["NUMBA_NUM_THREADS"] = str(threads)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.set_num_threads(threads)
+    numba = sys.modules.get("numba")
+    if numba is not None:
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     return threads
 
 

@@ -196,7 +196,7 @@ class Controller(QObject):
                 self._status_loaded()
 
         return self._job(score_rerank_blocks, session, name="score re-ranking blocks",
-                         group="prefetch", on_result=done,
+                         group="prefetch", pool="background", on_result=done,
                          on_cancel=lambda: self._status_loaded() if session is self.state.session else None)
 
     # ------------------------------------------------------------------ post-processing

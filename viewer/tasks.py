@@ -194,8 +194,19 @@ def choose_shortlist(session, mode: int | str | None, *, progress=None) -> tuple
 
 
 def score_rerank_blocks(session, *, progress, cancel) -> tuple[str, ...]:
-    """Score (or load) the q-q and g-g blocks re-ranking needs; returns the names scored."""
+    """Prepare the first RR / TLift toggle after the first paint: load TLift's compiled kernels
+    (compiled on a machine's first run), score (or load) the q-q and g-g blocks re-ranking needs
+    and convert the blocks to distances once. Returns the names of the blocks."""
+    if session.has_times:
+        from engine.postprocess.tlift import warm_up
+
+        progress("prepare TLift", 0, 1)
+        warm_up()
     session.score(("qq", "gg"), progress=progress, cancel=cancel)
+    if not session.uses_shortlist:
+        for name in ("qg", "qq", "gg"):
+            progress("prepare re-ranking", 0, 1)
+            session.distance_block(name, cancel=cancel)
     return ("qq", "gg")
 
 
@@ -211,24 +222,11 @@ def extra_row(session, extra: ExtraQuery, settings: PostSettings, *, cancel=None
     Re-ranking uses the external image alone as the query set (``N = 1 + g``), so adding an
     image never changes the dataset queries' lists.
     """
-    from engine.postprocess.pipeline import final_distances, final_distances_from_similarity
+    from engine.occlusion import external_distances
 
     rerank = None if settings.rerank is None else dataclasses.asdict(settings.rerank)
-    gg = None
-    if rerank is not None:
-        session.score(("gg",), cancel=cancel)
-        if "gg" in getattr(session, "graphs", {}):  # two-stage retrieval: the gallery's graph
-            from engine.shortlist import final_distances_shortlist
-
-            own = (np.zeros((1, 1), np.int32), np.asarray(extra.self_logit, np.float32).reshape(1, 1))
-            row = final_distances_shortlist(extra.logits[None, :], own, session.graphs["gg"],
-                                            rerank=rerank, cancel=cancel)
-            return np.asarray(row[0], np.float32)
-        gg = session.logits["gg"]
-    final = final_distances if getattr(session, "method", "qaconv") == "qaconv" \
-        else final_distances_from_similarity
-    row = final(extra.logits[None, :], extra.self_logit if rerank else None, gg,
-                rerank=rerank, cancel=cancel)
+    row = external_distances(session, extra.logits[None, :], rerank=rerank, cancel=cancel,
+                             self_logits=[extra.self_logit])
     return np.asarray(row[0], np.float32)
 
 

@@ -128,12 +128,14 @@ class Worker(QRunnable):
 
 
 class JobRunner(QObject):
-    """Starts workers on two pools and keeps them until they finish.
+    """Starts workers on three pools and keeps them until they finish.
 
     ``session`` jobs (loading, extraction, scoring, post-processing) use a pool of one thread, so
-    they run one after another and never use the engine session concurrently; ``io`` jobs
-    (exports) run beside them. A job may belong to a ``group``: starting a new job of a group
-    cancels the group's earlier ones (the latest request wins).
+    they run one after another; ``background`` jobs (scoring the re-ranking blocks after the
+    first paint) run beside them on one thread, so a TLift toggle never waits behind them (the
+    session scores each block under a lock: a re-ranking request waits only for the blocks it
+    needs); ``io`` jobs (exports) run beside both. A job may belong to a ``group``: starting a
+    new job of a group cancels the group's earlier ones (the latest request wins).
     """
 
     job_started = Signal(object)    # Worker
@@ -141,8 +143,9 @@ class JobRunner(QObject):
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
-        self.pools = {"session": QThreadPool(self), "io": QThreadPool(self)}
+        self.pools = {"session": QThreadPool(self), "background": QThreadPool(self), "io": QThreadPool(self)}
         self.pools["session"].setMaxThreadCount(1)
+        self.pools["background"].setMaxThreadCount(1)
         self.pools["io"].setMaxThreadCount(2)
         self._workers: list[tuple[Worker, str | None]] = []
 

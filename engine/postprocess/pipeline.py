@@ -33,6 +33,8 @@ __all__ = [
     "TLIFT_DEFAULTS",
     "SweepPoint",
     "distance_from_logits",
+    "distances_of",
+    "post_process",
     "similarity_from_logits",
     "relative_similarity",
     "final_distances",
@@ -165,10 +167,14 @@ def _scaled(progress: ProgressFn | None, lo: int, hi: int) -> ProgressFn | None:
     return stage
 
 
-def _final_from_distances(
-    qg, qq, gg, *, rerank, tlift, query_cams, query_times, gallery_cams, gallery_times,
-    progress, cancel,
+def post_process(
+    qg, qq=None, gg=None, *, rerank=None, tlift=None, query_cams=None, query_times=None,
+    gallery_cams=None, gallery_times=None, progress: ProgressFn | None = None,
+    cancel: CancelFn | None = None,
 ) -> np.ndarray:
+    """:func:`final_distances` from distances (float32 ``[q, g]``, ``[q, q]``, ``[g, g]``, as
+    :func:`distances_of` gives them). The inputs are not modified, so converted blocks can be
+    kept and post-processed again with other settings."""
     rr = _settings(rerank, RERANK_DEFAULTS, "rerank")
     tl = _settings(tlift, TLIFT_DEFAULTS, "tlift")
     dist = qg
@@ -182,10 +188,28 @@ def _final_from_distances(
         dist = re_rank(dist, qq, gg, progress=_scaled(progress, 0, stop), cancel=cancel, **rr)
     if tl is not None:
         check_cancel(cancel)
+        if dist is qg:  # lift_distances works in place
+            dist = np.array(qg, dtype=np.float32)
         dist = lift_distances(dist, query_cams, query_times, gallery_cams, gallery_times,
                               relative=rr is None, **tl)
     report(progress, _PROGRESS_TOTAL, _PROGRESS_TOTAL)
     return np.asarray(dist, dtype=np.float32)
+
+
+def distances_of(block, method: str = "qaconv") -> np.ndarray:
+    """A score block as float32 distances: QAConv logits (``method`` "qaconv") through
+    :func:`distance_from_logits`, cosine similarities of the global baseline as ``(1 - cos) / 2``
+    (clipped to [-1, 1] first: rounding can push a cosine slightly past 1)."""
+    if method == "qaconv":
+        return distance_from_logits(block)
+    sim = np.asarray(block)
+    out = np.empty(sim.shape, np.float32)
+    rows, dest = sim.reshape(len(sim), -1), out.reshape(len(sim), -1)
+    step = max(1, _TILE_ELEMENTS // max(1, rows.shape[1]))
+    for start in range(0, len(rows), step):  # float64 per tile, rounded once
+        x = np.clip(np.asarray(rows[start:start + step], np.float64), -1.0, 1.0)
+        dest[start:start + step] = (1.0 - x) / 2.0
+    return out
 
 
 def lift_distances(dist, query_cams, query_times, gallery_cams, gallery_times, *,
@@ -204,7 +228,7 @@ def lift_distances(dist, query_cams, query_times, gallery_cams, gallery_times, *
     if relative:
         sim = relative_similarity(sim, out=sim)
     lifted = apply_tlift(sim, query_cams, query_times, gallery_cams, gallery_times,
-                         **{**TLIFT_DEFAULTS, **tlift})
+                         **{**TLIFT_DEFAULTS, **tlift}, out=sim)
     return np.subtract(one, lifted, out=lifted)
 
 
@@ -245,14 +269,10 @@ def final_distances(
     ndarray, float32 [q, g]
         ``1 - sigmoid(logit / 10)`` (raw), the re-ranked distance, or ``1 - s'`` after TLift.
     """
-    qg = distance_from_logits(qg_logits)
-    qq = None if qq_logits is None else distance_from_logits(qq_logits)
-    gg = None if gg_logits is None else distance_from_logits(gg_logits)
-    return _final_from_distances(
-        qg, qq, gg, rerank=rerank, tlift=tlift,
-        query_cams=query_cams, query_times=query_times,
-        gallery_cams=gallery_cams, gallery_times=gallery_times,
-        progress=progress, cancel=cancel,
+    return post_process(
+        *(None if b is None else distance_from_logits(b) for b in (qg_logits, qq_logits, gg_logits)),
+        rerank=rerank, tlift=tlift, query_cams=query_cams, query_times=query_times,
+        gallery_cams=gallery_cams, gallery_times=gallery_times, progress=progress, cancel=cancel,
     )
 
 
@@ -275,23 +295,10 @@ def final_distances_from_similarity(
     Distances are ``(1 - cos) / 2`` and TLift lifts ``(1 + cos) / 2``; see the module notes.
     Values are clipped to [-1, 1] first (rounding can push a cosine slightly past 1).
     """
-    def to_distance(sim):
-        if sim is None:
-            return None
-        sim = np.asarray(sim)
-        out = np.empty(sim.shape, np.float32)
-        rows, dest = sim.reshape(len(sim), -1), out.reshape(len(sim), -1)
-        step = max(1, _TILE_ELEMENTS // max(1, rows.shape[1]))
-        for start in range(0, len(rows), step):  # float64 per tile, rounded once
-            x = np.clip(np.asarray(rows[start:start + step], np.float64), -1.0, 1.0)
-            dest[start:start + step] = (1.0 - x) / 2.0
-        return out
-
-    return _final_from_distances(
-        to_distance(qg_sim), to_distance(qq_sim), to_distance(gg_sim), rerank=rerank, tlift=tlift,
-        query_cams=query_cams, query_times=query_times,
-        gallery_cams=gallery_cams, gallery_times=gallery_times,
-        progress=progress, cancel=cancel,
+    return post_process(
+        *(None if b is None else distances_of(b, "global") for b in (qg_sim, qq_sim, gg_sim)),
+        rerank=rerank, tlift=tlift, query_cams=query_cams, query_times=query_times,
+        gallery_cams=gallery_cams, gallery_times=gallery_times, progress=progress, cancel=cancel,
     )
 
 

@@ -9,11 +9,14 @@ from engine.utils import DEFAULT_THREADS, configure_threads
 
 @pytest.fixture
 def clean_env(monkeypatch):
-    for name in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY"):
+    import numba
+
+    for name in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "NUMBA_NUM_THREADS"):
         monkeypatch.delenv(name, raising=False)  # restored after the test
-    before = torch.get_num_threads()
+    before, numba_before = torch.get_num_threads(), numba.get_num_threads()
     yield monkeypatch
     torch.set_num_threads(before)
+    numba.set_num_threads(numba_before)
 
 
 def test_threads_and_passive_wait_policy_are_set(clean_env):
@@ -22,6 +25,9 @@ def test_threads_and_passive_wait_policy_are_set(clean_env):
     assert configure_threads(1) == 1
     assert os.environ["OMP_NUM_THREADS"] == "1" and os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
     assert torch.get_num_threads() == 1  # torch already imported: applied at once
+    import numba
+
+    assert numba.get_num_threads() == 1 and os.environ["NUMBA_NUM_THREADS"] == "1"  # TLift's kernels
     clean_env.delenv("OMP_NUM_THREADS")
     assert configure_threads() == min(DEFAULT_THREADS, os.cpu_count() or 1)
 

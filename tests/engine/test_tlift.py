@@ -48,13 +48,8 @@ def _case_args(case):
     return args, params
 
 
-# Internal sizes: the defaults; many small tiles, window ranges and kernel blocks of one column;
-# odd blocks and a kernel without its band cut.
-INTERNALS = [
-    {},
-    {"_TILE_ELEMENTS": 64, "_GATHER_ELEMENTS": 64, "_SUM_CHUNKS": 3, "_BLOCK": 1, "_HEAD_BLOCK": 1},
-    {"_BLOCK": 5, "_HEAD_BLOCK": 3, "_BAND_SIGMAS": np.inf},
-]
+# The default band cut, and a kernel without its band cut.
+INTERNALS = [{}, {"_BAND_SIGMAS": np.inf}]
 
 
 def _set_internals(monkeypatch, internals):
@@ -155,6 +150,30 @@ def test_dtype_and_shape_follow_the_input():
     scores, *rest = _random_case(rng, 5, 9, [0], [0, 1], 100)
     out = tlift(scores.astype(np.float32), *rest)
     assert out.dtype == np.float32 and out.shape == (5, 9)
+
+
+def test_lifting_in_place_equals_lifting_into_a_new_array():
+    rng = np.random.default_rng(14)
+    scores, *rest = _random_case(rng, 40, 70, [0, 1], [0, 1, 2], 400)
+    scores = scores.astype(np.float32)
+    expected = tlift(scores, *rest)
+    same = tlift(scores, *rest, out=scores)
+    assert same is scores
+    np.testing.assert_array_equal(scores, expected)
+    with pytest.raises(ValueError, match="out must be"):
+        tlift(scores, *rest, out=np.empty((40, 70)))  # float64 for float32 scores
+
+
+def test_concurrent_calls_give_the_same_numbers():
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(15)
+    case = _random_case(rng, 60, 120, [0, 1], [0, 1, 2], 600)
+    expected = tlift(*case)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: tlift(*case), range(8)))
+    for result in results:
+        np.testing.assert_array_equal(result, expected)
 
 
 @pytest.mark.parametrize(

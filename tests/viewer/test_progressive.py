@@ -100,3 +100,37 @@ def test_two_stage_is_chosen_when_exhaustive_scoring_would_be_slow(loaded, tmp_p
     monkeypatch.setattr(tasks, "AUTO_SHORTLIST_SECONDS", 0.0)
     k, note = tasks.choose_shortlist(fresh, "auto")
     assert k == DEFAULT_SHORTLIST and "exhaustive scoring would take" in note
+
+
+def test_tlift_toggle_does_not_wait_for_the_background_blocks(qtbot, load_request, monkeypatch):
+    """The q-q / g-g job runs on its own thread: TLift (no re-ranking) applies while it is busy."""
+    import threading
+
+    from viewer import controller as controller_module
+    from viewer.controller import Controller
+    from viewer.main_window import MainWindow
+    from viewer.state import ViewerState
+
+    release, started = threading.Event(), threading.Event()
+
+    def slow_blocks(session, *, progress, cancel):
+        started.set()
+        while not release.wait(0.05):
+            if cancel():
+                break
+        return ("qq", "gg")
+
+    monkeypatch.setattr(controller_module, "score_rerank_blocks", slow_blocks)
+    win = MainWindow(Controller(ViewerState()))
+    qtbot.addWidget(win)
+    win.show()
+    with qtbot.waitSignal(win.controller.load_finished, timeout=60000):
+        win.start_load(dataclasses.replace(load_request, rerank_blocks=True))
+    qtbot.waitUntil(started.is_set, timeout=10000)
+    win.postprocess.tlift.setChecked(True)
+    qtbot.waitUntil(lambda: win.state.applied.tlift is not None, timeout=60000)
+    assert not release.is_set() and win.controller.runner.is_busy("prefetch")  # still running
+    release.set()
+    qtbot.waitUntil(lambda: not win.controller.runner.is_busy("prefetch"), timeout=10000)
+    win.close()
+    assert_no_job_running(win.controller)
