@@ -233,7 +233,9 @@ class Controller(QObject):
             if session is self.state.session:
                 self._computed(result)
 
+        reranked = self.cache.get(wanted.without_tlift()) if wanted.rerank and wanted.tlift else None
         worker = self._job(compute_distances, session, wanted, list(state.extra_queries),
+                           reranked=None if reranked is None else reranked[0],
                            name=f"compute {wanted.method(state.base_method)}", group="post",
                            on_result=computed, on_cancel=revert, on_error=revert)
         self._post_worker = worker

@@ -17,6 +17,7 @@ import numpy as np
 from engine.data.samples import Sample
 from engine.evaluation import Metrics
 from engine.jobs import check_cancel
+from engine.postprocess.params import RerankParams
 
 from .state import ExtraQuery, PostSettings
 
@@ -204,9 +205,9 @@ def score_rerank_blocks(session, *, progress, cancel) -> tuple[str, ...]:
         warm_up()
     session.score(("qq", "gg"), progress=progress, cancel=cancel)
     if not session.uses_shortlist:
-        for name in ("qg", "qq", "gg"):
-            progress("prepare re-ranking", 0, 1)
-            session.distance_block(name, cancel=cancel)
+        progress("prepare re-ranking", 0, 1)
+        defaults = RerankParams()
+        session.rerank_ranks(max(defaults.k1 + 1, defaults.k2), cancel=cancel)  # converts the blocks
     return ("qq", "gg")
 
 
@@ -242,17 +243,22 @@ def extra_rows(session, extras: list[ExtraQuery], settings: PostSettings, *,
 
 
 def compute_distances(session, settings: PostSettings, extras: list[ExtraQuery], *,
-                      progress, cancel) -> Computed:
-    """The distance matrix and metrics for ``settings``, and the external queries' rows."""
+                      progress, cancel, reranked: np.ndarray | None = None) -> Computed:
+    """The distance matrix and metrics for ``settings``, and the external queries' rows.
+
+    ``reranked``: the re-ranked matrix of ``settings.without_tlift()`` when the window has it
+    already (kept unchanged: TLift lifts a copy), so +RR+TLift only lifts it.
+    """
     t0 = time.perf_counter()
     rerank_only = None
     if settings.rerank is not None and settings.tlift is not None:
         from engine.analysis import lift_distances  # the pipeline's TLift step, same numbers
 
-        rr = session.distances(settings.rerank, None, progress=progress, cancel=cancel)
-        check_cancel(cancel)
-        rr_settings = settings.without_tlift()
-        rerank_only = (rr_settings, rr, safe_evaluate(session, rr))
+        rr = reranked
+        if rr is None:
+            rr = session.distances(settings.rerank, None, progress=progress, cancel=cancel)
+            check_cancel(cancel)
+            rerank_only = (settings.without_tlift(), rr, safe_evaluate(session, rr))
         distmat = lift_distances(rr, session.query_cams, session.times_of(session.dataset.query),
                                  session.gallery_cams, session.times_of(session.dataset.gallery),
                                  **dataclasses.asdict(settings.tlift))

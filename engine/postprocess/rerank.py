@@ -20,7 +20,7 @@ import numpy as np
 
 from engine.jobs import CancelFn, ProgressFn, check_cancel, report
 
-__all__ = ["re_rank"]
+__all__ = ["re_rank", "top_ranks"]
 
 # Elements (rows x N) of the distance/argsort temporaries per chunk: ~ 4 MB float32 + 8 MB int64.
 _ROW_CHUNK_ELEMENTS = 1_000_000
@@ -352,6 +352,7 @@ def re_rank(
     lambda_value: float = 0.3,
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
+    ranks: np.ndarray | None = None,
 ) -> np.ndarray:
     """k-reciprocal re-ranking of query-gallery distances (SPEC.md section 8).
 
@@ -371,6 +372,10 @@ def re_rank(
         Progress callback (units of work: rows of the distance matrix, then queries).
     cancel : callable() -> bool, optional
         Polled between chunks; raises :class:`engine.jobs.Cancelled` when it returns True.
+    ranks : ndarray [N, w], optional
+        :func:`top_ranks` of the same blocks with ``w >= max(k1 + 1, k2)`` (or ``w = N``),
+        computed earlier: the nearest-neighbour lists, the costliest step, are then not
+        recomputed when only the parameters change.
 
     Returns
     -------
@@ -390,11 +395,23 @@ def re_rank(
                     if not np.isfinite(b).all())
         raise ValueError(f"{name} contains NaN or inf; re-ranking needs finite distances")
     return re_rank_blocks(blocks, int(k1), int(k2), float(lambda_value),
-                          progress=progress, cancel=cancel)
+                          progress=progress, cancel=cancel, ranks=ranks)
+
+
+def top_ranks(q_g, q_q, g_g, width: int, *, progress: ProgressFn | None = None,
+              cancel: CancelFn | None = None) -> np.ndarray:
+    """The first ``width`` columns of ``argsort(D~, axis=1)``, int32 ``[N, min(width, N)]``:
+    every item's nearest neighbours in the column-normalised matrix re-ranking works on (ties
+    broken as NumPy's default argsort). Depends on the blocks only, so it can be computed once
+    and passed to :func:`re_rank` for any ``k1 < width``, ``k2 <= width``."""
+    q_g, q_q, g_g = _validate(q_g, q_q, g_g, 1, 1, 0.0)
+    blocks = _Blocks(q_g, q_q, g_g)
+    n = blocks.num_all
+    return _top_ranks(blocks, min(int(width), n), progress, cancel, 0, n)
 
 
 def re_rank_blocks(blocks, k1: int, k2: int, lam: float, *, progress: ProgressFn | None = None,
-                   cancel: CancelFn | None = None) -> np.ndarray:
+                   cancel: CancelFn | None = None, ranks: np.ndarray | None = None) -> np.ndarray:
     """:func:`re_rank` on a distance source with the interface of :class:`_Blocks`.
 
     ``blocks`` gives ``num_q``, ``num_all``, ``q_g [q, g]``, ``col_max [N]``,
@@ -412,7 +429,12 @@ def re_rank_blocks(blocks, k1: int, k2: int, lam: float, *, progress: ProgressFn
         )
     total = n + num_q
     width = min(n, max(k1 + 1, k2))
-    ranks = _top_ranks(blocks, width, progress, cancel, 0, total)  # [N, width]
+    if ranks is None:
+        ranks = _top_ranks(blocks, width, progress, cancel, 0, total)  # [N, width]
+    elif ranks.shape[0] != n or ranks.shape[1] < width:
+        raise ValueError(f"ranks must have shape ({n}, >= {width}) for k1={k1}, k2={k2}; got {ranks.shape}")
+    else:
+        ranks = ranks[:, :width]
 
     check_cancel(cancel)
     rows, cols = _expansion_sets(ranks, k1)  # COO support of V, sorted by row then column

@@ -165,3 +165,20 @@ def test_bad_input_is_rejected_with_a_message(change, message):
     args = {"q_g": q_g, "q_q": q_q, "g_g": g_g, **change}
     with pytest.raises(ValueError, match=message):
         re_rank(**args)
+
+
+def test_precomputed_ranks_give_the_same_result():
+    """Nearest-neighbour lists computed once (wider than needed) serve any k1, k2 below them."""
+    from engine.postprocess.rerank import top_ranks
+
+    rng = np.random.default_rng(21)
+    x = rng.normal(size=(70, 8)).astype(np.float32)
+    d = ((x[:, None] - x[None]) ** 2).sum(-1)
+    q_g, q_q, g_g = d[:20, 20:], d[:20, :20], d[20:, 20:]
+    ranks = top_ranks(q_g, q_q, g_g, 12)
+    assert ranks.shape == (70, 12)
+    for k1, k2, lam in [(11, 6, 0.3), (5, 3, 0.0), (8, 12, 1.0)]:
+        np.testing.assert_array_equal(re_rank(q_g, q_q, g_g, k1, k2, lam, ranks=ranks),
+                                      re_rank(q_g, q_q, g_g, k1, k2, lam))
+    with pytest.raises(ValueError, match="ranks must have shape"):
+        re_rank(q_g, q_q, g_g, 12, 6, 0.3, ranks=ranks)   # needs 13 columns

@@ -134,3 +134,22 @@ def test_tlift_toggle_does_not_wait_for_the_background_blocks(qtbot, load_reques
     qtbot.waitUntil(lambda: not win.controller.runner.is_busy("prefetch"), timeout=10000)
     win.close()
     assert_no_job_running(win.controller)
+
+
+def test_rr_tlift_from_the_windows_rr_matrix_equals_computing_both(loaded):
+    import numpy as np
+
+    from engine.postprocess.params import RerankParams, TLiftParams
+    from viewer.state import PostSettings
+    from viewer.tasks import compute_distances
+
+    session = loaded.session
+    args = dict(progress=lambda *a: None, cancel=lambda: False)
+    both = PostSettings(rerank=RerankParams(), tlift=TLiftParams())
+    full = compute_distances(session, both, [], **args)
+    rr = compute_distances(session, both.without_tlift(), [], **args).distmat
+    kept = rr.copy()
+    lifted = compute_distances(session, both, [], reranked=rr, **args)
+    np.testing.assert_array_equal(lifted.distmat, full.distmat)
+    np.testing.assert_array_equal(rr, kept)          # the window's matrix is not modified
+    np.testing.assert_array_equal(full.rerank_only[1], rr)

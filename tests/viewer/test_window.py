@@ -219,7 +219,7 @@ def test_a_failing_job_shows_its_error_and_the_window_stays_usable(qtbot, window
     win = window
     import viewer.controller as controller_module
 
-    def broken(*args, progress, cancel):
+    def broken(*args, progress, cancel, **_kwargs):
         raise RuntimeError("out of memory while re-ranking (simulated)")
 
     monkeypatch.setattr(controller_module, "compute_distances", broken)
@@ -244,7 +244,7 @@ def test_cancelling_a_job_keeps_the_current_results(qtbot, window, monkeypatch):
 
     started = threading.Event()
 
-    def endless(*args, progress, cancel):
+    def endless(*args, progress, cancel, **_kwargs):
         started.set()
         while True:
             check_cancel(cancel)
