@@ -380,7 +380,8 @@ class Session:
         from .shortlist import shortlist_block, shortlist_graph
 
         k = int(self.shortlist)
-        key = self._block_key(f"{name}@shortlist{k}")
+        # q-g holds estimated logits beyond the shortlist ("fitted fill"; older blocks differ).
+        key = self._block_key(f"{name}@shortlist{k}" + (":fitted-fill" if name == "qg" else ""))
         t0 = time.perf_counter()
         prog = None if progress is None else (lambda d, t: progress(f"score {name} (K={k})", d, t))
         if name == "qg":

@@ -58,8 +58,8 @@ def test_shortlist_scores_candidates_and_ranks_the_rest_after_them(matcher):
         assert set(cand[i]) == set(np.argsort(-cos[i], kind="stable")[:k])
         np.testing.assert_allclose(logits[i, cand[i]], exhaustive[i, cand[i]], rtol=0, atol=1e-5)
         rest = np.setdiff1d(np.arange(len(g)), cand[i])
-        # Non-candidates: below every candidate logit of the block, in first-stage order.
-        assert logits[i, rest].max() < logits[:, :][np.arange(len(q))[:, None], cand].min()
+        # Non-candidates: below every candidate logit of their row, in first-stage order.
+        assert logits[i, rest].max() < logits[i, cand[i]].min()
         order = rest[np.argsort(-logits[i, rest], kind="stable")]
         assert np.all(np.diff(cos[i, order]) <= 1e-6)
     nb, vals = shortlist_graph(matcher, g, k=k)
@@ -69,6 +69,35 @@ def test_shortlist_scores_candidates_and_ranks_the_rest_after_them(matcher):
     dense = _dense_from_graph(nb, vals, len(g))
     both = ~np.isnan(dense) & ~np.isnan(dense.T)
     np.testing.assert_array_equal(dense[both], dense.T[both])
+
+
+def test_fill_estimates_logits_on_the_candidates_line():
+    from engine.shortlist import estimate_fill
+
+    rng = np.random.default_rng(3)
+    p, g, k = 6, 30, 5
+    stage = rng.uniform(-1, 1, (p, g)).astype(np.float32)
+    cand = np.argsort(-stage, axis=1)[:, :k].astype(np.int32)
+    cand_scores = np.take_along_axis(stage, cand.astype(np.int64), axis=1)
+    logits = (4.0 * cand_scores - 2.0).astype(np.float32)  # exactly on a line
+    block = stage.copy()
+    estimate_fill(block, cand, logits)
+    np.testing.assert_array_equal(np.take_along_axis(block, cand.astype(np.int64), axis=1), logits)
+    for i in range(p):
+        rest = np.setdiff1d(np.arange(g), cand[i])
+        # On the fitted line (the first-stage scores leave a gap below the candidates here).
+        assert cand_scores[i].min() - stage[i, rest].max() > 1e-3
+        np.testing.assert_allclose(block[i, rest], 4.0 * stage[i, rest] - 2.0, atol=1e-5)
+        assert block[i, rest].max() < logits[i].min()
+        assert np.all(np.diff(block[i, rest][np.argsort(stage[i, rest])]) > 0)   # order kept
+    # A candidate scoring far below the line caps its row's estimates, order still kept.
+    low = logits.copy()
+    low[0, -1] = -50.0
+    capped = stage.copy()
+    estimate_fill(capped, cand, low)
+    rest = np.setdiff1d(np.arange(g), cand[0])
+    assert capped[0, rest].max() < -50.0
+    assert np.all(np.diff(capped[0, rest][np.argsort(stage[0, rest])]) > 0)
 
 
 def test_first_stage_is_band_matching_both_ways():
