@@ -14,6 +14,8 @@ $(PY):
 # Re-install only when the declared dependencies change.
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e ".[test]"
+	@echo "compiling TLift's kernels (once per machine, under a minute)"
+	$(PY) -c "from engine.postprocess.tlift import warm_up; warm_up()"
 	@touch $(STAMP)
 
 run: $(STAMP)

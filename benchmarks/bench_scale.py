@@ -16,6 +16,9 @@ scoring all 110M pairs again would take many minutes on a shared CPU. ``--querie
 measures on a smaller set of the same kind: the first N queries, the gallery images of their
 identities and the same share of the other gallery images (distractors).
 
+Toggles (``--toggles``, blocks cached): the first computation of each RR / TLift setting as the
+viewer runs it, against recomputing it from the logits in the same process (see ``toggles``).
+
 Launch (``--launch``): wall time from starting ``run_viewer.py --screenshot`` to its first
 paint, and its peak RSS, for a warm cache (every block stored) and a cold one (feature maps
 stored, no score block: the maps take the same time either way and are reported apart), with
@@ -25,6 +28,7 @@ the ratios.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -205,6 +209,54 @@ def launch(args) -> None:
               f"exhaustive{target}); peak RSS {rss:.2f} GiB")
 
 
+def toggles(args) -> None:
+    """First computation of each RR / TLift setting once the blocks are cached, as the viewer
+    runs it (distances, metrics; +RR+TLift lifting the window's +RR matrix), after the
+    background preparation the viewer does after its first paint. Baseline, in the same
+    process: the same settings through ``final_distances`` from the logits, as the engine did
+    before it kept converted blocks and neighbour lists (conversion and neighbour search on
+    every toggle)."""
+    from engine.evaluation import evaluate
+    from engine.postprocess import final_distances
+    from engine.postprocess.params import RerankParams, TLiftParams
+    from engine.session import Session
+    from viewer.state import PostSettings
+    from viewer.tasks import compute_distances, score_rerank_blocks
+
+    quiet = dict(progress=lambda *a: None, cancel=lambda: False)
+    session = Session.open(args.data, args.checkpoint, device="cpu", cache_dir=args.cache_dir)
+    t0 = time.perf_counter()
+    session.score(("qg",))
+    print(f"toggles on {session.logits['qg'].shape[0]:,} x {session.logits['qg'].shape[1]:,}, "
+          f"load average {os.getloadavg()[0]:.1f}: q-g loaded in {time.perf_counter() - t0:.1f} s")
+    t0 = time.perf_counter()
+    score_rerank_blocks(session, **quiet)
+    print(f"  background preparation after first paint (load q-q, g-g; convert; neighbour lists; "
+          f"TLift kernels): {time.perf_counter() - t0:.1f} s")
+    context = dict(query_cams=session.query_cams, query_times=session.times_of(session.dataset.query),
+                   gallery_cams=session.gallery_cams, gallery_times=session.times_of(session.dataset.gallery))
+    labels = (session.query_pids, session.gallery_pids, session.query_cams, session.gallery_cams)
+    cache = {}
+    steps = [("TLift", PostSettings(tlift=TLiftParams())), ("+RR", PostSettings(rerank=RerankParams())),
+             ("+RR+TLift", PostSettings(rerank=RerankParams(), tlift=TLiftParams())),
+             ("k1 = 15", PostSettings(rerank=RerankParams(k1=15))), ("raw", PostSettings())]
+    for name, settings in steps:
+        rr = cache.get(settings.without_tlift().key()) if settings.rerank and settings.tlift else None
+        t0 = time.perf_counter()
+        result = compute_distances(session, settings, [], reranked=rr, **quiet)
+        took = time.perf_counter() - t0
+        cache[settings.key()] = result.distmat
+        logits = [session.logits[n] for n in ("qg", "qq", "gg")] if settings.rerank else [session.logits["qg"]]
+        t0 = time.perf_counter()
+        before = final_distances(*logits, rerank=settings.rerank and dataclasses.asdict(settings.rerank),
+                                 tlift=settings.tlift and dataclasses.asdict(settings.tlift), **context)
+        evaluate(before, *labels)
+        base = time.perf_counter() - t0
+        same = np.array_equal(before, result.distmat)
+        print(f"  {name:<10}: {took:5.2f} s ({took:.2f}x the 1 s target); recomputed from the logits "
+              f"{base:5.2f} s ({base / took:.1f}x){'' if same else '  RESULTS DIFFER'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True)
@@ -220,9 +272,13 @@ def main() -> None:
     parser.add_argument("--cold-exhaustive", action="store_true",
                         help="with --launch, also a cold exhaustive launch (q-g scored: minutes)")
     parser.add_argument("--no-two-stage", action="store_true")
+    parser.add_argument("--toggles", action="store_true",
+                        help="also time the first RR / TLift toggles on cached blocks")
     args = parser.parse_args()
     if not args.no_two_stage:
         two_stage(args)
+    if args.toggles:
+        toggles(args)
     if args.launch:
         launch(args)
 

@@ -180,7 +180,7 @@ class Session:
         self.cache_hits: dict[str, bool] = {}
         # Blocks as float32 distances, converted from the logits once (engine.postprocess).
         self._distances: dict[str, np.ndarray] = {}
-        self._ranks: np.ndarray | None = None  # rerank_ranks
+        self._neighbours = None  # re-ranking's nearest-neighbour lists (neighbours())
         self._block_lock = threading.RLock()
         self._model_lock = threading.Lock()
         self.timings = Timings()
@@ -432,26 +432,30 @@ class Session:
                                              **context)
         else:
             blocks = ("qg", "qq", "gg") if rerank is not None else ("qg",)
-            ranks = None if rerank is None else self.rerank_ranks(max(rerank.k1 + 1, rerank.k2), cancel)
-            dist = post_process(*(self.distance_block(name) for name in blocks), ranks=ranks, **context)
+            near = None if rerank is None else self.neighbours(max(rerank.k1 + 1, rerank.k2), cancel)
+            dist = post_process(*(self.distance_block(name) for name in blocks), neighbours=near, **context)
         self.timings.record("post-process", time.perf_counter() - t0)
         return dist
 
-    def rerank_ranks(self, width: int, cancel=None) -> np.ndarray:
-        """Every item's ``width`` nearest neighbours for re-ranking (``top_ranks`` of the
-        distance blocks), computed once and kept: re-ranking with other parameters then skips
-        its costliest step. A wider request replaces the kept lists."""
+    def neighbours(self, width: int, cancel=None):
+        """Every item's ``width`` nearest neighbours for re-ranking and the column maxima
+        (``top_ranks`` of the distance blocks), computed once and kept: re-ranking with other
+        parameters then skips its costliest step. A wider request replaces the kept lists."""
         from .postprocess.rerank import top_ranks
 
-        ranks = self._ranks
-        if ranks is not None and ranks.shape[1] >= min(width, ranks.shape[0]):
-            return ranks
+        def enough(near):
+            return near is not None and near.ranks.shape[1] >= min(width, near.ranks.shape[0])
+
+        if enough(self._neighbours):
+            return self._neighbours
         blocks = [self.distance_block(name, cancel) for name in ("qg", "qq", "gg")]
         with self._holding_blocks(cancel):
-            if self._ranks is None or self._ranks.shape[1] < min(width, self._ranks.shape[0]):
-                self._ranks = top_ranks(*blocks, width, cancel=cancel)
-                self._ranks.flags.writeable = False
-            return self._ranks
+            if not enough(self._neighbours):
+                near = top_ranks(*blocks, width, cancel=cancel)
+                for array in near:
+                    array.flags.writeable = False
+                self._neighbours = near
+            return self._neighbours
 
     def distance_block(self, name: str, cancel=None) -> np.ndarray:
         """Block ``name`` (``qg``, ``qq``, ``gg``) as float32 distances, smaller = closer.

@@ -207,7 +207,7 @@ def score_rerank_blocks(session, *, progress, cancel) -> tuple[str, ...]:
     if not session.uses_shortlist:
         progress("prepare re-ranking", 0, 1)
         defaults = RerankParams()
-        session.rerank_ranks(max(defaults.k1 + 1, defaults.k2), cancel=cancel)  # converts the blocks
+        session.neighbours(max(defaults.k1 + 1, defaults.k2), cancel=cancel)  # converts the blocks
     return ("qq", "gg")
 
 

@@ -170,11 +170,11 @@ def _scaled(progress: ProgressFn | None, lo: int, hi: int) -> ProgressFn | None:
 def post_process(
     qg, qq=None, gg=None, *, rerank=None, tlift=None, query_cams=None, query_times=None,
     gallery_cams=None, gallery_times=None, progress: ProgressFn | None = None,
-    cancel: CancelFn | None = None, ranks: np.ndarray | None = None,
+    cancel: CancelFn | None = None, neighbours=None,
 ) -> np.ndarray:
     """:func:`final_distances` from distances (float32 ``[q, g]``, ``[q, q]``, ``[g, g]``, as
     :func:`distances_of` gives them). The inputs are not modified, so converted blocks can be
-    kept and post-processed again with other settings; ``ranks``, the blocks'
+    kept and post-processed again with other settings; ``neighbours``, the blocks'
     :func:`~engine.postprocess.rerank.top_ranks`, spares re-ranking its costliest step."""
     rr = _settings(rerank, RERANK_DEFAULTS, "rerank")
     tl = _settings(tlift, TLIFT_DEFAULTS, "tlift")
@@ -186,7 +186,7 @@ def post_process(
                 "(qq and gg), not only query-gallery"
             )
         stop = _RERANK_SHARE if tl is not None else _PROGRESS_TOTAL
-        dist = re_rank(dist, qq, gg, progress=_scaled(progress, 0, stop), cancel=cancel, ranks=ranks, **rr)
+        dist = re_rank(dist, qq, gg, progress=_scaled(progress, 0, stop), cancel=cancel, neighbours=neighbours, **rr)
     if tl is not None:
         check_cancel(cancel)
         if dist is qg:  # lift_distances works in place

@@ -16,16 +16,16 @@ larger N (``benchmarks/bench_rerank.py`` measures it).
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from engine.jobs import CancelFn, ProgressFn, check_cancel, report
 
-__all__ = ["re_rank", "top_ranks"]
+__all__ = ["Neighbours", "re_rank", "top_ranks"]
 
 # Elements (rows x N) of the distance/argsort temporaries per chunk: ~ 4 MB float32 + 8 MB int64.
 _ROW_CHUNK_ELEMENTS = 1_000_000
-# Pairs (query entry x column entry) handled per Jaccard chunk.
-_PAIR_CHUNK = 1_000_000
 # Entries per block for the block minima that bound each row's head in _top_ranks (at most),
 # and at least this many blocks per head entry, so the candidates stay a small share of a row.
 _BLOCK = 32
@@ -39,10 +39,13 @@ class _Blocks:
     of ``D~`` is row ``i`` of ``D^T`` divided by the maximum of that row (= column ``i`` of D).
     """
 
-    def __init__(self, q_g: np.ndarray, q_q: np.ndarray, g_g: np.ndarray):
+    def __init__(self, q_g: np.ndarray, q_q: np.ndarray, g_g: np.ndarray, col_max: np.ndarray | None = None):
         self.q_g, self.q_q, self.g_g = q_g, q_q, g_g
         self.num_q = q_g.shape[0]
         self.num_all = q_g.shape[0] + q_g.shape[1]
+        if col_max is not None:  # known from an earlier pass over the same blocks
+            self.col_max = col_max
+            return
         col_max_q = np.maximum(q_q.max(axis=0, initial=-np.inf), q_g.max(axis=1, initial=-np.inf))
         col_max_g = np.maximum(q_g.max(axis=0, initial=-np.inf), g_g.max(axis=0, initial=-np.inf))
         self.col_max = np.concatenate([col_max_q, col_max_g]).astype(np.float32)  # [N]
@@ -88,7 +91,7 @@ def _is_number(value) -> bool:
         return False
 
 
-def _validate(q_g, q_q, g_g, k1, k2, lambda_value):
+def _validate(q_g, q_q, g_g, k1, k2, lambda_value, check_finite=True):
     arrays = []
     for name, value in (("q_g", q_g), ("q_q", q_q), ("g_g", g_g)):
         array = np.asarray(value, dtype=np.float32)
@@ -96,7 +99,7 @@ def _validate(q_g, q_q, g_g, k1, k2, lambda_value):
             raise ValueError(f"{name} must be a 2-D distance matrix, got shape {array.shape}")
         # min propagates NaN and finds -inf without an N x N mask; +inf shows in the column
         # maxima (checked in re_rank).
-        if array.size and not np.isfinite(array.min()):
+        if check_finite and array.size and not np.isfinite(array.min()):
             raise ValueError(f"{name} contains NaN or inf; re-ranking needs finite distances")
         arrays.append(np.ascontiguousarray(array))
     q_g, q_q, g_g = arrays
@@ -322,27 +325,6 @@ def _query_expansion(ptr, cols, vals, neighbours: np.ndarray):
     return _row_pointers(new_rows, n), new_cols, new_vals
 
 
-def _jaccard_rows(start, stop, ptr, cols, vals, inv_ptr, inv_rows, inv_vals, num_g) -> np.ndarray:
-    """Jaccard distances of query rows ``start:stop`` to every gallery item, float32 ``[c, g]``.
-
-    ``sum_k min(V_ik, V_jk)`` only has terms where both are non-zero: walk each query entry
-    ``(i, k)`` through the gallery entries of column ``k`` (the inverted index).
-    """
-    sl = slice(ptr[start], ptr[stop])
-    q_rows = np.repeat(np.arange(stop - start), np.diff(ptr[start: stop + 1]))
-    q_cols, q_vals = cols[sl], vals[sl]
-    counts = np.diff(inv_ptr)[q_cols]
-    entry_start = np.cumsum(counts) - counts
-    pos = np.arange(counts.sum()) + np.repeat(inv_ptr[q_cols] - entry_start, counts)
-    pair_min = np.minimum(np.repeat(q_vals, counts), inv_vals[pos])
-    overlap = np.bincount(
-        np.repeat(q_rows, counts) * num_g + inv_rows[pos],
-        weights=pair_min,
-        minlength=(stop - start) * num_g,
-    ).reshape(stop - start, num_g)  # [c, g] float64
-    return (1.0 - overlap / (2.0 - overlap)).astype(np.float32)
-
-
 def re_rank(
     q_g,
     q_q,
@@ -352,7 +334,7 @@ def re_rank(
     lambda_value: float = 0.3,
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
-    ranks: np.ndarray | None = None,
+    neighbours: Neighbours | None = None,
 ) -> np.ndarray:
     """k-reciprocal re-ranking of query-gallery distances (SPEC.md section 8).
 
@@ -372,10 +354,10 @@ def re_rank(
         Progress callback (units of work: rows of the distance matrix, then queries).
     cancel : callable() -> bool, optional
         Polled between chunks; raises :class:`engine.jobs.Cancelled` when it returns True.
-    ranks : ndarray [N, w], optional
-        :func:`top_ranks` of the same blocks with ``w >= max(k1 + 1, k2)`` (or ``w = N``),
-        computed earlier: the nearest-neighbour lists, the costliest step, are then not
-        recomputed when only the parameters change.
+    neighbours : Neighbours, optional
+        :func:`top_ranks` of these very blocks with width ``>= max(k1 + 1, k2)`` (or N),
+        computed earlier: the nearest-neighbour lists, the costliest step, and the checks of
+        the blocks are then not repeated when only the parameters change.
 
     Returns
     -------
@@ -388,26 +370,45 @@ def re_rank(
         On bad parameters, mismatched shapes, non-finite distances or a column whose maximum
         is not positive.
     """
-    q_g, q_q, g_g = _validate(q_g, q_q, g_g, k1, k2, lambda_value)
+    if neighbours is None:
+        q_g, q_q, g_g = _validate(q_g, q_q, g_g, k1, k2, lambda_value)
+        blocks = _checked_blocks(q_g, q_q, g_g)
+        ranks = None
+    else:  # checked when the neighbours were computed from these blocks
+        q_g, q_q, g_g = _validate(q_g, q_q, g_g, k1, k2, lambda_value, check_finite=False)
+        blocks = _Blocks(q_g, q_q, g_g, col_max=neighbours.col_max)
+        ranks = neighbours.ranks
+    return re_rank_blocks(blocks, int(k1), int(k2), float(lambda_value),
+                          progress=progress, cancel=cancel, ranks=ranks)
+
+
+class Neighbours(NamedTuple):
+    """What re-ranking needs from the blocks alone, computed once by :func:`top_ranks`."""
+
+    ranks: np.ndarray    # [N, w] int32: first w columns of argsort(D~, axis=1)
+    col_max: np.ndarray  # [N] float32: the maxima D is normalised by
+
+
+def top_ranks(q_g, q_q, g_g, width: int, *, progress: ProgressFn | None = None,
+              cancel: CancelFn | None = None) -> Neighbours:
+    """Every item's ``width`` nearest neighbours in the column-normalised matrix re-ranking
+    works on (ties broken as NumPy's default argsort), and the column maxima. Depends on the
+    blocks only, so it can be computed once and passed to :func:`re_rank` on the same blocks
+    for any ``k1 < width``, ``k2 <= width``. The blocks are checked here (finite, positive
+    column maxima)."""
+    q_g, q_q, g_g = _validate(q_g, q_q, g_g, 1, 1, 0.0)
+    blocks = _checked_blocks(q_g, q_q, g_g)
+    n = blocks.num_all
+    return Neighbours(_top_ranks(blocks, min(int(width), n), progress, cancel, 0, n), blocks.col_max)
+
+
+def _checked_blocks(q_g, q_q, g_g) -> _Blocks:
     blocks = _Blocks(q_g, q_q, g_g)
     if not np.isfinite(blocks.col_max).all():  # a NaN or inf shows in its column's maximum
         name = next(name for name, b in (("q_g", q_g), ("q_q", q_q), ("g_g", g_g))
                     if not np.isfinite(b).all())
         raise ValueError(f"{name} contains NaN or inf; re-ranking needs finite distances")
-    return re_rank_blocks(blocks, int(k1), int(k2), float(lambda_value),
-                          progress=progress, cancel=cancel, ranks=ranks)
-
-
-def top_ranks(q_g, q_q, g_g, width: int, *, progress: ProgressFn | None = None,
-              cancel: CancelFn | None = None) -> np.ndarray:
-    """The first ``width`` columns of ``argsort(D~, axis=1)``, int32 ``[N, min(width, N)]``:
-    every item's nearest neighbours in the column-normalised matrix re-ranking works on (ties
-    broken as NumPy's default argsort). Depends on the blocks only, so it can be computed once
-    and passed to :func:`re_rank` for any ``k1 < width``, ``k2 <= width``."""
-    q_g, q_q, g_g = _validate(q_g, q_q, g_g, 1, 1, 0.0)
-    blocks = _Blocks(q_g, q_q, g_g)
-    n = blocks.num_all
-    return _top_ranks(blocks, min(int(width), n), progress, cancel, 0, n)
+    return blocks
 
 
 def re_rank_blocks(blocks, k1: int, k2: int, lam: float, *, progress: ProgressFn | None = None,
@@ -451,25 +452,18 @@ def re_rank_blocks(blocks, k1: int, k2: int, lam: float, *, progress: ProgressFn
     inv_rows = gal_rows[by_col]  # gallery index (0-based) of each entry, grouped by column
     inv_vals = vals[g_start:][by_col]
     inv_ptr = np.concatenate([[0], np.cumsum(np.bincount(cols[g_start:], minlength=n))])
-    col_len = np.diff(inv_ptr)
+
+    from . import _rerank_kernels
 
     num_g = n - num_q
-    # Work per query row of the Jaccard step: its entries times the length of their columns.
-    q_entry_rows = np.repeat(np.arange(num_q), np.diff(ptr[: num_q + 1]))
-    pairs_per_query = np.bincount(q_entry_rows, weights=col_len[cols[: ptr[num_q]]], minlength=num_q)
-    cum_pairs = np.concatenate([[0.0], np.cumsum(pairs_per_query)])
-    max_rows = max(1, _ROW_CHUNK_ELEMENTS // num_g)
     result = np.empty((num_q, num_g), dtype=np.float32)
-    done = n
-    start = 0
-    while start < num_q:
+    q_g = np.ascontiguousarray(blocks.q_g, dtype=np.float32)
+    col_max = np.ascontiguousarray(blocks.col_max, dtype=np.float32)
+    step = max(1, _ROW_CHUNK_ELEMENTS // num_g)
+    for start in range(0, num_q, step):
         check_cancel(cancel)
-        stop = int(np.searchsorted(cum_pairs, cum_pairs[start] + _PAIR_CHUNK, side="right")) - 1
-        stop = min(max(stop, start + 1), start + max_rows, num_q)
-        result[start:stop] = _jaccard_rows(
-            start, stop, ptr, cols, vals, inv_ptr, inv_rows, inv_vals, num_g
-        ) * np.float32(1.0 - lam) + (blocks.q_g[start:stop] / blocks.col_max[start:stop, None]) * np.float32(lam)
-        done += stop - start
-        report(progress, done, total)
-        start = stop
+        stop = min(start + step, num_q)
+        _rerank_kernels.jaccard_rows(start, stop, ptr, cols, vals, inv_ptr, inv_rows, inv_vals, q_g,
+                                     col_max, np.float32(1.0 - lam), np.float32(lam), result[start:stop])
+        report(progress, n + stop, total)
     return result

@@ -71,7 +71,6 @@ def test_reference_cases(name):
 def test_ties_reference_inputs_agree_with_loop(monkeypatch):
     # Tiny chunks: argsort over row blocks must order ties exactly as the full-matrix argsort.
     monkeypatch.setattr(rerank, "_ROW_CHUNK_ELEMENTS", 2000)
-    monkeypatch.setattr(rerank, "_PAIR_CHUNK", 300)
     monkeypatch.setattr(rerank, "_BLOCK", 3)  # many blocks: heads chosen among a few of them
     monkeypatch.setattr(rerank, "_BLOCKS_PER_HEAD", 1)
     case = _load("rerank_ties")
@@ -107,7 +106,6 @@ def _euclidean_blocks(rng, q, g, dim=4, decimals=None, symmetric=True):
 def test_random_cases_agree_with_loop(q, g, k1, k2, lambda_value, decimals, symmetric, block,
                                       monkeypatch):
     monkeypatch.setattr(rerank, "_ROW_CHUNK_ELEMENTS", 700)
-    monkeypatch.setattr(rerank, "_PAIR_CHUNK", 200)
     monkeypatch.setattr(rerank, "_BLOCK", block)
     monkeypatch.setattr(rerank, "_BLOCKS_PER_HEAD", 1)  # blocks even at these small N
     rng = np.random.default_rng(q * 100 + g)
@@ -167,7 +165,7 @@ def test_bad_input_is_rejected_with_a_message(change, message):
         re_rank(**args)
 
 
-def test_precomputed_ranks_give_the_same_result():
+def test_precomputed_neighbours_give_the_same_result():
     """Nearest-neighbour lists computed once (wider than needed) serve any k1, k2 below them."""
     from engine.postprocess.rerank import top_ranks
 
@@ -175,10 +173,12 @@ def test_precomputed_ranks_give_the_same_result():
     x = rng.normal(size=(70, 8)).astype(np.float32)
     d = ((x[:, None] - x[None]) ** 2).sum(-1)
     q_g, q_q, g_g = d[:20, 20:], d[:20, :20], d[20:, 20:]
-    ranks = top_ranks(q_g, q_q, g_g, 12)
-    assert ranks.shape == (70, 12)
+    near = top_ranks(q_g, q_q, g_g, 12)
+    assert near.ranks.shape == (70, 12) and near.col_max.shape == (70,)
     for k1, k2, lam in [(11, 6, 0.3), (5, 3, 0.0), (8, 12, 1.0)]:
-        np.testing.assert_array_equal(re_rank(q_g, q_q, g_g, k1, k2, lam, ranks=ranks),
+        np.testing.assert_array_equal(re_rank(q_g, q_q, g_g, k1, k2, lam, neighbours=near),
                                       re_rank(q_g, q_q, g_g, k1, k2, lam))
     with pytest.raises(ValueError, match="ranks must have shape"):
-        re_rank(q_g, q_q, g_g, 12, 6, 0.3, ranks=ranks)   # needs 13 columns
+        re_rank(q_g, q_q, g_g, 12, 6, 0.3, neighbours=near)   # needs 13 columns
+    with pytest.raises(ValueError, match="NaN or inf"):
+        top_ranks(q_g, q_q, np.where(g_g > 3, np.inf, g_g), 12)
