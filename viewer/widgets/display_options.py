@@ -3,7 +3,7 @@ gallery camera."""
 from __future__ import annotations
 
 from PySide6.QtCore import QSignalBlocker
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSpinBox, QWidget
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSizePolicy, QSpinBox, QWidget
 
 from ..state import ViewerState
 
@@ -32,6 +32,12 @@ class DisplayOptions(QWidget):
 
         self.camera = QComboBox()
         self.camera.setToolTip("Show only the gallery images of one camera")
+
+        for combo in (self.junk, self.camera):
+            # Never narrower than the longest entry: a crowded toolbar used to cut them to
+            # "greye" and "all car" (a toolbar too narrow for this widget moves it to its menu).
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+            combo.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
 
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
