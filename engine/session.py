@@ -452,8 +452,7 @@ class Session:
         with self._holding_blocks(cancel):
             if not enough(self._neighbours):
                 near = top_ranks(*blocks, width, cancel=cancel)
-                for array in near:
-                    array.flags.writeable = False
+                near.ranks.flags.writeable = near.col_max.flags.writeable = False
                 self._neighbours = near
             return self._neighbours
 

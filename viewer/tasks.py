@@ -205,9 +205,12 @@ def score_rerank_blocks(session, *, progress, cancel) -> tuple[str, ...]:
         warm_up()
     session.score(("qq", "gg"), progress=progress, cancel=cancel)
     if not session.uses_shortlist:
+        from engine.postprocess.rerank import expand
+
         progress("prepare re-ranking", 0, 1)
         defaults = RerankParams()
-        session.neighbours(max(defaults.k1 + 1, defaults.k2), cancel=cancel)  # converts the blocks
+        near = session.neighbours(max(defaults.k1 + 1, defaults.k2), cancel=cancel)  # converts the blocks
+        expand(near, defaults.k1)
     return ("qq", "gg")
 
 

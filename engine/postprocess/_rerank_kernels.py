@@ -30,3 +30,19 @@ def jaccard_rows(start, stop, ptr, cols, vals, inv_ptr, inv_rows, inv_vals, q_g,
             o = overlap[j]
             jac = np.float32(1.0 - o / (2.0 - o))
             out[r, j] = jac * keep + (q_g[i, j] / scale) * lam
+
+
+@njit(cache=True)
+def counting_order(keys, n):
+    """Stable order of ``keys`` (ints in ``[0, n)``) by key: a counting sort."""
+    start = np.zeros(n + 1, np.int64)
+    for k in keys:
+        start[k + 1] += 1
+    for i in range(n):
+        start[i + 1] += start[i]
+    order = np.empty(keys.shape[0], np.int64)
+    for p in range(keys.shape[0]):
+        k = keys[p]
+        order[start[k]] = p
+        start[k] += 1
+    return order

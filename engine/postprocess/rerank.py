@@ -22,7 +22,7 @@ import numpy as np
 
 from engine.jobs import CancelFn, ProgressFn, check_cancel, report
 
-__all__ = ["Neighbours", "re_rank", "top_ranks"]
+__all__ = ["Neighbours", "expand", "re_rank", "top_ranks"]
 
 # Elements (rows x N) of the distance/argsort temporaries per chunk: ~ 4 MB float32 + 8 MB int64.
 _ROW_CHUNK_ELEMENTS = 1_000_000
@@ -293,6 +293,14 @@ def _expansion_sets(ranks: np.ndarray, k1: int) -> tuple[np.ndarray, np.ndarray]
     return np.concatenate(rows_out), np.concatenate(cols_out)
 
 
+def _group_by(keys: np.ndarray, n: int) -> np.ndarray:
+    """A permutation listing the positions of ``keys`` (ints in [0, n)) grouped by key, in
+    increasing position within a group: a counting sort, linear in ``len(keys) + n``."""
+    from . import _rerank_kernels
+
+    return _rerank_kernels.counting_order(np.ascontiguousarray(keys, dtype=np.int64), n)
+
+
 def _row_pointers(rows: np.ndarray, n: int) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))])
 
@@ -378,8 +386,9 @@ def re_rank(
         q_g, q_q, g_g = _validate(q_g, q_q, g_g, k1, k2, lambda_value, check_finite=False)
         blocks = _Blocks(q_g, q_q, g_g, col_max=neighbours.col_max)
         ranks = neighbours.ranks
-    return re_rank_blocks(blocks, int(k1), int(k2), float(lambda_value),
-                          progress=progress, cancel=cancel, ranks=ranks)
+    return re_rank_blocks(blocks, int(k1), int(k2), float(lambda_value), progress=progress,
+                          cancel=cancel, ranks=ranks,
+                          expansions=None if neighbours is None else neighbours.expansions)
 
 
 class Neighbours(NamedTuple):
@@ -387,6 +396,8 @@ class Neighbours(NamedTuple):
 
     ranks: np.ndarray    # [N, w] int32: first w columns of argsort(D~, axis=1)
     col_max: np.ndarray  # [N] float32: the maxima D is normalised by
+    # Expanded k-reciprocal sets (rows, cols) by k1, filled as re-ranking needs them.
+    expansions: dict
 
 
 def top_ranks(q_g, q_q, g_g, width: int, *, progress: ProgressFn | None = None,
@@ -399,7 +410,19 @@ def top_ranks(q_g, q_q, g_g, width: int, *, progress: ProgressFn | None = None,
     q_g, q_q, g_g = _validate(q_g, q_q, g_g, 1, 1, 0.0)
     blocks = _checked_blocks(q_g, q_q, g_g)
     n = blocks.num_all
-    return Neighbours(_top_ranks(blocks, min(int(width), n), progress, cancel, 0, n), blocks.col_max)
+    return Neighbours(_top_ranks(blocks, min(int(width), n), progress, cancel, 0, n), blocks.col_max, {})
+
+
+def expand(neighbours: Neighbours, k1: int) -> None:
+    """Compute the expanded k-reciprocal sets for ``k1`` into ``neighbours`` ahead of
+    :func:`re_rank` (which otherwise does it on first use)."""
+    _expanded(neighbours.ranks, int(k1), neighbours.expansions)
+
+
+def _expanded(ranks: np.ndarray, k1: int, expansions: dict) -> tuple[np.ndarray, np.ndarray]:
+    if k1 not in expansions:
+        expansions[k1] = _expansion_sets(ranks, k1)
+    return expansions[k1]
 
 
 def _checked_blocks(q_g, q_q, g_g) -> _Blocks:
@@ -412,7 +435,8 @@ def _checked_blocks(q_g, q_q, g_g) -> _Blocks:
 
 
 def re_rank_blocks(blocks, k1: int, k2: int, lam: float, *, progress: ProgressFn | None = None,
-                   cancel: CancelFn | None = None, ranks: np.ndarray | None = None) -> np.ndarray:
+                   cancel: CancelFn | None = None, ranks: np.ndarray | None = None,
+                   expansions: dict | None = None) -> np.ndarray:
     """:func:`re_rank` on a distance source with the interface of :class:`_Blocks`.
 
     ``blocks`` gives ``num_q``, ``num_all``, ``q_g [q, g]``, ``col_max [N]``,
@@ -438,7 +462,8 @@ def re_rank_blocks(blocks, k1: int, k2: int, lam: float, *, progress: ProgressFn
         ranks = ranks[:, :width]
 
     check_cancel(cancel)
-    rows, cols = _expansion_sets(ranks, k1)  # COO support of V, sorted by row then column
+    # COO support of V, sorted by row then column: a function of the lists and k1 only.
+    rows, cols = _expanded(ranks, k1, {} if expansions is None else expansions)
     vals = _encode(blocks, rows, cols)
     ptr = _row_pointers(rows, n)
     if k2 != 1:
@@ -448,7 +473,7 @@ def re_rank_blocks(blocks, k1: int, k2: int, lam: float, *, progress: ProgressFn
     # Inverted index over gallery rows only: the result keeps gallery columns of the Jaccard term.
     g_start = ptr[num_q]
     gal_rows = np.repeat(np.arange(num_q, n), np.diff(ptr[num_q:])) - num_q
-    by_col = np.argsort(cols[g_start:])  # grouping only
+    by_col = _group_by(cols[g_start:], n)  # grouping only
     inv_rows = gal_rows[by_col]  # gallery index (0-based) of each entry, grouped by column
     inv_vals = vals[g_start:][by_col]
     inv_ptr = np.concatenate([[0], np.cumsum(np.bincount(cols[g_start:], minlength=n))])

@@ -178,6 +178,7 @@ def test_precomputed_neighbours_give_the_same_result():
     for k1, k2, lam in [(11, 6, 0.3), (5, 3, 0.0), (8, 12, 1.0)]:
         np.testing.assert_array_equal(re_rank(q_g, q_q, g_g, k1, k2, lam, neighbours=near),
                                       re_rank(q_g, q_q, g_g, k1, k2, lam))
+    assert set(near.expansions) == {11, 5, 8}   # kept per k1 for the next parameter change
     with pytest.raises(ValueError, match="ranks must have shape"):
         re_rank(q_g, q_q, g_g, 12, 6, 0.3, neighbours=near)   # needs 13 columns
     with pytest.raises(ValueError, match="NaN or inf"):
