@@ -49,8 +49,9 @@ TLIFT_DEFAULTS = {"tau": 100.0, "sigma": 200.0, "k": 10, "alpha": 0.2}
 # Share of the progress bar given to re-ranking when TLift follows it.
 _RERANK_SHARE = 90
 _PROGRESS_TOTAL = 100
-# Elements per tile of the logits -> similarity -> distance conversion (float64 work, 256 KB).
-_TILE_ELEMENTS = 1 << 15
+# Elements per row tile of the float64 work (logits -> distances, relative similarity): 1 MB,
+# the fastest measured on Market-size rows (2^15 took 1.56x as long for relative_similarity).
+_TILE_ELEMENTS = 1 << 17
 
 
 class SweepPoint(NamedTuple):
