@@ -112,6 +112,9 @@ class Timings:
         self.steps[name] = seconds
 
 
+# Nearest neighbours kept for re-ranking at least (k1 + 1 up to 31).
+_NEIGHBOUR_WIDTH = 31
+
 # The model settings the cache keys depend on: a sidecar lacking one is not used.
 _KEY_SETTINGS = ("height", "width", "imagenet_norm", "method")
 
@@ -375,13 +378,17 @@ class Session:
         """Whether scoring is two-stage (a shortlist is set and the model is QAConv)."""
         return self.shortlist is not None and self.method == "qaconv"
 
+    def shortlist_key(self, name: str, k: int) -> str:
+        """Cache key of block ``name`` scored by two-stage retrieval with ``K = k``."""
+        # q-g holds estimated logits beyond the shortlist ("fitted fill"; older blocks differ).
+        return self._block_key(f"{name}@shortlist{k}" + (":fitted-fill" if name == "qg" else ""))
+
     def _score_shortlisted(self, name: str, a, b, progress, cancel) -> None:
         """A block by two-stage retrieval: q-g dense with fills, q-q / g-g as neighbour graphs."""
         from .shortlist import shortlist_block, shortlist_graph
 
         k = int(self.shortlist)
-        # q-g holds estimated logits beyond the shortlist ("fitted fill"; older blocks differ).
-        key = self._block_key(f"{name}@shortlist{k}" + (":fitted-fill" if name == "qg" else ""))
+        key = self.shortlist_key(name, k)
         t0 = time.perf_counter()
         prog = None if progress is None else (lambda d, t: progress(f"score {name} (K={k})", d, t))
         if name == "qg":
@@ -451,7 +458,8 @@ class Session:
         blocks = [self.distance_block(name, cancel) for name in ("qg", "qq", "gg")]
         with self._holding_blocks(cancel):
             if not enough(self._neighbours):
-                near = top_ranks(*blocks, width, cancel=cancel)
+                # Room for k1 up to 30 (the default is 20), so moving k1 does not search again.
+                near = top_ranks(*blocks, max(width, _NEIGHBOUR_WIDTH), cancel=cancel)
                 near.ranks.flags.writeable = near.col_max.flags.writeable = False
                 self._neighbours = near
             return self._neighbours

@@ -75,6 +75,9 @@ class MainWindow(QMainWindow):
 
         results_title = QLabel("Ranked gallery")
         results_title.setObjectName("title")
+        # A long title (an occluded ranking's) wraps when the row is crowded, rather than the
+        # display options' combos being cut.
+        results_title.setWordWrap(True)
         toolbar = QHBoxLayout()
         toolbar.addWidget(results_title)
         toolbar.addSpacing(12)

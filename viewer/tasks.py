@@ -180,7 +180,7 @@ def choose_shortlist(session, mode: int | str | None, *, progress=None) -> tuple
     if session.scores.has(session._block_key("qg")):
         return None, ""
     k = DEFAULT_SHORTLIST
-    if session.scores.has(session._block_key(f"qg@shortlist{k}")):
+    if session.scores.has(session.shortlist_key("qg", k)):
         seconds = None
     else:
         if progress is not None:
@@ -195,14 +195,13 @@ def choose_shortlist(session, mode: int | str | None, *, progress=None) -> tuple
 
 
 def score_rerank_blocks(session, *, progress, cancel) -> tuple[str, ...]:
-    """Prepare the first RR / TLift toggle after the first paint: load TLift's compiled kernels
-    (compiled on a machine's first run), score (or load) the q-q and g-g blocks re-ranking needs
+    """Prepare the first RR / TLift toggle after the first paint: load the compiled kernels of
+    re-ranking and TLift (compiled on a machine's first run), score (or load) the q-q and g-g blocks re-ranking needs
     and convert the blocks to distances once. Returns the names of the blocks."""
-    if session.has_times:
-        from engine.postprocess.tlift import warm_up
+    from engine.postprocess.pipeline import warm_up
 
-        progress("prepare TLift", 0, 1)
-        warm_up()
+    progress("prepare re-ranking and TLift", 0, 1)
+    warm_up()  # their compiled kernels
     session.score(("qq", "gg"), progress=progress, cancel=cancel)
     if not session.uses_shortlist:
         from engine.postprocess.rerank import expand

@@ -41,6 +41,7 @@ __all__ = [
     "final_distances_from_similarity",
     "lift_distances",
     "tlift_sweep",
+    "warm_up",
 ]
 
 RERANK_DEFAULTS = {"k1": 20, "k2": 6, "lambda_value": 0.3}
@@ -141,6 +142,16 @@ def relative_similarity(similarity, out: np.ndarray | None = None) -> np.ndarray
         x[flat] = 1.0
         out[start:start + step] = x
     return out
+
+
+def warm_up() -> None:
+    """Compile (first run on a machine) or load the compiled kernels of TLift and re-ranking,
+    so that the first toggle does not wait for them (the viewer does this in the background)."""
+    from .tlift import warm_up as warm_up_tlift
+
+    warm_up_tlift()
+    d = np.abs(np.subtract.outer(np.arange(5.0), np.arange(5.0))).astype(np.float32) + 1.0
+    re_rank(d[:2, 2:], d[:2, :2], d[2:, 2:], k1=2, k2=2)
 
 
 def _settings(value, defaults: dict, name: str) -> dict | None:

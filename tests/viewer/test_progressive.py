@@ -153,3 +153,22 @@ def test_rr_tlift_from_the_windows_rr_matrix_equals_computing_both(loaded):
     np.testing.assert_array_equal(lifted.distmat, full.distmat)
     np.testing.assert_array_equal(rr, kept)          # the window's matrix is not modified
     np.testing.assert_array_equal(full.rerank_only[1], rr)
+
+
+def test_a_cached_shortlist_is_reused_without_timing_exhaustive_scoring(loaded, tmp_path, monkeypatch):
+    import engine.shortlist as shortlist
+    from engine.session import Session
+    from viewer import tasks
+
+    session = loaded.session
+    fresh = Session(session.dataset, session.model, session.model_digest, device="cpu",
+                    cache_dir=tmp_path, shortlist=shortlist.DEFAULT_SHORTLIST)
+    fresh.query_maps, fresh.gallery_maps = session.query_maps, session.gallery_maps
+    fresh.score(("qg",))                                       # cached under its two-stage key
+
+    def never(*_a, **_k):
+        raise AssertionError("exhaustive scoring was timed although a two-stage block is cached")
+
+    monkeypatch.setattr(shortlist, "estimate_exhaustive_seconds", never)
+    k, note = tasks.choose_shortlist(fresh, "auto")
+    assert k == shortlist.DEFAULT_SHORTLIST and "two-stage" in note
