@@ -14,8 +14,8 @@ $(PY):
 # Re-install only when the declared dependencies change.
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e ".[test]"
-	@echo "compiling TLift's kernels (once per machine, under a minute)"
-	$(PY) -c "from engine.postprocess.tlift import warm_up; warm_up()"
+	@echo "compiling the kernels of TLift and re-ranking (once per machine, about a minute)"
+	$(PY) -c "from engine.postprocess.pipeline import warm_up; warm_up()"
 	@touch $(STAMP)
 
 run: $(STAMP)
@@ -30,11 +30,12 @@ lint: $(STAMP)
 clean-cache:
 	rm -rf ~/.cache/reid-inspector
 
-# Reproduce the shipped demo checkpoint (about 40 minutes on a 2-core CPU); see assets/demo/README.md.
+# Reproduce the shipped demo checkpoint (about 40 minutes on an idle 2-core CPU at 256x128, 17 at
+# 128x64); see assets/demo/README.md.
 # No ImageNet weights can be downloaded here, so the trunk is first trained as the global
 # baseline on synthetic A (a stand-in for ImageNet pre-training), then QAConv starts from it.
 # DEMO_SIZE picks the input (256x128 gives 16x8 maps; see benchmarks/bench_demo_resolution.py).
-DEMO_SIZE ?= 128x64
+DEMO_SIZE ?= 256x128
 DEMO_H = $(word 1,$(subst x, ,$(DEMO_SIZE)))
 DEMO_W = $(word 2,$(subst x, ,$(DEMO_SIZE)))
 demo-model: $(STAMP)
@@ -45,4 +46,4 @@ demo-model: $(STAMP)
 	$(PY) -m engine train --data data/synth/A --out runs/demo --arch resnet18 --height $(DEMO_H) \
 		--width $(DEMO_W) --pretrained runs/global/model.pt --batch-size 32 --lr 0.005 --max-epochs 5 \
 		--workers 1 --seed 0
-	mkdir -p assets/demo && cp runs/demo/model.pt assets/demo/model.pt
+	mkdir -p assets/demo && cp runs/demo/model.pt runs/demo/model.json assets/demo/
