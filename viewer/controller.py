@@ -21,6 +21,7 @@ from .tasks import (
     Loaded,
     LoadRequest,
     compute_distances,
+    evaluate_distances,
     export_ranked_csv,
     extra_rows,
     load_session,
@@ -58,6 +59,7 @@ class Controller(QObject):
         self._post_worker: Worker | None = None
         self._load_summary, self._scoring_note = ("", ""), ""
         self._closed = False
+        self._without_metrics: set = set()  # settings whose evaluation found no true match
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(RECOMPUTE_DELAY_MS)
@@ -150,6 +152,7 @@ class Controller(QObject):
         state = self.state
         self.runner.cancel("post")  # anything computed for the previous session is moot
         self.cache.clear()
+        self._without_metrics.clear()
         self.cache.put(PostSettings(), loaded.raw_distmat, loaded.raw_metrics)
         state.load_failed = None
         state.extra_queries = ()
@@ -234,8 +237,9 @@ class Controller(QObject):
                 self._computed(result)
 
         reranked = self.cache.get(wanted.without_tlift()) if wanted.rerank and wanted.tlift else None
+        # The new ranking is shown first; its metrics follow from a job of their own (_apply).
         worker = self._job(compute_distances, session, wanted, list(state.extra_queries),
-                           reranked=None if reranked is None else reranked[0],
+                           reranked=None if reranked is None else reranked[0], metrics=False,
                            name=f"compute {wanted.method(state.base_method)}", group="post",
                            on_result=computed, on_cancel=revert, on_error=revert)
         self._post_worker = worker
@@ -256,7 +260,29 @@ class Controller(QObject):
         method = settings.method(self.state.base_method)
         took = seconds + time.perf_counter() - t0
         self._status(f"{method}: {took:.2f} s" + (" (cached)" if seconds == 0.0 else ""))
+        if metrics is None and settings.key() not in self._without_metrics:
+            self._evaluate(settings, distmat)
         self._fill_extra_rows()
+
+    def _evaluate(self, settings: PostSettings, distmat: np.ndarray) -> Worker:
+        """Metrics of a ranking already shown (evaluating every query takes most of a
+        Market-size toggle); the panels fill in when they arrive."""
+        session = self.state.session
+
+        def done(metrics) -> None:
+            if session is not self.state.session:
+                return
+            if metrics is None:  # no query has a true match: do not try again
+                self._without_metrics.add(settings.key())
+                return
+            if self.cache.get(settings) is not None:
+                self.cache.put(settings, distmat, metrics)
+            if self.state.applied == settings and self.state.distmat is distmat:
+                self.state.set_metrics(metrics)
+
+        # Beside the session's jobs (io pool), so the next toggle does not queue behind it.
+        return self._job(evaluate_distances, session, distmat, name="evaluate", group="metrics",
+                         pool="io", on_result=done, busy=False)
 
     def _fill_extra_rows(self) -> Worker | None:
         """Rank the external queries that lack a row for the applied settings (background)."""

@@ -278,6 +278,12 @@ class ViewerState(EventedModel):
         self.events.applied.emit(settings)
         self.events.metrics.emit(metrics)
 
+    def set_metrics(self, metrics: Metrics | None) -> None:
+        """The metrics of the applied distances, computed after they were shown."""
+        object.__setattr__(self, "metrics", metrics)
+        self._field_changed("metrics")
+        self.events.metrics.emit(metrics)
+
     def extra_rows_changed(self) -> None:
         """External queries got rows for more settings: rankings are recomputed on demand."""
         self._field_changed("extra_queries")

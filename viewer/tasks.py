@@ -112,6 +112,11 @@ def safe_evaluate(session, distmat: np.ndarray) -> Metrics | None:
         return None
 
 
+def evaluate_distances(session, distmat: np.ndarray, *, progress, cancel) -> Metrics | None:
+    """:func:`safe_evaluate` as a background job (the window's metrics after a new ranking)."""
+    return safe_evaluate(session, distmat)
+
+
 def load_session(request: LoadRequest, *, progress, cancel) -> Loaded:
     """Open dataset and checkpoint, extract and score (cached), compute the raw ranking.
 
@@ -245,12 +250,16 @@ def extra_rows(session, extras: list[ExtraQuery], settings: PostSettings, *,
 
 
 def compute_distances(session, settings: PostSettings, extras: list[ExtraQuery], *,
-                      progress, cancel, reranked: np.ndarray | None = None) -> Computed:
+                      progress, cancel, reranked: np.ndarray | None = None,
+                      metrics: bool = True) -> Computed:
     """The distance matrix and metrics for ``settings``, and the external queries' rows.
 
     ``reranked``: the re-ranked matrix of ``settings.without_tlift()`` when the window has it
-    already (kept unchanged: TLift lifts a copy), so +RR+TLift only lifts it.
+    already (kept unchanged: TLift lifts a copy), so +RR+TLift only lifts it. ``metrics``
+    False leaves the metrics to a later :func:`evaluate_distances` (None here), so that the
+    window can show the new ranking before evaluating every query.
     """
+    evaluate_now = safe_evaluate if metrics else (lambda _session, _distmat: None)
     t0 = time.perf_counter()
     rerank_only = None
     if settings.rerank is not None and settings.tlift is not None:
@@ -260,7 +269,7 @@ def compute_distances(session, settings: PostSettings, extras: list[ExtraQuery],
         if rr is None:
             rr = session.distances(settings.rerank, None, progress=progress, cancel=cancel)
             check_cancel(cancel)
-            rerank_only = (settings.without_tlift(), rr, safe_evaluate(session, rr))
+            rerank_only = (settings.without_tlift(), rr, evaluate_now(session, rr))
         distmat = lift_distances(rr, session.query_cams, session.times_of(session.dataset.query),
                                  session.gallery_cams, session.times_of(session.dataset.gallery),
                                  **dataclasses.asdict(settings.tlift))
@@ -268,9 +277,9 @@ def compute_distances(session, settings: PostSettings, extras: list[ExtraQuery],
         distmat = session.distances(settings.rerank, settings.tlift,
                                     progress=progress, cancel=cancel)
     check_cancel(cancel)
-    metrics = safe_evaluate(session, distmat)
+    result_metrics = evaluate_now(session, distmat)
     rows = extra_rows(session, extras, settings, progress=progress, cancel=cancel)
-    return Computed(settings=settings, distmat=distmat, metrics=metrics, extra_rows=rows,
+    return Computed(settings=settings, distmat=distmat, metrics=result_metrics, extra_rows=rows,
                     seconds=time.perf_counter() - t0, rerank_only=rerank_only)
 
 

@@ -135,6 +135,7 @@ def test_panel_data_equal_the_engines(window, panel, qtbot):
     hist = score_histogram(pair_scores(state.distmat, *labels))
     for key, counts in hist.counts.items():
         np.testing.assert_array_equal(current.histogram.counts[key], counts)
+    qtbot.waitUntil(lambda: state.metrics is not None, timeout=20_000)  # follows the ranking
     np.testing.assert_array_equal(current.cmc, state.metrics.cmc)
     assert current.mean_ap == state.metrics.mean_ap
 
@@ -232,8 +233,11 @@ def test_rr_plus_tlift_caches_rr_alone_with_the_same_numbers(window, qtbot):
     assert worker is not None
     session = state.session
     np.testing.assert_array_equal(state.distmat, session.distances(state.rerank, state.tlift))
-    distmat, metrics = controller.cache.get(PostSettings(state.rerank, None))
+    distmat, _ = controller.cache.get(PostSettings(state.rerank, None))
     np.testing.assert_array_equal(distmat, session.distances(state.rerank, None))
-    assert metrics.mean_ap == session.evaluate(distmat).mean_ap
     state.tlift_on = False  # RR alone is now instant: no job
     assert controller.recompute() is None and state.applied == PostSettings(state.rerank, None)
+    # Its metrics follow the ranking (evaluated once it is shown) and are kept with it.
+    qtbot.waitUntil(lambda: state.metrics is not None, timeout=20_000)
+    assert state.metrics.mean_ap == session.evaluate(distmat).mean_ap
+    assert controller.cache.get(PostSettings(state.rerank, None))[1] is state.metrics

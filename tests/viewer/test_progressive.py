@@ -172,3 +172,27 @@ def test_a_cached_shortlist_is_reused_without_timing_exhaustive_scoring(loaded, 
     monkeypatch.setattr(shortlist, "estimate_exhaustive_seconds", never)
     k, note = tasks.choose_shortlist(fresh, "auto")
     assert k == shortlist.DEFAULT_SHORTLIST and "two-stage" in note
+
+
+def test_a_toggle_shows_the_ranking_first_and_its_metrics_after(qtbot, window, monkeypatch):
+    """Evaluating every query is most of a Market-size toggle: the grid does not wait for it."""
+    import threading
+
+    from viewer import controller as controller_module
+
+    state, session = window.state, window.state.session
+    release = threading.Event()
+    real = controller_module.evaluate_distances
+
+    def slow_evaluation(*args, **kwargs):
+        release.wait(20)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(controller_module, "evaluate_distances", slow_evaluation)
+    state.tlift_on = True
+    qtbot.waitUntil(lambda: state.applied.tlift is not None, timeout=30_000)
+    assert state.metrics is None and window.metrics.isVisible()    # ranking shown, metrics pending
+    release.set()
+    qtbot.waitUntil(lambda: state.metrics is not None, timeout=30_000)
+    assert state.metrics.mean_ap == session.evaluate(state.distmat).mean_ap
+    assert state.metrics is window.controller.cache.get(state.applied)[1]
