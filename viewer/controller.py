@@ -161,6 +161,8 @@ class Controller(QObject):
         state.raw_metrics = loaded.raw_metrics
         state.session = loaded.session
         state.set_distances(PostSettings(), loaded.raw_distmat, loaded.raw_metrics)
+        if loaded.raw_metrics is None:  # a large set: painted first, evaluated now
+            self._evaluate(PostSettings(), loaded.raw_distmat)
         total = sum(loaded.steps.values())
         self._scoring_note = loaded.scoring_note
         self._load_summary = (f"loaded in {total:.1f} s",
@@ -277,6 +279,8 @@ class Controller(QObject):
                 return
             if self.cache.get(settings) is not None:
                 self.cache.put(settings, distmat, metrics)
+            if settings.is_raw and self.state.raw_distmat is distmat:
+                self.state.raw_metrics = metrics
             if self.state.applied == settings and self.state.distmat is distmat:
                 self.state.set_metrics(metrics)
 

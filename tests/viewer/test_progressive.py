@@ -196,3 +196,25 @@ def test_a_toggle_shows_the_ranking_first_and_its_metrics_after(qtbot, window, m
     qtbot.waitUntil(lambda: state.metrics is not None, timeout=30_000)
     assert state.metrics.mean_ap == session.evaluate(state.distmat).mean_ap
     assert state.metrics is window.controller.cache.get(state.applied)[1]
+
+
+def test_a_large_set_is_painted_before_it_is_evaluated(qtbot, load_request, monkeypatch):
+    from viewer import tasks
+    from viewer.controller import Controller
+    from viewer.main_window import MainWindow
+    from viewer.state import ViewerState
+
+    monkeypatch.setattr(tasks, "EVALUATE_BEFORE_PAINT", 0)   # every set counts as large
+    win = MainWindow(Controller(ViewerState()))
+    qtbot.addWidget(win)
+    win.show()
+    state = win.state
+    painted = []
+    state.events.distmat.connect(lambda d: painted.append(state.metrics) if d is not None else None)
+    with qtbot.waitSignal(win.controller.load_finished, timeout=60000):
+        win.start_load(load_request)
+    assert painted and painted[0] is None                     # the first paint came first
+    qtbot.waitUntil(lambda: state.metrics is not None and state.raw_metrics is not None, timeout=30000)
+    assert state.raw_metrics is state.metrics
+    assert state.metrics.mean_ap == state.session.evaluate(state.raw_distmat).mean_ap
+    win.close()
