@@ -42,9 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from engine.analysis import tlift_sweeps
     from engine.cli.evaluate import check_post_args
     from engine.outputs import check_output_path, run_inputs
-    from engine.postprocess.pipeline import relative_similarity, tlift_sweep
     from engine.session import RerankParams, Session
     from engine.utils import atomic_write_text
 
@@ -62,22 +62,17 @@ def run(args: argparse.Namespace) -> int:
     if not session.has_times:
         raise ValueError("TLift needs timestamps, and this dataset's images have none")
     values = args.values or APPENDIX_VALUES[args.param]
-    if args.param == "k":
-        values = [int(v) for v in values]
     bar = StageBar()
     distmat = session.distances(None if args.no_rerank else RerankParams(), None, progress=bar)
     base = {"tau": args.tau, "sigma": args.sigma, "k": args.tlift_k, "alpha": args.alpha}
-    base.pop(args.param)
-    similarity = 1.0 - distmat.astype("float64")
-    if args.no_rerank:  # as the pipeline lifts it without RR (relative_similarity)
-        similarity = relative_similarity(similarity)
-    points = tlift_sweep(
-        similarity, args.param, values,
+    # Without RR the pipeline lifts each query's relative similarity: the sweep does the same.
+    points = tlift_sweeps(
+        distmat, values={args.param: values}, base=base, relative=args.no_rerank,
         query_pids=session.query_pids, gallery_pids=session.gallery_pids,
         query_cams=session.query_cams, gallery_cams=session.gallery_cams,
         query_times=session.times_of(session.dataset.query),
-        gallery_times=session.times_of(session.dataset.gallery), base=base,
-        progress=lambda d, t: bar("sweep", d, t))
+        gallery_times=session.times_of(session.dataset.gallery),
+        progress=lambda d, t: bar("sweep", d, t))[args.param]
     stage = "RR+TLift" if not args.no_rerank else "TLift"
     name = {"k": "K"}.get(args.param, args.param)
     print(f"{session.method} {stage}, varying {name}")
