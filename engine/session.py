@@ -9,7 +9,8 @@ q-q / g-g when re-ranking is on (ScoreStore) -> distances (converted once, kept)
 ``post_process`` (RR, TLift) -> distmat.
 
 Methods may run on two threads at once (the viewer scores q-q / g-g in the background while
-the user ranks): blocks are scored under a lock, so a block wanted by both is scored once.
+the user ranks): blocks are scored under one lock, so a block wanted by both is scored once,
+and converted under another, so ranking by q-g never waits for g-g to be scored.
 
 Importing this module does not import torch, and a session opened on a warm cache loads its
 model (and torch, seconds) only when a step needs it: extracting or scoring what the cache
@@ -184,7 +185,8 @@ class Session:
         # Blocks as float32 distances, converted from the logits once (engine.postprocess).
         self._distances: dict[str, np.ndarray] = {}
         self._neighbours = None  # re-ranking's nearest-neighbour lists (neighbours())
-        self._block_lock = threading.RLock()
+        self._block_lock = threading.RLock()     # scoring and loading blocks
+        self._convert_lock = threading.RLock()   # distance blocks and neighbour lists
         self._model_lock = threading.Lock()
         self.timings = Timings()
         self._folded_head: tuple[np.ndarray, float, float] | None = None
@@ -323,19 +325,20 @@ class Session:
         for name in blocks:
             if name in self.logits or name in self.graphs:
                 continue
-            with self._holding_blocks(cancel):
+            with self._holding(self._block_lock, cancel):
                 if name not in self.logits and name not in self.graphs:
                     self._score_block(name, maps, progress, cancel)
 
+    @staticmethod
     @contextlib.contextmanager
-    def _holding_blocks(self, cancel):
-        """The block lock, waited for in short steps so that a cancelled job stops waiting."""
-        while not self._block_lock.acquire(timeout=0.1):
+    def _holding(lock, cancel):
+        """``lock``, waited for in short steps so that a cancelled job stops waiting."""
+        while not lock.acquire(timeout=0.1):
             check_cancel(cancel)
         try:
             yield
         finally:
-            self._block_lock.release()
+            lock.release()
 
     def _score_block(self, name: str, maps, progress, cancel) -> None:
         """Load block ``name`` from the cache, or score it (resumably), into ``self.logits``."""
@@ -456,7 +459,7 @@ class Session:
         if enough(self._neighbours):
             return self._neighbours
         blocks = [self.distance_block(name, cancel) for name in ("qg", "qq", "gg")]
-        with self._holding_blocks(cancel):
+        with self._holding(self._convert_lock, cancel):
             if not enough(self._neighbours):
                 # Room for k1 up to 30 (the default is 20), so moving k1 does not search again.
                 near = top_ranks(*blocks, max(width, _NEIGHBOUR_WIDTH), cancel=cancel)
@@ -474,7 +477,8 @@ class Session:
         if block is not None:
             return block
         self.score((name,), cancel=cancel)
-        with self._holding_blocks(cancel):
+        # Not the scoring lock: converting q-g must not wait while g-g is being scored.
+        with self._holding(self._convert_lock, cancel):
             if name not in self._distances:
                 if self.uses_shortlist and name != "qg":
                     raise ValueError(f"two-stage retrieval keeps {name} as a neighbour graph, not a block")

@@ -103,24 +103,25 @@ def test_two_stage_is_chosen_when_exhaustive_scoring_would_be_slow(loaded, tmp_p
 
 
 def test_tlift_toggle_does_not_wait_for_the_background_blocks(qtbot, load_request, monkeypatch):
-    """The q-q / g-g job runs on its own thread: TLift (no re-ranking) applies while it is busy."""
+    """The q-q / g-g job runs on its own thread: TLift (no re-ranking) applies while it is busy
+    scoring a block (and holding the session's scoring lock)."""
     import threading
 
-    from viewer import controller as controller_module
+    from engine.session import Session
     from viewer.controller import Controller
     from viewer.main_window import MainWindow
     from viewer.state import ViewerState
 
     release, started = threading.Event(), threading.Event()
+    real = Session._score_block
 
-    def slow_blocks(session, *, progress, cancel):
-        started.set()
-        while not release.wait(0.05):
-            if cancel():
-                break
-        return ("qq", "gg")
+    def slow_block(self, name, *args):
+        if name in ("qq", "gg"):
+            started.set()
+            release.wait(60)
+        return real(self, name, *args)
 
-    monkeypatch.setattr(controller_module, "score_rerank_blocks", slow_blocks)
+    monkeypatch.setattr(Session, "_score_block", slow_block)
     win = MainWindow(Controller(ViewerState()))
     qtbot.addWidget(win)
     win.show()
