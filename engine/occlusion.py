@@ -198,6 +198,7 @@ class OccludedRanking:
     before: np.ndarray             # [g] float32 distances
     after: np.ndarray              # [g] float32 distances
     occluded: np.ndarray           # uint8 [H, W, 3], the image that was ranked
+    occluded_maps: np.ndarray | None = None  # [D, h, w] its feature map (for the match inspector)
 
 
 def rank_occluded(session, image, box: Box | None, fill: str = "white", *, rerank=None,
@@ -223,8 +224,8 @@ def rank_occluded(session, image, box: Box | None, fill: str = "white", *, reran
     dist = external_distances(session, logits, maps, rerank=rerank, cancel=cancel)
     report(progress, 3, 3)
     if before is not None:
-        return OccludedRanking(before.before_logits, logits[0], before.before, dist[0], occluded)
-    return OccludedRanking(logits[0], logits[1], dist[0], dist[1], occluded)
+        return OccludedRanking(before.before_logits, logits[0], before.before, dist[0], occluded, maps[-1])
+    return OccludedRanking(logits[0], logits[1], dist[0], dist[1], occluded, maps[-1])
 
 
 def _occluded_batches(session, image: np.ndarray, side: int, stride: int, fill: str,

@@ -48,8 +48,9 @@ class InspectorController(QObject):
         controller.match_requested.connect(self.open_pair)
         for name in ("selected_query", "selected_result", "top_k", "junk_mode"):
             self.state.events[name].connect(self._follow_selection)
-        for name in ("distmat", "extra_queries"):
+        for name in ("distmat", "extra_queries", "override"):
             self.state.events[name].connect(self._follow)
+        self._probe = None  # the occluded copy the shown pair's probe is, if any
         self.state.events.session.connect(self._session_changed)
 
     # ------------------------------------------------------------------ opening and closing
@@ -100,6 +101,9 @@ class InspectorController(QObject):
     # ------------------------------------------------------------------ the pair
     def probe_map(self, query: int):
         state = self.state
+        occluded = state.occluded(query)
+        if occluded is not None and occluded.maps is not None:  # the grid ranks the occluded copy
+            return occluded.maps
         if state.is_extra(query):
             return state.extra_queries[query - state.num_dataset_queries].maps
         return state.session.query_maps[query]
@@ -109,7 +113,9 @@ class InspectorController(QObject):
         if session is None:
             return
         pair = (query, gallery_index)
-        if pair != inspector.pair or inspector.correspondence is None:
+        probe = self.state.occluded(query)  # the occluded copy, when the grid ranks it
+        if pair != inspector.pair or inspector.correspondence is None or probe is not self._probe:
+            self._probe = probe
             if session.head_ready:
                 inspector.show(pair, session.correspondences(self.probe_map(query), gallery_index))
             else:
@@ -157,7 +163,14 @@ class InspectorController(QObject):
         query, gallery_index = inspector.pair
         session = state.session
         rows, notes, missing = {}, {}, []
+        occluded = state.occluded(query)
         for method, settings in self._settings().items():
+            if occluded is not None:  # ranked once, under the settings applied then
+                if settings == occluded.settings:
+                    rows[method] = occluded.dist_row
+                else:
+                    notes[method] = "not computed for the occluded copy"
+                continue
             if settings.tlift is not None and state.is_extra(query):
                 notes[method] = "no timestamp for an external image"
                 continue
@@ -172,8 +185,9 @@ class InspectorController(QObject):
         if not state.has_times:
             notes["+RR+TLift"] = "no timestamps in this dataset"
         sample = state.query_sample(query)
+        logits = state.score_row(query) if occluded is None else occluded.score_row
         inspector.scores = tuple(method_scores(
-            rows, notes, gallery_index, float(state.score_row(query)[gallery_index]),
+            rows, notes, gallery_index, float(logits[gallery_index]),
             sample.pid, sample.cam, session.gallery_pids, session.gallery_cams))
         if missing and not self.controller.runner.is_busy("inspect-scores"):
             self._compute(session, missing)

@@ -173,7 +173,8 @@ class OcclusionController(QObject):
                 self.rank_finished.emit(False)
                 return
             viewer.override = make_override(query, result, source, sample.pid, sample.cam,
-                                            session.gallery_pids, session.gallery_cams)
+                                            session.gallery_pids, session.gallery_cams,
+                                            settings.without_tlift())
             self._update_note()
             self.rank_finished.emit(True)
 

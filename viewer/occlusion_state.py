@@ -40,6 +40,9 @@ class RankingOverride:
     source: str                    # "square" or an augmentation's name
     before_ap: float
     before_first: int              # first true match's rank without occlusion (-1 unknown)
+    image: np.ndarray | None = None    # the occluded copy, uint8 [H, W, 3]
+    maps: np.ndarray | None = None     # its feature map [D, h, w]
+    settings: object = None            # the PostSettings it was ranked under (no TLift)
 
     @property
     def title(self) -> str:
@@ -48,13 +51,16 @@ class RankingOverride:
 
 
 def make_override(query: int, result, source: str, pid: int | None, cam: int | None,
-                  gallery_pids: np.ndarray, gallery_cams: np.ndarray) -> RankingOverride:
-    """The grid's list for an :class:`engine.occlusion.OccludedRanking` of ``query``."""
+                  gallery_pids: np.ndarray, gallery_cams: np.ndarray, settings=None) -> RankingOverride:
+    """The grid's list for an :class:`engine.occlusion.OccludedRanking` of ``query``, ranked
+    under ``settings`` (the applied ones without TLift)."""
     after = rank_query(result.after, result.before, pid, cam, gallery_pids, gallery_cams)
     before = rank_query(result.before, None, pid, cam, gallery_pids, gallery_cams)
     return RankingOverride(query=query, ranking=after, dist_row=result.after,
                            score_row=result.after_logits, source=source,
-                           before_ap=before.ap, before_first=before.first_hit_rank)
+                           before_ap=before.ap, before_first=before.first_hit_rank,
+                           image=result.occluded, maps=getattr(result, "occluded_maps", None),
+                           settings=settings)
 
 
 def before_after_text(override: RankingOverride | None) -> str:

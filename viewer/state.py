@@ -333,6 +333,12 @@ class ViewerState(EventedModel):
             self.raw_distmat if settings.is_raw else None)
         return None if matrix is None else matrix[query]
 
+    def occluded(self, query: int):
+        """The occlusion panel's ranking of an occluded copy of ``query`` when the grid shows it
+        (a :class:`~viewer.occlusion_state.RankingOverride`), else None."""
+        override = self.override
+        return override if override is not None and override.query == query else None
+
     def score_row(self, query: int) -> np.ndarray:
         """QAConv logits ``[g]`` of one query (higher = more similar)."""
         if self.is_extra(query):

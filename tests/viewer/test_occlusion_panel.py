@@ -182,3 +182,37 @@ def test_sensitivity_map_and_cancel(qtbot, panel):
         win.occlusion.panel.compute.click()
     assert occ.state.sensitivity.mode == "rank"
     assert "first true match" in win.occlusion.panel.sens_text.text()
+
+
+def test_enter_on_an_occluded_ranking_inspects_the_occluded_copy(qtbot, panel):
+    """The inspector opened from an occluded ranking matches the occluded image, not the query."""
+    win, occ = panel
+    session, query = win.state.session, win.state.selected_query
+    image = read_image_rgb(session.dataset.query[query].path)
+    with qtbot.waitSignal(occ.rank_finished, timeout=20000):
+        win.occlusion.panel.canvas.roi.setSize((30, 30), finish=False)
+        win.occlusion.panel.canvas.roi.setPos((10, 20), finish=True)
+    override = win.state.override
+    assert override is not None and override.maps is not None
+    item = win.state.selected_item()
+    win.inspector_ctl.open()
+    qtbot.waitUntil(win.inspector_ctl.is_ready, timeout=20000)
+    ins = win.inspector_ctl.inspector
+    assert ins.pair == (query, item.gallery_index)
+    # Its logit is the occluded copy's score against that gallery image, as the grid shows it.
+    occluded_maps = session.maps_for_image(occlude(image, (10, 20, 30, 30)))[None]
+    expected = session.score_maps(occluded_maps)[0, item.gallery_index]
+    original = session.logits["qg"][query, item.gallery_index]
+    assert abs(ins.correspondence.logit - expected) < 1e-3 and abs(expected - original) > 1e-4
+    view = win.inspector.build()
+    np.testing.assert_array_equal(view.photos["probe"].image, override.image)
+    assert "occluded" in view.captions["probe"].textItem.toPlainText()
+    scored = [s for s in ins.scores if s.value is not None]
+    assert len(scored) == 1   # ranked once; the other methods say so
+    value = override.score_row if scored[0].method == "raw" else override.dist_row
+    assert abs(scored[0].value - value[item.gallery_index]) < 1e-6
+    assert all("occluded copy" in s.note for s in ins.scores if s.value is None)
+    # Back to the query's own ranking: the inspector follows.
+    win.occlusion.panel.reset_button.click()
+    qtbot.waitUntil(win.inspector_ctl.is_ready, timeout=20000)
+    assert abs(ins.correspondence.logit - original) < 1e-3

@@ -298,12 +298,15 @@ class MatchInspector(QWidget):
                         else (session.prep.height // 16, session.prep.width // 16))
         self.layout_ = layout = SceneLayout(map_h, map_w, float(session.prep.height),
                                             float(session.prep.width), GAP)
+        occluded = state.occluded(query)  # the grid ranks an occluded copy of the query
         for side in SIDES:
-            self.photos[side].setImage(self._image(samples[side].path), levels=(0, 255))
+            image = (occluded.image if side == "probe" and occluded is not None and occluded.image is not None
+                     else self._image(samples[side].path))
+            self.photos[side].setImage(image, levels=(0, 255))
             self.photos[side].setRect(QRectF(layout.origin(side), 0, layout.image_w, layout.image_h))
         item = self._current_item(gallery_index)
         rank = "" if item is None else format_rank(item.rank)
-        self.captions["probe"].setText("query")
+        self.captions["probe"].setText("query" if occluded is None else "query, occluded copy")
         self.captions["gallery"].setText(f"result {rank}".strip())
         for side in SIDES:
             self.captions[side].setPos(layout.origin(side), -1)
@@ -322,13 +325,18 @@ class MatchInspector(QWidget):
             "Click a location to pin it (click again to unpin).")
 
     def _current_item(self, gallery_index: int):
-        ranking = self.state.ranking(self.inspector.pair[0])
-        if ranking is None:
-            return None
         from ..ranking import result_items
 
-        pos = ranking.position_of(gallery_index)
         query = self.inspector.pair[0]
+        occluded = self.state.occluded(query)
+        if occluded is not None:  # the occluded copy's list, as the grid shows it
+            pos = occluded.ranking.position_of(gallery_index)
+            return result_items(occluded.ranking, np.array([pos]), occluded.dist_row,
+                                occluded.score_row)[0]
+        ranking = self.state.ranking(query)
+        if ranking is None:
+            return None
+        pos = ranking.position_of(gallery_index)
         return result_items(ranking, np.array([pos]), self.state.distance_row(query),
                             self.state.score_row(query))[0]
 
