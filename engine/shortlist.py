@@ -307,12 +307,10 @@ def final_distances_shortlist(qg_logits, qq_graph, gg_graph, *, rerank: dict, tl
     if rr is None:
         raise ValueError("final_distances_shortlist is for re-ranking; use final_distances without it")
 
-    def dist(x):
-        return distance_from_logits(x).astype(np.float32)
-
     share = 90 if tlift else 100
     ranked = re_rank_shortlist(
-        dist(qg_logits), qq_graph[0], dist(qq_graph[1]), gg_graph[0], dist(gg_graph[1]), **rr,
+        distance_from_logits(qg_logits), qq_graph[0], distance_from_logits(qq_graph[1]), gg_graph[0],
+        distance_from_logits(gg_graph[1]), **rr,
         progress=None if progress is None else (lambda d, t: progress(share * d // max(t, 1), 100)),
         cancel=cancel)
     tl = _settings(tlift, TLIFT_DEFAULTS, "tlift")
