@@ -77,7 +77,7 @@ def per_position_loop(session, image, gallery_index):
     """Baseline: the sensitivity map one occluded image at a time (forward + score each)."""
     import numpy as np
 
-    from engine.occlusion import default_square, occlude, square_boxes
+    from engine.explain.occlusion import default_square, occlude, square_boxes
 
     side, stride = default_square(image.shape[1])
     base = session.score_maps(session.maps_for_image(image)[None], [gallery_index])[0, 0]
@@ -155,7 +155,12 @@ def main() -> None:
     args = parser.parse_args()
 
     from engine.data import read_image_rgb
-    from engine.occlusion import default_square, rank_change_map, rank_occluded, sensitivity_map
+    from engine.explain.occlusion import (
+        default_square,
+        rank_change_map,
+        rank_occluded,
+        sensitivity_map,
+    )
     from viewer.tasks import LoadRequest, load_session
 
     t0 = time.perf_counter()

@@ -52,10 +52,10 @@ def _labels(session) -> tuple:
 
 
 def engine_refresh(session, repeats: int) -> None:
-    from engine.analysis import lift_distances, settings_key
+    from engine.analysis.plot_data import lift_distances, settings_key
     from engine.evaluation import evaluate
-    from viewer.params import RerankParams, TLiftParams
-    from viewer.plots import PlotRequest, compute_plots
+    from engine.postprocess.params import RerankParams, TLiftParams
+    from viewer.plots.state import PlotRequest, compute_plots
 
     tl = TLiftParams()
     quiet = {"progress": lambda *a: None, "cancel": None}
@@ -99,10 +99,10 @@ def engine_refresh(session, repeats: int) -> None:
 def window_refresh(request, repeats: int, screenshot: str | None, sweep: bool) -> None:
     from PySide6.QtWidgets import QApplication
 
+    from engine.postprocess.params import RerankParams
     from viewer.app import configure_pyqtgraph, create_app
     from viewer.controller import Controller
     from viewer.main_window import MainWindow
-    from viewer.params import RerankParams
     from viewer.state import ViewerState
     from viewer.tasks import load_session
 
@@ -192,7 +192,7 @@ def window_refresh(request, repeats: int, screenshot: str | None, sweep: bool) -
 def sweep_figures(distmat, labels: dict, what: str, per_parameter: int | None = None) -> None:
     """The four-parameter sweep; with ``per_parameter`` only that many values of each are run
     and the full sweep's time is extrapolated from them (said so in the output)."""
-    from engine.analysis import APPENDIX_VALUES, lift_distances, tlift_sweeps
+    from engine.analysis.plot_data import APPENDIX_VALUES, lift_distances, tlift_sweeps
     from engine.evaluation import evaluate
 
     ctx = {k: labels[k] for k in ("query_cams", "query_times", "gallery_cams", "gallery_times")}
@@ -213,7 +213,7 @@ def sweep_figures(distmat, labels: dict, what: str, per_parameter: int | None = 
 
 def market_scale(repeats: int) -> None:
     """Simulated Market-1501-size scores: the cost of the analysis and the sweep."""
-    from engine.analysis import analyse_stages, lift_distances, stage_name
+    from engine.analysis.plot_data import analyse_stages, lift_distances, stage_name
     from engine.postprocess import final_distances
 
     rng = np.random.default_rng(0)
@@ -263,7 +263,7 @@ def main() -> int:
         print("engine refresh after an RR parameter change (RR and TLift on):")
         engine_refresh(session, args.repeats)
         from engine.session import RerankParams
-        from viewer.plots import session_labels
+        from viewer.plots.state import session_labels
 
         print("TLift sweep, demo:")
         sweep_figures(session.distances(RerankParams(), None), session_labels(session),

@@ -20,16 +20,16 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from engine.data.synth_domains import get_domain  # noqa: E402
-from engine.data.synth_people import VIEWS, sample_person  # noqa: E402
-from engine.data.synth_render import (  # noqa: E402
+from engine.data.synthetic import generate  # noqa: E402
+from engine.data.synthetic.domains import get_domain  # noqa: E402
+from engine.data.synthetic.people import VIEWS, sample_person  # noqa: E402
+from engine.data.synthetic.render import (  # noqa: E402
     encode_jpeg,
     make_background,
     make_noise_bank,
     render_crop,
     sample_image_spec,
 )
-from engine.data.synthetic import generate  # noqa: E402
 
 
 def crops_per_second(domain_name: str, n: int = 1000) -> float:

@@ -69,8 +69,9 @@ def market_case(seed=0, dim=32):
     Similarities are ``(1 + cos) / 2`` of random identity features plus per-image noise, so true
     matches score high and TLift's pivots behave as on real scores.
     """
-    from engine.data.synth_domains import get_domain
-    from engine.data.synthetic import MARKET_SCALE, _settings, plan_benchmark
+    from engine.data.synthetic import MARKET_SCALE
+    from engine.data.synthetic.benchmark import _settings, plan_benchmark
+    from engine.data.synthetic.domains import get_domain
 
     sizes = {**MARKET_SCALE, "num_train_ids": 0, "num_train_images": None}
     _, _, images, _ = plan_benchmark(_settings(get_domain("A"), seed, **sizes))

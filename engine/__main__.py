@@ -11,7 +11,7 @@ import logging
 import pkgutil
 import sys
 
-from . import cli
+from engine import cli
 
 
 def _commands() -> dict[str, object]:
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
-    from .utils import configure_threads
+    from engine.utils import configure_threads
 
     try:
         configure_threads(getattr(args, "threads", None))  # before any subcommand imports torch

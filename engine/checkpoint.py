@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .utils import atomic_path, atomic_write_text
+from engine.utils import atomic_path, atomic_write_text
 
 if TYPE_CHECKING:
     import torch
@@ -104,7 +104,7 @@ def check_model_state(state: dict[str, Any], path: str | os.PathLike) -> None:
     """
     import torch
 
-    from .models.config import ModelConfig
+    from engine.models.config import ModelConfig
 
     try:
         cfg = ModelConfig.from_dict(state["config"])

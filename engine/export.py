@@ -36,10 +36,10 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from .data.samples import Sample
-from .jobs import CancelFn, ProgressFn, check_cancel, report
-from .outputs import check_output_path
-from .utils import atomic_path
+from engine.data.samples import Sample
+from engine.jobs import CancelFn, ProgressFn, check_cancel, report
+from engine.outputs import check_output_path
+from engine.utils import atomic_path
 
 __all__ = ["COLUMNS", "method_for", "protocol_ranks", "ranked_rows", "write_ranked_csv"]
 

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .data import Sample, read_image_rgb
-from .jobs import check_cancel
-from .utils import atomic_write_text
+from engine.data import Sample, read_image_rgb
+from engine.jobs import check_cancel
+from engine.utils import atomic_write_text
 
 if TYPE_CHECKING:
     import torch
@@ -83,7 +83,7 @@ class Preprocessing:
 
 def load_input(path_or_image: str | np.ndarray, prep: Preprocessing) -> torch.Tensor:
     """One image (file path or RGB array) -> model input ``[3, H, W]`` float32."""
-    from .models.backbone import preprocess
+    from engine.models.backbone import preprocess
 
     image = read_image_rgb(path_or_image) if isinstance(path_or_image, str) else path_or_image
     return preprocess(image, prep.height, prep.width, prep.imagenet_norm)[0]

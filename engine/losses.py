@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .models.qaconv import QAConv
+from engine.models.qaconv import QAConv
 
 __all__ = [
     "MEMORY_MODES",

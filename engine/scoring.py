@@ -18,8 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .jobs import CancelFn, ProgressFn, check_cancel, report
-from .models.qaconv import (
+from engine.jobs import CancelFn, ProgressFn, check_cancel, report
+from engine.models.qaconv import (
     CPU_BLOCK_PAIRS,
     QAConv,
     block_shape,

@@ -36,16 +36,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .checkpoint import file_digest, read_sidecar_config
-from .data import Dataset, load_dataset
-from .evaluation import Metrics, evaluate
-from .features import FeatureStore, Preprocessing, load_input, warn_uncached
-from .inspect import Correspondence, pair_correspondence
-from .jobs import check_cancel
-from .leftovers import cache_folders, remove_stale_temporaries
-from .postprocess.params import RerankParams, TLiftParams
-from .postprocess.pipeline import distances_of, post_process
-from .utils import atomic_path, atomic_write_text, default_cache_dir
+from engine.checkpoint import file_digest, read_sidecar_config
+from engine.data import Dataset, load_dataset
+from engine.evaluation import Metrics, evaluate
+from engine.explain.inspect import Correspondence, pair_correspondence
+from engine.features import FeatureStore, Preprocessing, load_input, warn_uncached
+from engine.jobs import check_cancel
+from engine.leftovers import cache_folders, remove_stale_temporaries
+from engine.postprocess.params import RerankParams, TLiftParams
+from engine.postprocess.pipeline import distances_of, post_process
+from engine.utils import atomic_path, atomic_write_text, default_cache_dir
 
 if TYPE_CHECKING:
     import torch
@@ -144,7 +144,7 @@ def _resolve_device_lazily(name: str) -> str | torch.device:
     key = (name or "auto").lower()
     if key == "cpu" or (key == "auto" and not _gpu_driver_present()):
         return "cpu"
-    from .utils import resolve_device
+    from engine.utils import resolve_device
 
     return resolve_device(name)
 
@@ -201,7 +201,7 @@ class Session:
         Without a JSON sidecar recording this checkpoint's digest, the checkpoint is loaded
         now, since its settings are part of every cache key.
         """
-        from .data.known_bad import KnownBad
+        from engine.data.known_bad import KnownBad
 
         dev = _resolve_device_lazily(device)
         dataset = data if isinstance(data, Dataset) else load_dataset(data, layout)
@@ -209,7 +209,7 @@ class Session:
         digest = file_digest(checkpoint)
         config = read_sidecar_config(checkpoint, digest)
         if config is None or not all(k in config for k in _KEY_SETTINGS):
-            from .train import load_model
+            from engine.train import load_model
 
             return cls(dataset, load_model(checkpoint, dev), digest, device=dev,
                        cache_dir=cache_dir, **kwargs)
@@ -230,7 +230,7 @@ class Session:
         """The re-id model, loaded from the checkpoint (with torch) on first use."""
         with self._model_lock:  # two jobs may need it first at the same time
             if self._model is None:
-                from .train import load_model
+                from engine.train import load_model
 
                 model = load_model(self.checkpoint, self.device)
                 cfg = model.config
@@ -300,7 +300,7 @@ class Session:
 
     def _drop_undecodable(self, split: str, bad: list[tuple[str, str]]) -> None:
         """Images of ``split`` that failed to decode: leave them out, list them, remember them."""
-        from .data.known_bad import KnownBad
+        from engine.data.known_bad import KnownBad
 
         paths = {p for p, _ in bad}
         setattr(self.dataset, split, [s for s in getattr(self.dataset, split) if s.path not in paths])
@@ -357,7 +357,7 @@ class Session:
 
     def _score_resumable(self, name: str, a, b, key: str, progress, cancel) -> np.ndarray:
         """Score a block in tiles saved as they finish, so a killed run resumes (engine.tiles)."""
-        from .tiles import discard_tiles, score_tiled
+        from engine.tiles import discard_tiles, score_tiled
 
         model = self.model
 
@@ -388,7 +388,7 @@ class Session:
 
     def _score_shortlisted(self, name: str, a, b, progress, cancel) -> None:
         """A block by two-stage retrieval: q-g dense with fills, q-q / g-g as neighbour graphs."""
-        from .shortlist import shortlist_block, shortlist_graph
+        from engine.shortlist import shortlist_block, shortlist_graph
 
         k = int(self.shortlist)
         key = self.shortlist_key(name, k)
@@ -436,7 +436,7 @@ class Session:
             progress=None if progress is None else (lambda d, t: progress("post-process", d, t)),
             cancel=cancel)
         if rerank is not None and "gg" in self.graphs:  # two-stage: re-rank on the shortlist graphs
-            from .shortlist import final_distances_shortlist
+            from engine.shortlist import final_distances_shortlist
 
             dist = final_distances_shortlist(self.logits["qg"], self.graphs["qq"], self.graphs["gg"],
                                              **context)
@@ -451,7 +451,7 @@ class Session:
         """Every item's ``width`` nearest neighbours for re-ranking and the column maxima
         (``top_ranks`` of the distance blocks), computed once and kept: re-ranking with other
         parameters then skips its costliest step. A wider request replaces the kept lists."""
-        from .postprocess.rerank import top_ranks
+        from engine.postprocess.rerank import top_ranks
 
         def enough(near):
             return near is not None and near.ranks.shape[1] >= min(width, near.ranks.shape[0])

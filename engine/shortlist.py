@@ -29,12 +29,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .jobs import CancelFn, ProgressFn, check_cancel, report
+from engine.jobs import CancelFn, ProgressFn, check_cancel, report
 
 if TYPE_CHECKING:  # torch is imported when scoring, so the viewer can read DEFAULT_SHORTLIST without it
     import torch
 
-    from .models.qaconv import QAConv
+    from engine.models.qaconv import QAConv
 
 __all__ = ["BANDS", "DEFAULT_SHORTLIST", "band_features", "estimate_fill", "stage_one", "top_candidates",
            "score_pairs", "shortlist_block", "shortlist_graph", "shortlist_pairs"]
@@ -205,7 +205,7 @@ def shortlist_block(matcher: QAConv, probe_maps, gallery_maps, k: int, *,
     Returns ``(logits, candidates)``: ``candidates [p, K]`` int32. Every other pair gets
     :func:`estimate_fill`'s logit from its first-stage score.
     """
-    from .scoring import score_matrix
+    from engine.scoring import score_matrix
 
     p, g = len(probe_maps), len(gallery_maps)
     if k >= g:  # every pair is a candidate: exhaustive scoring, bit for bit
@@ -268,7 +268,7 @@ def shortlist_graph(matcher: QAConv, maps, k: int, *, device: torch.device | str
     Returns ``(neighbours [n, K] int32, logits [n, K] float32)``; the pair ``(i, j)`` is scored
     once, probe ``min(i, j)``, gallery ``max(i, j)``.
     """
-    from .scoring import score_matrix
+    from engine.scoring import score_matrix
 
     n = len(maps)
     emb = band_features(maps)
@@ -294,14 +294,14 @@ def final_distances_shortlist(qg_logits, qq_graph, gg_graph, *, rerank: dict, tl
 
     ``qq_graph`` and ``gg_graph`` are ``(neighbours, logits)`` from :func:`shortlist_graph`.
     """
-    from .postprocess.pipeline import (
+    from engine.postprocess.pipeline import (
         RERANK_DEFAULTS,
         TLIFT_DEFAULTS,
         _settings,
         distance_from_logits,
         lift_distances,
     )
-    from .postprocess.rerank_sparse import re_rank_shortlist
+    from engine.postprocess.rerank_sparse import re_rank_shortlist
 
     rr = _settings(rerank, RERANK_DEFAULTS, "rerank")
     if rr is None:

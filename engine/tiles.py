@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .jobs import CancelFn, ProgressFn, check_cancel, report
-from .utils import atomic_path, atomic_write_text
+from engine.jobs import CancelFn, ProgressFn, check_cancel, report
+from engine.utils import atomic_path, atomic_write_text
 
 __all__ = ["TILE_PAIRS", "discard_tiles", "score_tiled", "tile_bounds"]
 
@@ -98,7 +98,7 @@ def score_tiled(score: ScoreFn, a, b, *, tiles_dir: str | Path, symmetric: bool 
         The float32 block ``[len(a), len(b)]`` and how many tiles were loaded from disk. The
         tiles stay until the caller, having stored the whole block, calls :func:`discard_tiles`.
     """
-    from .scoring import _mirror_upper
+    from engine.scoring import _mirror_upper
 
     p, g = len(a), len(b)
     if symmetric and p != g:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import (
+from engine.checkpoint import (
     check_model_state,
     file_digest,
     load_checkpoint,
@@ -26,15 +26,15 @@ from .checkpoint import (
     nonfinite_tensors,
     save_checkpoint,
 )
-from .data import Dataset, Sample, read_image_rgb
-from .data.samplers import GraphSampler, PKBatchSampler, RandomBatchSampler
-from .data.transforms import TrainTransform
-from .jobs import check_cancel
-from .leftovers import remove_stale_temporaries
-from .models.backbone import IMAGENET_MEAN, IMAGENET_STD
-from .models.config import ModelConfig
-from .models.reid import ReIDModel, build_criterion, build_model
-from .utils import autocast_dtype, seed_everything, seed_worker
+from engine.data import Dataset, Sample, read_image_rgb
+from engine.data.samplers import GraphSampler, PKBatchSampler, RandomBatchSampler
+from engine.data.transforms import TrainTransform
+from engine.jobs import check_cancel
+from engine.leftovers import remove_stale_temporaries
+from engine.models.backbone import IMAGENET_MEAN, IMAGENET_STD
+from engine.models.config import ModelConfig
+from engine.models.reid import ReIDModel, build_criterion, build_model
+from engine.utils import autocast_dtype, seed_everything, seed_worker
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +168,7 @@ def _parameter_split(model: ReIDModel, criterion: nn.Module) -> tuple[list, list
 
 def has_pretrained_weights(cfg: ModelConfig) -> bool:
     """Whether building ``cfg`` loads ImageNet weights into the trunk."""
-    from .models.backbone import cached_imagenet_weights
+    from engine.models.backbone import cached_imagenet_weights
 
     if cfg.pretrained == "none":
         return False
@@ -263,8 +263,8 @@ def train_one_epoch(model: ReIDModel, criterion: nn.Module, optimizer: torch.opt
 def _class_distances(model: ReIDModel, dataset: TrainImages, device: torch.device,
                      indices: list[int]) -> np.ndarray:
     """QAConv distances between one image per class (graph sampler), eval mode."""
-    from .features import Preprocessing, load_input
-    from .scoring import score_matrix
+    from engine.features import Preprocessing, load_input
+    from engine.scoring import score_matrix
 
     was_training = model.training
     model.eval()

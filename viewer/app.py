@@ -74,7 +74,7 @@ def create_app(argv: list[str] | None = None):
     """The QApplication (created once), with the style and pyqtgraph's global options."""
     from PySide6.QtWidgets import QApplication
 
-    from .style import STYLE_SHEET
+    from viewer.style import STYLE_SHEET
 
     app = QApplication.instance()
     if app is None:
@@ -206,10 +206,10 @@ def main(argv: list[str] | None = None) -> int:
     app = create_app()
     splash = None if args.screenshot else _show_splash(app)
 
-    from .controller import Controller
-    from .main_window import MainWindow
-    from .state import ViewerState
-    from .tasks import LoadRequest
+    from viewer.controller import Controller
+    from viewer.main_window import MainWindow
+    from viewer.state import ViewerState
+    from viewer.tasks import LoadRequest
 
     window = MainWindow(Controller(ViewerState()))
     window.show()

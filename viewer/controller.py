@@ -15,8 +15,8 @@ import time
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from .state import DistanceCache, JobError, PostSettings, StatusInfo, ViewerState
-from .tasks import (
+from viewer.state import DistanceCache, JobError, PostSettings, StatusInfo, ViewerState
+from viewer.tasks import (
     Computed,
     Loaded,
     LoadRequest,
@@ -29,7 +29,7 @@ from .tasks import (
     score_external,
     score_rerank_blocks,
 )
-from .workers import JobRunner, Worker
+from viewer.workers import JobRunner, Worker
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class Controller(QObject):
     """Owns the state and the job runner of one window."""
 
     #: (query number, gallery index): Enter / double-click on a result; the match inspector
-    #: (viewer.inspector_controller) opens on it.
+    #: (viewer.inspector.controller) opens on it.
     match_requested = Signal(int, int)
     #: Emitted once a load finished (successfully or not); for the launcher's --screenshot.
     load_finished = Signal(bool)

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .state import ViewerState
+from viewer.state import ViewerState
 
 __all__ = ["KeyNavigator"]
 

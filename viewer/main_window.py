@@ -23,27 +23,27 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .controller import Controller
-from .inspector_controller import InspectorController
-from .keyboard import KeyNavigator
-from .occlusion_controller import OcclusionController
-from .state import ViewerState
-from .tasks import LoadRequest, describe_request
-from .widgets.display_options import DisplayOptions
-from .widgets.error_banner import ErrorBanner
-from .widgets.export_dialog import ExportDialog
-from .widgets.inspector_tab import InspectorTab
-from .widgets.job_progress import JobProgress
-from .widgets.legend import Legend
-from .widgets.loading_page import LoadingPage
-from .widgets.metrics_panel import MetricsPanel
-from .widgets.occlusion_panel import OcclusionDock
-from .widgets.postprocess_panel import PostprocessPanel
-from .widgets.query_browser import QueryBrowser
-from .widgets.query_header import QueryHeader
-from .widgets.result_grid import ResultGrid
-from .widgets.status_info import StatusInfoWidget
-from .widgets.thumbnails import ThumbnailCache
+from viewer.controller import Controller
+from viewer.inspector.controller import InspectorController
+from viewer.inspector.tab import InspectorTab
+from viewer.keyboard import KeyNavigator
+from viewer.occlusion.controller import OcclusionController
+from viewer.occlusion.view import OcclusionDock
+from viewer.state import ViewerState
+from viewer.tasks import LoadRequest, describe_request
+from viewer.widgets.display_options import DisplayOptions
+from viewer.widgets.error_banner import ErrorBanner
+from viewer.widgets.export_dialog import ExportDialog
+from viewer.widgets.job_progress import JobProgress
+from viewer.widgets.legend import Legend
+from viewer.widgets.loading_page import LoadingPage
+from viewer.widgets.metrics_panel import MetricsPanel
+from viewer.widgets.postprocess_panel import PostprocessPanel
+from viewer.widgets.query_browser import QueryBrowser
+from viewer.widgets.query_header import QueryHeader
+from viewer.widgets.result_grid import ResultGrid
+from viewer.widgets.status_info import StatusInfoWidget
+from viewer.widgets.thumbnails import ThumbnailCache
 
 __all__ = ["MainWindow"]
 
@@ -270,7 +270,7 @@ class MainWindow(QMainWindow):
     def show_plots(self) -> None:
         """Open the analysis plots (built on first use: pyqtgraph loads only then)."""
         if self.plots_dock is None:
-            from .widgets.plots_dock import PlotsDock
+            from viewer.plots.dock import PlotsDock
 
             self.plots_dock = PlotsDock(self.controller, self)
             self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.plots_dock)

@@ -26,10 +26,9 @@ import numpy as np
 
 from engine.data.samples import Sample
 from engine.evaluation import Metrics
-
-from .events import EventedModel
-from .params import RerankParams, TLiftParams
-from .ranking import Ranking, ResultItem, rank_query, result_items, visible_positions
+from engine.postprocess.params import RerankParams, TLiftParams
+from viewer.events import EventedModel
+from viewer.ranking import Ranking, ResultItem, rank_query, result_items, visible_positions
 
 __all__ = ["PostSettings", "ExtraQuery", "JobError", "StatusInfo", "DistanceCache", "ViewerState",
            "SORT_KEYS", "JUNK_MODES"]
@@ -155,7 +154,7 @@ class ViewerState(EventedModel):
         "status": StatusInfo(),
         "load_failed": None,          # JobError when nothing could be loaded
         # A list shown in the grid instead of the query's own (an occluded query, see
-        # viewer.occlusion_state.RankingOverride): has .query, .ranking, .dist_row, .score_row.
+        # viewer.occlusion.state.RankingOverride): has .query, .ranking, .dist_row, .score_row.
         "override": None,
     }
     _signals = ("message",)           # transient one-line notes for the status bar
@@ -335,7 +334,7 @@ class ViewerState(EventedModel):
 
     def occluded(self, query: int):
         """The occlusion panel's ranking of an occluded copy of ``query`` when the grid shows it
-        (a :class:`~viewer.occlusion_state.RankingOverride`), else None."""
+        (a :class:`~viewer.occlusion.state.RankingOverride`), else None."""
         override = self.override
         return override if override is not None and override.query == query else None
 

@@ -18,8 +18,7 @@ from engine.data.samples import Sample
 from engine.evaluation import Metrics
 from engine.jobs import check_cancel
 from engine.postprocess.params import RerankParams
-
-from .state import ExtraQuery, PostSettings
+from viewer.state import ExtraQuery, PostSettings
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +235,7 @@ def extra_row(session, extra: ExtraQuery, settings: PostSettings, *, cancel=None
     Re-ranking uses the external image alone as the query set (``N = 1 + g``), so adding an
     image never changes the dataset queries' lists.
     """
-    from engine.occlusion import external_distances
+    from engine.explain.occlusion import external_distances
 
     rerank = None if settings.rerank is None else dataclasses.asdict(settings.rerank)
     row = external_distances(session, extra.logits[None, :], rerank=rerank, cancel=cancel,
@@ -269,7 +268,9 @@ def compute_distances(session, settings: PostSettings, extras: list[ExtraQuery],
     t0 = time.perf_counter()
     rerank_only = None
     if settings.rerank is not None and settings.tlift is not None:
-        from engine.analysis import lift_distances  # the pipeline's TLift step, same numbers
+        from engine.analysis.plot_data import (
+            lift_distances,  # the pipeline's TLift step, same numbers
+        )
 
         rr = reranked
         if rr is None:

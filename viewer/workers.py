@@ -28,8 +28,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
 from engine.jobs import Cancelled
-
-from .state import JobError
+from viewer.state import JobError
 
 __all__ = ["Worker", "JobRunner", "job_error"]
 

@@ -17,7 +17,7 @@ import math
 import os
 from pathlib import Path
 
-from engine.analysis import FPR_TARGETS, SUBSETS, PlotSet
+from engine.analysis.plot_data import FPR_TARGETS, SUBSETS, PlotSet
 from engine.utils import atomic_write_text
 
 __all__ = ["PLOT_NAMES", "plot_csv", "write_csvs"]

@@ -1,6 +1,6 @@
 """The analysis plots as PNG files, drawn with OpenCV + NumPy (Qt-free; ``evaluate --plots``).
 
-Plain static figures of the same :class:`~engine.analysis.PlotSet` the CSVs hold: CMC, ROC
+Plain static figures of the same :class:`~engine.analysis.plot_data.PlotSet` the CSVs hold: CMC, ROC
 (log FPR), the current stage's true/false score densities and camera-pair matrices, and the TLift
 sweeps. The viewer's panel draws the interactive versions with pyqtgraph.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from engine.analysis import SUBSETS, CameraPairs, PlotSet
+from engine.analysis.plot_data import SUBSETS, CameraPairs, PlotSet
 from engine.utils import atomic_write_bytes
 
 __all__ = ["PLOT_BOX", "stage_color", "write_pngs"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import (
+from engine.cli._common import (
     StageBar,
     add_cache_argument,
     add_data_arguments,
@@ -82,7 +82,7 @@ def _settings(session, args):
 def stage_distances(session, args):
     """Yield ``(row name, distmat)`` per stage as each is computed: raw, then +RR, +RR+TLift
     (the +RR matrix lifted: re-ranking runs once) or +TLift, as asked."""
-    from engine.analysis import iter_stage_distances
+    from engine.analysis.plot_data import iter_stage_distances
 
     rr, tl = _settings(session, args)
     names = iter(["raw"] + (["+RR"] if rr else []) + (["+RR+TLift" if rr else "+TLift"] if tl else []))
@@ -101,9 +101,9 @@ def write_plots(session, args, distances) -> list:
     """Every analysis plot of the evaluated stages into ``args.plots``, as CSV and PNG."""
     import dataclasses
 
-    from engine.analysis import analyse_stages, stage_name, tlift_sweeps
-    from engine.plot_csv import write_csvs
-    from engine.plot_png import write_pngs
+    from engine.analysis.plot_csv import write_csvs
+    from engine.analysis.plot_data import analyse_stages, stage_name, tlift_sweeps
+    from engine.analysis.plot_png import write_pngs
 
     rr, tl = _settings(session, args)
     names = {"raw": (False, False), "+RR": (True, False), "+TLift": (False, True),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import (
+from engine.cli._common import (
     StageBar,
     add_cache_argument,
     add_data_arguments,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_data_arguments, load_data
+from engine.cli._common import add_data_arguments, load_data
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

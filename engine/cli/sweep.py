@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import argparse
 
-from engine.analysis import APPENDIX_VALUES
-
-from ._common import (
+from engine.analysis.plot_data import APPENDIX_VALUES
+from engine.cli._common import (
     StageBar,
     add_cache_argument,
     add_data_arguments,
@@ -42,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.analysis import tlift_sweeps
+    from engine.analysis.plot_data import tlift_sweeps
     from engine.cli.evaluate import check_post_args
     from engine.outputs import check_output_path, run_inputs
     from engine.session import RerankParams, Session

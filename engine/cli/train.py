@@ -12,7 +12,7 @@ import argparse
 import dataclasses
 import logging
 
-from ._common import add_data_arguments, add_device_argument, load_data
+from engine.cli._common import add_data_arguments, add_device_argument, load_data
 
 log = logging.getLogger(__name__)
 

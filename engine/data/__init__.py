@@ -4,9 +4,9 @@ from __future__ import annotations
 import logging
 import os
 
-from .images import check_image_file, read_image_rgb
-from .layouts import LAYOUT_NAMES, LayoutError, resolve_layout
-from .samples import Dataset, Sample
+from engine.data.images import check_image_file, read_image_rgb
+from engine.data.layouts import LAYOUT_NAMES, LayoutError, resolve_layout
+from engine.data.samples import Dataset, Sample
 
 __all__ = ["Dataset", "Sample", "LayoutError", "LAYOUT_NAMES", "load_dataset", "read_image_rgb",
            "relabel"]

@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from .samples import Dataset
+from engine.data.samples import Dataset
 
 __all__ = ["KnownBad"]
 

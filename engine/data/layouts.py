@@ -14,8 +14,8 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .images import is_image_name
-from .samples import Sample
+from engine.data.images import is_image_name
+from engine.data.samples import Sample
 
 MARKET_FPS = 25.0
 DUKE_FPS = 59.94

@@ -1,5 +1,5 @@
 """Occlusion on a query: fills, the training augmentations as previews, ranking an occluded
-query, and sensitivity maps (DESIGN.md "Public interface": ``engine.occlusion``).
+query, and sensitivity maps (DESIGN.md "Public interface": ``engine.explain.occlusion``).
 
 Boxes here are ``(x, y, w, h)`` in the pixels of the image given (the transforms of
 ``engine.data.transforms`` report ``(top, left, height, width)``; :func:`augmentation_previews`
@@ -17,8 +17,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .evaluation import rank_row
-from .jobs import CancelFn, ProgressFn, check_cancel, report
+from engine.evaluation import rank_row
+from engine.jobs import CancelFn, ProgressFn, check_cancel, report
 
 __all__ = ["FILLS", "Box", "Preview", "OccludedRanking", "RankChangeMap", "occlude",
            "default_square", "resolve_square", "square_positions", "square_boxes",
@@ -32,7 +32,7 @@ PREVIEW_AUGMENTATIONS = ("random_occlusion", "random_erasing", "cutout")
 
 def _as_image(image) -> np.ndarray:
     if isinstance(image, str):
-        from .data import read_image_rgb
+        from engine.data import read_image_rgb
 
         return read_image_rgb(image)
     image = np.asarray(image)
@@ -127,7 +127,7 @@ def augmentation_previews(image, height: int, width: int, seed: int = 0,
     before occluding. Random erasing is drawn with probability 1 here (training applies it
     with 0.5), so each preview shows an occlusion.
     """
-    from .data.transforms import RandomErasing, make_occlusion, resize
+    from engine.data.transforms import RandomErasing, make_occlusion, resize
 
     base = resize(_as_image(image), height, width)
     previews = []
@@ -157,7 +157,7 @@ def external_distances(session, logits: np.ndarray, maps: np.ndarray | None = No
     itself (the q-q block) is needed: ``self_logits [n]``, or ``maps [n, D, h, w]`` to score them.
     Two-stage retrieval re-ranks on the gallery's neighbour graph.
     """
-    from .postprocess.pipeline import distances_of, post_process
+    from engine.postprocess.pipeline import distances_of, post_process
 
     rr = _settings(rerank)
     method = getattr(session, "method", "qaconv")
@@ -178,7 +178,7 @@ def external_distances(session, logits: np.ndarray, maps: np.ndarray | None = No
             own = np.asarray(session.model.score(maps[i:i + 1], maps[i:i + 1], device=session.device,
                                                  memory_budget=session.memory_budget), np.float32)
         if graph is not None:
-            from .shortlist import final_distances_shortlist
+            from engine.shortlist import final_distances_shortlist
 
             row = final_distances_shortlist(logits[i:i + 1], (np.zeros((1, 1), np.int32), own), graph,
                                             rerank=rr, cancel=cancel)

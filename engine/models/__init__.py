@@ -1,8 +1,13 @@
 """Models: the feature-map backbone, the QAConv matcher and the global baseline."""
-from .backbone import FeatureMapBackbone, build_backbone, freeze_backbone_bn, preprocess
-from .baseline import GlobalClassifier, pool_embeddings
-from .config import ModelConfig
-from .qaconv import Correspondence, QAConv
+from engine.models.backbone import (
+    FeatureMapBackbone,
+    build_backbone,
+    freeze_backbone_bn,
+    preprocess,
+)
+from engine.models.baseline import GlobalClassifier, pool_embeddings
+from engine.models.config import ModelConfig
+from engine.models.qaconv import Correspondence, QAConv
 
 __all__ = [
     "Correspondence",

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import ModelConfig
+from engine.models.config import ModelConfig
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -266,7 +266,7 @@ def preprocess(images: np.ndarray | Sequence[np.ndarray], height: int, width: in
     torch.Tensor
         ``float32 [N, 3, height, width]``.
     """
-    from ..data.transforms import resize, to_tensor  # the one bicubic resize of the project
+    from engine.data.transforms import resize, to_tensor  # the one bicubic resize of the project
 
     if isinstance(images, np.ndarray) and images.ndim == 3:
         images = [images]

@@ -27,8 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..inspect import Correspondence, pair_correspondence
-from ..jobs import CancelFn, check_cancel
+from engine.explain.inspect import Correspondence, pair_correspondence
+from engine.jobs import CancelFn, check_cancel
 
 __all__ = [
     "CPU_BLOCK_PAIRS",
@@ -318,7 +318,7 @@ class QAConv(nn.Module):
         Correspondence
             Heatmaps equal to :meth:`pair_maxima` of the pair, the argmax indices both ways,
             the eval-mode logit and its exact split into contributions and bias
-            (:func:`engine.inspect.pair_correspondence`).
+            (:func:`engine.explain.inspect.pair_correspondence`).
         """
         for name, m in (("probe_map", probe_map), ("gallery_map", gallery_map)):
             shape = tuple(m.shape) if hasattr(m, "shape") else ()

@@ -11,10 +11,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..scoring import DEFAULT_SCORING_BUDGET, score_global, score_matrix
-from .backbone import build_backbone, freeze_backbone_bn
-from .config import ModelConfig
-from .qaconv import QAConv
+from engine.models.backbone import build_backbone, freeze_backbone_bn
+from engine.models.config import ModelConfig
+from engine.models.qaconv import QAConv
+from engine.scoring import DEFAULT_SCORING_BUDGET, score_global, score_matrix
 
 __all__ = ["ReIDModel", "build_model", "build_criterion", "pooled_embeddings"]
 
@@ -91,13 +91,13 @@ def build_model(config: ModelConfig) -> ReIDModel:
 def build_criterion(model: ReIDModel, loss: str, num_classes: int, *,
                     triplet_margin: float = 16.0) -> nn.Module:
     """The training loss named ``loss`` (see ``engine.train.LOSSES``) for ``model``."""
-    from .. import losses as L
+    from engine import losses as L
 
     cfg = model.config
     if cfg.method == "global" or loss == "global":
         if cfg.method != "global":
             raise ValueError("the 'global' loss trains the global baseline: use --method global")
-        from .baseline import GlobalClassifier
+        from engine.models.baseline import GlobalClassifier
 
         return L.GlobalSoftmaxLoss(GlobalClassifier(cfg.neck, num_classes))
     base, _, extra = loss.partition("+")

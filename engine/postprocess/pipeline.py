@@ -147,7 +147,7 @@ def relative_similarity(similarity, out: np.ndarray | None = None) -> np.ndarray
 def warm_up() -> None:
     """Compile (first run on a machine) or load the compiled kernels of TLift and re-ranking,
     so that the first toggle does not wait for them (the viewer does this in the background)."""
-    from .tlift import warm_up as warm_up_tlift
+    from engine.postprocess.tlift import warm_up as warm_up_tlift
 
     warm_up_tlift()
     d = np.abs(np.subtract.outer(np.arange(5.0), np.arange(5.0))).astype(np.float32) + 1.0

@@ -296,7 +296,7 @@ def _expansion_sets(ranks: np.ndarray, k1: int) -> tuple[np.ndarray, np.ndarray]
 def _group_by(keys: np.ndarray, n: int) -> np.ndarray:
     """A permutation listing the positions of ``keys`` (ints in [0, n)) grouped by key, in
     increasing position within a group: a counting sort, linear in ``len(keys) + n``."""
-    from . import _rerank_kernels
+    from engine.postprocess import _rerank_kernels
 
     return _rerank_kernels.counting_order(np.ascontiguousarray(keys, dtype=np.int64), n)
 
@@ -478,7 +478,7 @@ def re_rank_blocks(blocks, k1: int, k2: int, lam: float, *, progress: ProgressFn
     inv_vals = vals[g_start:][by_col]
     inv_ptr = np.concatenate([[0], np.cumsum(np.bincount(cols[g_start:], minlength=n))])
 
-    from . import _rerank_kernels
+    from engine.postprocess import _rerank_kernels
 
     num_g = n - num_q
     result = np.empty((num_q, num_g), dtype=np.float32)

@@ -188,7 +188,7 @@ def warm_up() -> None:
 
 
 def _tlift(scores, query_cams, query_times, gallery_cams, gallery_times, tau, sigma, k, alpha, out):
-    from . import _tlift_kernels as kernels
+    from engine.postprocess import _tlift_kernels as kernels
 
     num_p, num_g = scores.shape
     scores = np.ascontiguousarray(scores)

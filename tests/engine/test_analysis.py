@@ -1,10 +1,10 @@
-"""Plot data (engine.analysis) against brute-force formulations on small random cases."""
+"""Plot data (engine.analysis.plot_data) against brute-force formulations on small random cases."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from engine.analysis import (
+from engine.analysis.plot_data import (
     APPENDIX_VALUES,
     FPR_TARGETS,
     analyse_stage,

@@ -343,7 +343,7 @@ def test_info_with_an_infinite_time_says_so(tiny_synth, tmp_path, capsys):
 def test_evaluate_prints_the_rows_it_computed_before_a_failure(tiny_run, tmp_path, capsys,
                                                                monkeypatch):
     root, ckpt = tiny_run
-    from engine import analysis
+    from engine.analysis import plot_data as analysis
 
     def failing(*args, **kwargs):  # +RR+TLift lifts the +RR matrix: make that step fail
         raise ValueError("TLift failed here")

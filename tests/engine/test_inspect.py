@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.inspect import (
+from engine.explain.inspect import (
     band_sums,
     location_centres,
     matched_location,
@@ -14,8 +14,7 @@ from engine.inspect import (
     select_lines,
 )
 from engine.scoring import score_matrix
-
-from .test_qaconv import randomised_matcher, unit_maps
+from tests.engine.test_qaconv import randomised_matcher, unit_maps
 
 
 @pytest.fixture(scope="module")
@@ -123,8 +122,7 @@ def test_select_lines_top_n_and_threshold_by_brute_force(pair):
 def test_session_correspondences_match_its_scores_and_need_no_model_when_warm(tmp_path):
     from engine.data import Dataset
     from engine.session import Session
-
-    from .test_features_checkpoint import _images, _tiny_checkpoint
+    from tests.engine.test_features_checkpoint import _images, _tiny_checkpoint
 
     (tmp_path / "imgs").mkdir()
     samples = _images(tmp_path / "imgs", n=6)
@@ -162,8 +160,7 @@ def test_relative_split_adds_up_to_the_same_logit(pair):
 def test_a_corrupt_cached_head_is_recomputed(tmp_path):
     from engine.data import Dataset
     from engine.session import Session
-
-    from .test_features_checkpoint import _images, _tiny_checkpoint
+    from tests.engine.test_features_checkpoint import _images, _tiny_checkpoint
 
     (tmp_path / "imgs").mkdir()
     samples = _images(tmp_path / "imgs", n=4)

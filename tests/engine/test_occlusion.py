@@ -1,4 +1,4 @@
-"""engine.occlusion against brute force: fills, previews vs the transforms themselves, the
+"""engine.explain.occlusion against brute force: fills, previews vs the transforms themselves, the
 occluded ranking vs the engine's ranking of the same image, and every sensitivity cell vs
 re-scoring with the square at that position one image at a time."""
 from __future__ import annotations
@@ -8,8 +8,7 @@ import pytest
 
 from engine.data import read_image_rgb
 from engine.data.transforms import Cutout, RandomErasing, RandomOcclusion, resize
-from engine.jobs import Cancelled
-from engine.occlusion import (
+from engine.explain.occlusion import (
     augmentation_previews,
     default_square,
     occlude,
@@ -19,6 +18,7 @@ from engine.occlusion import (
     sensitivity_map,
     square_boxes,
 )
+from engine.jobs import Cancelled
 from engine.postprocess.pipeline import final_distances
 
 

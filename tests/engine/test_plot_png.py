@@ -1,4 +1,4 @@
-"""PNG plots (engine.plot_png): every file decodes, has content, and curves sit where the data
+"""PNG plots (engine.analysis.plot_png): every file decodes, has content, and curves sit where the data
 says; drawn without Qt."""
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from engine.analysis import analyse_stages
-from engine.plot_png import PLOT_BOX, stage_color, write_pngs
+from engine.analysis.plot_data import analyse_stages
+from engine.analysis.plot_png import PLOT_BOX, stage_color, write_pngs
 from engine.postprocess.pipeline import SweepPoint
 
 

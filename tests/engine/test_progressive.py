@@ -5,8 +5,7 @@ import argparse
 
 from engine.cli import evaluate as cli_evaluate
 from engine.session import Session
-
-from .test_features_checkpoint import _tiny_checkpoint
+from tests.engine.test_features_checkpoint import _tiny_checkpoint
 
 
 def _args(**kw):

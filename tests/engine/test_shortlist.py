@@ -157,8 +157,7 @@ def test_rerank_on_short_lists_stays_close_to_exact():
 def test_session_with_full_shortlist_equals_exhaustive_and_reuses_its_cache(tmp_path, tiny_synth):
     from engine.postprocess.params import RerankParams, TLiftParams
     from engine.session import Session
-
-    from .test_features_checkpoint import _tiny_checkpoint
+    from tests.engine.test_features_checkpoint import _tiny_checkpoint
 
     _, dataset = tiny_synth
     ckpt = _tiny_checkpoint(tmp_path)

@@ -290,7 +290,7 @@ def test_market_scale_plan_has_market_1501_splits(monkeypatch):
     """The plan (no pixels) of ``MARKET_SCALE`` has Market-1501's counts exactly."""
     from types import SimpleNamespace
 
-    from engine.data import synthetic
+    from engine.data.synthetic import benchmark as synthetic
 
     # Per-image looks are not needed for the counts and take most of the planning time.
     def looks(seed, domain, stream, detections, cam_phase):

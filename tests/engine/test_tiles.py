@@ -92,8 +92,7 @@ def test_session_block_resumes_after_a_cancelled_run(tmp_path, monkeypatch):
     import engine.tiles
     from engine.data import Dataset
     from engine.session import Session
-
-    from .test_features_checkpoint import _images, _tiny_checkpoint
+    from tests.engine.test_features_checkpoint import _images, _tiny_checkpoint
 
     (tmp_path / "imgs").mkdir()
     samples = _images(tmp_path / "imgs", n=9)

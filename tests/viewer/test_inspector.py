@@ -13,7 +13,7 @@ from PySide6.QtCore import QPointF, Qt, QThread
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QApplication
 
-from viewer.inspector_state import InspectorState
+from viewer.inspector.state import InspectorState
 
 
 def _open(qtbot, win, position: int = 1):

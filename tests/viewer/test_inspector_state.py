@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.inspect import pair_correspondence
-from viewer.inspector_state import InspectorState, SceneLayout, method_scores
+from engine.explain.inspect import pair_correspondence
+from viewer.inspector.state import InspectorState, SceneLayout, method_scores
 
 
 def _corr(seed=0, h=8, w=4, c=6):

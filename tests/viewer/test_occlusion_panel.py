@@ -12,10 +12,10 @@ from PySide6.QtWidgets import QLabel
 
 from engine.data import read_image_rgb
 from engine.data.transforms import RandomOcclusion, resize
-from engine.occlusion import occlude, preview_rng, sensitivity_map
+from engine.explain.occlusion import occlude, preview_rng, sensitivity_map
 from engine.postprocess.pipeline import final_distances
 from tests.viewer.conftest import grid_gallery_order
-from viewer.widgets.occlusion_panel import KEY_STEP
+from viewer.occlusion.view import KEY_STEP
 
 
 @pytest.fixture

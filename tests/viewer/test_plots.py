@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QPointF
 
-from engine.analysis import (
+from engine.analysis.plot_csv import PLOT_NAMES, plot_csv
+from engine.analysis.plot_data import (
     analyse_stages,
     pair_scores,
     score_histogram,
@@ -18,10 +19,8 @@ from engine.analysis import (
     stage_distances,
     tlift_sweeps,
 )
-from engine.plot_csv import PLOT_NAMES, plot_csv
-from viewer.params import RerankParams, TLiftParams
-
-from .conftest import assert_no_job_running
+from engine.postprocess.params import RerankParams, TLiftParams
+from tests.viewer.conftest import assert_no_job_running
 
 
 def _rows(path):
@@ -55,7 +54,7 @@ def test_evaluate_plots_writes_every_file(tiny_data, tiny_checkpoint, cache_dir,
     common = ["--data", tiny_data, "--checkpoint", tiny_checkpoint, "--device", "cpu",
               "--cache-dir", cache_dir]
     # The CLI draws its PNGs without Qt or the viewer: importing either would fail here.
-    for module in ("PySide6", "pyqtgraph", "viewer.plots_render"):
+    for module in ("PySide6", "pyqtgraph", "viewer.plots.render"):
         monkeypatch.setitem(sys.modules, module, None)
     assert main(["evaluate", *common, "--rerank", "--tlift", "--plots", str(out)]) == 0
     monkeypatch.undo()
@@ -140,7 +139,7 @@ def test_panel_data_equal_the_engines(window, panel, qtbot):
     assert current.mean_ap == state.metrics.mean_ap
 
     # the selected query's marks are its pairs in the current distances, junk removed
-    from viewer.plots import query_marks
+    from viewer.plots.state import query_marks
 
     q = state.selected_query
     sample = state.session.dataset.query[q]
@@ -183,7 +182,7 @@ def test_sweeps_equal_the_engines_and_a_click_sets_the_parameter(window, panel, 
     assert worker is not None
     qtbot.waitUntil(lambda: panel.plots.sweep is not None, timeout=20_000)
     session = state.session
-    from viewer.plots import session_labels
+    from viewer.plots.state import session_labels
 
     # Without RR on, TLift lifts each query's relative similarity, as the pipeline does.
     want = tlift_sweeps(session.distances(None, None), **session_labels(session), values=values,

@@ -15,10 +15,9 @@ import logging
 from PySide6.QtCore import QObject, Signal
 
 from engine.jobs import check_cancel
-
-from .inspector_state import InspectorState, method_scores
-from .state import PostSettings
-from .tasks import compute_distances
+from viewer.inspector.state import InspectorState, method_scores
+from viewer.state import PostSettings
+from viewer.tasks import compute_distances
 
 log = logging.getLogger(__name__)
 

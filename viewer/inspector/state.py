@@ -1,5 +1,5 @@
 """The match inspector's state as plain data (no Qt here): which pair, what is drawn, and the
-numbers drawn, all derived from the engine's :class:`~engine.inspect.Correspondence`.
+numbers drawn, all derived from the engine's :class:`~engine.explain.inspect.Correspondence`.
 
 Coordinates: the inspector lays the two images side by side in one scene, each drawn in the
 model's input size (``image_w x image_h`` pixels, what the feature map covers): the query at
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.inspect import (
+from engine.explain.inspect import (
     SIDES,
     Correspondence,
     Line,
@@ -21,9 +21,8 @@ from engine.inspect import (
     matched_location,
     select_lines,
 )
-
-from .events import EventedModel
-from .ranking import rank_query
+from viewer.events import EventedModel
+from viewer.ranking import rank_query
 
 __all__ = ["InspectorState", "SceneLayout", "MethodScore", "method_scores", "KINDS", "LINE_MODES",
            "LINE_SIDES"]
@@ -121,7 +120,7 @@ class InspectorState(EventedModel):
     _fields = {
         "open": False,                # the inspector is the visible page
         "pair": None,                 # (query number, gallery index) shown, or None
-        "correspondence": None,       # engine.inspect.Correspondence of `pair` (None while computing)
+        "correspondence": None,       # engine.explain.inspect.Correspondence of `pair` (None while computing)
         "scores": (),                 # tuple[MethodScore, ...] of `pair`
         "kind": "similarity",         # one of KINDS (relative = contribution vs. an average match)
         "heatmap_on": True,

@@ -8,7 +8,7 @@ __all__ = ["InspectorTab"]
 
 
 class InspectorTab(QWidget):
-    """Holds a :class:`~viewer.widgets.match_inspector.MatchInspector` once :meth:`build` ran."""
+    """Holds a :class:`~viewer.inspector.view.MatchInspector` once :meth:`build` ran."""
 
     def __init__(self, state, inspector_controller, parent=None):
         super().__init__(parent)
@@ -25,7 +25,7 @@ class InspectorTab(QWidget):
     def build(self):
         """Create the inspector view (idempotent); returns it."""
         if self.view is None:
-            from .match_inspector import MatchInspector
+            from viewer.inspector.view import MatchInspector
 
             self.view = MatchInspector(self.state, self.ctl, self)
             self._placeholder.hide()

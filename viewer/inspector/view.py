@@ -1,6 +1,6 @@
 """The match inspector: query and one result side by side with QAConv's local matches drawn.
 
-Thin: everything it draws comes from :class:`viewer.inspector_state.InspectorState` (heatmaps,
+Thin: everything it draws comes from :class:`viewer.inspector.state.InspectorState` (heatmaps,
 levels, lines, the lit-up match, band sums), which takes it from the engine. One pyqtgraph
 scene holds both images so that lines can run from one to the other; heatmaps are
 ``ImageItem`` s sharing one ``ColorBarItem``.
@@ -28,13 +28,12 @@ from PySide6.QtWidgets import (
 )
 
 from engine.data import read_image_rgb
-from engine.inspect import BAND_NAMES, SIDES
+from engine.explain.inspect import BAND_NAMES, SIDES
 from engine.utils import atomic_path
-
-from .. import style
-from ..formatting import camera_base, format_cam, format_rank, format_time
-from ..inspector_state import InspectorState, SceneLayout
-from ..state import ViewerState
+from viewer import style
+from viewer.formatting import camera_base, format_cam, format_rank, format_time
+from viewer.inspector.state import InspectorState, SceneLayout
+from viewer.state import ViewerState
 
 __all__ = ["MatchInspector"]
 
@@ -325,7 +324,7 @@ class MatchInspector(QWidget):
             "Click a location to pin it (click again to unpin).")
 
     def _current_item(self, gallery_index: int):
-        from ..ranking import result_items
+        from viewer.ranking import result_items
 
         query = self.inspector.pair[0]
         occluded = self.state.occluded(query)

@@ -12,11 +12,10 @@ import logging
 from PySide6.QtCore import QObject, Signal
 
 from engine.data import read_image_rgb
-
-from .controller import Controller
-from .formatting import camera_base, format_cam
-from .occlusion_state import OcclusionState, SensitivityResult, make_override, methods_note
-from .state import JobError
+from viewer.controller import Controller
+from viewer.formatting import camera_base, format_cam
+from viewer.occlusion.state import OcclusionState, SensitivityResult, make_override, methods_note
+from viewer.state import JobError
 
 log = logging.getLogger(__name__)
 
@@ -25,14 +24,14 @@ __all__ = ["OcclusionController", "previews_job", "rank_job", "sensitivity_job"]
 
 # ---------------------------------------------------------------------- jobs (no Qt)
 def previews_job(image, height: int, width: int, seed: int, *, progress, cancel):
-    from engine.occlusion import augmentation_previews
+    from engine.explain.occlusion import augmentation_previews
 
     progress("augmentation previews", 0, 1)
     return tuple(augmentation_previews(image, height, width, seed=seed))
 
 
 def rank_job(session, image, box, fill: str, occluded, rerank, before, *, progress, cancel):
-    from engine.occlusion import rank_occluded
+    from engine.explain.occlusion import rank_occluded
 
     return rank_occluded(session, image, box, fill, rerank=rerank, occluded=occluded,
                          before=before,
@@ -43,7 +42,7 @@ def rank_job(session, image, box, fill: str, occluded, rerank, before, *, progre
 def sensitivity_job(session, image, query: int, mode: str, gallery_index: int, pid, cam,
                     side: int, stride: int, fill: str, rerank, target: str = "", *, progress,
                     cancel):
-    from engine.occlusion import rank_change_map, sensitivity_map
+    from engine.explain.occlusion import rank_change_map, sensitivity_map
 
     def report(done: int, total: int) -> None:
         progress("sensitivity map", done, total)
@@ -205,7 +204,7 @@ class OcclusionController(QObject):
 
     # ------------------------------------------------------------------ sensitivity
     def compute_sensitivity(self) -> None:
-        from engine.occlusion import resolve_square
+        from engine.explain.occlusion import resolve_square
 
         viewer, state = self.viewer, self.state
         session, query = viewer.session, state.query

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .events import EventedModel
-from .ranking import Ranking, rank_query
+from viewer.events import EventedModel
+from viewer.ranking import Ranking, rank_query
 
 __all__ = ["RankingOverride", "SensitivityResult", "OcclusionState", "before_after_text",
            "make_override", "methods_note", "SENSITIVITY_MODES", "FILL_LABELS", "FILL_TIPS",
@@ -52,7 +52,7 @@ class RankingOverride:
 
 def make_override(query: int, result, source: str, pid: int | None, cam: int | None,
                   gallery_pids: np.ndarray, gallery_cams: np.ndarray, settings=None) -> RankingOverride:
-    """The grid's list for an :class:`engine.occlusion.OccludedRanking` of ``query``, ranked
+    """The grid's list for an :class:`engine.explain.occlusion.OccludedRanking` of ``query``, ranked
     under ``settings`` (the applied ones without TLift)."""
     after = rank_query(result.after, result.before, pid, cam, gallery_pids, gallery_cams)
     before = rank_query(result.before, None, pid, cam, gallery_pids, gallery_cams)
@@ -130,7 +130,7 @@ class OcclusionState(EventedModel):
         "image": None,               # uint8 [H, W, 3], the query in its own pixels
         "box": None,                 # (x, y, w, h) of the square, image pixels
         "fill": "white",
-        "previews": (),              # tuple[engine.occlusion.Preview, ...]
+        "previews": (),              # tuple[engine.explain.occlusion.Preview, ...]
         "preview_seed": 0,
         "side": 0,                   # sensitivity square; 0 = default for the image
         "stride": 0,

@@ -1,8 +1,8 @@
 """The occlusion panel (a dock beside the query): drag a square over the query to rank an
 occluded copy, previews of the training augmentations, and a sensitivity heatmap.
 
-Thin widgets over :class:`viewer.occlusion_state.OcclusionState`; the work runs in
-:class:`viewer.occlusion_controller.OcclusionController`'s jobs. pyqtgraph is imported when the
+Thin widgets over :class:`viewer.occlusion.state.OcclusionState`; the work runs in
+:class:`viewer.occlusion.controller.OcclusionController`'s jobs. pyqtgraph is imported when the
 dock is first shown (it costs most of a second, which the first paint should not pay).
 """
 from __future__ import annotations
@@ -27,8 +27,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..occlusion_controller import OcclusionController
-from ..occlusion_state import (
+from viewer.occlusion.controller import OcclusionController
+from viewer.occlusion.state import (
     FILL_LABELS,
     FILL_TIPS,
     PREVIEW_LABELS,
@@ -151,7 +151,7 @@ class QueryCanvas(QWidget):
     def _show_occluded(self) -> None:
         """The query; with the square filled while it moves or while its ranking is shown
         (at rest and reset, only its outline), so what is drawn is what was ranked."""
-        from engine.occlusion import occlude
+        from engine.explain.occlusion import occlude
 
         image = self.state.image
         if image is None:

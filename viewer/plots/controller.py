@@ -13,8 +13,8 @@ import dataclasses
 
 from PySide6.QtCore import QObject, QTimer
 
-from .controller import Controller
-from .plots import (
+from viewer.controller import Controller
+from viewer.plots.state import (
     PlotResult,
     PlotsState,
     SweepResult,
@@ -25,7 +25,7 @@ from .plots import (
     session_labels,
     sweep_request,
 )
-from .workers import JobRunner, Worker
+from viewer.workers import JobRunner, Worker
 
 __all__ = ["PlotsController"]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QDockWidget
 
-from ..controller import Controller
-from ..plots_controller import PlotsController
-from .plots_panel import PlotsPanel
+from viewer.controller import Controller
+from viewer.plots.controller import PlotsController
+from viewer.plots.view import PlotsPanel
 
 __all__ = ["PlotsDock"]
 

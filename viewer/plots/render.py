@@ -1,7 +1,7 @@
 """Drawing of the analysis plots with pyqtgraph for the viewer's plots panel (the command
-line's ``evaluate --plots`` draws its PNGs without Qt: :mod:`engine.plot_png`).
+line's ``evaluate --plots`` draws its PNGs without Qt: :mod:`engine.analysis.plot_png`).
 
-The numbers come from :mod:`engine.analysis`; nothing here computes more than a unit change
+The numbers come from :mod:`engine.analysis.plot_data`; nothing here computes more than a unit change
 (fractions to percent, FPR to its log axis).
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QBuffer, QByteArray, QIODevice, Qt
 from PySide6.QtGui import QColor
 
-from engine.analysis import FPR_TARGETS, CameraPairs, PlotSet, StageAnalysis
+from engine.analysis.plot_data import FPR_TARGETS, CameraPairs, PlotSet, StageAnalysis
 from engine.postprocess.pipeline import TLIFT_DEFAULTS, SweepPoint
 
 __all__ = ["PARAM_LABELS", "SUBSET_TITLES", "draw_camera_pairs", "draw_cmc", "draw_distribution",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.analysis import (
+from engine.analysis.plot_data import (
     APPENDIX_VALUES,
     PlotSet,
     analyse_stages,
@@ -23,10 +23,9 @@ from engine.analysis import (
     stage_name,
     tlift_sweeps,
 )
-
-from .events import EventedModel
-from .params import RerankParams, TLiftParams
-from .state import PostSettings, ViewerState
+from engine.postprocess.params import RerankParams, TLiftParams
+from viewer.events import EventedModel
+from viewer.state import PostSettings, ViewerState
 
 __all__ = ["PlotRequest", "PlotResult", "PlotsState", "SweepRequest", "SweepResult",
            "compute_plots", "compute_sweeps", "plot_request", "query_marks", "sweep_request"]
@@ -182,7 +181,7 @@ def compute_sweeps(distmat: np.ndarray, labels: dict, request: SweepRequest, *, 
 
 
 def session_labels(session) -> dict:
-    """The pids, cameras and times :func:`engine.analysis.tlift_sweeps` needs."""
+    """The pids, cameras and times :func:`engine.analysis.plot_data.tlift_sweeps` needs."""
     return {"query_pids": session.query_pids, "gallery_pids": session.gallery_pids,
             "query_cams": session.query_cams, "gallery_cams": session.gallery_cams,
             "query_times": session.times_of(session.dataset.query),

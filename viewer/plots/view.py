@@ -1,8 +1,8 @@
 """The analysis plots panel: CMC, ROC, score distributions, camera pairs and TLift sweeps.
 
-Thin: it draws what :class:`viewer.plots.PlotsState` holds with :mod:`viewer.plots_render`,
+Thin: it draws what :class:`viewer.plots.state.PlotsState` holds with :mod:`viewer.plots.render`,
 shows the value under the mouse, exports each plot (PNG through pyqtgraph's exporter, CSV from
-:mod:`engine.plot_csv`), and turns clicks into state changes through the plots controller.
+:mod:`engine.analysis.plot_csv`), and turns clicks into state changes through the plots controller.
 """
 from __future__ import annotations
 
@@ -28,13 +28,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.analysis import FPR_TARGETS
-from engine.plot_csv import plot_csv
+from engine.analysis.plot_csv import plot_csv
+from engine.analysis.plot_data import FPR_TARGETS
 from engine.utils import atomic_write_bytes, atomic_write_text
-
-from ..plots import plot_request, query_marks
-from ..plots_controller import PlotsController
-from ..plots_render import (
+from viewer.plots.controller import PlotsController
+from viewer.plots.render import (
     PARAM_LABELS,
     SUBSET_TITLES,
     draw_camera_pairs,
@@ -44,6 +42,7 @@ from ..plots_render import (
     draw_sweep,
     image_png,
 )
+from viewer.plots.state import plot_request, query_marks
 
 __all__ = ["PlotTile", "PlotsPanel"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import QSignalBlocker
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSizePolicy, QSpinBox, QWidget
 
-from ..state import ViewerState
+from viewer.state import ViewerState
 
 __all__ = ["DisplayOptions"]
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QVBoxLayout
 
-from ..state import ViewerState
+from viewer.state import ViewerState
 
 __all__ = ["ErrorBanner", "rich_text"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
 
-from ..state import ViewerState
+from viewer.state import ViewerState
 
 __all__ = ["JobProgress", "describe_stage"]
 

@@ -5,7 +5,7 @@ from PySide6.QtCore import QRect, QSize, Qt
 from PySide6.QtGui import QPainter, QPen
 from PySide6.QtWidgets import QWidget
 
-from .. import style
+from viewer import style
 
 __all__ = ["Legend", "LEGEND_ENTRIES"]
 

@@ -12,9 +12,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..state import ViewerState
-from .error_banner import rich_text
-from .job_progress import JobProgress
+from viewer.state import ViewerState
+from viewer.widgets.error_banner import rich_text
+from viewer.widgets.job_progress import JobProgress
 
 __all__ = ["LoadingPage"]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QGridLayout, QGroupBox, QLabel
 
-from ..formatting import format_percent
-from ..state import ViewerState
+from viewer.formatting import format_percent
+from viewer.state import ViewerState
 
 __all__ = ["MetricsPanel"]
 

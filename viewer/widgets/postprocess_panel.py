@@ -19,8 +19,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..params import RerankParams, TLiftParams
-from ..state import ViewerState
+from engine.postprocess.params import RerankParams, TLiftParams
+from viewer.state import ViewerState
 
 __all__ = ["PostprocessPanel"]
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QLabel, QPushButton, QVBoxLayout, QWidget
 
-from ..state import ViewerState
-from .query_filters import QueryFilters
-from .query_list import QueryList
-from .thumbnails import ThumbnailCache
+from viewer.state import ViewerState
+from viewer.widgets.query_filters import QueryFilters
+from viewer.widgets.query_list import QueryList
+from viewer.widgets.thumbnails import ThumbnailCache
 
 __all__ = ["QueryBrowser"]
 

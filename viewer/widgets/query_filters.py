@@ -4,8 +4,8 @@ from __future__ import annotations
 from PySide6.QtCore import QSignalBlocker
 from PySide6.QtWidgets import QComboBox, QGridLayout, QLabel, QLineEdit, QWidget
 
-from ..formatting import camera_base, format_cam
-from ..state import SORT_KEYS, ViewerState
+from viewer.formatting import camera_base, format_cam
+from viewer.state import SORT_KEYS, ViewerState
 
 __all__ = ["QueryFilters"]
 

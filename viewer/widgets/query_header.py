@@ -6,10 +6,10 @@ import os
 
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QVBoxLayout
 
-from .. import style
-from ..formatting import camera_base, format_cam, format_time
-from ..state import ViewerState
-from .thumbnails import ThumbnailCache
+from viewer import style
+from viewer.formatting import camera_base, format_cam, format_time
+from viewer.state import ViewerState
+from viewer.widgets.thumbnails import ThumbnailCache
 
 __all__ = ["QueryHeader"]
 

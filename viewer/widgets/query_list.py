@@ -8,10 +8,10 @@ from PySide6.QtCore import QAbstractListModel, QModelIndex, QRect, QSize, Qt
 from PySide6.QtGui import QFont, QPainter, QPen
 from PySide6.QtWidgets import QAbstractItemView, QListView, QStyle, QStyledItemDelegate
 
-from .. import style
-from ..formatting import camera_base, format_cam
-from ..state import ViewerState
-from .thumbnails import ThumbnailCache
+from viewer import style
+from viewer.formatting import camera_base, format_cam
+from viewer.state import ViewerState
+from viewer.widgets.thumbnails import ThumbnailCache
 
 __all__ = ["QueryListModel", "QueryList"]
 

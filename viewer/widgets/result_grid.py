@@ -10,8 +10,8 @@ from PySide6.QtCore import QAbstractListModel, QModelIndex, QRect, QSize, Qt, Si
 from PySide6.QtGui import QFont, QPainter, QPen
 from PySide6.QtWidgets import QAbstractItemView, QListView, QStyle, QStyledItemDelegate
 
-from .. import style
-from ..formatting import (
+from viewer import style
+from viewer.formatting import (
     camera_base,
     format_cam,
     format_movement,
@@ -19,9 +19,9 @@ from ..formatting import (
     format_time,
     method_value_label,
 )
-from ..ranking import ResultItem
-from ..state import ViewerState
-from .thumbnails import ThumbnailCache
+from viewer.ranking import ResultItem
+from viewer.state import ViewerState
+from viewer.widgets.thumbnails import ThumbnailCache
 
 __all__ = ["ResultModel", "ResultGrid"]
 

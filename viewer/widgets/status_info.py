@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QWidget
 
-from ..state import StatusInfo, ViewerState
+from viewer.state import StatusInfo, ViewerState
 
 __all__ = ["StatusInfoWidget"]
 

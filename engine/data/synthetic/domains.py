@@ -46,7 +46,7 @@ class CameraSpec:
         Direction the camera points at, degrees; with a walker's heading it decides the
         viewpoint (front / back / side).
     background : str
-        Background kind drawn by :mod:`engine.data.synth_render` (``tiles``, ``grass``,
+        Background kind drawn by :mod:`engine.data.synthetic.render` (``tiles``, ``grass``,
         ``brick``, ``asphalt``, ``windows``, ``plaza``, ``shopfront``, ``corridor``).
     background_colors : tuple of BGR
         Base colours the background kind uses.

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
-from engine.data.synth_domains import Palette
+from engine.data.synthetic.domains import Palette
 
 __all__ = ["VIEWS", "Person", "sample_person", "draw_person", "person_to_dict"]
 

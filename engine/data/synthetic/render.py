@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from engine.data.synth_domains import CameraSpec, DomainSpec
-from engine.data.synth_people import VIEWS, Person, draw_person, sample_person
+from engine.data.synthetic.domains import CameraSpec, DomainSpec
+from engine.data.synthetic.people import VIEWS, Person, draw_person, sample_person
 
 __all__ = [
     "OUT_H", "OUT_W", "ImageSpec", "make_background", "make_noise_bank", "sample_image_spec",

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.data.synth_domains import DomainSpec
+from engine.data.synthetic.domains import DomainSpec
 
 __all__ = ["FPS", "WalkerPlan", "Detection", "transit_times", "build_timeline", "cut_sessions",
            "apply_sessions", "number_in_frame", "trim_visits", "trim_detections"]

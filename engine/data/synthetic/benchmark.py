@@ -13,10 +13,10 @@ runs on it unchanged::
                                                       truncation, group, true time, ...)
     root/synthetic_identities.json                    every person's hidden attributes
 
-The pieces live in helper modules: :mod:`~engine.data.synth_domains` (palettes, camera network
-and looks of domains A and B), :mod:`~engine.data.synth_people` (identities and their
-drawing), :mod:`~engine.data.synth_render` (backgrounds, occluders, camera degradations) and
-:mod:`~engine.data.synth_timeline` (arrivals, groups, paths, sessions).
+The pieces live in helper modules: :mod:`~engine.data.synthetic.domains` (palettes, camera network
+and looks of domains A and B), :mod:`~engine.data.synthetic.people` (identities and their
+drawing), :mod:`~engine.data.synthetic.render` (backgrounds, occluders, camera degradations) and
+:mod:`~engine.data.synthetic.timeline` (arrivals, groups, paths, sessions).
 
 Every random stream is seeded from ``(seed, domain, purpose, side, index)``: each side's plan
 (test side: test identities, distractors, junk; train side) from ``(seed, domain, side)``, a
@@ -38,9 +38,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.data.synth_domains import DomainSpec, get_domain
-from engine.data.synth_people import Person, person_to_dict, sample_person
-from engine.data.synth_render import (
+from engine.data.synthetic.domains import DomainSpec, get_domain
+from engine.data.synthetic.people import Person, person_to_dict, sample_person
+from engine.data.synthetic.render import (
     JUNK_KINDS,
     ImageSpec,
     encode_jpeg,
@@ -49,7 +49,7 @@ from engine.data.synth_render import (
     render_crop,
     sample_image_spec,
 )
-from engine.data.synth_timeline import (
+from engine.data.synthetic.timeline import (
     FPS,
     Detection,
     WalkerPlan,

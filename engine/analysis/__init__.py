@@ -1,0 +1,2 @@
+"""Plot data (CMC, ROC, score distributions, camera pairs, TLift sweeps: :mod:`.plot_data`) and its
+CSV and PNG writers (:mod:`.plot_csv`, :mod:`.plot_png`)."""

@@ -1,0 +1,1 @@
+"""The match inspector: Qt-free state, its jobs (controller) and its view."""

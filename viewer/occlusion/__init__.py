@@ -1,0 +1,1 @@
+"""The occlusion panel: Qt-free state, its jobs (controller) and its view."""
