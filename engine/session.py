@@ -46,7 +46,7 @@ from engine.jobs import check_cancel
 from engine.leftovers import cache_folders, remove_stale_temporaries
 from engine.postprocess.params import RerankParams, TLiftParams
 from engine.postprocess.pipeline import distances_of, post_process
-from engine.utils import atomic_path, atomic_write_text, default_cache_dir
+from engine.utils import atomic_write_text, default_cache_dir
 
 if TYPE_CHECKING:
     import torch
