@@ -12,8 +12,8 @@ def add_data_arguments(parser: argparse.ArgumentParser, required: bool = True) -
                         help="dataset layout (market1501, dukemtmc, msmt17, cuhk03-np-detected, "
                              "cuhk03-np-labeled, folder, csv); detected when omitted")
     parser.add_argument("--allow-outside-paths", action="store_true",
-                        help="let a CSV manifest name images outside its own folder (refused "
-                             "by default)")
+                        help="let a CSV manifest or an MSMT17 list name images outside the "
+                             "dataset's folder (refused by default)")
 
 
 def load_data(args: argparse.Namespace, require: tuple[str, ...] = ("query", "gallery")):
