@@ -161,3 +161,14 @@ def test_an_invalid_cached_head_is_recomputed(tiny, caplog):
     warm = Session.open(dataset, ckpt, device="cpu", cache_dir=cache)
     warm.extract()
     assert warm.head_ready and warm._model is None  # the valid cached head needs no model
+
+
+@pytest.mark.parametrize("text", ["[]", "null", '{"settings": []}'])
+def test_a_malformed_synthetic_marker_is_a_message_not_a_traceback(tmp_path, text):
+    from engine.data.synthetic import generate, read_settings
+
+    (tmp_path / "synthetic.json").write_text(text)
+    assert read_settings(tmp_path) is None
+    with pytest.raises(FileExistsError, match="not a synthetic benchmark"):
+        generate(tmp_path)
+    assert (tmp_path / "synthetic.json").read_text() == text  # nothing replaced
