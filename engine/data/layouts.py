@@ -58,6 +58,8 @@ class RawSplits:
 # camera network has a million cameras).
 _MAX_CAMERA = 999_999
 _MAX_PID = 2**31 - 1
+# Frame and session numbers: far beyond any recording, yet exact as float64 times.
+_MAX_FRAME = 10**15
 
 
 def _number(text: str, what: str) -> int:
@@ -72,6 +74,12 @@ def _pid(pid: int) -> int:
     if not -1 <= pid <= _MAX_PID:
         raise ValueError(f"pid {pid} outside -1..{_MAX_PID}")
     return pid
+
+
+def _frame(frame: int, what: str = "frame") -> int:
+    if frame > _MAX_FRAME:
+        raise ValueError(f"{what} {frame} beyond {_MAX_FRAME}")
+    return frame
 
 
 def _identity(pid: int, cam: int, first_cam: int = 1) -> tuple[int, int]:
@@ -123,6 +131,8 @@ def _parse_market(root: str) -> RawSplits:
             pid, cam, sess, frame = (int(g) for g in m.groups())
             try:
                 pid, _ = _identity(pid, cam)
+                _frame(sess, "session")
+                _frame(frame)
             except ValueError as exc:
                 out.bad_rows.append((os.path.join(root, sub, name), str(exc)))
                 continue
@@ -178,7 +188,7 @@ def _duke_sample(path: str, m: re.Match) -> Sample:
     if not 1 <= cam <= len(DUKE_OFFSETS):
         raise ValueError(f"camera {cam} outside 1..{len(DUKE_OFFSETS)}")
     pid, cam = _identity(pid, cam)
-    return Sample(path, pid, cam, (frame + DUKE_OFFSETS[cam]) / DUKE_FPS)
+    return Sample(path, pid, cam, (_frame(frame) + DUKE_OFFSETS[cam]) / DUKE_FPS)
 
 
 def _parse_duke(root: str) -> RawSplits:

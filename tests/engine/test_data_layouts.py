@@ -233,7 +233,8 @@ def test_market_style_names_with_huge_numbers_are_skipped_and_listed(tmp_path):
     root = make_market(tmp_path / "m")
     bad = [root / "bounding_box_test" / f"{BIG}_c1s1_000001_00.jpg",
            root / "query" / f"0003_c{BIG}s1_000001_00.jpg",
-           root / "bounding_box_test" / "0003_c²s1_000001_00.jpg"]
+           root / "bounding_box_test" / "0003_c²s1_000001_00.jpg",
+           root / "bounding_box_test" / f"0003_c1s1_{'9' * 230}_00.jpg"]
     for path in bad:
         _touch(path)
     ds = load_dataset(root)
