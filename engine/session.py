@@ -527,8 +527,9 @@ class Session:
         Kept in memory and in the cache folder (keyed by the checkpoint's digest), so that
         looking at correspondences after a warm launch needs neither the model nor torch.
         """
-        if self._cached_head() is not None:
-            return self._folded_head
+        head = self._cached_head()
+        if head is not None:
+            return head
         path = self._head_path()
         matcher = getattr(self.model, "matcher", None)
         if matcher is None or not hasattr(matcher, "folded_head"):
