@@ -54,9 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
+    from engine.cli._common import check_numbers
     from engine.utils import configure_threads
 
     try:
+        check_numbers(args)  # every numeric flag, before any work
         configure_threads(getattr(args, "threads", None))  # before any subcommand imports torch
         return int(commands[args.command].run(args) or 0)
     except KeyboardInterrupt:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from engine.cache_files import read_json_object
 from engine.data import Sample, read_image_rgb
 from engine.jobs import check_cancel
 from engine.utils import atomic_write_text
@@ -180,17 +181,18 @@ class FeatureStore:
         if not meta_path.is_file():
             return None
         try:
-            meta = json.loads(meta_path.read_text())
-            if data_path.stat().st_size != meta["bytes"]:
+            meta = read_json_object(meta_path)
+            size = meta.get("bytes")
+            if isinstance(size, bool) or not isinstance(size, int) or data_path.stat().st_size != size:
                 raise ValueError("size differs from the recorded one")
-            if meta["bytes"] <= _VERIFY_LIMIT and _file_checksum(data_path) != meta["checksum"]:
+            if size <= _VERIFY_LIMIT and _file_checksum(data_path) != meta.get("checksum"):
                 raise ValueError("checksum differs from the recorded one")
-            maps = np.load(data_path, mmap_mode="r")
-            if list(maps.shape) != meta["shape"] or maps.dtype != np.float16:
+            maps = np.load(data_path, mmap_mode="r", allow_pickle=False)
+            if list(maps.shape) != meta.get("shape") or maps.dtype != np.float16:
                 raise ValueError("array shape or type differs from the recorded one")
             return maps
-        except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
-            log.warning("feature cache entry %s is corrupt (%s); rebuilding it", entry, exc)
+        except (OSError, ValueError, EOFError) as exc:
+            log.warning("feature cache entry %s is corrupt (%s); rebuilding it", meta_path, exc)
             shutil.rmtree(entry, ignore_errors=True)
             return None
 

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from engine.cache_files import load_array, read_folded_head, save_array
 from engine.checkpoint import file_digest, read_sidecar_config
 from engine.data import Dataset, load_dataset
 from engine.evaluation import Metrics, evaluate
@@ -45,7 +46,7 @@ from engine.jobs import check_cancel
 from engine.leftovers import cache_folders, remove_stale_temporaries
 from engine.postprocess.params import RerankParams, TLiftParams
 from engine.postprocess.pipeline import distances_of, post_process
-from engine.utils import atomic_path, atomic_write_text, default_cache_dir
+from engine.utils import atomic_write_text, default_cache_dir
 
 if TYPE_CHECKING:
     import torch
@@ -66,23 +67,8 @@ class ScoreStore:
         return hashlib.blake2b("|".join(parts).encode(), digest_size=16).hexdigest()
 
     def load(self, key: str, shape: tuple[int, int], dtype=np.float32) -> np.ndarray | None:
-        path, meta_path = self.root / f"{key}.npy", self.root / f"{key}.json"
-        if not (path.is_file() and meta_path.is_file()):
-            return None
-        try:
-            meta = json.loads(meta_path.read_text())
-            block = np.load(path)
-            ok = (block.shape == tuple(shape) and block.dtype == dtype
-                  and hashlib.blake2b(block.tobytes(), digest_size=16).hexdigest() == meta["checksum"])
-            if not ok:
-                raise ValueError("content differs from the recorded one")
-            return block
-        except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
-            log.warning("score cache %s is corrupt (%s); recomputing it", path, exc)
-            for p in (path, meta_path):
-                with contextlib.suppress(OSError):
-                    p.unlink(missing_ok=True)
-            return None
+        """The block stored under ``key``, or None (absent, or damaged: then deleted)."""
+        return load_array(self.root / f"{key}.npy", shape, dtype, what="score cache", key=key)
 
     def has(self, key: str) -> bool:
         """Whether a block is stored under ``key`` (not checked: :meth:`load` does that)."""
@@ -96,13 +82,8 @@ class ScoreStore:
             warn_uncached(self.root.parent, exc)
 
     def _save(self, key: str, block: np.ndarray) -> None:
-        block = np.ascontiguousarray(block, dtype=np.int32 if block.dtype == np.int32 else np.float32)
-        with atomic_path(self.root / f"{key}.npy") as tmp:
-            with open(tmp, "wb") as fh:
-                np.save(fh, block)
-        meta = {"shape": list(block.shape),
-                "checksum": hashlib.blake2b(block.tobytes(), digest_size=16).hexdigest()}
-        atomic_write_text(self.root / f"{key}.json", json.dumps(meta))
+        dtype = np.int32 if block.dtype == np.int32 else np.float32
+        save_array(self.root / f"{key}.npy", np.asarray(block, dtype), key=key)
 
 
 @dataclass
@@ -526,7 +507,17 @@ class Session:
     @property
     def head_ready(self) -> bool:
         """Whether :meth:`folded_head` can answer without loading the model (and torch)."""
-        return self._folded_head is not None or self._head_path().is_file()
+        return self._folded_head is not None or (self.gallery_maps is not None
+                                                 and self._cached_head() is not None)
+
+    def _cached_head(self) -> tuple[np.ndarray, float, float] | None:
+        """The head from the cache folder when it is valid for this model (else deleted)."""
+        path = self._head_path()
+        if self._folded_head is None and path.is_file():
+            if self.gallery_maps is None:
+                self.extract()
+            self._folded_head = read_folded_head(path, int(np.prod(self.gallery_maps.shape[2:])))
+        return self._folded_head
 
     def folded_head(self) -> tuple[np.ndarray, float, float]:
         """The model's eval-mode head as ``(weight float32 [H*W], bias, centre)`` (SPEC.md 2.7).
@@ -536,20 +527,10 @@ class Session:
         Kept in memory and in the cache folder (keyed by the checkpoint's digest), so that
         looking at correspondences after a warm launch needs neither the model nor torch.
         """
-        if self._folded_head is not None:
-            return self._folded_head
+        head = self._cached_head()
+        if head is not None:
+            return head
         path = self._head_path()
-        if path.is_file():
-            try:
-                data = json.loads(path.read_text())
-                head = (np.asarray(data["weight"], np.float32), float(data["bias"]),
-                        float(data["centre"]))
-                if head[0].ndim == 1 and head[0].size > 0:
-                    self._folded_head = head
-                    return head
-                raise ValueError("no weights")
-            except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
-                log.warning("cached head %s is corrupt (%s); recomputing it", path, exc)
         matcher = getattr(self.model, "matcher", None)
         if matcher is None or not hasattr(matcher, "folded_head"):
             raise ValueError("local correspondences need a QAConv model; this is the global baseline")
@@ -557,8 +538,11 @@ class Session:
         head = (weight.detach().cpu().numpy().astype(np.float32), float(bias),
                 matcher.similarity_centre())
         # float32 -> repr float round-trips exactly through JSON
-        atomic_write_text(path, json.dumps({"weight": [float(x) for x in head[0]], "bias": head[1],
-                                            "centre": head[2]}))
+        try:
+            atomic_write_text(path, json.dumps({"weight": [float(x) for x in head[0]],
+                                                "bias": head[1], "centre": head[2]}))
+        except OSError as exc:
+            warn_uncached(self.cache_dir, exc)
         self._folded_head = head
         return head
 

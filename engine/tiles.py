@@ -1,30 +1,26 @@
 """Resumable scoring: a long score block computed in row bands ("tiles"), each saved when done.
 
 A killed or cancelled run leaves its finished tiles on disk; the next run with the same block
-key loads them (each checked against its recorded checksum and shape; a damaged tile is
-recomputed, never trusted) and scores only the rest. Once the block is whole, the caller saves
-it as one block and :func:`score_tiled` deletes the tiles.
+key loads them and scores only the rest. Each tile's record binds it to its place (the block
+key, its row and column range, shape and dtype) besides its checksum: a damaged tile, or one
+moved or swapped with its record, is recomputed, never trusted (engine.cache_files). Once the
+block is whole, the caller saves it as one block and :func:`score_tiled` deletes the tiles.
 
 For a symmetric (self-scoring) block, tile ``[i0:i1]`` holds rows ``i0:i1`` and columns
 ``i0:`` only: the part on or above the diagonal; the block is mirrored from it at the end.
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import logging
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from engine.cache_files import load_array, save_array
 from engine.jobs import CancelFn, ProgressFn, check_cancel, report
-from engine.utils import atomic_path, atomic_write_text
 
 __all__ = ["TILE_PAIRS", "discard_tiles", "score_tiled", "tile_bounds"]
-
-log = logging.getLogger(__name__)
 
 #: Pairs per tile: a few seconds of CPU work at the demo's shapes, a minute or two at the
 #: published ones; a killed run loses at most one tile.
@@ -42,36 +38,6 @@ def tile_bounds(p: int, g: int, tile_pairs: int | None = None) -> list[tuple[int
     return [(i0, min(p, i0 + rows)) for i0 in range(0, p, rows)]
 
 
-def _checksum(array: np.ndarray) -> str:
-    return hashlib.blake2b(np.ascontiguousarray(array).tobytes(), digest_size=16).hexdigest()
-
-
-def _load_tile(path: Path, shape: tuple[int, int]) -> np.ndarray | None:
-    meta_path = path.with_suffix(".json")
-    if not (path.is_file() and meta_path.is_file()):
-        return None
-    try:
-        meta = json.loads(meta_path.read_text())
-        tile = np.load(path)
-        if tile.shape != shape or tile.dtype != np.float32 or _checksum(tile) != meta["checksum"]:
-            raise ValueError("content differs from the recorded one")
-        return tile
-    except (OSError, ValueError, KeyError, EOFError, json.JSONDecodeError) as exc:
-        log.warning("score tile %s is damaged (%s); recomputing it", path, exc)
-        path.unlink(missing_ok=True)
-        meta_path.unlink(missing_ok=True)
-        return None
-
-
-def _save_tile(path: Path, tile: np.ndarray) -> None:
-    tile = np.ascontiguousarray(tile, dtype=np.float32)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.save(fh, tile)
-    # The checksum is written last: a tile without it is not trusted.
-    atomic_write_text(path.with_suffix(".json"), json.dumps({"checksum": _checksum(tile)}))
-
-
 def score_tiled(score: ScoreFn, a, b, *, tiles_dir: str | Path, symmetric: bool = False,
                 tile_pairs: int | None = None, progress: ProgressFn | None = None,
                 cancel: CancelFn | None = None) -> tuple[np.ndarray, int]:
@@ -85,7 +51,8 @@ def score_tiled(score: ScoreFn, a, b, *, tiles_dir: str | Path, symmetric: bool 
     a, b
         Row and column items (anything sliceable: feature maps, possibly memory-mapped).
     tiles_dir
-        Folder of this block's tiles (named after the block's cache key by the caller).
+        Folder of this block's tiles, named after the block's cache key by the caller (the
+        name is part of every tile's record).
     symmetric
         ``a`` and ``b`` are the same set: only the upper triangle is scored, then mirrored.
     progress, cancel
@@ -116,7 +83,9 @@ def score_tiled(score: ScoreFn, a, b, *, tiles_dir: str | Path, symmetric: bool 
     for i0, i1 in bands:
         c0 = i0 if symmetric else 0
         path = tiles_dir / f"{i0}-{i1}x{c0}-{g}.npy"
-        tile = _load_tile(path, (i1 - i0, g - c0)) if len(bands) > 1 else None
+        place = {"block": tiles_dir.name, "rows": [i0, i1], "cols": [c0, g]}
+        tile = (load_array(path, (i1 - i0, g - c0), np.float32, what="score tile", **place)
+                if len(bands) > 1 else None)
         if tile is None:
             check_cancel(cancel)
             size = (i1 - i0) * width(i0)
@@ -126,7 +95,7 @@ def score_tiled(score: ScoreFn, a, b, *, tiles_dir: str | Path, symmetric: bool 
             tile = np.asarray(score(a[i0:i1], b[c0:g], symmetric and whole, sub, cancel), np.float32)
             if len(bands) > 1:
                 tiles_dir.mkdir(parents=True, exist_ok=True)
-                _save_tile(path, tile)
+                save_array(path, tile, **place)
         else:
             reused += 1
         out[i0:i1, c0:g] = tile

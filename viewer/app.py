@@ -7,6 +7,8 @@ import os
 import sys
 import time
 
+from engine.cli._common import add_threads_argument, check_numbers
+
 __all__ = ["build_parser", "main", "create_app", "configure_pyqtgraph"]
 
 log = logging.getLogger("viewer")
@@ -43,9 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cache-dir", metavar="DIR",
                         help="folder for cached feature maps and scores (and the demo set); "
                              "default: $REID_CACHE_DIR or ~/.cache/reid-inspector")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads (default: $OMP_NUM_THREADS, else 2 or the "
-                             "number of cores if fewer)")
+    add_threads_argument(parser)
     parser.add_argument("--no-rerank-cache", action="store_true",
                         help="do not score query-query and gallery-gallery in the background "
                              "after the first paint (switching re-ranking on then scores them)")
@@ -198,6 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.inspect is not None and (args.screenshot is None or args.inspect < 1):
         parser.error("--inspect RANK needs --screenshot FILE and a rank of 1 or more")
+    try:
+        check_numbers(args)
+    except ValueError as exc:
+        parser.error(str(exc))
     from engine.utils import configure_threads
 
     configure_threads(args.threads)  # before the engine imports torch

@@ -2,7 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import math
+import os
 import sys
+
+log = logging.getLogger(__name__)
 
 
 def add_data_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -12,8 +17,8 @@ def add_data_arguments(parser: argparse.ArgumentParser, required: bool = True) -
                         help="dataset layout (market1501, dukemtmc, msmt17, cuhk03-np-detected, "
                              "cuhk03-np-labeled, folder, csv); detected when omitted")
     parser.add_argument("--allow-outside-paths", action="store_true",
-                        help="let a CSV manifest name images outside its own folder (refused "
-                             "by default)")
+                        help="let a CSV manifest or an MSMT17 list name images outside the "
+                             "dataset's folder (refused by default)")
 
 
 def load_data(args: argparse.Namespace, require: tuple[str, ...] = ("query", "gallery")):
@@ -63,3 +68,56 @@ class StageBar:
             self.stream.write("\n")
             self.stage = None
         self.stream.flush()
+
+
+def max_threads() -> int:
+    """The most CPU threads a run may ask for: the cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+# Every numeric flag of the subcommands and the launcher: (lowest, highest, whole number).
+# Times are bounded so that their squares stay normal floats (TLift divides by sigma^2);
+# alpha so that the lifted similarity stays within float32.
+_SECONDS = (1e-150, 1e150, False)
+_RANGES: dict[str, tuple[float, float, bool]] = {
+    "batch_size": (1, 4096, True),
+    "k1": (1, 1_000_000, True),
+    "k2": (1, 1_000_000, True),
+    "lambda_value": (0.0, 1.0, False),
+    "tau": _SECONDS,
+    "sigma": _SECONDS,
+    "tlift_k": (1, math.inf, True),
+    "alpha": (0.0, 1e6, False),
+    "shortlist": (1, 1_000_000, True),
+    "top_k": (1, math.inf, True),
+}
+
+
+def check_numbers(args: argparse.Namespace) -> None:
+    """Refuse a numeric flag outside its range with one line naming it, before any work."""
+    ranges = dict(_RANGES, threads=(1, max_threads(), True))
+    for dest, (low, high, whole) in ranges.items():
+        value = getattr(args, dest, None)
+        if value is None or isinstance(value, str):
+            continue
+        if not low <= value <= high:  # NaN fails too
+            kind = "a whole number" if whole else "a number"
+            bound = f">= {low:g}" if high == math.inf else f"in {low:g}..{high:g}"
+            where = " (the cores this process may use)" if dest == "threads" else ""
+            raise ValueError(f"--{dest.replace('_', '-')} must be {kind} {bound}{where}, got {value}")
+
+
+def tlift_k_for(k: int, query_cams, gallery_cams) -> int:
+    """``--tlift-k`` clamped to the largest block TLift takes its K-th value from (the queries
+    of one camera x the gallery items of one camera): any larger K picks the same pivots and
+    only costs memory (K = 10^6 asked for gigabytes)."""
+    import numpy as np
+
+    largest = int(np.bincount(query_cams).max()) * int(np.bincount(gallery_cams).max())
+    if k > largest:
+        log.info("--tlift-k %d is more than the %d entries of TLift's largest block: using %d "
+                 "(the same result)", k, largest, largest)
+    return int(min(k, largest))

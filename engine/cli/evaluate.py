@@ -19,6 +19,7 @@ from engine.cli._common import (
     add_data_arguments,
     add_device_argument,
     load_data,
+    tlift_k_for,
 )
 
 
@@ -49,34 +50,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "selects; default: exhaustive")
 
 
-def check_post_args(args: argparse.Namespace) -> None:
-    """Refuse re-ranking / TLift settings that cannot work, before any extraction or scoring."""
-    import math
-
-    for flag, value, low in (("--k1", getattr(args, "k1", 1), 1), ("--k2", getattr(args, "k2", 1), 1),
-                             ("--tlift-k", args.tlift_k, 1)):
-        if value < low:
-            raise ValueError(f"{flag} must be >= {low}, got {value}")
-    checks = [("--tau", args.tau, False), ("--sigma", args.sigma, False), ("--alpha", args.alpha, True)]
-    if hasattr(args, "lambda_value"):
-        checks.append(("--lambda-value", args.lambda_value, True))
-    for flag, value, zero_ok in checks:
-        if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
-            raise ValueError(f"{flag} must be a finite number {'>=' if zero_ok else '>'} 0, got {value}")
-    if hasattr(args, "lambda_value") and args.lambda_value > 1:
-        raise ValueError(f"--lambda-value must be in [0, 1], got {args.lambda_value}")
-    if getattr(args, "shortlist", None) is not None and args.shortlist < 1:
-        raise ValueError(f"--shortlist must be a positive number of candidates; got {args.shortlist}")
-
-
 def _settings(session, args):
     from engine.session import RerankParams, TLiftParams
 
     rr = RerankParams(args.k1, args.k2, args.lambda_value) if args.rerank else None
-    tl = TLiftParams(args.tau, args.sigma, args.tlift_k, args.alpha) if args.tlift else None
-    if tl is not None and not session.has_times:
+    if not args.tlift:
+        return rr, None
+    if not session.has_times:
         raise ValueError("TLift needs timestamps, and this dataset's images have none")
-    return rr, tl
+    k = tlift_k_for(args.tlift_k, session.query_cams, session.gallery_cams)
+    return rr, TLiftParams(args.tau, args.sigma, k, args.alpha)
 
 
 def stage_distances(session, args):
@@ -151,7 +134,6 @@ def run(args: argparse.Namespace) -> int:
     from engine.session import Session
     from engine.utils import atomic_write_text
 
-    check_post_args(args)
     if args.csv is not None:
         check_output_path(args.csv, force=args.force, inputs=run_inputs(args.checkpoint),
                           flag="--csv")

@@ -17,7 +17,9 @@ from engine.cli._common import (
     add_cache_argument,
     add_data_arguments,
     add_device_argument,
+    check_numbers,
     load_data,
+    tlift_k_for,
 )
 
 
@@ -40,16 +42,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="replace --csv if it exists")
 
 
+def _check_values(param: str, values: list[float]) -> None:
+    """``--values`` within the range of the ``--param`` they stand for (its flag's rule)."""
+    flag = "tlift_k" if param == "k" else param
+    for value in values:
+        if param == "k" and not value.is_integer():
+            raise ValueError(f"--values of k must be whole numbers, got {value:g}")
+        try:
+            check_numbers(argparse.Namespace(**{flag: value}))
+        except ValueError as exc:
+            raise ValueError(f"--values of {param}: {exc}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     from engine.analysis.plot_data import tlift_sweeps
-    from engine.cli.evaluate import check_post_args
     from engine.outputs import check_output_path, run_inputs
     from engine.session import RerankParams, Session
     from engine.utils import atomic_write_text
 
-    check_post_args(args)
-    if args.values is not None and args.param in ("tau", "sigma", "k") and min(args.values) <= 0:
-        raise ValueError(f"--values of {args.param} must be > 0")
+    if args.values is not None:
+        _check_values(args.param, args.values)
     if args.csv is not None:
         check_output_path(args.csv, force=args.force, inputs=run_inputs(args.checkpoint),
                           flag="--csv")
@@ -61,9 +73,12 @@ def run(args: argparse.Namespace) -> int:
     if not session.has_times:
         raise ValueError("TLift needs timestamps, and this dataset's images have none")
     values = args.values or APPENDIX_VALUES[args.param]
+    if args.param == "k":
+        values = [tlift_k_for(int(v), session.query_cams, session.gallery_cams) for v in values]
     bar = StageBar()
     distmat = session.distances(None if args.no_rerank else RerankParams(), None, progress=bar)
-    base = {"tau": args.tau, "sigma": args.sigma, "k": args.tlift_k, "alpha": args.alpha}
+    base = {"tau": args.tau, "sigma": args.sigma, "alpha": args.alpha,
+            "k": tlift_k_for(args.tlift_k, session.query_cams, session.gallery_cams)}
     # Without RR the pipeline lifts each query's relative similarity: the sweep does the same.
     points = tlift_sweeps(
         distmat, values={args.param: values}, base=base, relative=args.no_rerank,

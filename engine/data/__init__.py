@@ -39,7 +39,8 @@ def load_dataset(root: str | os.PathLike, name: str | None = None,
         Look at every image's first and last bytes; unreadable or truncated files are
         skipped, listed in ``Dataset.skipped`` and logged once, all together.
     allow_outside
-        Let a CSV manifest name images outside its own folder (refused by default).
+        Let a CSV manifest or an MSMT17 list name images outside the dataset's folder
+        (refused by default).
 
     Junk images (pid -1) are dropped; pid 0 (distractors) is kept. Train pids are
     relabelled ``0..N-1``; cameras are 0-based. Exact duplicates of a record in one split are
@@ -47,7 +48,7 @@ def load_dataset(root: str | os.PathLike, name: str | None = None,
     """
     root = os.path.abspath(os.fspath(root))
     layout, folder = resolve_layout(root, name)
-    raw = layout.parse(folder, allow_outside=allow_outside) if layout.name == "csv" else layout.parse(folder)
+    raw = layout.parse(folder, allow_outside=allow_outside) if layout.reads_paths else layout.parse(folder)
     skipped: list[tuple[str, str]] = list(raw.bad_rows)
     splits: dict[str, list[Sample]] = {}
     for split in ("train", "query", "gallery"):
@@ -76,7 +77,7 @@ def load_dataset(root: str | os.PathLike, name: str | None = None,
                     "query finds itself in the gallery", len(both), folder, sorted(both)[0])
     for split in require:
         if not splits[split]:
-            where = "" if split in raw.present else " (its folder or list is missing)"
+            where = "" if split in raw.present else f" ({raw.missing(split)})"
             raise LayoutError(f"the {split} split of {folder} ({layout.name} layout) is empty{where}")
     return Dataset(name=layout.name, root=folder, train=relabel(splits["train"]),
                    query=splits["query"], gallery=splits["gallery"], skipped=skipped)

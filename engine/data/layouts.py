@@ -8,6 +8,7 @@ file names and the timestamps.
 from __future__ import annotations
 
 import csv
+import math
 import os
 import re
 from collections import defaultdict
@@ -22,10 +23,12 @@ DUKE_FPS = 59.94
 # Frames to add to each DukeMTMC camera's local frame number to reach the common clock.
 DUKE_OFFSETS = (5542, 3606, 27243, 31181, 0, 22401, 18967, 46765)
 
-_MARKET_RE = re.compile(r"^(-?\d+)_c(\d+)s(\d+)_(\d+)_\d+")
-_DUKE_RE = re.compile(r"^(-?\d+)_c(\d+)_f(\d+)")
-_CUHK_RE = re.compile(r"^(-?\d+)_c(\d+)_\d+")
-_CAM_IN_NAME_RE = re.compile(r"(?:^|[_\-])c(\d+)")
+# Numbers in names are ASCII digits only: str.isdigit and \d also accept '²' or '٣'.
+_MARKET_RE = re.compile(r"^(-?[0-9]+)_c([0-9]+)s([0-9]+)_([0-9]+)_[0-9]+")
+_DUKE_RE = re.compile(r"^(-?[0-9]+)_c([0-9]+)_f([0-9]+)")
+_CUHK_RE = re.compile(r"^(-?[0-9]+)_c([0-9]+)_[0-9]+")
+_CAM_IN_NAME_RE = re.compile(r"(?:^|[_\-])c([0-9]+)")
+_INT_RE = re.compile(r"-?[0-9]+")
 # split -> folder, in Market-1501 and the layouts that copy it
 _MARKET_FOLDERS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
 
@@ -43,6 +46,67 @@ class RawSplits:
     gallery: list[Sample] = field(default_factory=list)
     bad_rows: list[tuple[str, str]] = field(default_factory=list)
     present: tuple[str, ...] = ()  # splits whose folder or list exists
+    sources: dict[str, str] = field(default_factory=dict)  # split -> the folder or list it is read from
+
+    def missing(self, split: str) -> str:
+        """What is missing when ``split`` is not :attr:`present`, for the user to read."""
+        source = self.sources.get(split)
+        return f"{source} is missing" if source else "its folder or list is missing"
+
+
+# Bounds of the numbers a dataset may hold (beyond them NumPy's int64 overflows, and no
+# camera network has a million cameras).
+_MAX_CAMERA = 999_999
+_MAX_PID = 2**31 - 1
+# Frame and session numbers: far beyond any recording, yet exact as float64 times.
+_MAX_FRAME = 10**15
+
+
+def _number(text: str, what: str) -> int:
+    """``text`` as an integer written in ASCII digits; ValueError naming ``what`` otherwise."""
+    text = text.strip()
+    if not _INT_RE.fullmatch(text):
+        raise ValueError(f"{what} {text!r} is not a whole number")
+    return int(text)
+
+
+def _pid(pid: int) -> int:
+    if not -1 <= pid <= _MAX_PID:
+        raise ValueError(f"pid {pid} outside -1..{_MAX_PID}")
+    return pid
+
+
+def _frame(frame: int, what: str = "frame") -> int:
+    if frame > _MAX_FRAME:
+        raise ValueError(f"{what} {frame} beyond {_MAX_FRAME}")
+    return frame
+
+
+def _identity(pid: int, cam: int, first_cam: int = 1) -> tuple[int, int]:
+    """``(pid, 0-based camera)`` of a record whose cameras are numbered from ``first_cam``;
+    ValueError when either is out of range."""
+    _pid(pid)
+    if cam == 0 and first_cam == 1:
+        raise ValueError("camera c0 (cameras are numbered from c1)")
+    if not first_cam <= cam <= _MAX_CAMERA + first_cam:
+        raise ValueError(f"camera {cam} outside {first_cam}..{_MAX_CAMERA + first_cam}")
+    return pid, cam - first_cam
+
+
+def _listed_path(path: str, base: str, root: str, allow_outside: bool, root_name: str) -> str:
+    """The file a list or manifest names: ``path`` relative to ``base`` unless absolute.
+
+    The one rule for every layout that reads paths from a file: a path leading outside
+    ``root`` (``../``, an absolute path, a link) is refused (ValueError) unless
+    ``allow_outside`` (``--allow-outside-paths``): a list from elsewhere must not make the
+    tool read, show or export arbitrary files.
+    """
+    full = path if os.path.isabs(path) else os.path.join(base, path)
+    real_root = os.path.realpath(root)
+    if not allow_outside and os.path.commonpath([real_root, os.path.realpath(full)]) != real_root:
+        raise ValueError(f"path {path} leads outside {root_name} (refused; --allow-outside-paths "
+                         "allows it)")
+    return full
 
 
 def _list_images(folder: str) -> list[str]:
@@ -65,8 +129,12 @@ def _parse_market(root: str) -> RawSplits:
                 out.bad_rows.append((os.path.join(root, sub, name), "name is not PPPP_cCsS_FFFFFF_NN"))
                 continue
             pid, cam, sess, frame = (int(g) for g in m.groups())
-            if cam == 0:
-                out.bad_rows.append((os.path.join(root, sub, name), "camera c0 (cameras are numbered from c1)"))
+            try:
+                pid, _ = _identity(pid, cam)
+                _frame(sess, "session")
+                _frame(frame)
+            except ValueError as exc:
+                out.bad_rows.append((os.path.join(root, sub, name), str(exc)))
                 continue
             rows.append((os.path.join(root, sub, name), pid, cam, sess, frame))
             max_frame[cam, sess] = max(max_frame[cam, sess], frame)
@@ -83,7 +151,7 @@ def _parse_market(root: str) -> RawSplits:
             Sample(path, pid, cam - 1, (frame + offset[cam, sess]) / MARKET_FPS)
             for path, pid, cam, sess, frame in rows
         )
-    out.present = tuple(s for s, sub in folders.items() if os.path.isdir(os.path.join(root, sub)))
+    _note_folders(out, root)
     return out
 
 
@@ -105,15 +173,22 @@ def _parse_named_folders(root: str, pattern: re.Pattern, expected: str,
                 getattr(out, split).append(to_sample(path, m))
             except ValueError as exc:
                 out.bad_rows.append((path, str(exc)))
-    out.present = tuple(s for s, sub in _MARKET_FOLDERS.items() if os.path.isdir(os.path.join(root, sub)))
+    _note_folders(out, root)
     return out
+
+
+def _note_folders(out: RawSplits, root: str) -> None:
+    """Record which Market-style split folders exist under ``root``, and their names."""
+    out.sources = {s: f"folder {sub}/" for s, sub in _MARKET_FOLDERS.items()}
+    out.present = tuple(s for s, sub in _MARKET_FOLDERS.items() if os.path.isdir(os.path.join(root, sub)))
 
 
 def _duke_sample(path: str, m: re.Match) -> Sample:
     pid, cam, frame = (int(g) for g in m.groups())
     if not 1 <= cam <= len(DUKE_OFFSETS):
         raise ValueError(f"camera {cam} outside 1..{len(DUKE_OFFSETS)}")
-    return Sample(path, pid, cam - 1, (frame + DUKE_OFFSETS[cam - 1]) / DUKE_FPS)
+    pid, cam = _identity(pid, cam)
+    return Sample(path, pid, cam, (_frame(frame) + DUKE_OFFSETS[cam]) / DUKE_FPS)
 
 
 def _parse_duke(root: str) -> RawSplits:
@@ -121,10 +196,8 @@ def _parse_duke(root: str) -> RawSplits:
 
 
 def _cuhk_sample(path: str, m: re.Match) -> Sample:
-    cam = int(m.group(2))
-    if cam == 0:
-        raise ValueError("camera c0 (cameras are numbered from c1)")
-    return Sample(path, int(m.group(1)), cam - 1, None)
+    pid, cam = _identity(int(m.group(1)), int(m.group(2)))
+    return Sample(path, pid, cam, None)
 
 
 def _parse_cuhk03(root: str) -> RawSplits:
@@ -147,7 +220,10 @@ def _msmt_image_dirs(root: str) -> dict[str, str]:
     return {"train": train, "val": train, "query": test, "gallery": test}
 
 
-def _parse_msmt(root: str) -> RawSplits:
+def _parse_msmt(root: str, allow_outside: bool = False) -> RawSplits:
+    """``list_{train,val,query,gallery}.txt`` of ``<path> <pid>`` lines; the camera is the
+    third ``_`` field of the file name. Paths leading outside ``root`` are refused
+    (:func:`_listed_path`)."""
     out = RawSplits()
     dirs = _msmt_image_dirs(root)
     split_of = {"train": "train", "val": "train", "query": "query", "gallery": "gallery"}
@@ -157,50 +233,66 @@ def _parse_msmt(root: str) -> RawSplits:
         if not os.path.isfile(list_path):
             continue
         present.add(split)
+        out.sources.setdefault(split, f"list list_{lst}.txt")
         with open(list_path, encoding="utf-8", errors="replace") as fh:
             for lineno, line in enumerate(fh, 1):
                 parts = line.split()
                 if not parts:
                     continue
                 where = f"{list_path}:{lineno}"
-                if len(parts) < 2 or not parts[1].lstrip("-").isdigit():
+                if len(parts) < 2 or not _INT_RE.fullmatch(parts[1]):
                     out.bad_rows.append((where, "expected '<path> <pid>'"))
                     continue
                 fields = os.path.basename(parts[0]).split("_")
-                if len(fields) < 3 or not fields[2].isdigit() or int(fields[2]) < 1:
-                    out.bad_rows.append((where, "file name has no camera (1, 2, ...) as its third "
-                                                "'_' field"))
+                try:
+                    path = _listed_path(parts[0], os.path.join(root, dirs[lst]), root,
+                                        allow_outside, "the dataset's folder")
+                    if len(fields) < 3 or not _INT_RE.fullmatch(fields[2]) or int(fields[2]) < 1:
+                        raise ValueError("file name has no camera (1, 2, ...) as its third '_' field")
+                    pid, cam = _identity(int(parts[1]), int(fields[2]))
+                except ValueError as exc:
+                    out.bad_rows.append((where, str(exc)))
                     continue
-                path = os.path.join(root, dirs[lst], parts[0])
-                getattr(out, split).append(Sample(path, int(parts[1]), int(fields[2]) - 1, None))
+                getattr(out, split).append(Sample(path, pid, cam, None))
     out.present = tuple(present)
     return out
 
 
 # --------------------------------------------------------------------------- <pid>/ folders
 def _cam_from_name(name: str) -> int | None:
+    """The camera number of a ``c<N>`` token in a file name (as written, from 1), or None."""
     m = _CAM_IN_NAME_RE.search(os.path.splitext(name)[0])
-    return int(m.group(1)) - 1 if m else None
+    return int(m.group(1)) if m else None
+
+
+def _sub_folders(folder: str) -> list[str]:
+    if not os.path.isdir(folder):
+        return []
+    return sorted(d for d in os.listdir(folder)
+                  if not d.startswith(".") and os.path.isdir(os.path.join(folder, d)))
 
 
 def _pid_dirs(folder: str) -> list[str]:
-    if not os.path.isdir(folder):
-        return []
-    return sorted(d for d in os.listdir(folder) if d.lstrip("-").isdigit()
-                  and os.path.isdir(os.path.join(folder, d)))
+    return [d for d in _sub_folders(folder) if _INT_RE.fullmatch(d)]
 
 
 def _samples_from_pid_dirs(folder: str, default_cam: int, bad_rows: list) -> list[Sample]:
+    """The images of ``folder/<pid>/``; sub-folders not named by a pid are skipped and listed."""
     samples = []
-    for d in _pid_dirs(folder):
+    for d in _sub_folders(folder):
+        try:
+            pid = _pid(_number(d, "folder name (an identity number)"))
+        except ValueError as exc:
+            bad_rows.append((os.path.join(folder, d), str(exc)))
+            continue
         for name in _list_images(os.path.join(folder, d)):
             cam = _cam_from_name(name)
-            if cam == -1:
-                bad_rows.append((os.path.join(folder, d, name),
-                                 "camera c0 (cameras are numbered from c1)"))
+            try:
+                cam = default_cam if cam is None else _identity(pid, cam)[1]
+            except ValueError as exc:
+                bad_rows.append((os.path.join(folder, d, name), str(exc)))
                 continue
-            samples.append(Sample(os.path.join(folder, d, name), int(d),
-                                  default_cam if cam is None else cam, None))
+            samples.append(Sample(os.path.join(folder, d, name), pid, cam, None))
     return samples
 
 
@@ -219,6 +311,7 @@ def _parse_folder(root: str) -> RawSplits:
         out.gallery = _samples_from_pid_dirs(os.path.join(root, "gallery"), 1, out.bad_rows)
         out.present = tuple(s for s in ("train", "query", "gallery")
                             if os.path.isdir(os.path.join(root, s)))
+        out.sources = {s: f"folder {s}/" for s in ("train", "query", "gallery")}
         return out
     by_pid: dict[int, list[Sample]] = defaultdict(list)
     for s in _samples_from_pid_dirs(root, 1, out.bad_rows):
@@ -226,7 +319,7 @@ def _parse_folder(root: str) -> RawSplits:
     for _pid, items in sorted(by_pid.items()):
         if len(items) >= 2:
             first = items[0]
-            out.query.append(first if _cam_from_name(first.path) is not None
+            out.query.append(first if _cam_from_name(os.path.basename(first.path)) is not None
                              else first._replace(cam=0))
             out.gallery.extend(items[1:])
         else:
@@ -249,27 +342,19 @@ def find_manifest(root: str) -> str | None:
     return None
 
 
-# Bounds of the numbers a manifest may hold (beyond them NumPy's int64 overflows, and no
-# camera network has a million cameras).
-_MAX_CAMERA = 999_999
-_MAX_PID = 2**31 - 1
-
-
 def _parse_csv(root: str, allow_outside: bool = False) -> RawSplits:
     """A CSV manifest with a header: ``path,pid,camera[,time][,split]``.
 
     Paths are relative to the manifest's folder unless absolute; ``camera`` is 0-based;
-    ``time`` in seconds may be empty and must be finite; ``split`` is train, query or gallery
-    (default gallery). A path leading outside the manifest's folder (``../``, an absolute path,
-    a link) is refused unless ``allow_outside`` (``--allow-outside-paths``): a manifest from
-    elsewhere must not make the tool read, show or export arbitrary files.
-    Rows that cannot be used are reported with their line number, not fatal.
+    ``time`` in seconds may be empty (no time) and must otherwise be finite; ``split`` is
+    train, query or gallery (default gallery). A path leading outside the manifest's folder is
+    refused unless ``allow_outside`` (:func:`_listed_path`). Rows that cannot be used (a
+    ``nan`` or infinite time included) are skipped and reported with their line number.
     """
     manifest = find_manifest(root)
     if manifest is None:
         raise LayoutError(f"no CSV manifest in {root}")
     base = os.path.dirname(os.path.abspath(manifest))
-    real_base = os.path.realpath(base)
     out = RawSplits()
     present = set()
     with open(manifest, newline="", encoding="utf-8-sig", errors="replace") as fh:
@@ -286,29 +371,18 @@ def _parse_csv(root: str, allow_outside: bool = False) -> RawSplits:
                 path = (row.get("path") or "").strip()
                 if not path:
                     raise ValueError("empty path")
-                pid = int((row.get("pid") or "").strip())
-                if not -1 <= pid <= _MAX_PID:
-                    raise ValueError(f"pid {pid} outside -1..{_MAX_PID}")
-                cam = int((row.get("camera") or "").strip())
-                if not 0 <= cam <= _MAX_CAMERA:
-                    raise ValueError(f"camera {cam} outside 0..{_MAX_CAMERA}")
+                pid, cam = _identity(_number(row.get("pid") or "", "pid"),
+                                     _number(row.get("camera") or "", "camera"), first_cam=0)
                 t = (row.get("time") or "").strip()
                 time = float(t) if t else None
-                if time is not None and time != time:
-                    time = None
-                if time is not None and abs(time) == float("inf"):
+                if time is not None and not math.isfinite(time):
                     raise ValueError(f"time {t!r} is not a finite number of seconds")
                 split = (row.get("split") or "gallery").strip().lower() or "gallery"
                 if split not in ("train", "query", "gallery"):
                     raise ValueError(f"split {split!r} is not train, query or gallery")
+                full = _listed_path(path, base, base, allow_outside, "the manifest's folder")
             except (ValueError, TypeError) as exc:
                 out.bad_rows.append((where, str(exc)))
-                continue
-            full = path if os.path.isabs(path) else os.path.join(base, path)
-            if not allow_outside and os.path.commonpath(
-                    [real_base, os.path.realpath(full)]) != real_base:
-                out.bad_rows.append((where, f"path {path} leads outside the manifest's folder "
-                                            "(refused; --allow-outside-paths allows it)"))
                 continue
             getattr(out, split).append(Sample(full, pid, cam, time))
             present.add(split)
@@ -323,7 +397,8 @@ class Layout:
     looks_for: str
     release_dirs: tuple[str, ...]
     matches: Callable[[str], bool]
-    parse: Callable[[str], RawSplits]
+    parse: Callable[..., RawSplits]
+    reads_paths: bool = False  # paths come from a file: parse takes allow_outside
 
 
 def _has(root: str, *names: str) -> bool:
@@ -331,21 +406,25 @@ def _has(root: str, *names: str) -> bool:
 
 
 def _first_name_matches(root: str, pattern: re.Pattern, ext: tuple[str, ...]) -> bool:
+    """Whether most of the first 20 image names of the first non-empty split folder match
+    ``pattern`` (a few odd names are then skipped and listed by the parser)."""
     for sub in ("bounding_box_test", "query", "bounding_box_train"):
-        names = [n for n in _list_images(os.path.join(root, sub)) if n.lower().endswith(ext)]
+        names = [n for n in _list_images(os.path.join(root, sub)) if n.lower().endswith(ext)][:20]
         if names:
-            return all(pattern.match(n) for n in names[:20])
+            return 2 * sum(bool(pattern.match(n)) for n in names) > len(names)
     return False
 
 
 def _market_like(root: str) -> bool:
-    return _has(root, "query") and (_has(root, "bounding_box_test") or _has(root, "bounding_box_train"))
+    # query/ is not required here: a set lacking it is still recognised, and the loader then
+    # names the missing folder (rather than another layout failing on some other file).
+    return _has(root, "bounding_box_test") or _has(root, "bounding_box_train")
 
 
 LAYOUTS: tuple[Layout, ...] = (
     Layout("msmt17", "list_query.txt and list_gallery.txt beside train/ and test/ (or mask_*_v2/)",
            ("MSMT17_V2", "MSMT17_V1", "MSMT17", "msmt17"),
-           lambda r: _has(r, "list_query.txt", "list_gallery.txt"), _parse_msmt),
+           lambda r: _has(r, "list_query.txt", "list_gallery.txt"), _parse_msmt, reads_paths=True),
     Layout("market1501", "bounding_box_train/, bounding_box_test/, query/ with PPPP_cCsS_FFFFFF_NN.jpg",
            ("Market-1501-v15.09.15", "Market-1501", "market1501", "Market1501"),
            lambda r: _market_like(r) and _first_name_matches(r, _MARKET_RE, (".jpg", ".jpeg")),
@@ -368,7 +447,7 @@ LAYOUTS: tuple[Layout, ...] = (
                                                    for s in ("query", "gallery")),
            _parse_folder),
     Layout("csv", "a CSV manifest (path,pid,camera[,time][,split])",
-           (), lambda r: find_manifest(r) is not None, _parse_csv),
+           (), lambda r: find_manifest(r) is not None, _parse_csv, reads_paths=True),
 )
 
 LAYOUT_NAMES = tuple(layout.name for layout in LAYOUTS)

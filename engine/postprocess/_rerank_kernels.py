@@ -1,14 +1,17 @@
 """Compiled step of k-reciprocal re-ranking (engine.postprocess.rerank): the Jaccard term.
 
-Loaded on first use (numba); compiled code is cached on disk beside the module.
+Loaded on first use (numba); compiled code is cached on disk beside the module
+(engine.postprocess._cached_kernels).
 """
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
+
+from engine.postprocess._cached_kernels import cached_njit
 
 
-@njit(parallel=True, cache=True)
+@cached_njit(parallel=True)
 def jaccard_rows(start, stop, ptr, cols, vals, inv_ptr, inv_rows, inv_vals, q_g, col_max,
                  keep, lam, out):
     """Rows ``start:stop`` of the re-ranked distance into ``out [stop - start, g]`` (float32):
@@ -32,7 +35,7 @@ def jaccard_rows(start, stop, ptr, cols, vals, inv_ptr, inv_rows, inv_vals, q_g,
             out[r, j] = jac * keep + (q_g[i, j] / scale) * lam
 
 
-@njit(cache=True)
+@cached_njit()
 def counting_order(keys, n):
     """Stable order of ``keys`` (ints in ``[0, n)``) by key: a counting sort."""
     start = np.zeros(n + 1, np.int64)

@@ -2,7 +2,7 @@
 
 Kept apart so that importing ``engine.postprocess`` does not import numba (the viewer imports the
 package at start-up; numba is loaded on the first TLift call). Compiled code is cached on disk
-(``cache=True``), so only the first call on a machine pays for compilation.
+(engine.postprocess._cached_kernels), so only the first call on a machine pays for compilation.
 
 Layout: the gallery sorted by camera, then time; ``order[l]`` is the gallery index at layout
 position ``l``, camera ``c`` holds positions ``start[c]:start[c + 1]``, ``position`` is the inverse
@@ -12,10 +12,12 @@ of ``order``. Windows: window ``w``'s block rows (its co-occurring probes) are
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
+
+from engine.postprocess._cached_kernels import cached_njit
 
 
-@njit(parallel=True, cache=True)
+@cached_njit(parallel=True)
 def row_tops(scores, position, camera, sizes, k):
     """Per probe row and gallery camera, the K largest similarities, descending.
 
@@ -64,7 +66,7 @@ def row_tops(scores, position, camera, sizes, k):
     return values, positions, kth, bad
 
 
-@njit(parallel=True, cache=True)
+@cached_njit(parallel=True)
 def thresholds(values, perm, lo, hi, k):
     """Each window block's K-th largest similarity per camera (its smallest when it has fewer
     than K entries; +inf for a camera without gallery items), from its rows' top lists: a row
@@ -94,7 +96,7 @@ def thresholds(values, perm, lo, hi, k):
     return out
 
 
-@njit(cache=True)
+@cached_njit()
 def _block_pivots(scores, order, start, values, positions, kth, perm, t0, t1, c, threshold, out):
     """The block entries of camera ``c`` reaching ``threshold`` (one per entry, duplicates kept)
     over rows ``perm[t0:t1]``, written to ``out`` if it is long enough; returns their count."""
@@ -118,7 +120,7 @@ def _block_pivots(scores, order, start, values, positions, kth, perm, t0, t1, c,
     return count
 
 
-@njit(parallel=True, cache=True)
+@cached_njit(parallel=True)
 def pivots(scores, order, start, values, positions, kth, perm, lo, hi, thr):
     """Pivots of every (window, camera) as layout positions, CSR over ``w * C + c``."""
     num_w, num_c = thr.shape
@@ -140,7 +142,7 @@ def pivots(scores, order, start, values, positions, kth, perm, lo, hi, thr):
     return ptr, out
 
 
-@njit(parallel=True, cache=True)
+@cached_njit(parallel=True)
 def kernel_rows(items, times, band_lo, band_hi, sigma2):
     """``exp(-(t_i - t_j)^2 / sigma^2)`` of each listed item ``j`` (layout position) and the
     items ``i`` of its band, concatenated; returns ``(offsets [len(items) + 1], values)``."""
@@ -159,7 +161,7 @@ def kernel_rows(items, times, band_lo, band_hi, sigma2):
     return offsets, table
 
 
-@njit(parallel=True, cache=True)
+@cached_njit(parallel=True)
 def lift(scores, out, order, start, ptr, pivot_pos, slot, band_lo, band_hi, offsets, table,
          lifted, lift_ptr, alpha):
     """``out[q] = (w + alpha) * scores[q]`` for the probes ``q`` of every window, ``w`` the mean

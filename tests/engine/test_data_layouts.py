@@ -223,3 +223,104 @@ def test_empty_split_is_an_error_naming_it(tmp_path):
 def test_missing_folder(tmp_path):
     with pytest.raises(LayoutError, match="does not exist"):
         load_dataset(tmp_path / "nope")
+
+
+# --------------------------------------------------------------------------- issue 19: 9, 13, 15, 16
+BIG = "9" * 20  # beyond int64
+
+
+def test_market_style_names_with_huge_numbers_are_skipped_and_listed(tmp_path):
+    root = make_market(tmp_path / "m")
+    bad = [root / "bounding_box_test" / f"{BIG}_c1s1_000001_00.jpg",
+           root / "query" / f"0003_c{BIG}s1_000001_00.jpg",
+           root / "bounding_box_test" / "0003_c²s1_000001_00.jpg",
+           root / "bounding_box_test" / f"0003_c1s1_{'9' * 230}_00.jpg"]
+    for path in bad:
+        _touch(path)
+    ds = load_dataset(root)
+    reasons = dict(ds.skipped)
+    assert all(str(p) in reasons for p in bad)
+    assert "pid" in reasons[str(bad[0])] and "camera" in reasons[str(bad[1])]
+    assert len(ds.gallery) == 4 and len(ds.query) == 2
+    assert max(abs(s.pid) for s in ds.query + ds.gallery) < 2**31
+
+    duke = tmp_path / "DukeMTMC-reID"
+    _touch(duke / "query" / "0007_c8_f0000100.jpg")
+    _touch(duke / "bounding_box_test" / "0007_c5_f0000200.jpg")
+    _touch(duke / "bounding_box_test" / f"{BIG}_c5_f0000200.jpg")
+    ds = load_dataset(duke)
+    assert ds.name == "dukemtmc" and len(ds.gallery) == 1
+    assert any(BIG in p and "pid" in r for p, r in ds.skipped)
+
+
+def test_folder_layout_sub_folders_that_are_not_pids_are_skipped_and_listed(tmp_path):
+    root = tmp_path / "split"
+    _touch(root / "query" / "7" / "q_c1.jpg")
+    _touch(root / "gallery" / "7" / "g_c3.jpg")
+    for name in ("²", "٣", BIG, "x1"):
+        _touch(root / "gallery" / name / "g_c2.jpg")
+    _touch(root / "gallery" / "7" / f"g_c{BIG}.jpg")
+    ds = load_dataset(root)
+    assert ds.name == "folder" and [s.pid for s in ds.gallery] == [7]
+    skipped = dict(ds.skipped)
+    for name in ("²", "٣", BIG, "x1"):
+        assert str(root / "gallery" / name) in skipped
+    assert "camera" in skipped[str(root / "gallery" / "7" / f"g_c{BIG}.jpg")]
+
+
+def test_a_market_style_set_without_query_names_that_folder(tmp_path):
+    root = make_market(tmp_path / "synthetic")
+    (root / "synthetic_images.csv").write_text("path,view,occluder\nx.jpg,front,none\n")
+    for name in MARKET["query"]:
+        os.remove(root / "query" / name)
+    os.rmdir(root / "query")
+    with pytest.raises(LayoutError, match=r"query split .*market1501.*folder query/ is missing"):
+        load_dataset(root)
+
+
+def test_a_manifest_time_nan_skips_that_row_and_keeps_the_timestamps(tmp_path):
+    root = tmp_path / "own"
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        _touch(root / "imgs" / name)
+    (root / "manifest.csv").write_text(
+        "path,pid,camera,time,split\n"
+        "imgs/a.jpg,1,0,12.5,query\n"
+        "imgs/b.jpg,1,1,20,gallery\n"
+        "imgs/c.jpg,2,1,nan,gallery\n"
+        f"imgs/c.jpg,{BIG},1,3,gallery\n"
+        "imgs/c.jpg,2,²,3,gallery\n")
+    ds = load_dataset(root)
+    assert ds.has_times and [s.time for s in ds.gallery] == [20.0]
+    reasons = {w.rsplit(":", 1)[1]: r for w, r in ds.skipped}
+    assert "nan" in reasons["4"] and "pid" in reasons["5"] and "camera" in reasons["6"]
+
+
+def _msmt(root, gallery_lines):
+    for lst, line in (("train", "0000/0000_000_01_a_0015_0.jpg 0"),
+                      ("query", "0100/0100_000_03_a_0015_0.jpg 100")):
+        folder = "train" if lst == "train" else "test"
+        _touch(root / folder / line.split()[0])
+        (root / f"list_{lst}.txt").write_text(line + "\n")
+    _touch(root / "test" / "0100" / "0100_001_07_a_0016_0.jpg")
+    (root / "list_gallery.txt").write_text("\n".join(gallery_lines) + "\n")
+
+
+def test_msmt_list_paths_outside_the_dataset_are_refused_per_row(tmp_path):
+    outside = tmp_path / "outside" / "0100_001_07_x.jpg"
+    _touch(outside)
+    root = tmp_path / "MSMT17_V1"
+    lines = ["0100/0100_001_07_a_0016_0.jpg 100",
+             "../../outside/0100_001_07_x.jpg 100",
+             f"{outside} 100",
+             f"0100/0100_001_07_a_0016_0.jpg {BIG}",
+             "0100/0100_001_07_a_0016_0.jpg ²"]
+    _msmt(root, lines)
+    ds = load_dataset(root)
+    assert [os.path.basename(s.path) for s in ds.gallery] == ["0100_001_07_a_0016_0.jpg"]
+    reasons = {w.rsplit(":", 1)[1]: r for w, r in ds.skipped}
+    assert "outside the dataset's folder" in reasons["2"] and "outside" in reasons["3"]
+    assert "pid" in reasons["4"] and "<path> <pid>" in reasons["5"]
+    allowed = load_dataset(root, allow_outside=True)
+    assert sum(s.path.endswith("0100_001_07_x.jpg") for s in allowed.gallery) == 2
+    assert all(os.path.realpath(s.path) == str(outside.resolve())
+               for s in allowed.gallery if s.path.endswith("0100_001_07_x.jpg"))

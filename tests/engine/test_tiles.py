@@ -114,3 +114,51 @@ def test_session_block_resumes_after_a_cancelled_run(tmp_path, monkeypatch):
     resumed.score(("gg",))
     np.testing.assert_allclose(resumed.logits["gg"], ref.logits["gg"], rtol=0, atol=1e-5)
     assert not any(tiles_dir.rglob("*.npy"))  # merged into one stored block
+
+
+def _cancelled_after(matcher, a, b, tiles_dir, tile_pairs, finished):
+    with pytest.raises(Cancelled):
+        score_tiled(Counting(matcher, stop_after=finished), a, b, tiles_dir=tiles_dir,
+                    tile_pairs=tile_pairs)
+    return sorted(tiles_dir.glob("*.npy"), key=lambda p: int(p.name.split("-")[0]))
+
+
+def test_tiles_swapped_with_their_records_are_rescored(tmp_path, matcher, caplog):
+    a, b = _maps(20, 5), _maps(11, 6)
+    tile_pairs = 50  # 4 rows a tile: equal shapes, so only the records tell the places apart
+    whole, _ = score_tiled(Counting(matcher), a, b, tiles_dir=tmp_path / "ref", tile_pairs=tile_pairs)
+    tiles = _cancelled_after(matcher, a, b, tmp_path / "blk", tile_pairs, finished=3)
+    first, second = tiles[0], tiles[1]
+    assert np.load(first).shape == np.load(second).shape
+    for suffix in (".npy", ".json"):  # array and record swapped together
+        x, y = first.with_suffix(suffix), second.with_suffix(suffix)
+        x.rename(tmp_path / "swap")
+        y.rename(x)
+        (tmp_path / "swap").rename(y)
+    # a tile of another block (same place, other key) copied in with its record
+    other = _cancelled_after(matcher, _maps(20, 7), b, tmp_path / "other", tile_pairs, finished=3)
+    for suffix in (".npy", ".json"):
+        other[2].with_suffix(suffix).replace(tiles[2].with_suffix(suffix))
+    again = Counting(matcher)
+    resumed, reused = score_tiled(again, a, b, tiles_dir=tmp_path / "blk", tile_pairs=tile_pairs)
+    assert reused == 0 and again.calls == len(tile_bounds(20, 11, tile_pairs))
+    np.testing.assert_array_equal(resumed, whole)
+    named = [r.getMessage() for r in caplog.records if "score tile" in r.getMessage()]
+    assert len(named) == 3 and all(str(tmp_path / "blk") in m for m in named)
+    assert any("rows" in m for m in named) and any("block" in m for m in named)
+
+
+@pytest.mark.parametrize("record", ["[]", "null", "7", '"x"', '{"checksum": 5}', "[" * 100_000,
+                                    '{"shape": "a", "dtype": [], "block": {}}'])
+def test_a_malformed_tile_record_is_rebuilt_every_time_not_a_type_error(tmp_path, matcher, record,
+                                                                          caplog):
+    a, b = _maps(12, 8), _maps(9, 9)
+    tile_pairs = 30
+    whole, _ = score_tiled(Counting(matcher), a, b, tiles_dir=tmp_path / "ref", tile_pairs=tile_pairs)
+    tiles = _cancelled_after(matcher, a, b, tmp_path / "blk", tile_pairs, finished=2)
+    tiles[0].with_suffix(".json").write_text(record)
+    again = Counting(matcher)
+    resumed, reused = score_tiled(again, a, b, tiles_dir=tmp_path / "blk", tile_pairs=tile_pairs)
+    assert reused == 1
+    np.testing.assert_array_equal(resumed, whole)
+    assert any(str(tiles[0]) in r.getMessage() for r in caplog.records)

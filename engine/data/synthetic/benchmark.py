@@ -38,6 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.cache_files import read_json_object
 from engine.data.synthetic.domains import DomainSpec, get_domain
 from engine.data.synthetic.people import Person, person_to_dict, sample_person
 from engine.data.synthetic.render import (
@@ -493,10 +494,10 @@ def read_settings(root: str | os.PathLike) -> dict | None:
     if not os.path.isfile(path):
         return None
     try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh).get("settings")
+        settings = read_json_object(path).get("settings")
     except (OSError, ValueError):
         return None
+    return settings if isinstance(settings, dict) else None
 
 
 def generate(root: str | os.PathLike, domain: str = "A", seed: int = 0,
