@@ -33,7 +33,7 @@ from engine.leftovers import remove_stale_temporaries
 from engine.utils import atomic_path, current_umask, default_cache_dir
 
 __all__ = ["OutputRefused", "RunInputs", "check_output_folder", "check_output_path", "run_inputs",
-           "session_inputs", "write_output", "write_output_folder"]
+           "session_inputs", "write_output", "write_output_bytes", "write_output_folder"]
 
 
 class OutputRefused(ValueError):
@@ -198,6 +198,11 @@ def write_output(path: str | os.PathLike, write: Callable[[Path], None], *, forc
     with atomic_path(target) as tmp:
         write(tmp)
     return target
+
+
+def write_output_bytes(path: str | os.PathLike, data: bytes, **kwargs) -> Path:
+    """:func:`write_output` of ``data`` (same keyword arguments)."""
+    return write_output(path, lambda tmp: tmp.write_bytes(data), **kwargs)
 
 
 def _existing_ancestor(folder: Path) -> Path:

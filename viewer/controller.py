@@ -320,6 +320,9 @@ class Controller(QObject):
         if state.session is None:
             state.error = JobError("no dataset loaded", "open a dataset before adding a query image")
             return None
+        if not os.path.isfile(path):  # a FIFO or device would block the reader for ever
+            state.error = JobError("not an image file", f"{path} is not a regular file")
+            return None
         settings = [PostSettings()]
         if not state.applied.is_raw:
             settings.append(state.applied)

@@ -159,7 +159,12 @@ def format_rows(method: str, rows) -> str:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from engine.outputs import check_output_folder, check_output_path, run_inputs, write_output
+    from engine.outputs import (
+        check_output_folder,
+        check_output_path,
+        run_inputs,
+        write_output_bytes,
+    )
     from engine.session import Session
 
     check_post_args(args)
@@ -189,8 +194,8 @@ def run(args: argparse.Namespace) -> int:
             text = "method,stage,rank1,rank5,rank10,mAP,mINP\n" + "".join(
                 f"{session.method},{n},{_at(m, 1):.6f},{_at(m, 5):.6f},{_at(m, 10):.6f},"
                 f"{m.mean_ap:.6f},{m.mean_inp:.6f}\n" for n, m in rows)
-            write_output(args.csv, lambda tmp: tmp.write_text(text, encoding="utf-8"), force=args.force,
-                         inputs=inputs, flag="--csv")
+            write_output_bytes(args.csv, text.encode("utf-8"), force=args.force, inputs=inputs,
+                               flag="--csv")
             if sys.exc_info()[0] is not None:
                 print(f"wrote the {len(rows)} finished row(s) to {args.csv}", file=sys.stderr)
     if args.plots:
