@@ -232,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
             check_output_path(args.screenshot, force=args.force, inputs=_screenshot_inputs(args),
                               flag="--screenshot")
         except OutputRefused as exc:
-            parser.error(str(exc))
+            print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+            return 2
     from engine.utils import configure_threads
 
     configure_threads(args.threads)  # before the engine imports torch
