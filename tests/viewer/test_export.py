@@ -160,6 +160,10 @@ def test_plot_and_match_view_exports_never_replace_the_sessions_inputs(qtbot, wi
             with pytest.raises(OutputRefused, match="inputs|symbolic link"):
                 dock.panel.export("cmc", str(path))
             assert not view.export_png(str(path), force=True)
+        for path in protected:  # the ranked-list export: the same guard
+            with qtbot.waitSignal(window.controller.export_finished, timeout=20000) as done:
+                window.controller.export(str(path), all_queries=True, top_k=2)
+            assert done.args[1] == -1
         assert {p: p.read_bytes() for p in protected} == before and link.is_symlink()
         dock.panel.export("roc", str(tmp_path / "roc.png"))  # an ordinary new file is written
         assert (tmp_path / "roc.png").read_bytes()[:4] == b"\x89PNG"
