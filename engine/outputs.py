@@ -253,9 +253,10 @@ def write_output_folder(folder: str | os.PathLike, files: Mapping[str, bytes], *
     not exist yet) and moved into place only when every one was written, so a full disk leaves the
     folder as it was. Returns the paths written.
     """
-    target = check_output_folder(folder, files, force=force, inputs=inputs, flag=flag)
+    target = Path(os.path.abspath(check_output_folder(folder, files, force=force, inputs=inputs,
+                                                      flag=flag)))
     fresh = not target.exists()
-    home = target.absolute().parent if fresh else target
+    home = target.parent if fresh else target
     home.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(home)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}-", suffix=".tmp",
