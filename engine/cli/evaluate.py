@@ -5,7 +5,8 @@ the QAConv appendix's Tables 5 and 6. Scores are cached, so a second run is fast
 
 With --plots DIR it also writes the analysis plots of every stage, each as PNG and CSV: CMC,
 ROC (with TPR at FPR 1e-2, 1e-3, 1e-4), true/false pair score distributions, rank-1/mAP per
-(query camera, gallery camera) and, with --tlift, the TLift parameter sweeps.
+(query camera, gallery camera) and, with --tlift, the TLift parameter sweeps. The files are
+written all or none; --csv and --plots are checked before any scoring (engine.outputs).
 Each row is printed when ready: the raw one before the blocks only re-ranking needs are scored.
 ``--shortlist K`` scores only K candidates per query (two-stage retrieval, engine.shortlist).
 """
