@@ -33,13 +33,13 @@ from __future__ import annotations
 import csv
 import os
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
 
 from engine.data.samples import Sample
 from engine.jobs import CancelFn, ProgressFn, check_cancel, report
-from engine.outputs import check_output_path
-from engine.utils import atomic_path
+from engine.outputs import RunInputs, write_output
 
 __all__ = ["COLUMNS", "method_for", "protocol_ranks", "ranked_rows", "write_ranked_csv"]
 
@@ -134,15 +134,16 @@ def write_ranked_csv(path: str | os.PathLike, distmat, scores, queries: Sequence
                      gallery: Sequence[Sample], *, method: str, top_k: int | None = None,
                      query_indices: Sequence[int] | None = None,
                      progress: ProgressFn | None = None, cancel: CancelFn | None = None,
-                     inputs: Sequence[str] = (), camera_base: int = 0) -> int:
+                     inputs: RunInputs | Sequence[str] = (), camera_base: int = 0) -> int:
     """Write ranked lists to ``path`` as CSV (see the module notes for the columns).
 
     The caller has decided that an existing regular file at ``path`` may be replaced (``--force``
     or a confirmation); anything else there (a folder, a link, a device, a FIFO, one of the
-    ``inputs`` files the run reads) is refused with :class:`engine.outputs.OutputRefused`.
+    ``inputs`` the run reads, see :func:`engine.outputs.run_inputs`) is refused with
+    :class:`engine.outputs.OutputRefused`.
 
-    The file appears complete or not at all: rows go to a temporary file that is renamed over
-    ``path`` at the end, so an error, an unwritable folder or a cancel leaves no partial file.
+    The file appears complete or not at all (:func:`engine.outputs.write_output`), so an error,
+    an unwritable folder or a cancel leaves no partial file.
     ``progress(done, total)`` counts queries; ``cancel()`` is checked between queries.
 
     Returns
@@ -157,23 +158,21 @@ def write_ranked_csv(path: str | os.PathLike, distmat, scores, queries: Sequence
     engine.jobs.Cancelled
         When ``cancel()`` returned True.
     """
-    check_output_path(path, force=True, inputs=inputs, flag="export")
     indices = list(range(len(queries)) if query_indices is None else query_indices)
     rows = 0
-    try:
-        with atomic_path(path) as tmp:
-            with open(tmp, "w", newline="", encoding="utf-8") as fh:
-                writer = csv.writer(fh)
-                writer.writerow(COLUMNS)
-                for done, qi in enumerate(indices, start=1):
-                    check_cancel(cancel)
-                    for row in ranked_rows(distmat, scores, queries, gallery, method=method,
-                                           top_k=top_k, query_indices=(qi,),
-                                           camera_base=camera_base):
-                        writer.writerow(row)
-                        rows += 1
-                    report(progress, done, len(indices))
-    except OSError as exc:
-        raise OSError(exc.errno, f"cannot write the CSV file {os.fspath(path)}: "
-                                 f"{exc.strerror or exc}") from exc
+
+    def fill(tmp: Path) -> None:
+        nonlocal rows
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(COLUMNS)
+            for done, qi in enumerate(indices, start=1):
+                check_cancel(cancel)
+                for row in ranked_rows(distmat, scores, queries, gallery, method=method,
+                                       top_k=top_k, query_indices=(qi,), camera_base=camera_base):
+                    writer.writerow(row)
+                    rows += 1
+                report(progress, done, len(indices))
+
+    write_output(path, fill, force=True, inputs=inputs, flag="export")
     return rows

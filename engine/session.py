@@ -193,7 +193,7 @@ class Session:
             from engine.train import load_model
 
             return cls(dataset, load_model(checkpoint, dev), digest, device=dev,
-                       cache_dir=cache_dir, **kwargs)
+                       cache_dir=cache_dir, checkpoint=checkpoint, **kwargs)
         return cls(dataset, None, digest, device=dev, cache_dir=cache_dir,
                    checkpoint=checkpoint, config=config, **kwargs)
 

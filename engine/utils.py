@@ -112,9 +112,7 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
         tmp_path = Path(tmp)
         yield tmp_path
         # mkstemp makes the file private (0600); give it the usual mode of a new file
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp_path, 0o666 & ~umask)
+        os.chmod(tmp_path, 0o666 & ~current_umask())
         os.replace(tmp_path, target)
     except BaseException as exc:
         if tmp_path is not None:
@@ -125,6 +123,13 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
             # Name the file the user asked for (a full disk, a read-only folder), not our temporary.
             raise OSError(exc.errno, f"cannot write {target}: {exc.strerror or exc}") from exc
         raise
+
+
+def current_umask() -> int:
+    """The process's file mode creation mask (reading it means setting it, so it is set back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_bytes(target: str | os.PathLike, data: bytes) -> None:

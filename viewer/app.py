@@ -12,6 +12,8 @@ from engine.cli._common import add_threads_argument, check_numbers
 __all__ = ["build_parser", "main", "create_app", "configure_pyqtgraph"]
 
 log = logging.getLogger("viewer")
+#: How long the launcher waits for background jobs after the window closed before it exits.
+EXIT_WAIT_MS = 5_000
 
 
 def _shortlist(text: str) -> int | str | None:
@@ -57,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--screenshot", metavar="FILE",
                         help="load, render the window with the first query selected, save it "
                              "as PNG to FILE and exit (exit code 1 if loading failed)")
+    parser.add_argument("--force", action="store_true",
+                        help="with --screenshot: replace FILE if it exists (never one of the "
+                             "session's inputs)")
     parser.add_argument("--occlusion", choices=("square", "sensitivity"),
                         help="with --screenshot: open the occlusion panel on the first query "
                              "whose top result is a true match, and rank it with the square over "
@@ -125,16 +130,38 @@ def _show_splash(app):
     return splash
 
 
-def _save_screenshot(window, path: str) -> bool:
+def _screenshot_inputs(args):
+    """What the session of ``args`` reads (checkpoint, dataset, cache), known before loading."""
+    from engine.outputs import run_inputs
+    from viewer.tasks import demo_checkpoint
+
+    return run_inputs(args.checkpoint or demo_checkpoint(), data=args.data,
+                      cache_dir=args.cache_dir)
+
+
+def _save_screenshot(window, args) -> bool:
+    """Save the window to ``args.screenshot`` through the guarded writer (engine.outputs), with
+    the loaded session's inputs (or, when loading failed, those known from the arguments)."""
     from PySide6.QtWidgets import QApplication
+
+    from engine.outputs import session_inputs, write_output
 
     QApplication.processEvents()
     window.grid.viewport().repaint()
     pixmap = window.grab()
-    ok = pixmap.save(path, "PNG")
-    if not ok:
-        log.error("could not write the screenshot to %s", path)
-    return ok
+
+    def save(tmp) -> None:
+        if not pixmap.save(str(tmp), "PNG"):
+            raise OSError(f"could not encode the screenshot for {args.screenshot}")
+
+    session = window.state.session
+    inputs = _screenshot_inputs(args) if session is None else session_inputs(session)
+    try:
+        write_output(args.screenshot, save, force=args.force, inputs=inputs, flag="--screenshot")
+    except (OSError, ValueError) as exc:
+        log.error("could not write the screenshot: %s", exc)
+        return False
+    return True
 
 
 def _occlusion_then(window, what: str, then) -> None:
@@ -162,14 +189,14 @@ def _occlusion_then(window, what: str, then) -> None:
         occlusion.apply_square()
 
 
-def _screenshot_inspector(window, rank: int, path: str, exit_code: dict, timeout_s: float = 120.0) -> None:
+def _screenshot_inspector(window, args, exit_code: dict, timeout_s: float = 120.0) -> None:
     """Open the inspector on the first query's result at ``rank``; save once it is complete."""
     from PySide6.QtCore import QTimer
 
     configure_pyqtgraph()  # before the inspector's view is built
     state = window.state
-    if not state.select_rank(rank):
-        log.error("the first query has no result at rank %d", rank)
+    if not state.select_rank(args.inspect):
+        log.error("the first query has no result at rank %d", args.inspect)
         exit_code["value"] = 1
         window.close()
         return
@@ -186,7 +213,7 @@ def _screenshot_inspector(window, rank: int, path: str, exit_code: dict, timeout
             log.error("the match inspector was not ready after %.0f s (local matches %s; busy: %r; "
                       "scores: %s)", timeout_s, "computed" if ins.correspondence is not None
                       else "missing", state.busy, "; ".join(s.text() for s in ins.scores))
-        saved = _save_screenshot(window, path)
+        saved = _save_screenshot(window, args)
         exit_code["value"] = 0 if (ready and saved) else 1
         window.close()
 
@@ -202,6 +229,15 @@ def main(argv: list[str] | None = None) -> int:
         check_numbers(args)
     except ValueError as exc:
         parser.error(str(exc))
+    if args.screenshot is not None:  # refused before the load, not after it
+        from engine.outputs import OutputRefused, check_output_path
+
+        try:
+            check_output_path(args.screenshot, force=args.force, inputs=_screenshot_inputs(args),
+                              flag="--screenshot")
+        except OutputRefused as exc:
+            print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+            return 2
     from engine.utils import configure_threads
 
     configure_threads(args.threads)  # before the engine imports torch
@@ -236,14 +272,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.screenshot and args.occlusion and ok:
             _occlusion_then(window, args.occlusion, lambda done: finish(done))
         elif args.screenshot and args.inspect is not None and ok:
-            _screenshot_inspector(window, args.inspect, args.screenshot, exit_code)
+            _screenshot_inspector(window, args, exit_code)
         elif args.screenshot:
             finish(ok)
         else:
             configure_pyqtgraph()
 
     def finish(ok: bool) -> None:
-        saved = _save_screenshot(window, args.screenshot)
+        saved = _save_screenshot(window, args)
         exit_code["value"] = 0 if (ok and saved) else 1
         window.close()
 
@@ -254,7 +290,15 @@ def main(argv: list[str] | None = None) -> int:
         QTimer.singleShot(int(args.quit_after * 1000), window.close)
     window.start_load(request)
     app.exec()
-    window.controller.shutdown()
+    if not window.controller.shutdown(EXIT_WAIT_MS):
+        # A job stuck in a call that cannot be cancelled (a read from a hung network share)
+        # would keep the process alive for ever: leave without waiting for its thread.
+        log.error("a background job did not stop within %.0f s; exiting without it",
+                  EXIT_WAIT_MS / 1000)
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(exit_code["value"] or 1)
     return exit_code["value"]
 
 

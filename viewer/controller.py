@@ -320,6 +320,9 @@ class Controller(QObject):
         if state.session is None:
             state.error = JobError("no dataset loaded", "open a dataset before adding a query image")
             return None
+        if not os.path.isfile(path):  # a FIFO or device would block the reader for ever
+            state.error = JobError("not an image file", f"{path} is not a regular file")
+            return None
         settings = [PostSettings()]
         if not state.applied.is_raw:
             settings.append(state.applied)
@@ -340,6 +343,8 @@ class Controller(QObject):
     # ------------------------------------------------------------------ export
     def export(self, path: str, *, all_queries: bool, top_k: int | None) -> Worker | None:
         """Write the current query's list (or every query's) to CSV in the background."""
+        from engine.outputs import session_inputs
+
         state = self.state
         if state.session is None or state.distmat is None:
             state.error = JobError("nothing to export", "no ranking has been computed yet")
@@ -372,7 +377,7 @@ class Controller(QObject):
         return self._job(export_ranked_csv, path, distmat, scores, queries,
                          list(state.session.dataset.gallery), method=method, top_k=top_k,
                          query_indices=indices, camera_base=state.session.dataset.camera_base,
-                         checkpoint=getattr(state.session, "checkpoint", None), name="export CSV", pool="io", on_result=done,
+                         inputs=session_inputs(state.session), name="export CSV", pool="io", on_result=done,
                          on_error=lambda e: self.export_finished.emit(path, -1),
                          on_cancel=lambda: self.export_finished.emit(path, -1))
 

@@ -319,15 +319,18 @@ def score_external(session, path: str, settings: list[PostSettings], *, progress
 def export_ranked_csv(path: str, distmat: np.ndarray, scores: np.ndarray, queries: list[Sample],
                       gallery: list[Sample], *, method: str, top_k: int | None,
                       query_indices: list[int], progress, cancel, camera_base: int = 1,
-                      checkpoint: str | None = None) -> int:
+                      inputs=()) -> int:
     """Write ranked lists to CSV via :func:`engine.export.write_ranked_csv`; returns rows written.
 
-    Refuses to replace the run's inputs (the checkpoint, the gallery and query images)."""
-    from engine.export import write_ranked_csv
+    Refuses to replace the session's ``inputs`` (:func:`engine.outputs.session_inputs`) and the
+    query images (external ones included)."""
+    import dataclasses
 
-    inputs = [s.path for s in list(queries) + list(gallery)]
-    if checkpoint is not None:
-        inputs.append(os.fspath(checkpoint))
+    from engine.export import write_ranked_csv
+    from engine.outputs import RunInputs
+
+    inputs = RunInputs.of(inputs)
+    inputs = dataclasses.replace(inputs, files=inputs.files + tuple(s.path for s in queries))
     return write_ranked_csv(path, distmat, scores, queries, gallery, method=method, top_k=top_k,
                             query_indices=query_indices, camera_base=camera_base, inputs=inputs,
                             progress=lambda d, t: progress("export", d, t), cancel=cancel)

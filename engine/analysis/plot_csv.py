@@ -14,13 +14,10 @@ rates are fractions):
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 
 from engine.analysis.plot_data import FPR_TARGETS, SUBSETS, PlotSet
-from engine.utils import atomic_write_text
 
-__all__ = ["PLOT_NAMES", "plot_csv", "write_csvs"]
+__all__ = ["PLOT_NAMES", "csv_files", "plot_csv"]
 
 #: Every plot, in the order the files are written; the CSV is ``<name>.csv``.
 PLOT_NAMES = ("cmc", "roc", "tpr_at_fpr", "score_distributions", "camera_pairs", "tlift_sweep")
@@ -93,17 +90,9 @@ def plot_csv(plots: PlotSet, name: str) -> str:
     return header + "\n" + "".join(",".join(_num(v) for v in row) + "\n" for row in rows(plots))
 
 
-def write_csvs(plots: PlotSet, folder: str | os.PathLike) -> list[Path]:
-    """Write every plot's CSV into ``folder`` (atomically each); returns the paths written.
-
-    ``tlift_sweep.csv`` is written only when the set holds sweeps.
-    """
-    folder = Path(folder)
-    written = []
-    for name in PLOT_NAMES:
-        if name == "tlift_sweep" and not plots.sweeps:
-            continue
-        path = folder / f"{name}.csv"
-        atomic_write_text(path, plot_csv(plots, name))
-        written.append(path)
-    return written
+def csv_files(plots: PlotSet) -> dict[str, bytes]:
+    """Every plot's CSV file, ``{"cmc.csv": content, ...}`` (for
+    :func:`engine.outputs.write_output_folder`); ``tlift_sweep.csv`` only when the set holds
+    sweeps."""
+    return {f"{name}.csv": plot_csv(plots, name).encode("utf-8") for name in PLOT_NAMES
+            if name != "tlift_sweep" or plots.sweeps}

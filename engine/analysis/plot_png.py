@@ -7,16 +7,13 @@ sweeps. The viewer's panel draws the interactive versions with pyqtgraph.
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 
 import cv2
 import numpy as np
 
 from engine.analysis.plot_data import SUBSETS, CameraPairs, PlotSet
-from engine.utils import atomic_write_bytes
 
-__all__ = ["PLOT_BOX", "stage_color", "write_pngs"]
+__all__ = ["PLOT_BOX", "png_files", "stage_color"]
 
 FONT, AA = cv2.FONT_HERSHEY_SIMPLEX, cv2.LINE_AA
 INK, GRID, FRAME = (40, 35, 31), (225, 225, 225), (110, 110, 110)  # BGR
@@ -228,19 +225,18 @@ def sweep_image(plots: PlotSet) -> np.ndarray:
     return img
 
 
-def write_pngs(plots: PlotSet, folder: str | os.PathLike) -> list[Path]:
-    """Write ``cmc``, ``roc``, ``score_distributions``, ``camera_pairs`` and (with sweeps)
-    ``tlift_sweep`` as PNG into ``folder``, each atomically; returns the paths written."""
+def png_files(plots: PlotSet) -> dict[str, bytes]:
+    """``cmc``, ``roc``, ``score_distributions``, ``camera_pairs`` and (with sweeps)
+    ``tlift_sweep`` as PNG, ``{"cmc.png": content, ...}`` (for
+    :func:`engine.outputs.write_output_folder`)."""
     images = {"cmc": cmc_image, "roc": roc_image, "score_distributions": distributions_image,
               "camera_pairs": camera_pairs_image}
     if plots.sweeps:
         images["tlift_sweep"] = sweep_image
-    written = []
+    files = {}
     for name, draw in images.items():
         ok, data = cv2.imencode(".png", draw(plots))
         if not ok:
-            raise OSError(f"could not encode {name}.png")
-        path = Path(folder) / f"{name}.png"
-        atomic_write_bytes(path, data.tobytes())
-        written.append(path)
-    return written
+            raise ValueError(f"could not encode {name}.png")
+        files[f"{name}.png"] = data.tobytes()
+    return files

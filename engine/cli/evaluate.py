@@ -5,7 +5,8 @@ the QAConv appendix's Tables 5 and 6. Scores are cached, so a second run is fast
 
 With --plots DIR it also writes the analysis plots of every stage, each as PNG and CSV: CMC,
 ROC (with TPR at FPR 1e-2, 1e-3, 1e-4), true/false pair score distributions, rank-1/mAP per
-(query camera, gallery camera) and, with --tlift, the TLift parameter sweeps.
+(query camera, gallery camera) and, with --tlift, the TLift parameter sweeps. The files are
+written all or none; --csv and --plots are checked before any scoring (engine.outputs).
 Each row is printed when ready: the raw one before the blocks only re-ranking needs are scored.
 ``--shortlist K`` scores only K candidates per query (two-stage retrieval, engine.shortlist).
 """
@@ -43,7 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-sweep", action="store_true",
                         help="with --plots and --tlift: skip the TLift parameter sweeps "
                              "(40 TLift runs)")
-    parser.add_argument("--force", action="store_true", help="replace --csv if it exists")
+    parser.add_argument("--force", action="store_true",
+                        help="replace --csv and the files in --plots if they exist; write --plots "
+                             "inside the dataset, cache or checkpoint folder")
     parser.add_argument("--shortlist", type=int, default=None, metavar="K",
                         help="two-stage retrieval: QAConv scores only the K candidates per query "
                              "(and per item for re-ranking) that matching on coarsened maps "
@@ -80,13 +83,22 @@ def stage_rows(session, args):
         yield name, session.evaluate(dist)
 
 
-def write_plots(session, args, distances) -> list:
-    """Every analysis plot of the evaluated stages into ``args.plots``, as CSV and PNG."""
+def plot_file_names() -> list[str]:
+    """Every file ``--plots`` may write (the sweep's only with --tlift)."""
+    from engine.analysis.plot_csv import PLOT_NAMES
+
+    return [f"{name}.{kind}" for name in PLOT_NAMES for kind in ("csv", "png")]
+
+
+def write_plots(session, args, distances, inputs) -> list:
+    """Every analysis plot of the evaluated stages into ``args.plots``, as CSV and PNG: all of
+    them or none (``engine.outputs.write_output_folder``)."""
     import dataclasses
 
-    from engine.analysis.plot_csv import write_csvs
+    from engine.analysis.plot_csv import csv_files
     from engine.analysis.plot_data import analyse_stages, stage_name, tlift_sweeps
-    from engine.analysis.plot_png import write_pngs
+    from engine.analysis.plot_png import png_files
+    from engine.outputs import write_output_folder
 
     rr, tl = _settings(session, args)
     names = {"raw": (False, False), "+RR": (True, False), "+TLift": (False, True),
@@ -106,7 +118,8 @@ def write_plots(session, args, distances) -> list:
             relative=rr is None, progress=lambda d, t: bar("sweep", d, t))
         plots = dataclasses.replace(plots, sweeps=sweeps, sweep_base=base,
                                     sweep_stage=stage_name(session.method, rr is not None, True))
-    return write_csvs(plots, args.plots) + write_pngs(plots, args.plots)
+    return write_output_folder(args.plots, {**csv_files(plots), **png_files(plots)},
+                               force=args.force, inputs=inputs)
 
 
 def _at(m, k: int) -> float:
@@ -130,18 +143,23 @@ def format_rows(method: str, rows) -> str:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from engine.outputs import check_output_path, run_inputs
+    from engine.outputs import (
+        check_output_folder,
+        check_output_path,
+        run_inputs,
+        write_output_bytes,
+    )
     from engine.session import Session
-    from engine.utils import atomic_write_text
 
+    data = load_data(args)
+    # Every output is checked before the minutes of extraction and scoring.
+    inputs = run_inputs(args.checkpoint, data, cache_dir=args.cache_dir)
     if args.csv is not None:
-        check_output_path(args.csv, force=args.force, inputs=run_inputs(args.checkpoint),
-                          flag="--csv")
-    session = Session.open(load_data(args), args.checkpoint, device=args.device, layout=args.layout,
-                           cache_dir=args.cache_dir, shortlist=args.shortlist)
-    if args.csv is not None:
-        check_output_path(args.csv, force=args.force,
-                          inputs=run_inputs(args.checkpoint, session.dataset), flag="--csv")
+        check_output_path(args.csv, force=args.force, inputs=inputs, flag="--csv")
+    if args.plots is not None:
+        check_output_folder(args.plots, plot_file_names(), force=args.force, inputs=inputs)
+    session = Session.open(data, args.checkpoint, device=args.device, cache_dir=args.cache_dir,
+                           shortlist=args.shortlist)
     rows, distances = [], []
     try:
         # Each row is printed as soon as it is computed: a later stage that fails (or is
@@ -159,10 +177,11 @@ def run(args: argparse.Namespace) -> int:
             text = "method,stage,rank1,rank5,rank10,mAP,mINP\n" + "".join(
                 f"{session.method},{n},{_at(m, 1):.6f},{_at(m, 5):.6f},{_at(m, 10):.6f},"
                 f"{m.mean_ap:.6f},{m.mean_inp:.6f}\n" for n, m in rows)
-            atomic_write_text(args.csv, text)
+            write_output_bytes(args.csv, text.encode("utf-8"), force=args.force, inputs=inputs,
+                               flag="--csv")
             if sys.exc_info()[0] is not None:
                 print(f"wrote the {len(rows)} finished row(s) to {args.csv}", file=sys.stderr)
     if args.plots:
-        written = write_plots(session, args, distances)
+        written = write_plots(session, args, distances, inputs)
         print(f"wrote {len(written)} plot files to {args.plots}")
     return 0

@@ -35,18 +35,17 @@ def run(args: argparse.Namespace) -> int:
 
     if args.top_k is not None and args.top_k < 1:
         raise ValueError(f"--top-k must be at least 1, got {args.top_k}")
-    check_output_path(args.out, force=args.force, inputs=run_inputs(args.checkpoint))
-    session = Session.open(load_data(args), args.checkpoint, device=args.device, layout=args.layout,
-                           cache_dir=args.cache_dir)
-    check_output_path(args.out, force=args.force, inputs=run_inputs(args.checkpoint, session.dataset))
+    data = load_data(args)
+    inputs = run_inputs(args.checkpoint, data, cache_dir=args.cache_dir)
+    check_output_path(args.out, force=args.force, inputs=inputs)  # before the work
+    session = Session.open(data, args.checkpoint, device=args.device, cache_dir=args.cache_dir)
     bar = StageBar()
     distmat = session.distances(RerankParams() if args.rerank else None,
                                 TLiftParams() if args.tlift else None, progress=bar)
     method = session.method + ("+rr" if args.rerank else "") + ("+tlift" if args.tlift else "")
     rows = write_ranked_csv(args.out, distmat, session.logits["qg"], session.dataset.query,
                             session.dataset.gallery, method=method, top_k=args.top_k,
-                            camera_base=session.dataset.camera_base,
-                            inputs=run_inputs(args.checkpoint, session.dataset),
+                            camera_base=session.dataset.camera_base, inputs=inputs,
                             progress=lambda d, t: bar("export", d, t))
     print(f"wrote {rows} rows for {len(session.dataset.query)} queries to {args.out}")
     return 0

@@ -134,3 +134,73 @@ def test_export_from_the_window(qtbot, window, loaded, tmp_path):
     qtbot.waitUntil(lambda: win.state.error is not None, timeout=5000)
     assert "cannot write" in win.state.error.message and win.banner.isVisible()
     assert not (blocker_file / "x.csv").exists()
+
+
+# --------------------------------------------------------------------------- issue 19: inputs
+def test_plot_and_match_view_exports_never_replace_the_sessions_inputs(qtbot, window, loaded,
+                                                                      tmp_path):
+    from pathlib import Path
+
+    session = loaded.session
+    checkpoint = Path(session.checkpoint)
+    image = Path(session.dataset.gallery[0].path)
+    protected = [checkpoint, checkpoint.with_suffix(".json"), image]
+    before = {p: p.read_bytes() for p in protected}
+    link = tmp_path / "link.png"
+    link.symlink_to(image)
+    alias = tmp_path / "alias.png"  # another name of a dataset image: the PNG branch
+    os.link(image, alias)
+    window.show_plots()
+    dock = window.plots_dock
+    qtbot.waitUntil(lambda: dock.plots_controller.plots.plots is not None, timeout=20_000)
+    view = window.inspector.build()
+    try:
+        for path in [*protected, link, alias]:
+            # the file dialogs' confirmation is no licence to replace an input
+            with pytest.raises(OutputRefused, match="inputs|symbolic link"):
+                dock.panel.export("cmc", str(path))
+            assert not view.export_png(str(path), force=True)
+        for path in protected:  # the ranked-list export: the same guard
+            with qtbot.waitSignal(window.controller.export_finished, timeout=20000) as done:
+                window.controller.export(str(path), all_queries=True, top_k=2)
+            assert done.args[1] == -1
+        assert {p: p.read_bytes() for p in protected} == before and link.is_symlink()
+        dock.panel.export("roc", str(tmp_path / "roc.png"))  # an ordinary new file is written
+        assert (tmp_path / "roc.png").read_bytes()[:4] == b"\x89PNG"
+    finally:
+        dock.shutdown()
+
+
+def test_an_external_query_must_be_a_regular_file(window, tmp_path):
+    fifo = tmp_path / "query.jpg"
+    os.mkfifo(fifo)  # reading it would block the job for ever
+    assert window.controller.add_external_query(str(fifo)) is None
+    assert "not a regular file" in window.state.error.message
+    assert not any("query.jpg" in w.name for w in window.controller.runner.workers)
+
+
+def test_screenshot_refuses_inputs_and_existing_files_before_loading(load_request, tmp_path):
+    from pathlib import Path
+
+    from tests.viewer.test_launcher import _data_args, _run
+
+    checkpoint = Path(load_request.checkpoint)
+    image = next((Path(load_request.data) / "query").iterdir())
+    before = {p: p.read_bytes() for p in (checkpoint, checkpoint.with_suffix(".json"), image)}
+    link = tmp_path / "link.png"
+    link.symlink_to(checkpoint)
+    fifo = tmp_path / "fifo.png"
+    os.mkfifo(fifo)
+    old = tmp_path / "old.png"
+    old.write_bytes(b"keep")
+    cases = [([str(checkpoint), "--inspect", "1", "--force"], "inputs"),
+             ([str(checkpoint.with_suffix(".json")), "--force"], "inputs"),
+             ([str(image), "--force"], "inputs"),
+             ([str(link), "--force"], "symbolic link"),
+             ([str(fifo), "--force"], "not a regular file"),
+             ([str(old)], "--force")]
+    for flags, named in cases:
+        result = _run([*_data_args(load_request), "--screenshot", *flags], timeout=60)
+        errors = [line for line in result.stderr.splitlines() if "error:" in line]
+        assert result.returncode == 2 and len(errors) == 1 and named in errors[0], result.stderr
+    assert {p: p.read_bytes() for p in before} == before and old.read_bytes() == b"keep"

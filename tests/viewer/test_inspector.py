@@ -177,6 +177,7 @@ def test_png_export_writes_a_non_blank_image(qtbot, window, tmp_path):
     win = window
     view = _open(qtbot, win, position=0)
     target = tmp_path / "out" / "match.png"
+    target.parent.mkdir()
     assert view.export_png(str(target))
     image = QImage(str(target))
     assert not image.isNull() and image.width() > 600

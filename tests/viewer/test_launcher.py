@@ -61,3 +61,22 @@ def test_screenshot_of_a_failed_load_exits_with_1(tmp_path, load_request):
                    "--cache-dir", str(tmp_path / "cache"), "--screenshot", str(target)])
     assert result.returncode == 1
     assert target.is_file()  # the window with the message, for the record
+
+
+def test_a_job_that_never_returns_does_not_keep_the_process_alive(tmp_path):
+    """A job stuck where cancelling cannot reach (a read from a hung share): after the window
+    closes and the bounded wait, the launcher exits (code 1) instead of waiting for ever."""
+    script = tmp_path / "stuck.py"
+    script.write_text(
+        "import sys, threading\n"
+        "import viewer.app as app, viewer.controller as controller\n"
+        "def stuck(*args, **kwargs):\n"
+        "    threading.Event().wait()\n"
+        "controller.load_session = stuck\n"
+        "controller.Controller.shutdown.__defaults__ = (200,)  # the window's own wait, short\n"
+        "app.EXIT_WAIT_MS = 200\n"
+        f"sys.exit(app.main(['--data', {str(tmp_path)!r}, '--quit-after', '1']))\n")
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, str(script)], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "did not stop" in result.stderr, result.stderr[-2000:]

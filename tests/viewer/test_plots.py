@@ -203,7 +203,7 @@ def test_sweeps_equal_the_engines_and_a_click_sets_the_parameter(window, panel, 
     assert png.read_bytes()[:4] == b"\x89PNG"
     panel.export("cmc", str(tmp_path / "cmc.csv"))
     assert (tmp_path / "cmc.csv").read_text() == plot_csv(panel.data, "cmc")
-    with pytest.raises(ValueError, match="not a regular file"):
+    with pytest.raises(ValueError, match="is a folder"):
         panel.export("cmc", str(tmp_path))
 
 

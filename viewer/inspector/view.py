@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 
 from engine.data import read_image_rgb
 from engine.explain.inspect import BAND_NAMES, SIDES
-from engine.utils import atomic_path
+from engine.outputs import session_inputs, write_output
 from viewer import style
 from viewer.formatting import camera_base, format_cam, format_rank, format_time
 from viewer.inspector.state import InspectorState, SceneLayout
@@ -482,14 +482,20 @@ class MatchInspector(QWidget):
         return self.vb.mapViewToScene(QPointF(float(x), float(y)))
 
     # ------------------------------------------------------------------ export
-    def export_png(self, path: str) -> bool:
-        """Save the whole view as PNG, atomically (complete file or none)."""
+    def export_png(self, path: str, *, force: bool = True) -> bool:
+        """Save the whole view as PNG, atomically (complete file or none); never over one of the
+        session's inputs (:mod:`engine.outputs`). ``force``: replace an existing file (the file
+        dialog asked)."""
         pixmap = self.grab()
+
+        def save(tmp) -> None:
+            if not pixmap.save(str(tmp), "PNG"):
+                raise OSError(f"could not write a PNG to {path}")
+
         try:
-            with atomic_path(path) as tmp:
-                if not pixmap.save(str(tmp), "PNG"):
-                    raise OSError(f"could not write a PNG to {path}")
-        except OSError as exc:
+            write_output(path, save, force=force, inputs=session_inputs(self.state.session),
+                         flag="file name")
+        except (OSError, ValueError) as exc:
             self.state.events.message.emit(f"export failed: {exc}")
             return False
         self.state.events.message.emit(f"saved the match view to {path}")
@@ -501,9 +507,8 @@ class MatchInspector(QWidget):
         default = os.path.join(os.path.expanduser("~"), "match.png")
         path, _ = QFileDialog.getSaveFileName(self, "Export the match view", default, "PNG image (*.png)")
         if path:
-            if not path.lower().endswith(".png"):
-                path += ".png"
-            self.export_png(path)
+            named = path.lower().endswith(".png")  # the dialog asked before replacing this name
+            self.export_png(path if named else path + ".png", force=named)
 
 
 class _LeaveFilter(QObject):

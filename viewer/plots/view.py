@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 
 from engine.analysis.plot_csv import plot_csv
 from engine.analysis.plot_data import FPR_TARGETS
-from engine.utils import atomic_write_bytes, atomic_write_text
+from engine.outputs import session_inputs, write_output_bytes
 from viewer.plots.controller import PlotsController
 from viewer.plots.render import (
     PARAM_LABELS,
@@ -428,13 +428,15 @@ class PlotsPanel(QWidget):
         return plot_csv(data, name)
 
     def export(self, name: str, path: str) -> None:
-        """Write one plot to ``path`` as PNG (``.png``) or CSV (anything else), atomically."""
-        if os.path.exists(path) and not os.path.isfile(path):
-            raise ValueError(f"{path} exists and is not a regular file")
+        """Write one plot to ``path`` as PNG (``.png``) or CSV (anything else), atomically; an
+        existing file is replaced (the file dialog asked), never one of the session's inputs
+        (:mod:`engine.outputs`)."""
         if path.lower().endswith(".png"):
-            atomic_write_bytes(path, image_png(self.tiles[name].view.ci))
+            data = image_png(self.tiles[name].view.ci)
         else:
-            atomic_write_text(path, self.plot_data_csv(name))
+            data = self.plot_data_csv(name).encode("utf-8")
+        write_output_bytes(path, data, force=True, inputs=session_inputs(self.state.session),
+                           flag="file name")
 
     def _ask_export(self, name: str, kind: str) -> None:
         default = os.path.join(os.path.expanduser("~"), f"{name}.{kind}")
