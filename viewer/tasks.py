@@ -1,7 +1,7 @@
 """What the viewer's background jobs do: plain functions over the engine (no Qt here).
 
 Each takes ``progress(stage, done, total)`` and ``cancel() -> bool`` keyword arguments, as the
-engine does, so :class:`viewer.workers.Worker` can run it and the tests can call it directly.
+engine does, so :class:`viewer.jobs.JobService` can run it and the tests can call it directly.
 """
 from __future__ import annotations
 

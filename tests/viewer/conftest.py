@@ -92,8 +92,8 @@ def window(qtbot, loaded):
 def assert_no_job_running(controller) -> None:
     from PySide6.QtCore import QThreadPool
 
-    assert controller.runner.wait(5000), "a job thread was still running after the test"
-    for pool in controller.runner.pools.values():
+    assert controller.jobs.wait(5000), "a job thread was still running after the test"
+    for pool in controller.jobs.pools.values():
         assert pool.activeThreadCount() == 0
     assert QThreadPool.globalInstance().activeThreadCount() == 0
 

@@ -24,12 +24,12 @@ def _open(qtbot, win, position: int = 1):
     qtbot.keyClick(win.grid, Qt.Key.Key_Return)
     assert win.inspector_ctl.inspector.open
     view = win.inspector.build()
-    ins, runner = win.inspector_ctl.inspector, win.controller.runner
+    ins, jobs = win.inspector_ctl.inspector, win.controller.jobs
     try:
         qtbot.waitUntil(lambda: win.inspector_ctl.is_ready(), timeout=30000)
     except Exception:
         raise AssertionError(f"not ready: corr {ins.correspondence is not None}, busy {win.state.busy!r}, "
-                             f"scores {[s.text() for s in ins.scores]}, jobs {[w.name for w in runner.workers]}, "
+                             f"scores {[s.text() for s in ins.scores]}, jobs {[w.name for w in jobs.workers]}, "
                              f"error {win.state.error}") from None
     return view
 

@@ -75,8 +75,8 @@ class InspectorController(QObject):
         ins = self.inspector
         return (ins.correspondence is not None and not self.state.busy
                 and not any(s.note == "computing…" for s in ins.scores)
-                and not self.controller.runner.is_busy("inspect-head")
-                and not self.controller.runner.is_busy("inspect-scores"))
+                and not self.controller.jobs.is_busy("inspect-head")
+                and not self.controller.jobs.is_busy("inspect-scores"))
 
     def _session_changed(self, _session=None) -> None:
         self.inspector.pair = None
@@ -123,7 +123,7 @@ class InspectorController(QObject):
         self.update_scores()
 
     def _load_head(self, session) -> None:
-        if self.controller.runner.is_busy("inspect-head"):
+        if self.controller.jobs.is_busy("inspect-head"):
             return
 
         def loaded(_head) -> None:
@@ -131,8 +131,8 @@ class InspectorController(QObject):
                 self.inspector.correspondence = None
                 self.show_pair(*self.inspector.pair)
 
-        self.controller._job(load_folded_head, session, name="load the model for the inspector",
-                             group="inspect-head", on_result=loaded)
+        self.controller.jobs.submit(load_folded_head, session, name="load the model for the inspector",
+                                    group="inspect-head", on_result=loaded)
 
     # ------------------------------------------------------------------ scores per method
     def _settings(self) -> dict[str, PostSettings]:
@@ -188,7 +188,7 @@ class InspectorController(QObject):
         inspector.scores = tuple(method_scores(
             rows, notes, gallery_index, float(logits[gallery_index]),
             sample.pid, sample.cam, session.gallery_pids, session.gallery_cams))
-        if missing and not self.controller.runner.is_busy("inspect-scores"):
+        if missing and not self.controller.jobs.is_busy("inspect-scores"):
             self._compute(session, missing)
 
     def _compute(self, session, missing: list[PostSettings]) -> None:
@@ -207,5 +207,5 @@ class InspectorController(QObject):
                     extra.rows[result.settings.without_tlift().key()] = row
             self.update_scores()
 
-        self.controller._job(run, name="scores for the inspector", group="inspect-scores",
-                             on_result=done, busy=False)
+        self.controller.jobs.submit(run, name="scores for the inspector", group="inspect-scores",
+                                    on_result=done, busy=False)

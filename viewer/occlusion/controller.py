@@ -95,8 +95,8 @@ class OcclusionController(QObject):
             return
         self._session = viewer.session
         self._before = {}
-        self.main.runner.cancel("occlusion")
-        self.main.runner.cancel("sensitivity")
+        self.main.jobs.cancel("occlusion")
+        self.main.jobs.cancel("sensitivity")
         viewer.override = None
         self._last = None
         state.sensitivity = None
@@ -135,9 +135,9 @@ class OcclusionController(QObject):
             if state.query == query:
                 state.previews = previews
 
-        self.main._job(previews_job, state.image, session.prep.height, session.prep.width,
-                       state.preview_seed, name="augmentation previews", pool="io",
-                       group="previews", busy=False, on_result=store)
+        self.main.jobs.submit(previews_job, state.image, session.prep.height, session.prep.width,
+                              state.preview_seed, name="augmentation previews", pool="io",
+                              group="previews", busy=False, on_result=store)
 
     # ------------------------------------------------------------------ ranking
     def apply_square(self) -> None:
@@ -181,9 +181,9 @@ class OcclusionController(QObject):
             state.running = ""
             self.rank_finished.emit(False)
 
-        self.main._job(rank_job, session, state.image, box, fill, occluded, settings.rerank,
-                       before, name="rank the occluded query", group="occlusion", on_result=done,
-                       on_error=failed, on_cancel=failed)
+        self.main.jobs.submit(rank_job, session, state.image, box, fill, occluded, settings.rerank,
+                              before, name="rank the occluded query", group="occlusion", on_result=done,
+                              on_error=failed, on_cancel=failed)
 
     def _settings_changed(self) -> None:
         self._update_note()
@@ -192,7 +192,7 @@ class OcclusionController(QObject):
 
     def reset(self) -> None:
         """Back to the query's own ranking; the square returns to its start."""
-        self.main.runner.cancel("occlusion")
+        self.main.jobs.cancel("occlusion")
         self.viewer.override = None
         self._last = None
         self.state.running = ""
@@ -249,12 +249,15 @@ class OcclusionController(QObject):
             state.sens_progress = None
             self.sensitivity_finished.emit(False)
 
-        worker = self.main._job(sensitivity_job, session, state.image, query, state.mode,
-                                gallery_index, sample.pid, sample.cam, side, stride, state.fill,
-                                viewer.applied.rerank, target, name="sensitivity map", group="sensitivity",
-                                on_result=done, on_error=failed, on_cancel=failed)
-        worker.signals.progress.connect(
-            lambda _stage, d, t: setattr(state, "sens_progress", (d, t)) if state.running else None)
+        def progress(_stage: str, done_: int, total: int) -> None:
+            if state.running:
+                state.sens_progress = (done_, total)
+
+        self.main.jobs.submit(sensitivity_job, session, state.image, query, state.mode,
+                              gallery_index, sample.pid, sample.cam, side, stride, state.fill,
+                              viewer.applied.rerank, target, name="sensitivity map",
+                              group="sensitivity", on_result=done, on_error=failed,
+                              on_cancel=failed, on_progress=progress)
 
     def cancel_sensitivity(self) -> None:
-        self.main.runner.cancel("sensitivity")
+        self.main.jobs.cancel("sensitivity")
