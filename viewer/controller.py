@@ -235,7 +235,7 @@ class Controller(QObject):
             if settings.is_raw and self.state.raw_distmat is distmat:
                 self.state.raw_metrics = metrics
             if self.state.applied == settings and self.state.distmat is distmat:
-                self.state.set_metrics(metrics)
+                self.state.metrics = metrics
 
         # Beside the session's jobs (io pool), so the next toggle does not queue behind it.
         return self.jobs.submit(evaluate_distances, session, distmat, name="evaluate", group="metrics",

@@ -5,6 +5,7 @@ RR on; and the grid's rank numbering and selection (one numbering, selection fol
 from __future__ import annotations
 
 import csv
+import dataclasses
 import shutil
 
 import numpy as np
@@ -62,7 +63,7 @@ def test_enter_opens_the_inspector_and_it_draws_the_engines_numbers(qtbot, windo
     win = window
     app_thread = QApplication.instance().thread()
     threads = []
-    for name in InspectorState._fields:
+    for name in (f.name for f in dataclasses.fields(InspectorState)):
         win.inspector_ctl.inspector.events[name].connect(
             lambda *_a: threads.append(QThread.currentThread() is app_thread))
     view = _open(qtbot, win, position=1)

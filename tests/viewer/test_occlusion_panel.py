@@ -36,7 +36,7 @@ def panel(qtbot, window):
     def record(_value=None):
         calls.append(threading.current_thread() is gui)
 
-    for name in occ.state.events._names:
+    for name in occ.state.events:
         occ.state.events[name].connect(record)
     win.state.events.override.connect(record)
     yield win, occ

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from viewer.events import EventedModel
+from engine.postprocess.params import TLiftParams
 from viewer.state import PostSettings, ViewerState
 
 
@@ -20,22 +20,41 @@ def state(loaded):
     return s
 
 
-def test_events_fire_once_per_real_change():
-    class Model(EventedModel):
-        _fields = {"x": 0, "items": []}
-
-    m = Model()
+def test_events_fire_once_per_real_change(state):
     seen = []
-    m.events.x.connect(seen.append)
-    m.x = 3
-    m.x = 3
-    m.x = 4
-    assert seen == [3, 4]
-    other = Model()
-    other.items.append(1)
-    assert m.items == []  # mutable defaults are not shared
-    with pytest.raises(TypeError):
-        Model(y=1)
+    state.events.top_k.connect(seen.append)
+    state.events.distmat.connect(lambda new, old: seen.append((new is old, new.shape)))
+    state.top_k = 30
+    state.top_k = 30
+    state.top_k = 40
+    # Arrays compare by identity: a new matrix is a change even when its values are the same.
+    distmat = state.distmat
+    state.set_distances(state.applied, distmat, state.metrics)
+    state.set_distances(state.applied, distmat.copy(), state.metrics)
+    assert seen == [30, 40, (False, distmat.shape)]
+    other = ViewerState()
+    other.extra_queries += (None,)
+    assert ViewerState().extra_queries == ()  # defaults are not shared
+
+
+def test_listeners_of_a_batch_see_every_assignment_of_it(state, loaded):
+    """set_distances and select_query emit after storing all they change, in a fixed order."""
+    seen, distmat = [], loaded.raw_distmat.copy()
+    for name in ("distmat", "applied", "metrics", "selected_query", "selected_result"):
+        state.events[name].connect(
+            lambda *_a, name=name: seen.append((name, state.applied, state.distmat is distmat,
+                                                state.selected_query, state.selected_result)))
+    state.selected_result = 2
+    seen.clear()
+    settings = PostSettings(tlift=TLiftParams())
+    state.set_distances(settings, distmat, None)
+    assert [s[0] for s in seen] == ["distmat", "applied", "metrics"]
+    assert all(s[1:3] == (settings, True) for s in seen)
+    seen.clear()
+    query = state.selected_query + 1
+    state.select_query(query)
+    assert [s[0] for s in seen] == ["selected_query", "selected_result"]
+    assert all(s[3:] == (query, 0) for s in seen)
 
 
 def test_filters_match_a_plain_loop(state, loaded):

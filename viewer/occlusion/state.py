@@ -8,14 +8,16 @@ ranking with the unoccluded image ranked the same way.
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
+from psygnal import Signal, SignalGroup, SignalGroupDescriptor
 
-from viewer.events import EventedModel
 from viewer.ranking import Ranking, rank_query
 
-__all__ = ["RankingOverride", "SensitivityResult", "OcclusionState", "before_after_text",
+__all__ = ["RankingOverride", "SensitivityResult", "OcclusionState", "OcclusionEvents", "before_after_text",
            "make_override", "methods_note", "SENSITIVITY_MODES", "FILL_LABELS", "FILL_TIPS",
            "PREVIEW_LABELS", "PREVIEW_SHORT"]
 
@@ -122,23 +124,36 @@ class SensitivityResult:
                 "(red = drops down the list)")
 
 
-class OcclusionState(EventedModel):
-    """What the occlusion panel shows; the occlusion controller fills it."""
+class OcclusionEvents(SignalGroup):
+    """A change event per field of :class:`OcclusionState`, plus the canvas's reset request."""
 
-    _fields = {
-        "query": -1,                 # the query the panel works on
-        "image": None,               # uint8 [H, W, 3], the query in its own pixels
-        "box": None,                 # (x, y, w, h) of the square, image pixels
-        "fill": "white",
-        "previews": (),              # tuple[engine.explain.occlusion.Preview, ...]
-        "preview_seed": 0,
-        "side": 0,                   # sensitivity square; 0 = default for the image
-        "stride": 0,
-        "mode": "logit",             # one of SENSITIVITY_MODES
-        "sensitivity": None,         # SensitivityResult or None
-        "show_heatmap": True,
-        "running": "",               # "" | "rank" | "sensitivity"
-        "sens_progress": None,       # (done, total) of the sensitivity job
-        "note": "",                  # which post-processing applies
-    }
-    _signals = ("reset_requested",)  # Backspace on the canvas
+    reset_requested = Signal()      # Backspace on the canvas
+
+
+@dataclass(eq=False, repr=False)  # no arrays in error messages
+class OcclusionState:
+    """What the occlusion panel shows; the occlusion controller fills it.
+
+    Every field emits ``events.<field>(new, old)`` when it is assigned a different value
+    (the image and the previews compare by identity).
+    """
+
+    events: ClassVar[SignalGroupDescriptor] = SignalGroupDescriptor(
+        signal_group_class=OcclusionEvents,
+        equality_operators={"image": operator.is_, "previews": operator.is_,
+                            "sensitivity": operator.is_})
+
+    query: int = -1                  # the query the panel works on
+    image: np.ndarray | None = None  # uint8 [H, W, 3], the query in its own pixels
+    box: tuple | None = None         # (x, y, w, h) of the square, image pixels
+    fill: str = "white"
+    previews: tuple = ()             # tuple[engine.explain.occlusion.Preview, ...]
+    preview_seed: int = 0
+    side: int = 0                    # sensitivity square; 0 = default for the image
+    stride: int = 0
+    mode: str = "logit"              # one of SENSITIVITY_MODES
+    sensitivity: SensitivityResult | None = None
+    show_heatmap: bool = True
+    running: str = ""                # "" | "rank" | "sensitivity"
+    sens_progress: tuple | None = None   # (done, total) of the sensitivity job
+    note: str = ""                   # which post-processing applies
