@@ -109,6 +109,7 @@ class Controller(QObject):
         self.cache.put(PostSettings(), loaded.raw_distmat, loaded.raw_metrics)
         state.load_failed = None
         state.extra_queries = ()
+        state.overrides = {}  # numbered by the previous data's queries
         state.applied = PostSettings()
         state.raw_distmat = loaded.raw_distmat
         state.raw_metrics = loaded.raw_metrics
@@ -317,6 +318,15 @@ class Controller(QObject):
             state.error = JobError("nothing to export", "select a query first")
             return None
         method = state.applied.method(state.base_method)
+        override = None if all_queries else state.override(state.selected_query)
+        others: tuple[str, ...] = ()
+        if override is not None:  # the list the grid shows, alone
+            others = tuple(s.path for s in queries)
+            queries, indices = [queries[state.selected_query]], [0]
+            distmat, scores = override.dist_row[None], override.score_row[None]
+            if override.settings is not None:
+                method = override.settings.method(state.base_method)
+            method += f" ({override.probe or 'list shown'})"
 
         def done(rows: int) -> None:
             state.events.message.emit(f"wrote {rows} rows to {path}")
@@ -325,7 +335,8 @@ class Controller(QObject):
         return self.jobs.submit(export_ranked_csv, path, distmat, scores, queries,
                                 list(state.session.dataset.gallery), method=method, top_k=top_k,
                                 query_indices=indices, camera_base=state.session.dataset.camera_base,
-                                checkpoint=getattr(state.session, "checkpoint", None), name="export CSV", pool="io", on_result=done,
+                                checkpoint=getattr(state.session, "checkpoint", None),
+                                other_inputs=others, name="export CSV", pool="io", on_result=done,
                                 on_error=lambda e: self.export_finished.emit(path, -1),
                                 on_cancel=lambda: self.export_finished.emit(path, -1))
 

@@ -21,6 +21,7 @@ import math
 import operator
 import os
 from collections import OrderedDict
+from collections.abc import Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -32,7 +33,14 @@ from psygnal._group_descriptor import evented_setattr  # documented, not yet exp
 from engine.data.samples import Sample
 from engine.evaluation import Metrics
 from engine.postprocess.params import RerankParams, TLiftParams
-from viewer.ranking import Ranking, ResultItem, rank_query, result_items, visible_positions
+from viewer.ranking import (
+    Ranking,
+    RankingOverride,
+    ResultItem,
+    rank_query,
+    result_items,
+    visible_positions,
+)
 
 __all__ = ["PostSettings", "ExtraQuery", "JobError", "StatusInfo", "DistanceCache", "ViewerState",
            "SORT_KEYS", "JUNK_MODES"]
@@ -166,7 +174,7 @@ class ViewerState:
         signal_group_class=ViewerEvents, patch_setattr=False,
         equality_operators={name: operator.is_ for name in (
             "session", "raw_distmat", "raw_metrics", "distmat", "metrics", "extra_queries",
-            "override")})
+            "overrides")})
 
     session: Any = None               # engine.session.Session once loaded
     raw_distmat: Any = None           # [q, g] float32 without post-processing
@@ -193,9 +201,9 @@ class ViewerState:
     error: JobError | None = None     # to show, or None
     status: StatusInfo = field(default_factory=StatusInfo)
     load_failed: JobError | None = None   # when nothing could be loaded
-    # A list shown in the grid instead of the query's own (an occluded query, see
-    # viewer.occlusion.state.RankingOverride): has .query, .ranking, .dist_row, .score_row.
-    override: Any = None
+    # query -> viewer.ranking.RankingOverride, the list shown instead of the query's own (an
+    # occluded copy of it, ...). Replaced, never changed in place: see set_override.
+    overrides: Mapping[int, RankingOverride] = field(default_factory=dict)
 
     # Changing these keeps the selected gallery image selected (see __setattr__).
     _FOLLOW_SELECTION: ClassVar[tuple[str, ...]] = ("junk_mode", "top_k")
@@ -372,11 +380,23 @@ class ViewerState:
             self.raw_distmat if settings.is_raw else None)
         return None if matrix is None else matrix[query]
 
-    def occluded(self, query: int):
-        """The occlusion panel's ranking of an occluded copy of ``query`` when the grid shows it
-        (a :class:`~viewer.occlusion.state.RankingOverride`), else None."""
-        override = self.override
-        return override if override is not None and override.query == query else None
+    def override(self, query: int) -> RankingOverride | None:
+        """The list shown for ``query`` instead of its own ranking, if any."""
+        return self.overrides.get(query)
+
+    def shown_ranking(self, query: int) -> Ranking | None:
+        """The ranking the grid shows for ``query``: its override's, else its own."""
+        override = self.override(query)
+        return self.ranking(query) if override is None else override.ranking
+
+    def set_override(self, query: int, override: RankingOverride | None) -> None:
+        """Show ``override`` for ``query`` instead of its ranking (None: its own ranking again)."""
+        if self.overrides.get(query) is override:
+            return
+        overrides = {q: o for q, o in self.overrides.items() if q != query}
+        if override is not None:
+            overrides[query] = override
+        self.overrides = overrides
 
     def score_row(self, query: int) -> np.ndarray:
         """QAConv logits ``[g]`` of one query (higher = more similar)."""
@@ -408,8 +428,8 @@ class ViewerState:
     def results(self, query: int | None = None) -> list[ResultItem]:
         """The tiles of the results grid: top-k, junk hidden or not."""
         query = self.selected_query if query is None else query
-        override = self.override
-        if override is not None and override.query == query:
+        override = self.override(query)
+        if override is not None:
             positions = visible_positions(override.ranking, self.top_k, self.junk_mode == "hide")
             return result_items(override.ranking, positions, override.dist_row, override.score_row)
         ranking = self.ranking(query)
@@ -465,7 +485,7 @@ class ViewerState:
         ``extend`` lets top-k grow so that the image is shown. Returns whether it is selected
         (False: not in the visible list, e.g. junk while junk is hidden).
         """
-        ranking = self.ranking(self.selected_query)
+        ranking = self.shown_ranking(self.selected_query)
         if ranking is None:
             return False
         position = ranking.position_of(gallery_index)
@@ -477,13 +497,16 @@ class ViewerState:
                 return False
             # Assigned without the follow rule of __setattr__: the image is selected next.
             self._assign("top_k", min(self.max_top_k, -(-shown // self.MORE_STEP) * self.MORE_STEP))
-        index = next(i for i, item in enumerate(self.results()) if item.gallery_index == gallery_index)
+        index = next((i for i, item in enumerate(self.results())
+                      if item.gallery_index == gallery_index), None)
+        if index is None:  # filtered out (another gallery camera)
+            return False
         self.selected_result = index
         return True
 
     def select_rank(self, rank: int) -> bool:
         """Select the result with this 1-based rank (the protocol's count, junk not counted)."""
-        ranking = self.ranking(self.selected_query)
+        ranking = self.shown_ranking(self.selected_query)
         if ranking is None:
             return False
         hits = np.flatnonzero(ranking.ranks == rank)
@@ -491,7 +514,7 @@ class ViewerState:
 
     def select_first_true_match(self) -> bool:
         """Select the selected query's first true match (showing more results if needed)."""
-        ranking = self.ranking(self.selected_query)
+        ranking = self.shown_ranking(self.selected_query)
         if ranking is None or ranking.first_hit_rank < 1:
             return False
         position = int(np.flatnonzero(ranking.status == "true")[0])

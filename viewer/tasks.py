@@ -319,13 +319,14 @@ def score_external(session, path: str, settings: list[PostSettings], *, progress
 def export_ranked_csv(path: str, distmat: np.ndarray, scores: np.ndarray, queries: list[Sample],
                       gallery: list[Sample], *, method: str, top_k: int | None,
                       query_indices: list[int], progress, cancel, camera_base: int = 1,
-                      checkpoint: str | None = None) -> int:
+                      checkpoint: str | None = None, other_inputs: tuple[str, ...] = ()) -> int:
     """Write ranked lists to CSV via :func:`engine.export.write_ranked_csv`; returns rows written.
 
-    Refuses to replace the run's inputs (the checkpoint, the gallery and query images)."""
+    Refuses to replace the run's inputs (the checkpoint, the gallery and query images, and
+    ``other_inputs``: the queries left out of ``queries``)."""
     from engine.export import write_ranked_csv
 
-    inputs = [s.path for s in list(queries) + list(gallery)]
+    inputs = [s.path for s in list(queries) + list(gallery)] + list(other_inputs)
     if checkpoint is not None:
         inputs.append(os.fspath(checkpoint))
     return write_ranked_csv(path, distmat, scores, queries, gallery, method=method, top_k=top_k,

@@ -107,3 +107,16 @@ def distance_from_logits(logits) -> np.ndarray:
 def grid_gallery_order(win) -> list[int]:
     model = win.grid.model_
     return [model.items[row].gallery_index for row in range(model.rowCount())]
+
+
+def reversed_override(state, loaded, query):
+    """An override of ``query``: its gallery farthest first (as feedback marks might reorder it)."""
+    from viewer.ranking import RankingOverride, rank_query
+
+    session = loaded.session
+    row = (2.0 - loaded.raw_distmat[query]).astype(np.float32)
+    sample = state.query_sample(query)
+    ranking = rank_query(row, loaded.raw_distmat[query], sample.pid, sample.cam,
+                         session.gallery_pids, session.gallery_cams)
+    return RankingOverride(query, ranking, row, np.ones_like(session.logits["qg"][query]),
+                           description="Farthest first", versus="the query's own list")

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from engine.postprocess.params import TLiftParams
+from tests.viewer.conftest import reversed_override
 from viewer.state import PostSettings, ViewerState
 
 
@@ -146,3 +147,30 @@ def test_navigation_steps_through_the_visible_order(state):
     assert state.selected_result == 2
     state.step_query(+1)
     assert state.selected_result == 0  # a new query starts at its first result
+
+
+
+def test_an_override_replaces_one_querys_list_only(state, loaded):
+    a = next(q for q in range(state.num_dataset_queries) if state.ranking(q).first_hit_rank > 0)
+    b = a + 1
+    own = {q: [(i.gallery_index, i.distance) for i in state.results(q)] for q in (a, b)}
+    override = reversed_override(state, loaded, a)
+    events = []
+    state.events.overrides.connect(events.append)
+    state.set_override(a, override)
+    state.set_override(a, override)  # the same again: no event
+    assert len(events) == 1 and state.override(a) is override and state.override(b) is None
+    shown = state.results(a)
+    # The override's order: its distances ascending, its own values on the tiles.
+    assert [i.distance for i in shown] == pytest.approx(sorted(override.dist_row)[:state.top_k])
+    assert all(i.distance == override.dist_row[i.gallery_index] and i.score == 1.0 for i in shown)
+    assert [(i.gallery_index, i.distance) for i in state.results(b)] == own[b]
+    # Navigation works on the list shown: the first true match of the farthest-first list.
+    state.select_query(a)
+    assert state.select_first_true_match()
+    item = state.selected_item()
+    assert item.status == "true" and item.rank == override.ranking.first_hit_rank
+    assert state.top_k >= item.rank  # grown to show it
+    state.set_override(a, None)
+    assert state.overrides == {} and len(events) == 2
+    assert [(i.gallery_index, i.distance) for i in state.results(a)][:len(own[a])] == own[a]

@@ -47,9 +47,9 @@ class InspectorController(QObject):
         controller.match_requested.connect(self.open_pair)
         for name in ("selected_query", "selected_result", "top_k", "junk_mode"):
             self.state.events[name].connect(self._follow_selection)
-        for name in ("distmat", "extra_queries", "override"):
+        for name in ("distmat", "extra_queries", "overrides"):
             self.state.events[name].connect(self._follow)
-        self._probe = None  # the occluded copy the shown pair's probe is, if any
+        self._probe = None  # the override whose probe the shown pair has, if any
         self.state.events.session.connect(self._session_changed)
 
     # ------------------------------------------------------------------ opening and closing
@@ -100,9 +100,9 @@ class InspectorController(QObject):
     # ------------------------------------------------------------------ the pair
     def probe_map(self, query: int):
         state = self.state
-        occluded = state.occluded(query)
-        if occluded is not None and occluded.maps is not None:  # the grid ranks the occluded copy
-            return occluded.maps
+        override = state.override(query)
+        if override is not None and override.maps is not None:  # the grid ranks an edited copy
+            return override.maps
         if state.is_extra(query):
             return state.extra_queries[query - state.num_dataset_queries].maps
         return state.session.query_maps[query]
@@ -112,7 +112,7 @@ class InspectorController(QObject):
         if session is None:
             return
         pair = (query, gallery_index)
-        probe = self.state.occluded(query)  # the occluded copy, when the grid ranks it
+        probe = self.state.override(query)  # e.g. an occluded copy, when the grid ranks it
         if pair != inspector.pair or inspector.correspondence is None or probe is not self._probe:
             self._probe = probe
             if session.head_ready:
@@ -162,13 +162,13 @@ class InspectorController(QObject):
         query, gallery_index = inspector.pair
         session = state.session
         rows, notes, missing = {}, {}, []
-        occluded = state.occluded(query)
+        override = state.override(query)
         for method, settings in self._settings().items():
-            if occluded is not None:  # ranked once, under the settings applied then
-                if settings == occluded.settings:
-                    rows[method] = occluded.dist_row
+            if override is not None:  # ranked once, under the settings applied then
+                if settings == override.settings:
+                    rows[method] = override.dist_row
                 else:
-                    notes[method] = "not computed for the occluded copy"
+                    notes[method] = f"not computed for the {override.probe or 'list shown'}"
                 continue
             if settings.tlift is not None and state.is_extra(query):
                 notes[method] = "no timestamp for an external image"
@@ -184,7 +184,7 @@ class InspectorController(QObject):
         if not state.has_times:
             notes["+RR+TLift"] = "no timestamps in this dataset"
         sample = state.query_sample(query)
-        logits = state.score_row(query) if occluded is None else occluded.score_row
+        logits = state.score_row(query) if override is None else override.score_row
         inspector.scores = tuple(method_scores(
             rows, notes, gallery_index, float(logits[gallery_index]),
             sample.pid, sample.cam, session.gallery_pids, session.gallery_cams))
