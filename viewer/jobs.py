@@ -241,12 +241,17 @@ class JobService(QObject):
         return any(group is None or job.group == group for job in self._jobs)
 
     def wait(self, timeout_ms: int = -1) -> bool:
-        """Block until every pool is idle; True when they are."""
-        return all(pool.waitForDone(timeout_ms) for pool in self.pools.values())
+        """Block until every pool is idle, at most ``timeout_ms`` in all (-1: no bound); True
+        when they are."""
+        if timeout_ms < 0:
+            return all(pool.waitForDone(-1) for pool in self.pools.values())
+        deadline = time.monotonic() + timeout_ms / 1000
+        return all(pool.waitForDone(max(0, round((deadline - time.monotonic()) * 1000)))
+                   for pool in self.pools.values())
 
     def shutdown(self, timeout_ms: int = 30_000) -> bool:
-        """Cancel everything and wait for the threads at most ``timeout_ms`` per pool (the
-        window is closing); no callback runs after this."""
+        """Cancel everything and wait for the threads, at most ``timeout_ms`` in all (the window
+        is closing); no callback runs after this. False when a job outlived the bound."""
         self._closed = True
         self.cancel()
         for pool in self.pools.values():

@@ -118,7 +118,7 @@ class MainWindow(QMainWindow):
         self.splitter.setSizes([290, 740, 250])
         self.splitter.setChildrenCollapsible(False)
 
-        # The match inspector: a tab beside the ranked results (issue 8).
+        # The match inspector: a tab beside the ranked results.
         self.inspector_ctl = InspectorController(self.controller)
         self.inspector = InspectorTab(state, self.inspector_ctl)
         self.tabs = QTabWidget()

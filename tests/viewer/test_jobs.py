@@ -200,3 +200,20 @@ def test_busy_lasts_until_every_result_is_stored(qtbot, jobs):
     qtbot.waitUntil(lambda: stored == ["second"] and not state.busy, timeout=5000)
     # Idle was never announced before the second result was stored.
     assert all(stored_then == ["second"] for value, stored_then in busy_seen if value == "")
+
+
+def test_shutdown_waits_no_longer_than_its_bound(qtbot):
+    """A job that never polls cancel does not hold the window's quit beyond the bound."""
+    jobs = JobService(ViewerState())
+    started, release = threading.Event(), threading.Event()
+
+    def stubborn(*, progress, cancel):
+        started.set()
+        release.wait(30)
+
+    for pool in ("session", "background", "io", "panel"):
+        jobs.submit(stubborn, name=pool, pool=pool, busy=False)
+    assert started.wait(5)
+    assert jobs.shutdown(100) is False
+    release.set()
+    assert jobs.wait(5000)

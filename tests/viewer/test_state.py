@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -56,6 +58,17 @@ def test_listeners_of_a_batch_see_every_assignment_of_it(state, loaded):
     state.select_query(query)
     assert [s[0] for s in seen] == ["selected_query", "selected_result"]
     assert all(s[3:] == (query, 0) for s in seen)
+
+
+def test_the_states_import_neither_qt_nor_torch():
+    """Every view's state is plain data: it loads (and is testable) without Qt or torch."""
+    code = ("import sys, viewer.state, viewer.inspector.state, viewer.occlusion.state, "
+            "viewer.plots.state; print(sorted(m.split('.')[0] for m in sys.modules "
+            "if m.split('.')[0] in ('PySide6', 'shiboken6', 'pyqtgraph', 'torch')))")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=root, env={**os.environ, "PYTHONPATH": root}).stdout
+    assert out.strip() == "[]"
 
 
 def test_filters_match_a_plain_loop(state, loaded):
