@@ -8,12 +8,11 @@ import sys
 import time
 
 from engine.cli._common import add_threads_argument, check_numbers
+from viewer.jobs import EXIT_WAIT_MS  # the launcher's wait for jobs after the window closed
 
 __all__ = ["build_parser", "main", "create_app", "configure_pyqtgraph"]
 
 log = logging.getLogger("viewer")
-#: How long the launcher waits for background jobs after the window closed before it exits.
-EXIT_WAIT_MS = 5_000
 
 
 def _shortlist(text: str) -> int | str | None:

@@ -15,6 +15,7 @@ import time
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from viewer.jobs import EXIT_WAIT_MS, JobService, Worker
 from viewer.state import DistanceCache, JobError, PostSettings, StatusInfo, ViewerState
 from viewer.tasks import (
     Computed,
@@ -29,7 +30,6 @@ from viewer.tasks import (
     score_external,
     score_rerank_blocks,
 )
-from viewer.workers import JobRunner, Worker
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ RECOMPUTE_DELAY_MS = 250
 
 
 class Controller(QObject):
-    """Owns the state and the job runner of one window."""
+    """Owns the state and the job service of one window."""
 
     #: (query number, gallery index): Enter / double-click on a result; the match inspector
     #: (viewer.inspector.controller) opens on it.
@@ -53,7 +53,7 @@ class Controller(QObject):
     def __init__(self, state: ViewerState | None = None, parent: QObject | None = None):
         super().__init__(parent)
         self.state = state or ViewerState()
-        self.runner = JobRunner(self)
+        self.jobs = JobService(self.state, self)
         self.cache = DistanceCache()
         self.last_request: LoadRequest | None = None
         self._post_worker: Worker | None = None
@@ -71,53 +71,6 @@ class Controller(QObject):
             self.state.events[name].connect(lambda _v: self._schedule(RECOMPUTE_DELAY_MS))
 
     # ------------------------------------------------------------------ helpers
-    def _job(self, fn, *args, name: str, on_result, pool: str = "session", group: str | None = None,
-             on_cancel=None, on_error=None, busy: bool = True, **kwargs) -> Worker:
-        worker = Worker(fn, *args, name=name, **kwargs)
-        worker.shows_busy = busy
-        state = self.state
-
-        def progress(stage: str, done: int, total: int) -> None:
-            if not self._closed and busy:
-                state.progress = (stage, done, total)
-
-        def finished() -> None:
-            if self._closed or not busy:
-                return
-            # Jobs whose completion the GUI has not processed yet, even if their thread is done:
-            # their results are still to be stored, so the window is still busy.
-            # (Quiet jobs, busy=False, never set the busy state, so they are not counted.)
-            others = [w for w in self.runner.workers
-                      if w is not worker and getattr(w, "shows_busy", True)]
-            state.busy = others[-1].name if others else ""
-            if not others:
-                state.progress = None
-
-        def error(err: JobError) -> None:
-            if self._closed:
-                return
-            log.error("%s: %s", err.title, err.message)
-            state.error = err
-            if on_error is not None:
-                on_error(err)
-
-        def cancelled() -> None:
-            if self._closed:
-                return
-            state.events.message.emit(f"{name}: cancelled")
-            if on_cancel is not None:
-                on_cancel()
-
-        worker.signals.progress.connect(progress)
-        worker.signals.returned.connect(lambda result: None if self._closed else on_result(result))
-        worker.signals.errored.connect(error)
-        worker.signals.cancelled.connect(cancelled)
-        worker.signals.finished.connect(finished)
-        if busy:
-            state.busy = name
-            state.progress = (name, 0, 0)
-        return self.runner.start(worker, pool=pool, group=group)
-
     def _status(self, last_step: str, detail: str = "") -> None:
         session = self.state.session
         if session is None:
@@ -136,10 +89,10 @@ class Controller(QObject):
     def load(self, request: LoadRequest) -> Worker:
         """Open a dataset and checkpoint in the background; the current session stays until then."""
         self.last_request = request
-        self.runner.cancel("prefetch")  # blocks of the previous data (finished tiles are kept)
-        return self._job(load_session, request, name="load", group="load",
-                         on_result=self._loaded, on_error=lambda e: self._load_failed(e),
-                         on_cancel=lambda: self._load_failed(None))
+        self.jobs.cancel("prefetch")  # blocks of the previous data (finished tiles are kept)
+        return self.jobs.submit(load_session, request, name="load", group="load",
+                                on_result=self._loaded, on_error=lambda e: self._load_failed(e),
+                                on_cancel=lambda: self._load_failed(None))
 
     def _load_failed(self, err: JobError | None) -> None:
         if self.state.session is None:
@@ -150,12 +103,13 @@ class Controller(QObject):
 
     def _loaded(self, loaded: Loaded) -> None:
         state = self.state
-        self.runner.cancel("post")  # anything computed for the previous session is moot
+        self.jobs.cancel("post")  # anything computed for the previous session is moot
         self.cache.clear()
         self._without_metrics.clear()
         self.cache.put(PostSettings(), loaded.raw_distmat, loaded.raw_metrics)
         state.load_failed = None
         state.extra_queries = ()
+        state.overrides = {}  # numbered by the previous data's queries
         state.applied = PostSettings()
         state.raw_distmat = loaded.raw_distmat
         state.raw_metrics = loaded.raw_metrics
@@ -200,9 +154,9 @@ class Controller(QObject):
             if session is self.state.session and self.state.applied.is_raw:
                 self._status_loaded()
 
-        return self._job(score_rerank_blocks, session, name="score re-ranking blocks",
-                         group="prefetch", pool="background", on_result=done,
-                         on_cancel=lambda: self._status_loaded() if session is self.state.session else None)
+        return self.jobs.submit(score_rerank_blocks, session, name="score re-ranking blocks",
+                                group="prefetch", pool="background", on_result=done,
+                                on_cancel=lambda: self._status_loaded() if session is self.state.session else None)
 
     # ------------------------------------------------------------------ post-processing
     def _schedule(self, delay_ms: int) -> None:
@@ -218,11 +172,11 @@ class Controller(QObject):
             return None
         wanted = state.requested_settings()
         if wanted == state.applied:
-            self.runner.cancel("post")
+            self.jobs.cancel("post")
             return None
         cached = self.cache.get(wanted)
         if cached is not None:
-            self.runner.cancel("post")
+            self.jobs.cancel("post")
             self._apply(wanted, *cached, seconds=0.0)
             return None
 
@@ -240,10 +194,10 @@ class Controller(QObject):
 
         reranked = self.cache.get(wanted.without_tlift()) if wanted.rerank and wanted.tlift else None
         # The new ranking is shown first; its metrics follow from a job of their own (_apply).
-        worker = self._job(compute_distances, session, wanted, list(state.extra_queries),
-                           reranked=None if reranked is None else reranked[0], metrics=False,
-                           name=f"compute {wanted.method(state.base_method)}", group="post",
-                           on_result=computed, on_cancel=revert, on_error=revert)
+        worker = self.jobs.submit(compute_distances, session, wanted, list(state.extra_queries),
+                                  reranked=None if reranked is None else reranked[0], metrics=False,
+                                  name=f"compute {wanted.method(state.base_method)}", group="post",
+                                  on_result=computed, on_cancel=revert, on_error=revert)
         self._post_worker = worker
         return worker
 
@@ -282,11 +236,11 @@ class Controller(QObject):
             if settings.is_raw and self.state.raw_distmat is distmat:
                 self.state.raw_metrics = metrics
             if self.state.applied == settings and self.state.distmat is distmat:
-                self.state.set_metrics(metrics)
+                self.state.metrics = metrics
 
         # Beside the session's jobs (io pool), so the next toggle does not queue behind it.
-        return self._job(evaluate_distances, session, distmat, name="evaluate", group="metrics",
-                         pool="io", on_result=done, busy=False)
+        return self.jobs.submit(evaluate_distances, session, distmat, name="evaluate", group="metrics",
+                                pool="io", on_result=done, busy=False)
 
     def _fill_extra_rows(self) -> Worker | None:
         """Rank the external queries that lack a row for the applied settings (background)."""
@@ -304,8 +258,8 @@ class Controller(QObject):
                 extra.rows[settings.without_tlift().key()] = row
             state.extra_rows_changed()
 
-        return self._job(extra_rows, session, missing, settings, name="rank external queries",
-                         on_result=store)
+        return self.jobs.submit(extra_rows, session, missing, settings, name="rank external queries",
+                                on_result=store)
 
     def _revert(self) -> None:
         """A recomputation did not finish: show the settings the results are for again."""
@@ -337,8 +291,8 @@ class Controller(QObject):
             state.events.message.emit(f"added {os.path.basename(path)} as a query")
             self._fill_extra_rows()  # the settings may have changed while it was scored
 
-        return self._job(score_external, session, path, settings,
-                         name=f"open {os.path.basename(path)} as query", on_result=added)
+        return self.jobs.submit(score_external, session, path, settings,
+                                name=f"open {os.path.basename(path)} as query", on_result=added)
 
     # ------------------------------------------------------------------ export
     def export(self, path: str, *, all_queries: bool, top_k: int | None) -> Worker | None:
@@ -369,17 +323,27 @@ class Controller(QObject):
             state.error = JobError("nothing to export", "select a query first")
             return None
         method = state.applied.method(state.base_method)
+        override = None if all_queries else state.override(state.selected_query)
+        others: tuple[str, ...] = ()
+        if override is not None:  # the list the grid shows, alone
+            others = tuple(s.path for s in queries)
+            queries, indices = [queries[state.selected_query]], [0]
+            distmat, scores = override.dist_row[None], override.score_row[None]
+            if override.settings is not None:
+                method = override.settings.method(state.base_method)
+            method += f" ({override.probe or 'list shown'})"
 
         def done(rows: int) -> None:
             state.events.message.emit(f"wrote {rows} rows to {path}")
             self.export_finished.emit(path, rows)
 
-        return self._job(export_ranked_csv, path, distmat, scores, queries,
-                         list(state.session.dataset.gallery), method=method, top_k=top_k,
-                         query_indices=indices, camera_base=state.session.dataset.camera_base,
-                         inputs=session_inputs(state.session), name="export CSV", pool="io", on_result=done,
-                         on_error=lambda e: self.export_finished.emit(path, -1),
-                         on_cancel=lambda: self.export_finished.emit(path, -1))
+        return self.jobs.submit(export_ranked_csv, path, distmat, scores, queries,
+                                list(state.session.dataset.gallery), method=method, top_k=top_k,
+                                query_indices=indices, camera_base=state.session.dataset.camera_base,
+                                inputs=session_inputs(state.session), other_inputs=others,
+                                name="export CSV", pool="io", on_result=done,
+                                on_error=lambda e: self.export_finished.emit(path, -1),
+                                on_cancel=lambda: self.export_finished.emit(path, -1))
 
     # ------------------------------------------------------------------ navigation / lifetime
     def open_selected_match(self) -> None:
@@ -389,11 +353,11 @@ class Controller(QObject):
             self.match_requested.emit(self.state.selected_query, item.gallery_index)
 
     def cancel_jobs(self) -> None:
-        """Cancel the running session job(s) (the progress bar's Cancel button)."""
-        self.runner.cancel()
+        """Cancel the jobs the window reports (the progress bar's Cancel button)."""
+        self.jobs.cancel_reported()
 
-    def shutdown(self, timeout_ms: int = 30_000) -> bool:
+    def shutdown(self, timeout_ms: int = EXIT_WAIT_MS) -> bool:
         """Cancel every job and wait for the threads; no callback runs after this."""
         self._closed = True
         self._timer.stop()
-        return self.runner.shutdown(timeout_ms)
+        return self.jobs.shutdown(timeout_ms)

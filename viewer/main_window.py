@@ -73,13 +73,13 @@ class MainWindow(QMainWindow):
         self.banner = ErrorBanner(state)
         self.loading = LoadingPage(state)
 
-        results_title = QLabel("Ranked gallery")
-        results_title.setObjectName("title")
+        self.results_title = QLabel("Ranked gallery")
+        self.results_title.setObjectName("title")
         # A long title (an occluded ranking's) wraps when the row is crowded, rather than the
         # display options' combos being cut.
-        results_title.setWordWrap(True)
+        self.results_title.setWordWrap(True)
         toolbar = QHBoxLayout()
-        toolbar.addWidget(results_title)
+        toolbar.addWidget(self.results_title)
         toolbar.addSpacing(12)
         toolbar.addWidget(self.display)
         toolbar.addStretch(1)
@@ -118,7 +118,7 @@ class MainWindow(QMainWindow):
         self.splitter.setSizes([290, 740, 250])
         self.splitter.setChildrenCollapsible(False)
 
-        # The match inspector: a tab beside the ranked results (issue 8).
+        # The match inspector: a tab beside the ranked results.
         self.inspector_ctl = InspectorController(self.controller)
         self.inspector = InspectorTab(state, self.inspector_ctl)
         self.tabs = QTabWidget()
@@ -148,8 +148,8 @@ class MainWindow(QMainWindow):
         self.occlusion = OcclusionDock(OcclusionController(self.controller), self)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.occlusion)
         self.occlusion.hide()
-        state.events.override.connect(
-            lambda o: results_title.setText("Ranked gallery" if o is None else o.title))
+        state.events.overrides.connect(self._show_results_title)
+        state.events.selected_query.connect(self._show_results_title)
 
         self.plots_dock = None
         self._make_menu()
@@ -210,6 +210,11 @@ class MainWindow(QMainWindow):
             self.inspector_ctl.close()
         else:
             self.controller.cancel_jobs()
+
+    def _show_results_title(self) -> None:
+        """What the grid ranks: the query's list, or what replaced it."""
+        override = self.state.override(self.state.selected_query)
+        self.results_title.setText("Ranked gallery" if override is None else override.description)
 
     def _show_inspector(self, on: bool) -> None:
         self.tabs.setCurrentWidget(self.inspector if on else self.splitter)

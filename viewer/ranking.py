@@ -16,7 +16,8 @@ import numpy as np
 from engine.evaluation import rank_row
 from engine.export import protocol_ranks
 
-__all__ = ["Ranking", "ResultItem", "rank_query", "visible_positions", "result_items"]
+__all__ = ["Ranking", "RankingOverride", "ResultItem", "rank_query", "visible_positions",
+           "result_items"]
 
 MATCH, MISMATCH, JUNK, UNKNOWN = "true", "false", "junk", ""
 
@@ -57,6 +58,25 @@ class Ranking:
     def position_of(self, gallery_index: int) -> int:
         """0-based position of a gallery image in this list."""
         return int(np.flatnonzero(self.order == gallery_index)[0])
+
+
+@dataclass(frozen=True)
+class RankingOverride:
+    """A list shown for one query instead of its own ranking (``ViewerState.overrides``): the
+    ranking of an occluded copy of the query today, relevance-feedback marks next. The grid,
+    the results' title, the query header, the match inspector and the CSV export of the query
+    read it; ``description`` says once what replaced the query's ranking."""
+
+    query: int
+    ranking: Ranking               # movement = position in `versus` - position in this list
+    dist_row: np.ndarray           # [g] distances the list is ordered by
+    score_row: np.ndarray          # [g] QAConv logits shown on the tiles
+    description: str               # the results' title, e.g. "Occluded (square) · ▲▼ vs. original"
+    versus: str                    # what the movement arrows compare with (tile tooltips)
+    settings: object = None        # the PostSettings dist_row was computed under
+    probe: str = ""                # the probe's name when it is an edited copy of the query
+    image: np.ndarray | None = None    # that copy, uint8 [H, W, 3]
+    maps: np.ndarray | None = None     # its feature map [D, h, w]
 
 
 @dataclass(frozen=True)

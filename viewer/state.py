@@ -18,17 +18,29 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import operator
 import os
 from collections import OrderedDict
+from collections.abc import Mapping
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
+from psygnal import Signal, SignalGroup, SignalGroupDescriptor
+from psygnal._group_descriptor import evented_setattr  # documented, not yet exported
 
 from engine.data.samples import Sample
 from engine.evaluation import Metrics
 from engine.postprocess.params import RerankParams, TLiftParams
-from viewer.events import EventedModel
-from viewer.ranking import Ranking, ResultItem, rank_query, result_items, visible_positions
+from viewer.ranking import (
+    Ranking,
+    RankingOverride,
+    ResultItem,
+    rank_query,
+    result_items,
+    visible_positions,
+)
 
 __all__ = ["PostSettings", "ExtraQuery", "JobError", "StatusInfo", "DistanceCache", "ViewerState",
            "SORT_KEYS", "JUNK_MODES"]
@@ -98,6 +110,25 @@ class StatusInfo:
     detail: str = ""        # longer explanation (tooltip)
 
 
+class _Derived:
+    """Values derived from some fields, dropped when any of those fields holds another object
+    than when they were derived (no invalidation hook to forget)."""
+
+    def __init__(self):
+        self._sources: tuple = ()
+        self._values: dict = {}
+
+    def values_for(self, *sources: Any) -> dict:
+        """The values derived from ``sources`` so far (empty when a source changed)."""
+        if len(sources) != len(self._sources) or any(
+                a is not b for a, b in zip(sources, self._sources, strict=True)):
+            self._sources, self._values = sources, {}
+        return self._values
+
+    def clear(self) -> None:
+        self._sources, self._values = (), {}
+
+
 class DistanceCache:
     """Recently computed ``(distmat, metrics)`` per settings, so toggling back is instant.
 
@@ -124,61 +155,93 @@ class DistanceCache:
         self._items.clear()
 
 
-class ViewerState(EventedModel):
-    """Dataset, engine session, distances, toggles, selection and filters of one window."""
+class ViewerEvents(SignalGroup):
+    """A change event per field of :class:`ViewerState`, plus notes for the status bar."""
 
-    _fields = {
-        "session": None,              # engine.session.Session once loaded
-        "raw_distmat": None,          # [q, g] float32 without post-processing
-        "raw_metrics": None,          # Metrics of raw_distmat (None if no query is valid)
-        "distmat": None,              # [q, g] float32 under `applied`
-        "metrics": None,              # Metrics of distmat
-        "applied": PostSettings(),    # settings of distmat
-        "rerank_on": False,
-        "rerank": RerankParams(),
-        "tlift_on": False,
-        "tlift": TLiftParams(),
-        "extra_queries": (),          # tuple[ExtraQuery, ...]
-        "selected_query": -1,
-        "selected_result": 0,         # index into the visible result tiles
-        "top_k": 24,
-        "junk_mode": "grey",          # "grey" | "hide"
-        "filter_cam": None,           # int or None (any)
-        "filter_gallery_cam": None,   # int or None: the results show this gallery camera only
-        "filter_pid": "",             # identity text, "" = any
-        "filter_name": "",            # substring of the file name, "" = any
-        "sort_key": "file",           # one of SORT_KEYS
-        "busy": "",                   # description of the running session job, "" = idle
-        "progress": None,             # (stage, done, total) of the running job, or None
-        "error": None,                # JobError to show, or None
-        "status": StatusInfo(),
-        "load_failed": None,          # JobError when nothing could be loaded
-        # A list shown in the grid instead of the query's own (an occluded query, see
-        # viewer.occlusion.state.RankingOverride): has .query, .ranking, .dist_row, .score_row.
-        "override": None,
-    }
-    _signals = ("message",)           # transient one-line notes for the status bar
+    message = Signal(str)           # a transient one-line note
+
+
+@dataclass(eq=False, repr=False)  # no arrays in error messages
+class ViewerState:
+    """Dataset, engine session, distances, toggles, selection and filters of one window.
+
+    Every field emits ``events.<field>(new, old)`` when it is assigned a different value
+    (arrays and engine objects compare by identity). ``session`` comes first: the other fields'
+    defaults are assigned while it is still None.
+    """
+
+    events: ClassVar[SignalGroupDescriptor] = SignalGroupDescriptor(
+        signal_group_class=ViewerEvents, patch_setattr=False,
+        equality_operators={name: operator.is_ for name in (
+            "session", "raw_distmat", "raw_metrics", "distmat", "metrics", "extra_queries",
+            "overrides")})
+
+    session: Any = None               # engine.session.Session once loaded
+    raw_distmat: Any = None           # [q, g] float32 without post-processing
+    raw_metrics: Any = None           # Metrics of raw_distmat (None if no query is valid)
+    distmat: Any = None               # [q, g] float32 under `applied`
+    metrics: Any = None               # Metrics of distmat
+    applied: PostSettings = field(default_factory=PostSettings)   # settings of distmat
+    rerank_on: bool = False
+    rerank: RerankParams = field(default_factory=RerankParams)
+    tlift_on: bool = False
+    tlift: TLiftParams = field(default_factory=TLiftParams)
+    extra_queries: tuple = ()         # tuple[ExtraQuery, ...]
+    selected_query: int = -1
+    selected_result: int = 0          # index into the visible result tiles
+    top_k: int = 24
+    junk_mode: str = "grey"           # "grey" | "hide"
+    filter_cam: int | None = None     # None = any
+    filter_gallery_cam: int | None = None   # the results show this gallery camera only
+    filter_pid: str = ""              # identity text, "" = any
+    filter_name: str = ""             # substring of the file name, "" = any
+    sort_key: str = "file"            # one of SORT_KEYS
+    busy: str = ""                    # description of the running session job, "" = idle
+    progress: tuple | None = None     # (stage, done, total) of the running job, or None
+    error: JobError | None = None     # to show, or None
+    status: StatusInfo = field(default_factory=StatusInfo)
+    load_failed: JobError | None = None   # when nothing could be loaded
+    # query -> viewer.ranking.RankingOverride, the list shown instead of the query's own (an
+    # occluded copy of it, ...). Replaced, never changed in place: see set_override.
+    overrides: Mapping[int, RankingOverride] = field(default_factory=dict)
 
     # Changing these keeps the selected gallery image selected (see __setattr__).
-    _FOLLOW_SELECTION = ("distmat", "junk_mode", "top_k")
+    _FOLLOW_SELECTION: ClassVar[tuple[str, ...]] = ("junk_mode", "top_k")
     #: Results added when Right or scrolling goes past the last tile.
-    MORE_STEP = 24
+    MORE_STEP: ClassVar[int] = 24
 
-    def __init__(self, **values):
-        super().__init__(**values)
-        self._ranking_cache: dict[int, Ranking] = {}
-        self._visible_cache: list[int] | None = None
-        self._gallery_labels: tuple[np.ndarray, np.ndarray] | None = None
-        self._pending_follow: tuple[int, int] | None = None
+    def __post_init__(self) -> None:
+        # Values derived from fields, each kept with the fields it was derived from.
+        self._rankings = _Derived()     # query -> Ranking
+        self._visible = _Derived()      # None -> the browser's query list
+        self._labels = _Derived()       # None -> (gallery pids, gallery cams)
+        # (session, query, selected_result, gallery index): the image to select again once an
+        # external query's row for the new settings arrives, while that selection stands.
+        self._pending_follow: tuple | None = None
 
-    def __setattr__(self, name, value) -> None:
-        """Assign a field; a new ranking, junk mode or top-k keeps the same image selected."""
+    @evented_setattr("events")
+    def _assign(self, name: str, value: Any) -> None:
+        """Assign an attribute; a field emits its change event."""
+        super().__setattr__(name, value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Assign a field; a new junk mode or top-k keeps the same image selected (its event
+        comes after the field's own)."""
         if name not in self._FOLLOW_SELECTION or self.session is None:
-            super().__setattr__(name, value)
+            self._assign(name, value)
             return
         item = self.selected_item()
-        super().__setattr__(name, value)
+        self._assign(name, value)
         self._reselect(item, extend=name != "top_k")
+
+    @contextmanager
+    def _batched(self, *names: str):
+        """Hold the events of ``names`` until the block ends, then emit them in that order: a
+        listener of any of them sees all the block's assignments made."""
+        with ExitStack() as stack:
+            for name in reversed(names):  # the last entered resumes first
+                stack.enter_context(self.events[name].paused())
+            yield
 
     def _reselect(self, item: ResultItem | None, *, extend: bool) -> None:
         """Select ``item``'s gallery image again after the list changed."""
@@ -189,23 +252,11 @@ class ViewerState(EventedModel):
             return
         if self.ranking(query) is None:
             # An external query's row for new settings comes a moment later.
-            object.__setattr__(self, "_pending_follow", (query, item.gallery_index))
+            self._pending_follow = (self.session, query, self.selected_result, item.gallery_index)
             return
         count = len(self.results())     # no longer in the list: the nearest tile that is
         if self.selected_result >= count:
             self.selected_result = max(count - 1, 0)
-
-    # ------------------------------------------------------------------ cache upkeep
-    def _field_changed(self, name: str) -> None:
-        if name == "session":
-            self._gallery_labels = None
-        if name in ("selected_query", "selected_result", "session"):
-            object.__setattr__(self, "_pending_follow", None)
-        if name in ("session", "distmat", "raw_distmat", "extra_queries", "applied"):
-            self._ranking_cache.clear()
-        if name in ("session", "extra_queries", "metrics", "filter_cam", "filter_pid",
-                    "filter_name", "sort_key"):
-            self._visible_cache = None
 
     # ------------------------------------------------------------------ dataset views
     @property
@@ -264,41 +315,39 @@ class ViewerState(EventedModel):
             self.tlift = settings.tlift
 
     def set_distances(self, settings: PostSettings, distmat: np.ndarray, metrics: Metrics | None) -> None:
-        """Store a newly computed distance matrix and the settings it was computed with."""
+        """Store a newly computed distance matrix and the settings it was computed with; the
+        selected image stays selected."""
         # The selection follows the image: found under the settings it was made in.
         item = None if self.session is None else self.selected_item()
-        # Order matters: listeners of `distmat` read `applied` and `metrics`.
-        object.__setattr__(self, "applied", settings)
-        object.__setattr__(self, "metrics", metrics)
-        self._field_changed("applied")
-        self._field_changed("metrics")
-        EventedModel.__setattr__(self, "distmat", distmat)
+        # Listeners of `distmat` read `applied` and `metrics`.
+        with self._batched("distmat", "applied", "metrics"):
+            self.applied = settings
+            self.metrics = metrics
+            self.distmat = distmat
         self._reselect(item, extend=True)
-        self.events.applied.emit(settings)
-        self.events.metrics.emit(metrics)
-
-    def set_metrics(self, metrics: Metrics | None) -> None:
-        """The metrics of the applied distances, computed after they were shown."""
-        object.__setattr__(self, "metrics", metrics)
-        self._field_changed("metrics")
-        self.events.metrics.emit(metrics)
 
     def extra_rows_changed(self) -> None:
-        """External queries got rows for more settings: rankings are recomputed on demand."""
-        self._field_changed("extra_queries")
-        self.events.extra_queries.emit(self.extra_queries)
+        """External queries got rows for more settings (their ``rows`` grew in place): rankings
+        are recomputed on demand, and the image that waited for its row is selected again."""
+        self._rankings.clear()
+        self.events.extra_queries.emit(self.extra_queries, self.extra_queries)
         pending, self._pending_follow = self._pending_follow, None
-        if pending is not None and pending[0] == self.selected_query:
-            self.select_gallery(pending[1])
+        if pending is not None and pending[:3] == (self.session, self.selected_query,
+                                                   self.selected_result):
+            self.select_gallery(pending[3])
 
     # ------------------------------------------------------------------ query browser
     def visible_queries(self) -> list[int]:
         """Query numbers after filters and sort; external images first, always shown."""
-        if self._visible_cache is not None:
-            return self._visible_cache
+        cache = self._visible.values_for(self.session, self.extra_queries, self.metrics, self.filter_cam,
+                                  self.filter_pid, self.filter_name, self.sort_key)
+        if None not in cache:
+            cache[None] = self._filter_and_sort()
+        return cache[None]
+
+    def _filter_and_sort(self) -> list[int]:
         if self.session is None:
-            self._visible_cache = []
-            return self._visible_cache
+            return []
         queries = self.session.dataset.query
         pid_text = self.filter_pid.strip()
         name_text = self.filter_name.strip().lower()
@@ -319,8 +368,7 @@ class ViewerState(EventedModel):
         else:
             keep.sort(key=lambda i: os.path.basename(queries[i].path))
         n = self.num_dataset_queries
-        self._visible_cache = list(range(n, n + len(self.extra_queries))) + keep
-        return self._visible_cache
+        return list(range(n, n + len(self.extra_queries))) + keep
 
     # ------------------------------------------------------------------ results
     def distance_row(self, query: int, settings: PostSettings | None = None) -> np.ndarray | None:
@@ -332,11 +380,23 @@ class ViewerState(EventedModel):
             self.raw_distmat if settings.is_raw else None)
         return None if matrix is None else matrix[query]
 
-    def occluded(self, query: int):
-        """The occlusion panel's ranking of an occluded copy of ``query`` when the grid shows it
-        (a :class:`~viewer.occlusion.state.RankingOverride`), else None."""
-        override = self.override
-        return override if override is not None and override.query == query else None
+    def override(self, query: int) -> RankingOverride | None:
+        """The list shown for ``query`` instead of its own ranking, if any."""
+        return self.overrides.get(query)
+
+    def shown_ranking(self, query: int) -> Ranking | None:
+        """The ranking the grid shows for ``query``: its override's, else its own."""
+        override = self.override(query)
+        return self.ranking(query) if override is None else override.ranking
+
+    def set_override(self, query: int, override: RankingOverride | None) -> None:
+        """Show ``override`` for ``query`` instead of its ranking (None: its own ranking again)."""
+        if self.overrides.get(query) is override:
+            return
+        overrides = {q: o for q, o in self.overrides.items() if q != query}
+        if override is not None:
+            overrides[query] = override
+        self.overrides = overrides
 
     def score_row(self, query: int) -> np.ndarray:
         """QAConv logits ``[g]`` of one query (higher = more similar)."""
@@ -348,7 +408,9 @@ class ViewerState(EventedModel):
         """The query's ranked list under the applied settings (cached until distances change)."""
         if query < 0 or query >= self.num_queries or self.session is None:
             return None
-        cached = self._ranking_cache.get(query)
+        cache = self._rankings.values_for(self.session, self.distmat, self.raw_distmat,
+                                   self.extra_queries, self.applied)
+        cached = cache.get(query)
         if cached is not None:
             return cached
         dist = self.distance_row(query)
@@ -356,17 +418,18 @@ class ViewerState(EventedModel):
             return None
         raw = None if self.applied.is_raw else self.distance_row(query, PostSettings())
         sample = self.query_sample(query)
-        if self._gallery_labels is None:  # the session rebuilds these arrays on every call
-            self._gallery_labels = (self.session.gallery_pids, self.session.gallery_cams)
-        ranking = rank_query(dist, raw, sample.pid, sample.cam, *self._gallery_labels)
-        self._ranking_cache[query] = ranking
+        labels = self._labels.values_for(self.session)
+        if None not in labels:  # the session rebuilds these arrays on every call
+            labels[None] = (self.session.gallery_pids, self.session.gallery_cams)
+        ranking = rank_query(dist, raw, sample.pid, sample.cam, *labels[None])
+        cache[query] = ranking
         return ranking
 
     def results(self, query: int | None = None) -> list[ResultItem]:
         """The tiles of the results grid: top-k, junk hidden or not."""
         query = self.selected_query if query is None else query
-        override = self.override
-        if override is not None and override.query == query:
+        override = self.override(query)
+        if override is not None:
             positions = visible_positions(override.ranking, self.top_k, self.junk_mode == "hide")
             return result_items(override.ranking, positions, override.dist_row, override.score_row)
         ranking = self.ranking(query)
@@ -398,12 +461,9 @@ class ViewerState(EventedModel):
 
     def select_query(self, query: int) -> None:
         """Select a query and its first result (listeners of either see both already set)."""
-        changed = self.selected_result != 0
-        object.__setattr__(self, "selected_result", 0)
-        self._field_changed("selected_result")
-        self.selected_query = query
-        if changed:
-            self.events.selected_result.emit(0)
+        with self._batched("selected_query", "selected_result"):
+            self.selected_result = 0
+            self.selected_query = query
 
     def step_result(self, step: int) -> None:
         """Select the previous/next tile; past the last one, more results are shown first."""
@@ -425,7 +485,7 @@ class ViewerState(EventedModel):
         ``extend`` lets top-k grow so that the image is shown. Returns whether it is selected
         (False: not in the visible list, e.g. junk while junk is hidden).
         """
-        ranking = self.ranking(self.selected_query)
+        ranking = self.shown_ranking(self.selected_query)
         if ranking is None:
             return False
         position = ranking.position_of(gallery_index)
@@ -435,16 +495,18 @@ class ViewerState(EventedModel):
         if shown > self.top_k:
             if not extend:
                 return False
-            object.__setattr__(self, "top_k", min(self.max_top_k, -(-shown // self.MORE_STEP) * self.MORE_STEP))
-            self._field_changed("top_k")
-            self.events.top_k.emit(self.top_k)
-        index = next(i for i, item in enumerate(self.results()) if item.gallery_index == gallery_index)
+            # Assigned without the follow rule of __setattr__: the image is selected next.
+            self._assign("top_k", min(self.max_top_k, -(-shown // self.MORE_STEP) * self.MORE_STEP))
+        index = next((i for i, item in enumerate(self.results())
+                      if item.gallery_index == gallery_index), None)
+        if index is None:  # filtered out (another gallery camera)
+            return False
         self.selected_result = index
         return True
 
     def select_rank(self, rank: int) -> bool:
         """Select the result with this 1-based rank (the protocol's count, junk not counted)."""
-        ranking = self.ranking(self.selected_query)
+        ranking = self.shown_ranking(self.selected_query)
         if ranking is None:
             return False
         hits = np.flatnonzero(ranking.ranks == rank)
@@ -452,7 +514,7 @@ class ViewerState(EventedModel):
 
     def select_first_true_match(self) -> bool:
         """Select the selected query's first true match (showing more results if needed)."""
-        ranking = self.ranking(self.selected_query)
+        ranking = self.shown_ranking(self.selected_query)
         if ranking is None or ranking.first_hit_rank < 1:
             return False
         position = int(np.flatnonzero(ranking.status == "true")[0])

@@ -1,7 +1,7 @@
 """What the viewer's background jobs do: plain functions over the engine (no Qt here).
 
 Each takes ``progress(stage, done, total)`` and ``cancel() -> bool`` keyword arguments, as the
-engine does, so :class:`viewer.workers.Worker` can run it and the tests can call it directly.
+engine does, so :class:`viewer.jobs.JobService` can run it and the tests can call it directly.
 """
 from __future__ import annotations
 
@@ -319,18 +319,20 @@ def score_external(session, path: str, settings: list[PostSettings], *, progress
 def export_ranked_csv(path: str, distmat: np.ndarray, scores: np.ndarray, queries: list[Sample],
                       gallery: list[Sample], *, method: str, top_k: int | None,
                       query_indices: list[int], progress, cancel, camera_base: int = 1,
-                      inputs=()) -> int:
+                      inputs=(), other_inputs: tuple[str, ...] = ()) -> int:
     """Write ranked lists to CSV via :func:`engine.export.write_ranked_csv`; returns rows written.
 
-    Refuses to replace the session's ``inputs`` (:func:`engine.outputs.session_inputs`) and the
-    query images (external ones included)."""
+    Refuses to replace the session's ``inputs`` (:func:`engine.outputs.session_inputs`), the
+    query images (external ones included) and ``other_inputs`` (the queries left out of
+    ``queries``)."""
     import dataclasses
 
     from engine.export import write_ranked_csv
     from engine.outputs import RunInputs
 
     inputs = RunInputs.of(inputs)
-    inputs = dataclasses.replace(inputs, files=inputs.files + tuple(s.path for s in queries))
+    extra = tuple(s.path for s in queries) + tuple(other_inputs)
+    inputs = dataclasses.replace(inputs, files=inputs.files + extra)
     return write_ranked_csv(path, distmat, scores, queries, gallery, method=method, top_k=top_k,
                             query_indices=query_indices, camera_base=camera_base, inputs=inputs,
                             progress=lambda d, t: progress("export", d, t), cancel=cancel)

@@ -92,8 +92,8 @@ def window(qtbot, loaded):
 def assert_no_job_running(controller) -> None:
     from PySide6.QtCore import QThreadPool
 
-    assert controller.runner.wait(5000), "a job thread was still running after the test"
-    for pool in controller.runner.pools.values():
+    assert controller.jobs.wait(5000), "a job thread was still running after the test"
+    for pool in controller.jobs.pools.values():
         assert pool.activeThreadCount() == 0
     assert QThreadPool.globalInstance().activeThreadCount() == 0
 
@@ -107,3 +107,16 @@ def distance_from_logits(logits) -> np.ndarray:
 def grid_gallery_order(win) -> list[int]:
     model = win.grid.model_
     return [model.items[row].gallery_index for row in range(model.rowCount())]
+
+
+def reversed_override(state, loaded, query):
+    """An override of ``query``: its gallery farthest first (as feedback marks might reorder it)."""
+    from viewer.ranking import RankingOverride, rank_query
+
+    session = loaded.session
+    row = (2.0 - loaded.raw_distmat[query]).astype(np.float32)
+    sample = state.query_sample(query)
+    ranking = rank_query(row, loaded.raw_distmat[query], sample.pid, sample.cam,
+                         session.gallery_pids, session.gallery_cams)
+    return RankingOverride(query, ranking, row, np.ones_like(session.logits["qg"][query]),
+                           description="Farthest first", versus="the query's own list")

@@ -5,6 +5,7 @@ RR on; and the grid's rank numbering and selection (one numbering, selection fol
 from __future__ import annotations
 
 import csv
+import dataclasses
 import shutil
 
 import numpy as np
@@ -24,12 +25,12 @@ def _open(qtbot, win, position: int = 1):
     qtbot.keyClick(win.grid, Qt.Key.Key_Return)
     assert win.inspector_ctl.inspector.open
     view = win.inspector.build()
-    ins, runner = win.inspector_ctl.inspector, win.controller.runner
+    ins, jobs = win.inspector_ctl.inspector, win.controller.jobs
     try:
         qtbot.waitUntil(lambda: win.inspector_ctl.is_ready(), timeout=30000)
     except Exception:
         raise AssertionError(f"not ready: corr {ins.correspondence is not None}, busy {win.state.busy!r}, "
-                             f"scores {[s.text() for s in ins.scores]}, jobs {[w.name for w in runner.workers]}, "
+                             f"scores {[s.text() for s in ins.scores]}, jobs {[w.name for w in jobs.workers]}, "
                              f"error {win.state.error}") from None
     return view
 
@@ -62,7 +63,7 @@ def test_enter_opens_the_inspector_and_it_draws_the_engines_numbers(qtbot, windo
     win = window
     app_thread = QApplication.instance().thread()
     threads = []
-    for name in InspectorState._fields:
+    for name in (f.name for f in dataclasses.fields(InspectorState)):
         win.inspector_ctl.inspector.events[name].connect(
             lambda *_a: threads.append(QThread.currentThread() is app_thread))
     view = _open(qtbot, win, position=1)

@@ -36,9 +36,9 @@ def panel(qtbot, window):
     def record(_value=None):
         calls.append(threading.current_thread() is gui)
 
-    for name in occ.state.events._names:
+    for name in occ.state.events:
         occ.state.events[name].connect(record)
-    win.state.events.override.connect(record)
+    win.state.events.overrides.connect(record)
     yield win, occ
     assert calls and all(calls), "the panel's state was changed off the GUI thread"
 
@@ -103,7 +103,7 @@ def test_dragging_the_square_ranks_the_occluded_query(qtbot, panel):
     _assert_grid_shows(win, before, after)
 
     win.occlusion.panel.reset_button.click()
-    assert win.state.override is None
+    assert win.state.overrides == {}
     assert grid_gallery_order(win) == raw_order
 
 
@@ -116,7 +116,7 @@ def test_previews_are_the_transforms_and_rank_with_one_click(qtbot, panel):
     assert occ.state.previews[0].box == (left, top, w, h)
     with qtbot.waitSignal(occ.rank_finished, timeout=20000):
         win.occlusion.panel.tiles[0].click()
-    assert win.state.override.source == "random_occlusion"
+    assert win.state.override(win.state.selected_query).source == "random_occlusion"
     before, after = _expected_rows(session, image, expected)
     _assert_grid_shows(win, before, after)
 
@@ -192,7 +192,7 @@ def test_enter_on_an_occluded_ranking_inspects_the_occluded_copy(qtbot, panel):
     with qtbot.waitSignal(occ.rank_finished, timeout=20000):
         win.occlusion.panel.canvas.roi.setSize((30, 30), finish=False)
         win.occlusion.panel.canvas.roi.setPos((10, 20), finish=True)
-    override = win.state.override
+    override = win.state.override(query)
     assert override is not None and override.maps is not None
     item = win.state.selected_item()
     win.inspector_ctl.open()

@@ -130,9 +130,9 @@ def test_tlift_toggle_does_not_wait_for_the_background_blocks(qtbot, load_reques
     qtbot.waitUntil(started.is_set, timeout=10000)
     win.postprocess.tlift.setChecked(True)
     qtbot.waitUntil(lambda: win.state.applied.tlift is not None, timeout=60000)
-    assert not release.is_set() and win.controller.runner.is_busy("prefetch")  # still running
+    assert not release.is_set() and win.controller.jobs.is_busy("prefetch")  # still running
     release.set()
-    qtbot.waitUntil(lambda: not win.controller.runner.is_busy("prefetch"), timeout=10000)
+    qtbot.waitUntil(lambda: not win.controller.jobs.is_busy("prefetch"), timeout=10000)
     win.close()
     assert_no_job_running(win.controller)
 

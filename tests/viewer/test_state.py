@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import math
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from viewer.events import EventedModel
+from engine.postprocess.params import TLiftParams
+from tests.viewer.conftest import reversed_override
 from viewer.state import PostSettings, ViewerState
 
 
@@ -20,22 +23,52 @@ def state(loaded):
     return s
 
 
-def test_events_fire_once_per_real_change():
-    class Model(EventedModel):
-        _fields = {"x": 0, "items": []}
-
-    m = Model()
+def test_events_fire_once_per_real_change(state):
     seen = []
-    m.events.x.connect(seen.append)
-    m.x = 3
-    m.x = 3
-    m.x = 4
-    assert seen == [3, 4]
-    other = Model()
-    other.items.append(1)
-    assert m.items == []  # mutable defaults are not shared
-    with pytest.raises(TypeError):
-        Model(y=1)
+    state.events.top_k.connect(seen.append)
+    state.events.distmat.connect(lambda new, old: seen.append((new is old, new.shape)))
+    state.top_k = 30
+    state.top_k = 30
+    state.top_k = 40
+    # Arrays compare by identity: a new matrix is a change even when its values are the same.
+    distmat = state.distmat
+    state.set_distances(state.applied, distmat, state.metrics)
+    state.set_distances(state.applied, distmat.copy(), state.metrics)
+    assert seen == [30, 40, (False, distmat.shape)]
+    other = ViewerState()
+    other.extra_queries += (None,)
+    assert ViewerState().extra_queries == ()  # defaults are not shared
+
+
+def test_listeners_of_a_batch_see_every_assignment_of_it(state, loaded):
+    """set_distances and select_query emit after storing all they change, in a fixed order."""
+    seen, distmat = [], loaded.raw_distmat.copy()
+    for name in ("distmat", "applied", "metrics", "selected_query", "selected_result"):
+        state.events[name].connect(
+            lambda *_a, name=name: seen.append((name, state.applied, state.distmat is distmat,
+                                                state.selected_query, state.selected_result)))
+    state.selected_result = 2
+    seen.clear()
+    settings = PostSettings(tlift=TLiftParams())
+    state.set_distances(settings, distmat, None)
+    assert [s[0] for s in seen] == ["distmat", "applied", "metrics"]
+    assert all(s[1:3] == (settings, True) for s in seen)
+    seen.clear()
+    query = state.selected_query + 1
+    state.select_query(query)
+    assert [s[0] for s in seen] == ["selected_query", "selected_result"]
+    assert all(s[3:] == (query, 0) for s in seen)
+
+
+def test_the_states_import_neither_qt_nor_torch():
+    """Every view's state is plain data: it loads (and is testable) without Qt or torch."""
+    code = ("import sys, viewer.state, viewer.inspector.state, viewer.occlusion.state, "
+            "viewer.plots.state; print(sorted(m.split('.')[0] for m in sys.modules "
+            "if m.split('.')[0] in ('PySide6', 'shiboken6', 'pyqtgraph', 'torch')))")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=root, env={**os.environ, "PYTHONPATH": root}).stdout
+    assert out.strip() == "[]"
 
 
 def test_filters_match_a_plain_loop(state, loaded):
@@ -127,3 +160,30 @@ def test_navigation_steps_through_the_visible_order(state):
     assert state.selected_result == 2
     state.step_query(+1)
     assert state.selected_result == 0  # a new query starts at its first result
+
+
+
+def test_an_override_replaces_one_querys_list_only(state, loaded):
+    a = next(q for q in range(state.num_dataset_queries) if state.ranking(q).first_hit_rank > 0)
+    b = a + 1
+    own = {q: [(i.gallery_index, i.distance) for i in state.results(q)] for q in (a, b)}
+    override = reversed_override(state, loaded, a)
+    events = []
+    state.events.overrides.connect(events.append)
+    state.set_override(a, override)
+    state.set_override(a, override)  # the same again: no event
+    assert len(events) == 1 and state.override(a) is override and state.override(b) is None
+    shown = state.results(a)
+    # The override's order: its distances ascending, its own values on the tiles.
+    assert [i.distance for i in shown] == pytest.approx(sorted(override.dist_row)[:state.top_k])
+    assert all(i.distance == override.dist_row[i.gallery_index] and i.score == 1.0 for i in shown)
+    assert [(i.gallery_index, i.distance) for i in state.results(b)] == own[b]
+    # Navigation works on the list shown: the first true match of the farthest-first list.
+    state.select_query(a)
+    assert state.select_first_true_match()
+    item = state.selected_item()
+    assert item.status == "true" and item.rank == override.ranking.first_hit_rank
+    assert state.top_k >= item.rank  # grown to show it
+    state.set_override(a, None)
+    assert state.overrides == {} and len(events) == 2
+    assert [(i.gallery_index, i.distance) for i in state.results(a)][:len(own[a])] == own[a]

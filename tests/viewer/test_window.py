@@ -4,7 +4,9 @@ session's logits with ``re_rank`` / ``tlift`` called directly."""
 from __future__ import annotations
 
 import copy
+import csv
 import dataclasses
+import math
 import shutil
 import threading
 
@@ -14,7 +16,7 @@ from PySide6.QtCore import Qt
 from engine.jobs import check_cancel
 from engine.postprocess.rerank import re_rank
 from engine.postprocess.tlift import tlift
-from tests.viewer.conftest import distance_from_logits, grid_gallery_order
+from tests.viewer.conftest import distance_from_logits, grid_gallery_order, reversed_override
 from viewer.state import PostSettings
 from viewer.tasks import Loaded
 
@@ -372,3 +374,34 @@ def test_an_image_added_while_settings_change_is_ranked_for_the_new_settings(qtb
     d_self = distance_from_logits(np.asarray(session.model.score(maps, maps, device=session.device)))
     expected = re_rank(d_qg, d_self, distance_from_logits(session.logits["gg"]))
     _assert_grid_follows(win, query, expected[0])
+
+
+def test_the_title_header_grid_and_export_read_the_current_querys_override(qtbot, window, loaded,
+                                                                        tmp_path):
+    win, state, session = window, window.state, loaded.session
+    a = next(q for q in state.visible_queries()
+             if not math.isnan(state.ranking(q).ap) and q < state.num_dataset_queries)
+    b = next(q for q in state.visible_queries() if q != a)
+    state.select_query(a)
+    override = reversed_override(state, loaded, a)
+    state.set_override(a, override)
+    order = [int(g) for g in override.ranking.order[:state.top_k]]
+    assert grid_gallery_order(win) == order
+    assert np.all(np.diff(override.dist_row[order]) >= 0)  # nearest first by its distances
+    assert win.results_title.text() == "Farthest first"
+    numbers = win.header.numbers.text()
+    assert f"AP {override.ranking.ap:.3f}" in numbers and "list shown" in numbers
+    # Another query shows its own list; coming back shows the override again.
+    state.select_query(b)
+    assert win.results_title.text() == "Ranked gallery" and "list shown" not in win.header.numbers.text()
+    state.select_query(a)
+    assert win.results_title.text() == "Farthest first" and grid_gallery_order(win) == order
+    path = tmp_path / "shown.csv"
+    with qtbot.waitSignal(win.controller.export_finished, timeout=20000) as blocker:
+        win.controller.export(str(path), all_queries=False, top_k=5)
+    assert blocker.args[1] == 5
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["gallery"] for r in rows] == [session.dataset.gallery[g].path for g in order[:5]]
+    assert all(r["query"] == session.dataset.query[a].path for r in rows)
+    assert all(r["method"] == "qaconv (list shown)" for r in rows)

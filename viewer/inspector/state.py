@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from psygnal import evented
 
 from engine.explain.inspect import (
     SIDES,
@@ -21,7 +22,6 @@ from engine.explain.inspect import (
     matched_location,
     select_lines,
 )
-from viewer.events import EventedModel
 from viewer.ranking import rank_query
 
 __all__ = ["InspectorState", "SceneLayout", "MethodScore", "method_scores", "KINDS", "LINE_MODES",
@@ -114,35 +114,44 @@ def method_scores(rows: dict[str, np.ndarray | None], notes: dict[str, str], gal
     return out
 
 
-class InspectorState(EventedModel):
-    """What the match inspector shows; derived numbers come from the engine's correspondence."""
+@evented
+@dataclass(eq=False)
+class InspectorState:
+    """What the match inspector shows; derived numbers come from the engine's correspondence.
 
-    _fields = {
-        "open": False,                # the inspector is the visible page
-        "pair": None,                 # (query number, gallery index) shown, or None
-        "correspondence": None,       # engine.explain.inspect.Correspondence of `pair` (None while computing)
-        "scores": (),                 # tuple[MethodScore, ...] of `pair`
-        "kind": "similarity",         # one of KINDS (relative = contribution vs. an average match)
-        "heatmap_on": True,
-        "opacity": 0.55,              # heatmap opacity in [0, 1]
-        "line_mode": "top",           # one of LINE_MODES
-        "line_side": "probe",         # lines from query locations, gallery locations or both
-        "top_n": 10,
-        "threshold": 0.7,             # similarity threshold of the "threshold" mode
-        "hover": None,                # (side, index) under the pointer, or None
-        "pinned": None,               # (side, index) clicked, or None
-    }
+    Every field emits ``events.<field>(new, old)`` when it is assigned a different value.
+    """
 
-    def _field_changed(self, name: str) -> None:
-        if name == "pair":
-            object.__setattr__(self, "hover", None)
-            object.__setattr__(self, "pinned", None)
+    open: bool = False                # the inspector is the visible page
+    pair: tuple[int, int] | None = None     # (query number, gallery index) shown, or None
+    correspondence: Correspondence | None = None    # of `pair` (None while computing)
+    scores: tuple = ()                # tuple[MethodScore, ...] of `pair`
+    kind: str = "similarity"          # one of KINDS (relative = contribution vs. an average match)
+    heatmap_on: bool = True
+    opacity: float = 0.55             # heatmap opacity in [0, 1]
+    line_mode: str = "top"            # one of LINE_MODES
+    line_side: str = "probe"          # lines from query locations, gallery locations or both
+    top_n: int = 10
+    threshold: float = 0.7            # similarity threshold of the "threshold" mode
+    hover: tuple[str, int] | None = None    # (side, index) under the pointer, or None
+    pinned: tuple[str, int] | None = None   # (side, index) clicked, or None
+
+    def __post_init__(self) -> None:
+        # Connected first, so the pair's other listeners see its locations forgotten already.
+        self.events.pair.connect(self._forget_locations)
+
+    def _forget_locations(self) -> None:
+        """Another pair: the location under the pointer or pinned belonged to the last one."""
+        self.hover = None
+        self.pinned = None
 
     def show(self, pair: tuple[int, int], correspondence: Correspondence | None) -> None:
-        """Show another pair with its correspondence: one ``pair`` event, one redraw."""
-        object.__setattr__(self, "correspondence", correspondence)
+        """Show another pair with its correspondence: one event (``pair``, or ``correspondence``
+        for the same pair), so the view redraws once."""
+        with self.events.correspondence.blocked():  # the pair's event redraws it
+            self.correspondence = correspondence
         if pair == self.pair:
-            self.events.correspondence.emit(correspondence)
+            self.events.correspondence.emit(correspondence, correspondence)
         else:
             self.pair = pair
 

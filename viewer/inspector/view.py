@@ -297,7 +297,7 @@ class MatchInspector(QWidget):
                         else (session.prep.height // 16, session.prep.width // 16))
         self.layout_ = layout = SceneLayout(map_h, map_w, float(session.prep.height),
                                             float(session.prep.width), GAP)
-        occluded = state.occluded(query)  # the grid ranks an occluded copy of the query
+        occluded = state.override(query)  # the grid ranks another list, e.g. an occluded copy
         for side in SIDES:
             image = (occluded.image if side == "probe" and occluded is not None and occluded.image is not None
                      else self._image(samples[side].path))
@@ -305,7 +305,8 @@ class MatchInspector(QWidget):
             self.photos[side].setRect(QRectF(layout.origin(side), 0, layout.image_w, layout.image_h))
         item = self._current_item(gallery_index)
         rank = "" if item is None else format_rank(item.rank)
-        self.captions["probe"].setText("query" if occluded is None else "query, occluded copy")
+        self.captions["probe"].setText(f"query, {occluded.probe}" if occluded and occluded.probe
+                                       else "query")
         self.captions["gallery"].setText(f"result {rank}".strip())
         for side in SIDES:
             self.captions[side].setPos(layout.origin(side), -1)
@@ -327,8 +328,8 @@ class MatchInspector(QWidget):
         from viewer.ranking import result_items
 
         query = self.inspector.pair[0]
-        occluded = self.state.occluded(query)
-        if occluded is not None:  # the occluded copy's list, as the grid shows it
+        occluded = self.state.override(query)
+        if occluded is not None:  # the list the grid shows instead, e.g. an occluded copy's
             pos = occluded.ranking.position_of(gallery_index)
             return result_items(occluded.ranking, np.array([pos]), occluded.dist_row,
                                 occluded.score_row)[0]

@@ -2,8 +2,8 @@
 
 Ranking an occluded query and the sensitivity map run on the session pool (one thread, so they
 never use the model at the same time as another job); the previews, plain array work, run on
-the io pool. Results come back on the GUI thread and go into :class:`OcclusionState` and
-``ViewerState.override`` (the grid's list); widgets only read the states.
+the io pool. Results come back on the GUI thread and go into :class:`OcclusionState` and the
+query's entry in ``ViewerState.overrides`` (the grid's list); widgets only read the states.
 """
 from __future__ import annotations
 
@@ -14,7 +14,13 @@ from PySide6.QtCore import QObject, Signal
 from engine.data import read_image_rgb
 from viewer.controller import Controller
 from viewer.formatting import camera_base, format_cam
-from viewer.occlusion.state import OcclusionState, SensitivityResult, make_override, methods_note
+from viewer.occlusion.state import (
+    OcclusionOverride,
+    OcclusionState,
+    SensitivityResult,
+    make_override,
+    methods_note,
+)
 from viewer.state import JobError
 
 log = logging.getLogger(__name__)
@@ -93,11 +99,12 @@ class OcclusionController(QObject):
         if (self.active and query == state.query and viewer.session is self._session
                 and state.image is not None):
             return
+        self.main.jobs.cancel("occlusion")
+        self.main.jobs.cancel("sensitivity")
+        if viewer.session is self._session:
+            self._drop_override()  # of the query the panel leaves (a new session has none)
         self._session = viewer.session
         self._before = {}
-        self.main.runner.cancel("occlusion")
-        self.main.runner.cancel("sensitivity")
-        viewer.override = None
         self._last = None
         state.sensitivity = None
         state.previews = ()
@@ -119,6 +126,15 @@ class OcclusionController(QObject):
         self._update_note()
         self.new_previews(seed=state.preview_seed)
 
+    def shown(self) -> OcclusionOverride | None:
+        """The occluded ranking the grid shows for the panel's query, if any."""
+        override = self.viewer.override(self.state.query)
+        return override if isinstance(override, OcclusionOverride) else None
+
+    def _drop_override(self) -> None:
+        if self.shown() is not None:
+            self.viewer.set_override(self.state.query, None)
+
     def _update_note(self) -> None:
         applied = self.viewer.applied
         self.state.note = methods_note(applied.rerank is not None, applied.tlift is not None)
@@ -135,9 +151,9 @@ class OcclusionController(QObject):
             if state.query == query:
                 state.previews = previews
 
-        self.main._job(previews_job, state.image, session.prep.height, session.prep.width,
-                       state.preview_seed, name="augmentation previews", pool="io",
-                       group="previews", busy=False, on_result=store)
+        self.main.jobs.submit(previews_job, state.image, session.prep.height, session.prep.width,
+                              state.preview_seed, name="augmentation previews", pool="io",
+                              group="previews", busy=False, on_result=store)
 
     # ------------------------------------------------------------------ ranking
     def apply_square(self) -> None:
@@ -171,9 +187,9 @@ class OcclusionController(QObject):
             if session is not viewer.session or query != viewer.selected_query:
                 self.rank_finished.emit(False)
                 return
-            viewer.override = make_override(query, result, source, sample.pid, sample.cam,
-                                            session.gallery_pids, session.gallery_cams,
-                                            settings.without_tlift())
+            viewer.set_override(query, make_override(query, result, source, sample.pid, sample.cam,
+                                                     session.gallery_pids, session.gallery_cams,
+                                                     settings.without_tlift()))
             self._update_note()
             self.rank_finished.emit(True)
 
@@ -181,19 +197,19 @@ class OcclusionController(QObject):
             state.running = ""
             self.rank_finished.emit(False)
 
-        self.main._job(rank_job, session, state.image, box, fill, occluded, settings.rerank,
-                       before, name="rank the occluded query", group="occlusion", on_result=done,
-                       on_error=failed, on_cancel=failed)
+        self.main.jobs.submit(rank_job, session, state.image, box, fill, occluded, settings.rerank,
+                              before, name="rank the occluded query", group="occlusion", on_result=done,
+                              on_error=failed, on_cancel=failed)
 
     def _settings_changed(self) -> None:
         self._update_note()
-        if self._last is not None and self.viewer.override is not None:
+        if self._last is not None and self.shown() is not None:
             self._rank(*self._last)  # post-processing changed: rank it again the new way
 
     def reset(self) -> None:
         """Back to the query's own ranking; the square returns to its start."""
-        self.main.runner.cancel("occlusion")
-        self.viewer.override = None
+        self.main.jobs.cancel("occlusion")
+        self._drop_override()
         self._last = None
         self.state.running = ""
         image = self.state.image
@@ -249,12 +265,15 @@ class OcclusionController(QObject):
             state.sens_progress = None
             self.sensitivity_finished.emit(False)
 
-        worker = self.main._job(sensitivity_job, session, state.image, query, state.mode,
-                                gallery_index, sample.pid, sample.cam, side, stride, state.fill,
-                                viewer.applied.rerank, target, name="sensitivity map", group="sensitivity",
-                                on_result=done, on_error=failed, on_cancel=failed)
-        worker.signals.progress.connect(
-            lambda _stage, d, t: setattr(state, "sens_progress", (d, t)) if state.running else None)
+        def progress(_stage: str, done_: int, total: int) -> None:
+            if state.running:
+                state.sens_progress = (done_, total)
+
+        self.main.jobs.submit(sensitivity_job, session, state.image, query, state.mode,
+                              gallery_index, sample.pid, sample.cam, side, stride, state.fill,
+                              viewer.applied.rerank, target, name="sensitivity map",
+                              group="sensitivity", on_result=done, on_error=failed,
+                              on_cancel=failed, on_progress=progress)
 
     def cancel_sensitivity(self) -> None:
-        self.main.runner.cancel("sensitivity")
+        self.main.jobs.cancel("sensitivity")

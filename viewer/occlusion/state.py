@@ -1,21 +1,23 @@
 """The occlusion panel's state as plain data (no Qt): the query image, the square, the fill,
 the augmentation previews, the occluded ranking and the sensitivity map.
 
-:class:`RankingOverride` is what the results grid shows instead of the query's own list while
-an occluded copy is ranked (``ViewerState.override``); its movement arrows compare the occluded
-ranking with the unoccluded image ranked the same way.
+:class:`OcclusionOverride` is what the results grid shows instead of the query's own list while
+an occluded copy is ranked (the query's entry in ``ViewerState.overrides``); its movement arrows
+compare the occluded ranking with the unoccluded image ranked the same way.
 """
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
+from psygnal import Signal, SignalGroup, SignalGroupDescriptor
 
-from viewer.events import EventedModel
-from viewer.ranking import Ranking, rank_query
+from viewer.ranking import RankingOverride, rank_query
 
-__all__ = ["RankingOverride", "SensitivityResult", "OcclusionState", "before_after_text",
+__all__ = ["OcclusionOverride", "SensitivityResult", "OcclusionState", "OcclusionEvents", "before_after_text",
            "make_override", "methods_note", "SENSITIVITY_MODES", "FILL_LABELS", "FILL_TIPS",
            "PREVIEW_LABELS", "PREVIEW_SHORT"]
 
@@ -30,40 +32,32 @@ PREVIEW_SHORT = {"random_occlusion": "occlusion", "random_erasing": "erasing", "
 
 
 @dataclass(frozen=True)
-class RankingOverride:
-    """An occluded query's ranked list, shown in the grid for ``query``."""
+class OcclusionOverride(RankingOverride):
+    """An occluded copy of ``query`` ranked, shown in the grid instead of the query's list; its
+    movement arrows compare with the unoccluded image ranked the same way."""
 
-    query: int
-    ranking: Ranking               # movement = position without occlusion - position with it
-    dist_row: np.ndarray           # [g] distances of the occluded image
-    score_row: np.ndarray          # [g] logits of the occluded image
-    source: str                    # "square" or an augmentation's name
-    before_ap: float
-    before_first: int              # first true match's rank without occlusion (-1 unknown)
-    image: np.ndarray | None = None    # the occluded copy, uint8 [H, W, 3]
-    maps: np.ndarray | None = None     # its feature map [D, h, w]
-    settings: object = None            # the PostSettings it was ranked under (no TLift)
-
-    @property
-    def title(self) -> str:
-        what = "square" if self.source == "square" else PREVIEW_LABELS.get(self.source, self.source)
-        return f"Occluded ({what}) · ▲▼ vs. original"
+    source: str = "square"         # "square" or an augmentation's name
+    before_ap: float = math.nan    # AP without occlusion
+    before_first: int = -1         # first true match's rank without occlusion (-1 unknown)
 
 
 def make_override(query: int, result, source: str, pid: int | None, cam: int | None,
-                  gallery_pids: np.ndarray, gallery_cams: np.ndarray, settings=None) -> RankingOverride:
+                  gallery_pids: np.ndarray, gallery_cams: np.ndarray, settings=None) -> OcclusionOverride:
     """The grid's list for an :class:`engine.explain.occlusion.OccludedRanking` of ``query``, ranked
     under ``settings`` (the applied ones without TLift)."""
     after = rank_query(result.after, result.before, pid, cam, gallery_pids, gallery_cams)
     before = rank_query(result.before, None, pid, cam, gallery_pids, gallery_cams)
-    return RankingOverride(query=query, ranking=after, dist_row=result.after,
-                           score_row=result.after_logits, source=source,
-                           before_ap=before.ap, before_first=before.first_hit_rank,
-                           image=result.occluded, maps=getattr(result, "occluded_maps", None),
-                           settings=settings)
+    what = "square" if source == "square" else PREVIEW_LABELS.get(source, source)
+    return OcclusionOverride(query=query, ranking=after, dist_row=result.after,
+                             score_row=result.after_logits,
+                             description=f"Occluded ({what}) · ▲▼ vs. original",
+                             versus="the query without occlusion", settings=settings,
+                             probe="occluded copy", image=result.occluded,
+                             maps=getattr(result, "occluded_maps", None), source=source,
+                             before_ap=before.ap, before_first=before.first_hit_rank)
 
 
-def before_after_text(override: RankingOverride | None) -> str:
+def before_after_text(override: OcclusionOverride | None) -> str:
     """``AP 0.512 → 0.301 · first true match: rank 1 → 4`` (or why there are no numbers)."""
     if override is None:
         return "Drag the square over the query, or click a preview, to rank an occluded copy."
@@ -122,23 +116,36 @@ class SensitivityResult:
                 "(red = drops down the list)")
 
 
-class OcclusionState(EventedModel):
-    """What the occlusion panel shows; the occlusion controller fills it."""
+class OcclusionEvents(SignalGroup):
+    """A change event per field of :class:`OcclusionState`, plus the canvas's reset request."""
 
-    _fields = {
-        "query": -1,                 # the query the panel works on
-        "image": None,               # uint8 [H, W, 3], the query in its own pixels
-        "box": None,                 # (x, y, w, h) of the square, image pixels
-        "fill": "white",
-        "previews": (),              # tuple[engine.explain.occlusion.Preview, ...]
-        "preview_seed": 0,
-        "side": 0,                   # sensitivity square; 0 = default for the image
-        "stride": 0,
-        "mode": "logit",             # one of SENSITIVITY_MODES
-        "sensitivity": None,         # SensitivityResult or None
-        "show_heatmap": True,
-        "running": "",               # "" | "rank" | "sensitivity"
-        "sens_progress": None,       # (done, total) of the sensitivity job
-        "note": "",                  # which post-processing applies
-    }
-    _signals = ("reset_requested",)  # Backspace on the canvas
+    reset_requested = Signal()      # Backspace on the canvas
+
+
+@dataclass(eq=False, repr=False)  # no arrays in error messages
+class OcclusionState:
+    """What the occlusion panel shows; the occlusion controller fills it.
+
+    Every field emits ``events.<field>(new, old)`` when it is assigned a different value
+    (the image and the previews compare by identity).
+    """
+
+    events: ClassVar[SignalGroupDescriptor] = SignalGroupDescriptor(
+        signal_group_class=OcclusionEvents,
+        equality_operators={"image": operator.is_, "previews": operator.is_,
+                            "sensitivity": operator.is_})
+
+    query: int = -1                  # the query the panel works on
+    image: np.ndarray | None = None  # uint8 [H, W, 3], the query in its own pixels
+    box: tuple | None = None         # (x, y, w, h) of the square, image pixels
+    fill: str = "white"
+    previews: tuple = ()             # tuple[engine.explain.occlusion.Preview, ...]
+    preview_seed: int = 0
+    side: int = 0                    # sensitivity square; 0 = default for the image
+    stride: int = 0
+    mode: str = "logit"              # one of SENSITIVITY_MODES
+    sensitivity: SensitivityResult | None = None
+    show_heatmap: bool = True
+    running: str = ""                # "" | "rank" | "sensitivity"
+    sens_progress: tuple | None = None   # (done, total) of the sensitivity job
+    note: str = ""                   # which post-processing applies

@@ -34,6 +34,7 @@ from viewer.occlusion.state import (
     PREVIEW_LABELS,
     PREVIEW_SHORT,
     SENSITIVITY_MODES,
+    OcclusionOverride,
     before_after_text,
 )
 
@@ -116,7 +117,7 @@ class QueryCanvas(QWidget):
             state.events[name].connect(lambda _v: self.refresh())
         for name in ("sensitivity", "show_heatmap"):
             state.events[name].connect(lambda _v: self.refresh_heat())
-        viewer.events.override.connect(lambda _v: self._show_occluded())
+        viewer.events.overrides.connect(lambda _v: self._show_occluded())
         self.refresh()
         self.refresh_heat()
 
@@ -156,11 +157,14 @@ class QueryCanvas(QWidget):
         image = self.state.image
         if image is None:
             return
-        override = self.viewer.override
-        if self.roi.isVisible() and (self._moving or (override is not None
-                                                      and override.source == "square")):
+        if self.roi.isVisible() and (self._moving or self._square_shown()):
             image = occlude(image, self._box_from_roi(), self.state.fill)
         self.image.setImage(image, autoLevels=False, levels=(0, 255))
+
+    def _square_shown(self) -> bool:
+        """Whether the grid shows the ranking of the query occluded by the square."""
+        override = self.viewer.override(self.state.query)
+        return isinstance(override, OcclusionOverride) and override.source == "square"
 
     def refresh_heat(self) -> None:
         result = self.state.sensitivity
@@ -354,7 +358,7 @@ class OcclusionPanel(QWidget):
         for name in ("running", "sens_progress", "sensitivity", "show_heatmap", "note",
                      "fill", "mode", "side", "stride", "image"):
             state.events[name].connect(lambda _v: self.refresh())
-        self.viewer.events.override.connect(lambda _v: self.refresh())
+        self.viewer.events.overrides.connect(lambda _v: self.refresh())
         self._show_previews()
         self.refresh()
 
@@ -362,7 +366,8 @@ class OcclusionPanel(QWidget):
         fill = self.fill.currentData()
         if fill != self.state.fill:
             self.state.fill = fill
-            if self.viewer.override is not None and self.viewer.override.source == "square":
+            shown = self.controller.shown()
+            if shown is not None and shown.source == "square":
                 self.controller.apply_square()  # the square on show, refilled
 
     def _show_previews(self) -> None:
@@ -390,7 +395,7 @@ class OcclusionPanel(QWidget):
         if running == "rank":
             self.numbers.setText("Ranking the occluded query…")
         else:
-            self.numbers.setText(before_after_text(self.viewer.override))
+            self.numbers.setText(before_after_text(self.controller.shown()))
         self.note.setText(state.note)
         for widget in (self.rank_button, self.reset_button, self.new_sample, self.compute):
             widget.setEnabled(has_image)

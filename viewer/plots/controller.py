@@ -3,9 +3,10 @@
 A change of the RR / TLift toggles or parameters, or newly applied distances, schedules a
 refresh (after a short pause, and only while the panel is open; a closed panel refreshes when
 it opens). A refresh waits until the window's own recomputation has applied the same settings,
-and reuses the distances it cached. The panel has its own job runner, so the window's jobs
-never queue behind a refresh or a sweep: a refresh reads score blocks that are already there
-(it never scores), and a sweep works on arrays only.
+and reuses the distances it cached. Its jobs run on the window's job service, in the ``panel``
+pool, so the window's jobs never queue behind a refresh or a sweep: a refresh reads score
+blocks that are already there (it never scores), and a sweep works on arrays only. They report
+to the panel, not to the window's banner and progress bar.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import dataclasses
 from PySide6.QtCore import QObject, QTimer
 
 from viewer.controller import Controller
+from viewer.jobs import Worker
 from viewer.plots.state import (
     PlotResult,
     PlotsState,
@@ -25,7 +27,6 @@ from viewer.plots.state import (
     session_labels,
     sweep_request,
 )
-from viewer.workers import JobRunner, Worker
 
 __all__ = ["PlotsController"]
 
@@ -37,7 +38,7 @@ class PlotsController(QObject):
         super().__init__(parent or controller)
         self.controller, self.state = controller, controller.state
         self.plots = plots or PlotsState()
-        self.runner = JobRunner(self)
+        self.jobs = controller.jobs
         self._closed = False
         self._dirty = True
         self._running = None  # the request of the refresh job in flight
@@ -53,7 +54,7 @@ class PlotsController(QObject):
     # ------------------------------------------------------------------ refresh
     def _new_session(self, _session) -> None:
         """Another dataset: nothing shown or kept belongs to it."""
-        self.runner.cancel()
+        self._cancel()
         self._running = None
         self.plots.sweep = None
         self.plots.plots = None
@@ -73,15 +74,12 @@ class PlotsController(QObject):
         current = self.plots.plots
         if not self._dirty and current is not None and current.request == request:
             return None
-        if self._running is not None and self._running == request and self.runner.is_busy("plots"):
+        if self._running is not None and self._running == request and self.jobs.is_busy("plots"):
             self._dirty = False
             return None  # the job for exactly these settings is already on its way
         self._dirty = False
         self._running = request
         session = self.state.session
-        worker = Worker(compute_plots, session, request,
-                        known_distances(self.controller.cache, request, current),
-                        previous=current, name="plots")
         plots = self.plots
 
         def done(result: PlotResult) -> None:
@@ -97,16 +95,19 @@ class PlotsController(QObject):
         def cancelled() -> None:
             plots.busy, plots.progress = False, None
 
-        worker.signals.progress.connect(lambda *p: setattr(plots, "progress", p))
-        worker.signals.returned.connect(done)
-        worker.signals.errored.connect(failed)
-        worker.signals.cancelled.connect(cancelled)
+        def progress(*stage_done_total) -> None:
+            plots.progress = stage_done_total
+
         plots.busy = True
-        return self.runner.start(worker, pool="session", group="plots")
+        return self.jobs.submit(compute_plots, session, request,
+                                known_distances(self.controller.cache, request, current),
+                                previous=current, name="plots", group="plots", pool="panel",
+                                busy=False, report=False, on_result=done, on_error=failed,
+                                on_cancel=cancelled, on_progress=progress)
 
     # ------------------------------------------------------------------ sweeps
     def run_sweeps(self, values: dict | None = None) -> Worker | None:
-        """Sweep the four TLift parameters around the current settings (I/O pool)."""
+        """Sweep the four TLift parameters around the current settings (in the background)."""
         request = sweep_request(self.state)
         result = self.plots.plots
         if request is None:
@@ -118,8 +119,6 @@ class PlotsController(QObject):
             return None
         session = self.state.session
         labels = session_labels(session)
-        worker = Worker(compute_sweeps, result.sweep_base, labels, request, values=values,
-                        name="TLift sweeps")
         plots = self.plots
 
         def done(sweep: SweepResult) -> None:
@@ -133,21 +132,28 @@ class PlotsController(QObject):
             if err is not None:
                 plots.error = f"{err.title}: {err.message}"
 
-        worker.signals.progress.connect(lambda _s, d, t: setattr(plots, "sweep_progress", (d, t)))
-        worker.signals.returned.connect(done)
-        worker.signals.errored.connect(stopped)
-        worker.signals.cancelled.connect(stopped)
+        def progress(_stage: str, done_: int, total: int) -> None:
+            plots.sweep_progress = (done_, total)
+
         plots.sweep_progress = (0, 1)
-        return self.runner.start(worker, pool="io", group="sweep")
+        return self.jobs.submit(compute_sweeps, result.sweep_base, labels, request, values=values,
+                                name="TLift sweeps", group="sweep", pool="panel", busy=False,
+                                report=False, on_result=done, on_error=stopped, on_cancel=stopped,
+                                on_progress=progress)
 
     def cancel_sweeps(self) -> None:
-        self.runner.cancel("sweep")
+        self.jobs.cancel("sweep")
 
-    def shutdown(self, timeout_ms: int = 30_000) -> bool:
-        """Cancel the panel's jobs and wait for their threads (the window is closing)."""
+    def _cancel(self) -> None:
+        self.jobs.cancel("plots")
+        self.jobs.cancel("sweep")
+
+    def shutdown(self) -> None:
+        """Cancel the panel's jobs and refresh no more (the window is closing; its job service
+        waits for the threads)."""
         self._closed = True
         self._timer.stop()
-        return self.runner.shutdown(timeout_ms)
+        self._cancel()
 
     def sweeps_current(self) -> bool:
         """Whether the shown sweeps were computed for the window's present settings."""

@@ -25,5 +25,5 @@ class PlotsDock(QDockWidget):
         self.visibilityChanged.connect(
             lambda visible: setattr(self.plots_controller.plots, "visible", bool(visible)))
 
-    def shutdown(self, timeout_ms: int = 30_000) -> bool:
-        return self.plots_controller.shutdown(timeout_ms)
+    def shutdown(self) -> None:
+        self.plots_controller.shutdown()

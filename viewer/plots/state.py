@@ -9,10 +9,12 @@ a time around the window's TLift settings, on the stage TLift lifts (RR when RR 
 from __future__ import annotations
 
 import dataclasses
+import operator
 import time
 from dataclasses import dataclass
 
 import numpy as np
+from psygnal import evented
 
 from engine.analysis.plot_data import (
     APPENDIX_VALUES,
@@ -24,7 +26,6 @@ from engine.analysis.plot_data import (
     tlift_sweeps,
 )
 from engine.postprocess.params import RerankParams, TLiftParams
-from viewer.events import EventedModel
 from viewer.state import PostSettings, ViewerState
 
 __all__ = ["PlotRequest", "PlotResult", "PlotsState", "SweepRequest", "SweepResult",
@@ -77,21 +78,22 @@ class SweepResult:
     seconds: float
 
 
-class PlotsState(EventedModel):
-    """What the plots panel shows."""
+@evented(equality_operators={"plots": operator.is_, "sweep": operator.is_})
+@dataclass(eq=False)
+class PlotsState:
+    """What the plots panel shows; every field emits ``events.<field>(new, old)`` when it is
+    assigned a different value (results compare by identity)."""
 
-    _fields = {
-        "visible": False,
-        "plots": None,            # PlotResult of the latest refresh, or None
-        "busy": False,            # a refresh is running
-        "progress": None,         # (stage, done, total) of the refresh, or None
-        "error": "",              # why the last refresh or sweep failed, "" = fine
-        "sweep": None,            # SweepResult, or None
-        "sweep_progress": None,   # (done, total) of a running sweep, or None
-        "subset": "all",          # score distributions: all | same_camera | other_camera
-        "log_density": False,     # score distributions on a log density axis
-        "camera_metric": "rank1",  # camera matrix: rank1 | mean_ap
-    }
+    visible: bool = False
+    plots: PlotResult | None = None      # of the latest refresh
+    busy: bool = False                   # a refresh is running
+    progress: tuple | None = None        # (stage, done, total) of the refresh, or None
+    error: str = ""                      # why the last refresh or sweep failed, "" = fine
+    sweep: SweepResult | None = None
+    sweep_progress: tuple | None = None  # (done, total) of a running sweep, or None
+    subset: str = "all"                  # score distributions: all | same_camera | other_camera
+    log_density: bool = False            # score distributions on a log density axis
+    camera_metric: str = "rank1"         # camera matrix: rank1 | mean_ap
 
 
 def _offers_rerank(state: ViewerState) -> bool:

@@ -51,7 +51,7 @@ class QueryHeader(QFrame):
         layout.setContentsMargins(10, 8, 10, 8)
         layout.addWidget(self.image)
         layout.addLayout(text, 1)
-        for name in ("selected_query", "distmat", "extra_queries", "session"):
+        for name in ("selected_query", "distmat", "extra_queries", "session", "overrides"):
             state.events[name].connect(self.refresh)
 
     def refresh(self, _value=None) -> None:
@@ -82,7 +82,11 @@ class QueryHeader(QFrame):
         when = format_time(sample.time)
         self.where.setText(f"camera {format_cam(sample.cam, camera_base(self.state))}" + (f" · t {when}" if when else "")
                            + f" · {name}")
-        ranking = state.ranking(query)
+        ranking = state.shown_ranking(query)
+        override = state.override(query)
+        if override is not None:  # the numbers are the list's the grid shows
+            method = override.settings.method(state.base_method) if override.settings else method
+            method += f" of the {override.probe or 'list shown'}"
         self.first_match.setEnabled(ranking is not None and ranking.first_hit_rank > 0)
         if ranking is None or math.isnan(ranking.ap):
             self.numbers.setText(f"Ranking: {method} · no true match in the gallery on another camera")

@@ -66,8 +66,8 @@ class ResultModel(QAbstractListModel):
                 lines.append(f"time {format_time(sample.time)} ({sample.time:.2f} s)")
             lines.append("Enter / double-click: open in the match inspector")
             if item.movement is not None:
-                versus = ("the query without occlusion" if self.state.override is not None
-                          else "no post-processing")
+                override = self.state.override(self.state.selected_query)
+                versus = "no post-processing" if override is None else override.versus
                 lines.append(f"moved {item.movement:+d} places vs. {versus}")
             return "\n".join(lines)
         return None
@@ -168,7 +168,7 @@ class ResultGrid(QListView):
         self.selectionModel().currentChanged.connect(self._on_current_changed)
         self.doubleClicked.connect(lambda _index: self.activated_result.emit())
         for name in ("selected_query", "distmat", "junk_mode", "extra_queries", "session",
-                     "override", "filter_gallery_cam"):
+                     "overrides", "filter_gallery_cam"):
             state.events[name].connect(self.refresh)
         state.events.top_k.connect(self._more_or_less)
         state.events.selected_result.connect(self._show_selection)
