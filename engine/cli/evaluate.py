@@ -1,7 +1,9 @@
 """Evaluate a checkpoint on a dataset: rank-1/5/10, mAP and mINP, optionally with RR and TLift.
 
 With --rerank and/or --tlift it prints one row per stage (raw, +RR, +RR+TLift), the layout of
-the QAConv appendix's Tables 5 and 6. Scores are cached, so a second run is fast.
+the QAConv appendix's Tables 5 and 6. Scores are cached, so a second run is fast. TLift needs the
+images' capture times: on a dataset without them, --tlift is skipped with one line saying so and
+the other rows and plots are written as usual.
 
 With --plots DIR it also writes the analysis plots of every stage, each as PNG and CSV: CMC,
 ROC (with TPR at FPR 1e-2, 1e-3, 1e-4), true/false pair score distributions, rank-1/mAP per
@@ -28,7 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_cache_argument(parser)
     parser.add_argument("--checkpoint", required=True, help="model checkpoint (model.pt)")
     parser.add_argument("--rerank", action="store_true", help="add k-reciprocal re-ranking rows")
-    parser.add_argument("--tlift", action="store_true", help="add temporal lifting rows")
+    parser.add_argument("--tlift", action="store_true",
+                        help="add temporal lifting rows; TLift needs the images' capture times, "
+                             "so on a dataset without them it is skipped (one line says so) and "
+                             "the other rows are printed as usual")
     parser.add_argument("--k1", type=int, default=20)
     parser.add_argument("--k2", type=int, default=6)
     parser.add_argument("--lambda-value", type=float, default=0.3)
@@ -69,14 +74,16 @@ def check_post_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--shortlist must be a positive number of candidates; got {args.shortlist}")
 
 
+TLIFT_SKIPPED = "TLift skipped: this dataset's images have no capture times, which TLift needs"
+
+
 def _settings(session, args):
+    """``(RerankParams or None, TLiftParams or None)`` asked for; TLift None without timestamps."""
     from engine.session import RerankParams, TLiftParams
 
     rr = RerankParams(args.k1, args.k2, args.lambda_value) if args.rerank else None
     tl = TLiftParams(args.tau, args.sigma, args.tlift_k, args.alpha) if args.tlift else None
-    if tl is not None and not session.has_times:
-        raise ValueError("TLift needs timestamps, and this dataset's images have none")
-    return rr, tl
+    return rr, tl if session.has_times else None
 
 
 def stage_distances(session, args):
@@ -85,6 +92,8 @@ def stage_distances(session, args):
     from engine.analysis.plot_data import iter_stage_distances
 
     rr, tl = _settings(session, args)
+    if args.tlift and tl is None:
+        print(TLIFT_SKIPPED, flush=True)
     names = iter(["raw"] + (["+RR"] if rr else []) + (["+RR+TLift" if rr else "+TLift"] if tl else []))
     for (_, dist), name in zip(iter_stage_distances(session, rr, tl, tlift_alone=False,
                                                     progress=StageBar()), names, strict=True):
