@@ -97,3 +97,23 @@ def test_help_states_the_tlift_rule():
     parser = argparse.ArgumentParser()
     evaluate_cli.add_arguments(parser)
     assert "skipped" in " ".join(parser.format_help().split())
+
+
+def test_shortlist_prints_the_first_stage_recall_per_k(tiny_synth, tmp_path, capsys):
+    import re
+
+    from engine.__main__ import main
+
+    root, dataset = tiny_synth
+    checkpoint = Path(__file__).resolve().parents[2] / "assets" / "demo" / "model.pt"
+    code = main(["evaluate", "--data", str(root), "--checkpoint", str(checkpoint), "--device", "cpu",
+                 "--cache-dir", str(tmp_path / "cache"), "--shortlist", "4"])
+    out = capsys.readouterr().out
+    assert code == 0
+    line = next(x for x in out.splitlines() if x.startswith("first stage (band matching)"))
+    cells = [(int(k), float(v)) for k, v in re.findall(r"K=(\d+) ([\d.]+)%", line)]
+    assert [k for k, _ in cells] == [1, 2, 4, 8, 16][:len(cells)] and len(cells) >= 4
+    assert all(0 <= v <= 100 for _, v in cells)
+    assert [v for _, v in cells] == sorted(v for _, v in cells)   # more candidates keep more
+    if cells[2][1] < 99:
+        assert "K = 4 loses matches" in out
