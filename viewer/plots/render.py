@@ -83,15 +83,23 @@ def draw_cmc(plot: pg.PlotItem, plots: PlotSet) -> None:
     plot.setYRange(0, 100, padding=0.02)
 
 
-def draw_roc(plot: pg.PlotItem, plots: PlotSet, fpr: float = 1e-3) -> None:
-    """TPR (%) against FPR on a log axis, one curve per stage; TPR at ``fpr`` in the legend."""
-    _reset(plot, "ROC (pairs, junk removed)", "false positive rate", "true positive rate (%)",
-           legend=(8, 8))
+def draw_roc(plot: pg.PlotItem, plots: PlotSet, fpr: float = 1e-3,
+             legend: pg.LegendItem | None = None) -> None:
+    """TPR (%) against FPR on a log axis, one curve per stage; TPR at ``fpr`` in the legend:
+    ``legend`` (e.g. one laid out below the plot, off the curves), else one inside the plot."""
+    inside = _reset(plot, "ROC (pairs, junk removed)", "false positive rate",
+                    "true positive rate (%)", legend=(8, 8))
+    inside.setVisible(legend is None)
+    if legend is not None:
+        legend.clear()
     plot.setLogMode(True, False)
     for s in plots.stages:
         keep = s.roc.fpr > 0
-        plot.plot(s.roc.fpr[keep], 100.0 * s.roc.tpr[keep], pen=_pen(stage_color(s.name)),
-                  name=f"{s.name}  TPR@{fpr:g} {_pct(s.roc.at.get(fpr))}")
+        name = f"{s.name}  TPR@{fpr:g} {_pct(s.roc.at.get(fpr))}"
+        curve = plot.plot(s.roc.fpr[keep], 100.0 * s.roc.tpr[keep], pen=_pen(stage_color(s.name)),
+                          name=None if legend is not None else name)
+        if legend is not None:
+            legend.addItem(curve, name)
     for x in FPR_TARGETS:
         plot.addItem(pg.InfiniteLine(math.log10(x), angle=90,
                                      pen=_pen(QColor("#8c959f"), 1, Qt.PenStyle.DashLine)))
