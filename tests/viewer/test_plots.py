@@ -277,8 +277,10 @@ def test_roc_legend_lies_off_the_curves(panel):
 
     QApplication.processEvents()
     legend, box = panel.roc_legend, panel.roc_plot.vb
-    names = [label.text for _sample, label in legend.items]
+    heading, *names = [label.text for _sample, label in legend.items]
+    assert heading == f"TPR at FPR {panel.fpr.currentData():g}:"
     assert len(names) == len(panel.data.stages)
-    assert all(f"TPR@{panel.fpr.currentData():g}" in n for n in names)
+    for name, stage in zip(names, panel.data.stages, strict=True):
+        assert name == f"{stage.name}  {100 * stage.roc.at[panel.fpr.currentData()]:.1f}%"
     assert legend.isVisible() and not panel.roc_plot.legend.isVisible()
     assert not legend.sceneBoundingRect().intersects(box.sceneBoundingRect())

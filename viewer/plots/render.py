@@ -90,16 +90,16 @@ def draw_roc(plot: pg.PlotItem, plots: PlotSet, fpr: float = 1e-3,
     inside = _reset(plot, "ROC (pairs, junk removed)", "false positive rate",
                     "true positive rate (%)", legend=(8, 8))
     inside.setVisible(legend is None)
-    if legend is not None:
+    legend = inside if legend is None else legend
+    if legend is not inside:
         legend.clear()
+    legend.addItem(pg.PlotDataItem(pen=None), f"TPR at FPR {fpr:g}:")  # a heading: no sample
     plot.setLogMode(True, False)
     for s in plots.stages:
         keep = s.roc.fpr > 0
-        name = f"{s.name}  TPR@{fpr:g} {_pct(s.roc.at.get(fpr))}"
-        curve = plot.plot(s.roc.fpr[keep], 100.0 * s.roc.tpr[keep], pen=_pen(stage_color(s.name)),
-                          name=None if legend is not None else name)
-        if legend is not None:
-            legend.addItem(curve, name)
+        name = f"{s.name}  {_pct(s.roc.at.get(fpr))}"
+        curve = plot.plot(s.roc.fpr[keep], 100.0 * s.roc.tpr[keep], pen=_pen(stage_color(s.name)))
+        legend.addItem(curve, name)
     for x in FPR_TARGETS:
         plot.addItem(pg.InfiniteLine(math.log10(x), angle=90,
                                      pen=_pen(QColor("#8c959f"), 1, Qt.PenStyle.DashLine)))

@@ -107,7 +107,7 @@ class PlotsPanel(QWidget):
         self.roc = PlotTile("ROC")
         self.roc_plot = self.roc.view.addPlot(row=0, col=0)
         # Below the plot, not over it: the curves fill the whole log-FPR range.
-        self.roc_legend = pg.LegendItem(labelTextSize="9pt", colCount=2)
+        self.roc_legend = pg.LegendItem(labelTextSize="8pt", verSpacing=-6)
         self.roc.view.addItem(self.roc_legend, row=1, col=0)
         self.fpr = QComboBox()
         for x in FPR_TARGETS:
@@ -248,7 +248,7 @@ class PlotsPanel(QWidget):
             stage = self.data.stage()
             name = "rank-1" if self.plots.camera_metric == "rank1" else "mAP"
             draw_camera_pairs(self.cams_plot, stage.cameras, self.plots.camera_metric,
-                              f"{stage.name}: {name} (%), query x gallery camera")
+                              f"{stage.name}: {name} (%)")  # the axes name the cameras
             self._show_cams_readout()  # the hovered cell's numbers in the stage just drawn
 
     def _draw_sweep(self) -> None:
