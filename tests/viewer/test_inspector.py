@@ -108,7 +108,7 @@ def test_enter_opens_the_inspector_and_it_draws_the_engines_numbers(qtbot, windo
     want = set(np.argsort(-b, kind="stable")[:(h * wd + 1) // 2].tolist())
     segments = view.line_segments()
     assert len(segments) == len(want)
-    assert f"top 50% · similarity ≥ {np.sort(b)[::-1][len(want) - 1]:.3f}" == view.threshold_label.text()
+    assert f"top 50% (≥ {np.sort(b)[::-1][len(want) - 1]:.3f})" == view.threshold_label.text()
     assert {(round(x0, 3), round(y0, 3)) for x0, y0, _x1, _y1 in segments} == {
         (round(centre(r, gx)[0], 3), round(centre(r, gx)[1], 3)) for r in want}
     ins.line_mode = "off"

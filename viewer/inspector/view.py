@@ -133,6 +133,9 @@ class MatchInspector(QWidget):
                              "with the bias).\nvs. an average match: the same, less what a "
                              "typical match (μ) would give; it shows what this pair adds.")
         self.kind.currentIndexChanged.connect(lambda _i: setattr(ins, "kind", self.kind.currentData()))
+        # As wide as its shorter entries (the list shows them whole): the row fits 1024 px.
+        self.kind.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.kind.setMinimumContentsLength(18)
         self.opacity = QSlider(Qt.Orientation.Horizontal)
         self.opacity.setRange(0, 100)
         self.opacity.setFixedWidth(90)
@@ -140,7 +143,7 @@ class MatchInspector(QWidget):
         self.opacity.valueChanged.connect(lambda v: setattr(ins, "opacity", v / 100.0))
         self.line_mode = QComboBox()
         self.line_mode.addItem("top n by contribution", "top")
-        self.line_mode.addItem("most similar share of locations", "threshold")
+        self.line_mode.addItem("top % by similarity", "threshold")
         self.line_mode.addItem("no lines", "off")
         self.line_mode.currentIndexChanged.connect(
             lambda _i: setattr(ins, "line_mode", self.line_mode.currentData()))
@@ -426,7 +429,7 @@ class MatchInspector(QWidget):
         sides = SIDES if ins.line_side == "both" else (ins.line_side,)
         cuts = [ins.similarity_cut(side) for side in sides]
         self.threshold_label.setText(f"top {round(ins.threshold_share * 100)}%" + (
-            "" if None in cuts else " · similarity ≥ " + " / ".join(f"{c:.3f}" for c in cuts)))
+            "" if None in cuts else f" (≥ {min(cuts):.3f})"))
         lines = ins.lines()
         lo, hi = ins.similarity_range()
         centres = {side: layout.centres(side) for side in SIDES}
