@@ -83,16 +83,12 @@ def draw_cmc(plot: pg.PlotItem, plots: PlotSet) -> None:
     plot.setYRange(0, 100, padding=0.02)
 
 
-def draw_roc(plot: pg.PlotItem, plots: PlotSet, fpr: float = 1e-3,
-             legend: pg.LegendItem | None = None) -> None:
-    """TPR (%) against FPR on a log axis, one curve per stage; TPR at ``fpr`` in the legend:
-    ``legend`` (e.g. one laid out below the plot, off the curves), else one inside the plot."""
-    inside = _reset(plot, "ROC (pairs, junk removed)", "false positive rate",
-                    "true positive rate (%)", legend=(8, 8))
-    inside.setVisible(legend is None)
-    legend = inside if legend is None else legend
-    if legend is not inside:
-        legend.clear()
+def draw_roc(plot: pg.PlotItem, plots: PlotSet, legend: pg.LegendItem, fpr: float = 1e-3) -> None:
+    """TPR (%) against FPR on a log axis, one curve per stage; TPR at ``fpr`` in ``legend``,
+    laid out off the plot (the curves fill the whole log-FPR range)."""
+    _reset(plot, "ROC (pairs, junk removed)", "false positive rate",
+           "true positive rate (%)").setVisible(False)
+    legend.clear()
     legend.addItem(pg.PlotDataItem(pen=None), f"TPR at FPR {fpr:g}:")  # a heading: no sample
     plot.setLogMode(True, False)
     for s in plots.stages:

@@ -223,7 +223,7 @@ class PlotsPanel(QWidget):
 
     def _draw_roc(self) -> None:
         if self.data is not None:
-            draw_roc(self.roc_plot, self.data, fpr=self.fpr.currentData(), legend=self.roc_legend)
+            draw_roc(self.roc_plot, self.data, self.roc_legend, fpr=self.fpr.currentData())
 
     def _draw_distribution(self) -> None:
         data = self.data
