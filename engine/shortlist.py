@@ -36,13 +36,25 @@ if TYPE_CHECKING:  # torch is imported when scoring, so the viewer can read DEFA
 
     from engine.models.qaconv import QAConv
 
-__all__ = ["BANDS", "DEFAULT_SHORTLIST", "band_features", "estimate_fill", "stage_one", "top_candidates",
-           "score_pairs", "shortlist_block", "shortlist_graph", "shortlist_pairs"]
+__all__ = ["BANDS", "DEFAULT_SHORTLIST", "RECALL_NEEDED", "RECALL_PROBES", "RECALL_TOP", "band_features",
+           "estimate_fill", "first_stage_ranks", "lossless_shortlist", "recall_at", "sampled_ranks",
+           "stage_one", "top_candidates", "score_pairs", "shortlist_block", "shortlist_graph",
+           "shortlist_pairs"]
 
 #: Default K, chosen from benchmarks/bench_scale.py on the Market-scale synthetic set (README).
 DEFAULT_SHORTLIST = 600
 #: Horizontal bands of the first stage's coarsened maps.
 BANDS = 4
+#: The first stage's recall is measured on the exhaustive top-RECALL_TOP of each probe (the ranks
+#: rank-1 to rank-10 read and re-ranking's k1 = 20 neighbourhood) ...
+RECALL_TOP = 20
+#: ... of RECALL_PROBES queries spread evenly over the query set, scored exhaustively for it.
+RECALL_PROBES = 64
+#: A K whose measured recall is below this loses matches, and `auto` never picks it. On a
+#: 30-identity set (synth --domain B --seed 3 --test-ids 30, 277 gallery images) K = 60 kept 93.0%
+#: and +RR lost 5.2 points of rank-1; K = 120 kept 98.4% and lost 1.0 (mAP 0.4). Not 100%: the
+#: sample's single worst item would then decide, and K would approach the gallery size.
+RECALL_NEEDED = 0.99
 # Estimated logits of non-candidates lie at least this far below their row's lowest candidate.
 _FILL_GAP = 1e-3
 # Slope (logits per unit of first-stage score) when no line can be fitted to the candidates.
@@ -124,6 +136,57 @@ def top_candidates(a_bands: np.ndarray, b_bands: np.ndarray, k: int, *,
         order = np.lexsort((head, -vals), axis=1) if head.size else head
         out[start:stop] = np.take_along_axis(head, order, axis=1)
     return out
+
+
+def first_stage_ranks(exhaustive: np.ndarray, first_stage: np.ndarray, top: int = RECALL_TOP) -> np.ndarray:
+    """Where the first stage ranks each row's exhaustive top-``top`` items: ``[p, min(top, g)]``
+    int32, 0-based positions in the first stage's order (ties by index, as :func:`top_candidates`).
+
+    ``exhaustive`` ``[p, g]`` QAConv logits and ``first_stage`` ``[p, g]`` first-stage scores of the
+    same pairs. An item is among the ``K`` candidates exactly when its position is below ``K``.
+    """
+    top = min(int(top), exhaustive.shape[1])
+    head = np.argsort(-exhaustive, axis=1, kind="stable")[:, :top]
+    order = np.argsort(-first_stage, axis=1, kind="stable")
+    position = np.empty_like(order)
+    np.put_along_axis(position, order, np.arange(order.shape[1])[None, :], axis=1)
+    return np.take_along_axis(position, head, axis=1).astype(np.int32)
+
+
+def recall_at(ranks: np.ndarray, k: int) -> float:
+    """Share of the exhaustive top items (:func:`first_stage_ranks`) among ``k`` candidates."""
+    return float((ranks < k).mean()) if ranks.size else 1.0
+
+
+def lossless_shortlist(ranks: np.ndarray, gallery_size: int, start: int = DEFAULT_SHORTLIST) -> int | None:
+    """The smallest ``K`` of ``start, 2 start, 4 start, ...`` whose recall is at least
+    :data:`RECALL_NEEDED`; None when only ``K >= gallery_size`` (exhaustive scoring) keeps it."""
+    k = max(1, int(start))
+    while k < gallery_size:
+        if recall_at(ranks, k) >= RECALL_NEEDED:
+            return k
+        k *= 2
+    return None
+
+
+def sampled_ranks(session, *, probes: int = RECALL_PROBES, top: int = RECALL_TOP,
+                  measure: bool = True) -> np.ndarray | None:
+    """:func:`first_stage_ranks` of ``probes`` queries spread evenly over ``session``'s query set,
+    scored exhaustively against the whole gallery for it (``probes x g`` QAConv pairs); cached
+    with the session's score blocks (``measure=False``: None unless cached, the model untouched).
+    The maps must be extracted."""
+    q, g = session.query_maps, session.gallery_maps
+    pick = np.unique(np.linspace(0, len(q) - 1, min(probes, len(q))).round().astype(np.int64))
+    key = session._block_key(f"first-stage-ranks:{len(pick)}x{top}")
+    ranks = session.scores.load(key, (len(pick), min(top, len(g))), np.int32)
+    if ranks is None and measure:
+        probe = q[pick]
+        exhaustive = session.model.score(probe, g, device=session.device,
+                                         memory_budget=session.memory_budget)
+        ranks = first_stage_ranks(np.asarray(exhaustive, np.float32),
+                                  stage_one(band_features(probe), band_features(g)), top)
+        session.scores.save(key, ranks)
+    return ranks
 
 
 def score_pairs(matcher: QAConv, probe_maps, gallery_maps, rows: np.ndarray, cols: np.ndarray, *,

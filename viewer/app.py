@@ -52,8 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "after the first paint (switching re-ranking on then scores them)")
     parser.add_argument("--shortlist", metavar="K|auto|off", default="auto", type=_shortlist,
                         help="two-stage retrieval: QAConv scores only K candidates per item, "
-                             "picked by the cosine of pooled maps; auto (default) uses it when "
-                             "exhaustive scoring would take more than a few minutes; off forces "
+                             "picked by band matching on coarsened maps; auto (default) uses it "
+                             "when exhaustive scoring would take more than a few minutes, with "
+                             "the smallest K whose measured recall loses no matches; off forces "
                              "exhaustive scoring")
     parser.add_argument("--screenshot", metavar="FILE",
                         help="load, render the window with the first query selected, save it "

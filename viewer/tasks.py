@@ -176,29 +176,40 @@ def load_session(request: LoadRequest, *, progress, cancel) -> Loaded:
 def choose_shortlist(session, mode: int | str | None, *, progress=None) -> tuple[int | None, str]:
     """``(K or None, note)``: two-stage retrieval or exhaustive scoring, and why (status bar).
 
-    ``mode`` "auto" picks two-stage retrieval (K = engine.shortlist.DEFAULT_SHORTLIST) when
-    exhaustive scoring is not cached and, at the rate measured on a small block, would take
-    longer than :data:`AUTO_SHORTLIST_SECONDS`. The maps must be extracted.
+    ``mode`` "auto" picks two-stage retrieval when exhaustive scoring is not cached and, at the
+    rate measured on a small block, would take longer than :data:`AUTO_SHORTLIST_SECONDS`; its K
+    is the smallest of DEFAULT_SHORTLIST, twice that, ... that the first stage's recall, measured
+    on sampled queries (engine.shortlist.sampled_ranks), says loses no matches; exhaustive when
+    none below the gallery size does. The maps must be extracted.
     """
     if mode is None or getattr(session, "method", "qaconv") != "qaconv":
         return None, ""
     if mode != "auto":
         k = int(mode)
         return k, f"two-stage retrieval: QAConv scores {k} candidates per item"
-    from engine.shortlist import DEFAULT_SHORTLIST, estimate_exhaustive_seconds
+    from engine import shortlist
 
     if session.scores.has(session._block_key("qg")):
         return None, ""
-    k = DEFAULT_SHORTLIST
-    if session.scores.has(session.shortlist_key("qg", k)):
+    size = len(session.gallery_maps)
+    ranks = shortlist.sampled_ranks(session, measure=False)   # measured by an earlier launch
+    k = None if ranks is None else shortlist.lossless_shortlist(ranks, size, shortlist.DEFAULT_SHORTLIST)
+    if k is not None and session.scores.has(session.shortlist_key("qg", k)):
         seconds = None
     else:
         if progress is not None:
             progress("measure scoring speed", 0, 1)
-        seconds = estimate_exhaustive_seconds(session)
+        seconds = shortlist.estimate_exhaustive_seconds(session)
         if seconds <= AUTO_SHORTLIST_SECONDS:
             return None, ""
+        if progress is not None:
+            progress("measure the first stage's recall", 0, 1)
+        k = shortlist.lossless_shortlist(shortlist.sampled_ranks(session), size,
+                                         shortlist.DEFAULT_SHORTLIST)
     took = "" if seconds is None else f" (exhaustive scoring would take about {seconds / 60:.0f} min)"
+    if k is None:
+        return None, (f"exhaustive scoring{took}: two-stage retrieval would lose matches at "
+                      "every K below the gallery size")
     return k, (f"two-stage retrieval: QAConv scores {k} candidates per item{took}; "
                "View > Reload with exhaustive scoring (or run_viewer.py --shortlist off) forces "
                "exhaustive scoring")

@@ -1,14 +1,17 @@
 """Evaluate a checkpoint on a dataset: rank-1/5/10, mAP and mINP, optionally with RR and TLift.
 
 With --rerank and/or --tlift it prints one row per stage (raw, +RR, +RR+TLift), the layout of
-the QAConv appendix's Tables 5 and 6. Scores are cached, so a second run is fast.
+the QAConv appendix's Tables 5 and 6. Scores are cached, so a second run is fast. TLift needs the
+images' capture times: on a dataset without them, --tlift is skipped with one line saying so and
+the other rows and plots are written as usual.
 
 With --plots DIR it also writes the analysis plots of every stage, each as PNG and CSV: CMC,
 ROC (with TPR at FPR 1e-2, 1e-3, 1e-4), true/false pair score distributions, rank-1/mAP per
 (query camera, gallery camera) and, with --tlift, the TLift parameter sweeps. The files are
 written all or none; --csv and --plots are checked before any scoring (engine.outputs).
 Each row is printed when ready: the raw one before the blocks only re-ranking needs are scored.
-``--shortlist K`` scores only K candidates per query (two-stage retrieval, engine.shortlist).
+``--shortlist K`` scores only K candidates per query (two-stage retrieval, engine.shortlist) and
+first prints the first stage's recall of the exhaustive top items per K, measured on sampled queries.
 """
 from __future__ import annotations
 
@@ -30,7 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_cache_argument(parser)
     parser.add_argument("--checkpoint", required=True, help="model checkpoint (model.pt)")
     parser.add_argument("--rerank", action="store_true", help="add k-reciprocal re-ranking rows")
-    parser.add_argument("--tlift", action="store_true", help="add temporal lifting rows")
+    parser.add_argument("--tlift", action="store_true",
+                        help="add temporal lifting rows; TLift needs the images' capture times, "
+                             "so on a dataset without them it is skipped (one line says so) and "
+                             "the other rows are printed as usual")
     parser.add_argument("--k1", type=int, default=20)
     parser.add_argument("--k2", type=int, default=6)
     parser.add_argument("--lambda-value", type=float, default=0.3)
@@ -49,18 +55,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "inside the dataset, cache or checkpoint folder")
     parser.add_argument("--shortlist", type=int, default=None, metavar="K",
                         help="two-stage retrieval: QAConv scores only the K candidates per query "
-                             "(and per item for re-ranking) that matching on coarsened maps "
-                             "selects; default: exhaustive")
+                             "(and per item for re-ranking) that band matching on coarsened "
+                             "maps selects; prints that first stage's recall of the exhaustive "
+                             "top items per K; default: exhaustive")
+
+
+TLIFT_SKIPPED = "TLift skipped: this dataset's images have no capture times, which TLift needs"
 
 
 def _settings(session, args):
+    """``(RerankParams or None, TLiftParams or None)`` asked for; TLift None without timestamps."""
     from engine.session import RerankParams, TLiftParams
 
     rr = RerankParams(args.k1, args.k2, args.lambda_value) if args.rerank else None
-    if not args.tlift:
+    if not args.tlift or not session.has_times:  # without timestamps TLift is skipped (run says so)
         return rr, None
-    if not session.has_times:
-        raise ValueError("TLift needs timestamps, and this dataset's images have none")
     k = tlift_k_for(args.tlift_k, session.query_cams, session.gallery_cams)
     return rr, TLiftParams(args.tau, args.sigma, k, args.alpha)
 
@@ -71,6 +80,8 @@ def stage_distances(session, args):
     from engine.analysis.plot_data import iter_stage_distances
 
     rr, tl = _settings(session, args)
+    if args.tlift and tl is None:
+        print(TLIFT_SKIPPED, flush=True)
     names = iter(["raw"] + (["+RR"] if rr else []) + (["+RR+TLift" if rr else "+TLift"] if tl else []))
     for (_, dist), name in zip(iter_stage_distances(session, rr, tl, tlift_alone=False,
                                                     progress=StageBar()), names, strict=True):
@@ -122,6 +133,27 @@ def write_plots(session, args, distances, inputs) -> list:
                                force=args.force, inputs=inputs)
 
 
+def print_shortlist_recall(session, k: int) -> None:
+    """The first stage's recall of the exhaustive top items at K and around it, from sampled
+    queries (engine.shortlist.sampled_ranks), and whether K loses matches."""
+    from engine import shortlist
+
+    session.extract(StageBar())
+    size = len(session.gallery_maps)
+    if k >= size:  # every pair is a candidate: exhaustive scoring
+        return
+    ranks = shortlist.sampled_ranks(session)
+    ks = sorted({n for n in (k // 4, k // 2, k, 2 * k, 4 * k) if 1 <= n < size})
+    cells = "  ".join(f"K={n} {100 * shortlist.recall_at(ranks, n):.1f}%" for n in ks)
+    print(f"first stage (band matching) keeps of the exhaustive top-{shortlist.RECALL_TOP} of "
+          f"{len(ranks)} sampled queries: {cells}")
+    enough = shortlist.lossless_shortlist(ranks, size, start=k)
+    if enough != k:
+        print(f"K = {k} loses matches (recall below {100 * shortlist.RECALL_NEEDED:.0f}%); "
+              + (f"K = {enough} keeps them" if enough else "only exhaustive scoring keeps them"),
+              flush=True)
+
+
 def _at(m, k: int) -> float:
     """CMC at rank ``k`` (the last value when the gallery is shorter than ``k``)."""
     return float(m.cmc[min(k, len(m.cmc)) - 1])
@@ -160,6 +192,8 @@ def run(args: argparse.Namespace) -> int:
         check_output_folder(args.plots, plot_file_names(), force=args.force, inputs=inputs)
     session = Session.open(data, args.checkpoint, device=args.device, cache_dir=args.cache_dir,
                            shortlist=args.shortlist)
+    if session.uses_shortlist:
+        print_shortlist_recall(session, session.shortlist)
     rows, distances = [], []
     try:
         # Each row is printed as soon as it is computed: a later stage that fails (or is

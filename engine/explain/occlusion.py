@@ -283,6 +283,7 @@ class RankChangeMap(NamedTuple):
 
     before: int                # rank without occlusion (1-based, junk removed)
     ranks: np.ndarray          # int64 [rows, cols], rank with the square there
+    ranking: str = ""          # how every image was ranked: "qaconv" or "qaconv+rr" (never TLift)
 
     @property
     def change(self) -> np.ndarray:
@@ -296,8 +297,12 @@ def rank_change_map(session, image, query_pid: int, query_cam: int, side: int | 
     """Where the square moves the query's first true match: its rank at every position.
 
     The whole gallery is scored for every position; ranks follow the evaluation protocol
-    (same identity and camera removed). Post-processing as :func:`external_distances`.
+    (same identity and camera removed). Post-processing as :func:`external_distances`, the
+    ranking :func:`rank_occluded` gives one square with the same ``fill`` and ``rerank``, so each
+    cell equals the rank of the query occluded there by hand.
     """
+    from engine.analysis.plot_data import stage_name
+
     image = _as_image(image)
     labels = (session.gallery_pids, session.gallery_cams)
 
@@ -311,7 +316,8 @@ def rank_change_map(session, image, query_pid: int, query_cam: int, side: int | 
                          "so the rank of its first true match is undefined")
     side, stride = resolve_square(image.shape[1], side, stride)
     ranks = _occluded_batches(session, image, side, stride, fill, first_hits, progress, cancel)
-    return RankChangeMap(before, ranks.astype(np.int64))
+    ranking = stage_name(getattr(session, "method", "qaconv"), _settings(rerank) is not None, False)
+    return RankChangeMap(before, ranks.astype(np.int64), ranking)
 
 
 def square_boxes(height: int, width: int, side: int, stride: int) -> list[Box]:

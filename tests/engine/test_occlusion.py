@@ -179,3 +179,23 @@ def test_cancel_stops_the_sensitivity_map(session):
         sensitivity_map(session, image, 0, 8, 4, progress=lambda d, t: progress.append((d, t)),
                         cancel=cancel)
     assert progress and progress[-1][0] < progress[-1][1]  # stopped before the end
+
+
+def test_rank_change_cell_equals_the_square_ranked_by_hand_with_rerank_and_noise(session):
+    """One map cell vs :func:`rank_occluded` of the same box, fill and re-ranking: the manual
+    square of the occlusion panel."""
+    from engine.evaluation import rank_row
+
+    q = _query_with_match(session)
+    sample = session.dataset.query[q]
+    image = read_image_rgb(sample.path)
+    rr = {"k1": 5, "k2": 3, "lambda_value": 0.3}
+    result = rank_change_map(session, image, sample.pid, sample.cam, 24, 20, fill="noise", rerank=rr)
+    assert result.ranking == "qaconv+rr"
+    boxes = square_boxes(*image.shape[:2], 24, 20)
+    labels = (sample.pid, sample.cam, session.gallery_pids, session.gallery_cams)
+    for cell in (0, int(np.argmax(result.ranks)), len(boxes) - 1):
+        by_hand = rank_occluded(session, image, boxes[cell], "noise", rerank=rr)
+        assert rank_row(by_hand.before, *labels).first_hit_rank == result.before
+        assert rank_row(by_hand.after, *labels).first_hit_rank == result.ranks.ravel()[cell]
+    assert rank_change_map(session, image, sample.pid, sample.cam, 24, 20).ranking == "qaconv"

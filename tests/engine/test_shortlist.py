@@ -174,3 +174,27 @@ def test_session_with_full_shortlist_equals_exhaustive_and_reuses_its_cache(tmp_
     warm = Session.open(dataset, ckpt, device="cpu", cache_dir=tmp_path / "c", shortlist=5)
     np.testing.assert_array_equal(warm.distances(rr, tl), short.distances(rr, tl))
     assert all(warm.cache_hits.values()) and warm._model is None
+
+
+def test_recall_counts_the_exhaustive_top_among_the_candidates_and_auto_k_keeps_it():
+    from engine import shortlist
+
+    rng = np.random.default_rng(4)
+    exhaustive, first = rng.normal(size=(6, 50)), rng.normal(size=(6, 50))
+    ranks = shortlist.first_stage_ranks(exhaustive, first, top=5)
+    for k in (1, 5, 12, 50):
+        cand = top_candidates_of(first, k)
+        head = np.argsort(-exhaustive, axis=1)[:, :5]
+        kept = np.mean([len(set(head[i]) & set(cand[i])) / 5 for i in range(6)])
+        assert shortlist.recall_at(ranks, k) == pytest.approx(kept)
+    assert shortlist.recall_at(ranks, 50) == 1.0
+    # The top items of two probes sit at these first-stage positions: all kept from K = 31 on.
+    ranks = np.array([[0, 1, 2, 3], [0, 5, 9, 30]], np.int32)
+    assert shortlist.recall_at(ranks, 10) == 7 / 8
+    assert shortlist.lossless_shortlist(ranks, 100, start=4) == 32      # 4, 8, 16 lose matches
+    assert shortlist.lossless_shortlist(ranks, 32, start=4) is None     # only exhaustive keeps them
+    assert shortlist.lossless_shortlist(ranks[:1], 100, start=4) == 4
+
+
+def top_candidates_of(scores, k):
+    return [set(np.argsort(-row, kind="stable")[:k]) for row in scores]

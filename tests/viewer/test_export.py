@@ -176,7 +176,7 @@ def test_an_external_query_must_be_a_regular_file(window, tmp_path):
     os.mkfifo(fifo)  # reading it would block the job for ever
     assert window.controller.add_external_query(str(fifo)) is None
     assert "not a regular file" in window.state.error.message
-    assert not any("query.jpg" in w.name for w in window.controller.runner.workers)
+    assert not any("query.jpg" in w.name for w in window.controller.jobs.workers)
 
 
 def test_screenshot_refuses_inputs_and_existing_files_before_loading(load_request, tmp_path):

@@ -104,10 +104,12 @@ def test_enter_opens_the_inspector_and_it_draws_the_engines_numbers(qtbot, windo
     gx = image_w + view.layout_.gap
     expected = [(*centre(s, 0), *centre(p2g[s], gx)) for s in top]
     np.testing.assert_allclose(view.line_segments(), expected, atol=1e-4)
-    ins.line_side, ins.line_mode, ins.threshold = "gallery", "threshold", float(np.median(b))
-    want = {r for r in range(h * wd) if b[r] >= ins.threshold}
+    # The threshold mode: the most similar half of the gallery's locations, whatever their range.
+    ins.line_side, ins.line_mode, ins.threshold_share = "gallery", "threshold", 0.5
+    want = set(np.argsort(-b, kind="stable")[:(h * wd + 1) // 2].tolist())
     segments = view.line_segments()
     assert len(segments) == len(want)
+    assert f"top 50% (≥ {np.sort(b)[::-1][len(want) - 1]:.3f})" == view.threshold_label.text()
     assert {(round(x0, 3), round(y0, 3)) for x0, y0, _x1, _y1 in segments} == {
         (round(centre(r, gx)[0], 3), round(centre(r, gx)[1], 3)) for r in want}
     ins.line_mode = "off"
@@ -300,3 +302,41 @@ def test_launcher_screenshot_of_the_inspector(loaded, load_request, tmp_path, qa
     assert pixels.shape[1] >= 800 and len(np.unique(pixels.reshape(-1, 3)[::7], axis=0)) > 200
     result = _run(["--inspect", "1"], timeout=60)
     assert result.returncode == 2 and "--screenshot" in result.stderr
+
+
+def test_hover_tooltip_describes_the_cell_and_the_line_under_the_pointer(qtbot, window):
+    from viewer.inspector.state import nearest_segment
+
+    win = window
+    view = _open(qtbot, win, position=0)
+    ins = win.inspector_ctl.inspector
+    ins.kind, ins.line_mode, ins.line_side, ins.top_n = "similarity", "top", "both", 6
+    corr = ins.correspondence
+    rel = {side: corr.relative_contribution(side).ravel() for side in ("probe", "gallery")}
+    # Over a cell: that cell's numbers, as the side panel shows them for it.
+    for side, heat in (("probe", corr.probe_heatmap), ("gallery", corr.gallery_heatmap)):
+        for index in (0, 5, heat.size - 1):
+            view.hover_scene_pos(view.scene_pos_of(side, index))
+            text = view.describe_at(view.scene_pos_of(side, index)).splitlines()[0]
+            row, col = divmod(index, heat.shape[1])
+            name = "query" if side == "probe" else "gallery"
+            assert text.startswith(f"{name} row {row}, col {col} →")
+            assert f"similarity {heat.ravel()[index]:.3f}" in text
+            assert f"{rel[side][index]:+.3f}" in text
+            assert f"similarity {heat.ravel()[index]:.3f}" in view.focus_text.text()
+    # In the gap between the images: a line only where the pointer is on it.
+    lines = ins.lines()
+    segments = [(view.vb.mapViewToScene(QPointF(x0, y0)), view.vb.mapViewToScene(QPointF(x1, y1)))
+                for x0, y0, x1, y1 in view.line_segments()]
+    flat = [(a.x(), a.y(), b.x(), b.y()) for a, b in segments]
+    gap_x = view.vb.mapViewToScene(QPointF(view.layout_.image_w + view.layout_.gap / 2, 0)).x()
+    for (a, b), line in zip(segments, lines, strict=True):
+        t = (gap_x - a.x()) / (b.x() - a.x())
+        on = QPointF(gap_x, a.y() + t * (b.y() - a.y()))
+        if nearest_segment(flat, on.x(), on.y())[0] == lines.index(line):
+            assert "line: " in view.describe_at(on) and f"{line.similarity:.3f}" in view.describe_at(on)
+    top = min(min(a.y(), b.y()) for a, b in segments)
+    bottom = max(max(a.y(), b.y()) for a, b in segments)
+    off = [QPointF(gap_x, y) for y in np.linspace(top, bottom, 200)
+           if nearest_segment(flat, gap_x, y)[1] > 8]
+    assert off and all(view.describe_at(p) == "" for p in off)   # inside their box, off the lines

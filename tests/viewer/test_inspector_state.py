@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from engine.explain.inspect import pair_correspondence
-from viewer.inspector.state import InspectorState, SceneLayout, method_scores
+from viewer.inspector.state import InspectorState, SceneLayout, method_scores, nearest_segment
 
 
 def _corr(seed=0, h=8, w=4, c=6):
@@ -92,3 +92,34 @@ def test_times_in_one_format():
     assert format_time(3723.46) == "1:02:03.5"
     assert format_time(None) == "" and format_time(float("nan")) == ""
     assert format_rank(3) == "#3" and format_rank(0) == "junk"
+
+
+def test_threshold_lines_draw_a_share_of_the_locations_whatever_the_similarity_range():
+    state = InspectorState()
+    corr = _corr(2)
+    # The demo head's case: every similarity within 0.969-0.998.
+    for heat in (corr.probe_heatmap, corr.gallery_heatmap):
+        heat[:] = 0.969 + 0.029 * (heat - heat.min()) / np.ptp(heat)
+    state.show((0, 1), corr)
+    state.line_mode = "threshold"
+    n = corr.probe_heatmap.size
+    counts = []
+    for percent in range(1, 101):
+        state.threshold_share = percent / 100
+        lines = state.lines()
+        counts.append(len(lines))
+        assert len(lines) == max(1, int(np.ceil(percent * n / 100 - 1e-9)))
+        cut = state.similarity_cut("probe")
+        assert all(ln.similarity >= cut for ln in lines)
+        assert sum(corr.probe_heatmap.ravel() >= cut) == len(lines)
+    assert counts[0] == 1 and counts[-1] == n and counts == sorted(counts)
+    assert state.similarity_cut("probe") == pytest.approx(0.969)
+
+
+def test_nearest_segment_measures_to_the_segment_not_its_box():
+    segments = np.array([[0.0, 0.0, 100.0, 100.0], [0.0, 50.0, 10.0, 50.0]])
+    assert nearest_segment(segments, 50.0, 51.0) == (0, pytest.approx(1 / np.sqrt(2)))
+    index, dist = nearest_segment(segments, 90.0, 10.0)      # inside the long line's box, far off it
+    assert index == 0 and dist == pytest.approx(80 / np.sqrt(2))
+    assert nearest_segment(segments, 12.0, 50.0) == (1, pytest.approx(2.0))   # past the end
+    assert nearest_segment(np.zeros((0, 4)), 1.0, 1.0) == (-1, float("inf"))

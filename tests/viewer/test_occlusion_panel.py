@@ -216,3 +216,30 @@ def test_enter_on_an_occluded_ranking_inspects_the_occluded_copy(qtbot, panel):
     win.occlusion.panel.reset_button.click()
     qtbot.waitUntil(win.inspector_ctl.is_ready, timeout=20000)
     assert abs(ins.correspondence.logit - original) < 1e-3
+
+
+def test_rank_change_map_agrees_with_the_square_placed_by_hand(qtbot, panel):
+    """A cell of the rank-change map, with the panel's fill and RR on, equals ranking the query
+    with the square dragged onto the same box; the map's title names the fill and the ranking."""
+    from engine.explain.occlusion import square_boxes
+
+    win, occ = panel
+    win.postprocess.rerank.setChecked(True)
+    qtbot.waitUntil(lambda: win.state.applied.rerank is not None, timeout=30000)
+    panel_ = win.occlusion.panel
+    panel_.fill.setCurrentIndex(panel_.fill.findData("noise"))
+    panel_.mode.setCurrentIndex(panel_.mode.findData("rank"))
+    with qtbot.waitSignal(occ.sensitivity_finished, timeout=60000):
+        panel_.compute.click()
+    result = occ.state.sensitivity
+    assert result.fill == "noise" and "noise" in panel_.sens_text.text()
+    assert "qaconv+rr" in panel_.sens_text.text()
+    h, w = occ.state.image.shape[:2]
+    boxes = square_boxes(h, w, result.side, result.stride)
+    cell = int(np.argmax(np.abs(result.values).ravel()))     # where the square matters most
+    occ.state.box = boxes[cell]
+    with qtbot.waitSignal(occ.rank_finished, timeout=30000):
+        occ.apply_square()
+    override = win.state.override
+    assert override.before_first == result.before_rank
+    assert override.ranking.first_hit_rank == result.before_rank + result.values.ravel()[cell]

@@ -239,3 +239,47 @@ def test_rr_plus_tlift_caches_rr_alone_with_the_same_numbers(window, qtbot):
     qtbot.waitUntil(lambda: state.metrics is not None, timeout=20_000)
     assert state.metrics.mean_ap == session.evaluate(distmat).mean_ap
     assert controller.cache.get(PostSettings(state.rerank, None))[1] is state.metrics
+
+
+def test_camera_readout_follows_the_stage_and_hovering_keeps_the_layout(window, panel, qtbot):
+    from PySide6.QtWidgets import QApplication
+
+    panel.resize(1024, 640)
+    QApplication.processEvents()
+    tiles = list(panel.tiles.values())
+    before, least = [t.geometry() for t in tiles], [t.minimumSizeHint() for t in tiles]
+    cams = panel.data.stage().cameras
+    i, j = np.argwhere(cams.num_queries > 0)[0]
+    panel._hover_cams(panel.cams_plot.vb.mapViewToScene(QPointF(j + 0.5, i + 0.5)))
+    assert f"rank-1 {100 * cams.rank1[i, j]:.1f}%" in panel.cams.readout.text()
+    panel.cams.readout.setText("a read-out far longer than any tile is wide " * 8)
+    panel.sweep.readout.setText("another one, as long " * 12)
+    QApplication.processEvents()
+    # Hovering does not re-lay out the panel: no read-out changes what a tile needs.
+    assert [t.minimumSizeHint() for t in tiles] == least
+    assert [t.geometry() for t in tiles] == before
+    panel._hover_cams(panel.cams_plot.vb.mapViewToScene(QPointF(j + 0.5, i + 0.5)))
+
+    # A sweep point clicked (tau = 300): the stage changes, the read-out follows its cell.
+    panel.ctl.set_tlift_parameter("tau", 300.0)
+    _wait_refreshed(qtbot, panel, "qaconv+tlift")
+    now = panel.data.stage().cameras
+    assert panel.data.stage().name == "qaconv+tlift"
+    i2 = list(now.query_cams).index(cams.query_cams[i])
+    j2 = list(now.gallery_cams).index(cams.gallery_cams[j])
+    assert (f"rank-1 {100 * now.rank1[i2, j2]:.1f}%, mAP {100 * now.mean_ap[i2, j2]:.1f}%"
+            in panel.cams.readout.text())
+
+
+def test_roc_legend_lies_off_the_curves(panel):
+    from PySide6.QtWidgets import QApplication
+
+    QApplication.processEvents()
+    legend, box = panel.roc_legend, panel.roc_plot.vb
+    heading, *names = [label.text for _sample, label in legend.items]
+    assert heading == f"TPR at FPR {panel.fpr.currentData():g}:"
+    assert len(names) == len(panel.data.stages)
+    for name, stage in zip(names, panel.data.stages, strict=True):
+        assert name == f"{stage.name}  {100 * stage.roc.at[panel.fpr.currentData()]:.1f}%"
+    assert legend.isVisible() and not panel.roc_plot.legend.isVisible()
+    assert not legend.sceneBoundingRect().intersects(box.sceneBoundingRect())

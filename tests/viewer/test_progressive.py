@@ -85,8 +85,8 @@ def test_external_query_reranks_on_the_shortlist_graph(loaded):
 
 
 def test_two_stage_is_chosen_when_exhaustive_scoring_would_be_slow(loaded, tmp_path, monkeypatch):
+    from engine import shortlist
     from engine.session import Session
-    from engine.shortlist import DEFAULT_SHORTLIST
     from viewer import tasks
 
     session = loaded.session
@@ -98,8 +98,17 @@ def test_two_stage_is_chosen_when_exhaustive_scoring_would_be_slow(loaded, tmp_p
     fresh.query_maps, fresh.gallery_maps = session.query_maps, session.gallery_maps
     assert tasks.choose_shortlist(fresh, "auto") == (None, "")       # tiny: seconds at most
     monkeypatch.setattr(tasks, "AUTO_SHORTLIST_SECONDS", 0.0)
+    monkeypatch.setattr(shortlist, "DEFAULT_SHORTLIST", 2)
+    # K: the smallest of 2, 4, 8, ... whose recall, measured on sampled queries, loses no matches.
+    ranks = shortlist.sampled_ranks(fresh)
+    size = len(fresh.gallery_maps)
+    monkeypatch.setattr(shortlist, "RECALL_NEEDED", shortlist.recall_at(ranks, 4))
     k, note = tasks.choose_shortlist(fresh, "auto")
-    assert k == DEFAULT_SHORTLIST and "exhaustive scoring would take" in note
+    assert k == (2 if shortlist.recall_at(ranks, 2) == shortlist.RECALL_NEEDED else 4) < size
+    assert "exhaustive scoring would take" in note
+    monkeypatch.setattr(shortlist, "RECALL_NEEDED", 1.01)  # every K below the gallery loses some
+    k, note = tasks.choose_shortlist(fresh, "auto")
+    assert k is None and "would lose matches" in note
 
 
 def test_tlift_toggle_does_not_wait_for_the_background_blocks(qtbot, load_request, monkeypatch):
@@ -162,17 +171,20 @@ def test_a_cached_shortlist_is_reused_without_timing_exhaustive_scoring(loaded, 
     from viewer import tasks
 
     session = loaded.session
+    monkeypatch.setattr(shortlist, "DEFAULT_SHORTLIST", 3)
+    monkeypatch.setattr(shortlist, "RECALL_NEEDED", 0.0)      # K = 3 loses nothing, as measured
     fresh = Session(session.dataset, session.model, session.model_digest, device="cpu",
-                    cache_dir=tmp_path, shortlist=shortlist.DEFAULT_SHORTLIST)
+                    cache_dir=tmp_path, shortlist=3)
     fresh.query_maps, fresh.gallery_maps = session.query_maps, session.gallery_maps
     fresh.score(("qg",))                                       # cached under its two-stage key
+    shortlist.sampled_ranks(fresh)                             # and the recall measured
 
     def never(*_a, **_k):
         raise AssertionError("exhaustive scoring was timed although a two-stage block is cached")
 
     monkeypatch.setattr(shortlist, "estimate_exhaustive_seconds", never)
     k, note = tasks.choose_shortlist(fresh, "auto")
-    assert k == shortlist.DEFAULT_SHORTLIST and "two-stage" in note
+    assert k == 3 and "two-stage" in note
 
 
 def test_a_toggle_shows_the_ranking_first_and_its_metrics_after(qtbot, window, monkeypatch):

@@ -24,8 +24,8 @@ from engine.explain.inspect import (
 )
 from viewer.ranking import rank_query
 
-__all__ = ["InspectorState", "SceneLayout", "MethodScore", "method_scores", "KINDS", "LINE_MODES",
-           "LINE_SIDES"]
+__all__ = ["InspectorState", "SceneLayout", "MethodScore", "method_scores", "nearest_segment", "KINDS",
+           "LINE_MODES", "LINE_SIDES"]
 
 KINDS = ("similarity", "contribution", "relative")
 LINE_MODES = ("top", "threshold", "off")
@@ -73,6 +73,20 @@ class SceneLayout:
                 col = min(int(u * self.map_w / self.image_w), self.map_w - 1)
                 return side, row * self.map_w + col
         return None
+
+
+def nearest_segment(segments: np.ndarray, x: float, y: float) -> tuple[int, float]:
+    """``(index, distance)`` of the segment ``[n, 4]`` (x0, y0, x1, y1) nearest to the point,
+    measured to the segment itself (not its bounding box); ``(-1, inf)`` without segments."""
+    seg = np.asarray(segments, np.float64).reshape(-1, 4)
+    if not len(seg):
+        return -1, float("inf")
+    a, d = seg[:, :2], seg[:, 2:] - seg[:, :2]
+    length2 = (d * d).sum(axis=1)
+    t = np.clip(((np.array([x, y]) - a) * d).sum(axis=1) / np.maximum(length2, 1e-12), 0.0, 1.0)
+    dist = np.hypot(*(a + t[:, None] * d - np.array([x, y])).T)
+    best = int(np.argmin(dist))
+    return best, float(dist[best])
 
 
 @dataclass(frozen=True)
@@ -132,7 +146,10 @@ class InspectorState:
     line_mode: str = "top"            # one of LINE_MODES
     line_side: str = "probe"          # lines from query locations, gallery locations or both
     top_n: int = 10
-    threshold: float = 0.7            # similarity threshold of the "threshold" mode
+    # "threshold" mode: the share of each side's locations drawn, most similar first (the cut
+    # follows the pair: a head whose similarities all lie in 0.97-1.00 draws as useful a subset
+    # as one spread over 0-1).
+    threshold_share: float = 0.1
     hover: tuple[str, int] | None = None    # (side, index) under the pointer, or None
     pinned: tuple[str, int] | None = None   # (side, index) clicked, or None
 
@@ -191,9 +208,19 @@ class InspectorState:
             if self.line_mode == "top":
                 out += select_lines(corr, side, top_n=self.top_n, relative=self.relative)
             else:
-                out += select_lines(corr, side, top_n=None, threshold=self.threshold,
+                out += select_lines(corr, side, top_n=None, threshold=self.similarity_cut(side),
                                     relative=self.relative)
         return out
+
+    def similarity_cut(self, side: str) -> float | None:
+        """The "threshold" mode's similarity on ``side``: the ``threshold_share`` most similar of
+        its locations (at least one; ties at the cut included) lie at or above it."""
+        corr = self.correspondence
+        if corr is None:
+            return None
+        sim = np.sort(corr.heatmap(side).ravel())[::-1]
+        keep = min(sim.size, max(1, int(np.ceil(self.threshold_share * sim.size - 1e-9))))
+        return float(sim[keep - 1])
 
     def similarity_range(self) -> tuple[float, float]:
         """Limits of the line colours: the pair's best-match similarities, both sides."""
@@ -210,11 +237,15 @@ class InspectorState:
     def focus(self) -> Line | None:
         """The location lit up: the pinned one, else the one under the pointer."""
         where = self.pinned or self.hover
-        if where is None or self.correspondence is None:
+        return None if where is None else self.location(*where)
+
+    def location(self, side: str, index: int) -> Line | None:
+        """Location ``index`` of ``side`` and its best match, with the contribution of the split
+        the lines use (:attr:`relative`); None without a correspondence."""
+        if self.correspondence is None:
             return None
-        line = matched_location(self.correspondence, *where)
+        line = matched_location(self.correspondence, side, index)
         if self.relative:
-            side, index = where
             rel = float(self.correspondence.relative_contribution(side).reshape(-1)[index])
             line = Line(line.side, line.source, line.target, line.similarity, rel)
         return line

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSlider,
     QSpinBox,
+    QToolTip,
     QVBoxLayout,
     QWidget,
 )
@@ -32,7 +33,7 @@ from engine.explain.inspect import BAND_NAMES, SIDES
 from engine.outputs import session_inputs, write_output
 from viewer import style
 from viewer.formatting import camera_base, format_cam, format_rank, format_time
-from viewer.inspector.state import InspectorState, SceneLayout
+from viewer.inspector.state import InspectorState, SceneLayout, nearest_segment
 from viewer.state import ViewerState
 
 __all__ = ["MatchInspector"]
@@ -41,6 +42,7 @@ SIMILARITY_MAP = "viridis"
 CONTRIBUTION_MAP = "CET-D1"      # diverging, blue < 0 < red, white at the centre
 LINE_MAP = "plasma"
 GAP = 14.0                       # scene pixels between the two images (model-input pixels)
+LINE_HIT_PX = 4.0                # the pointer is on a line within this many screen pixels of it
 STATUS_TEXT = {"true": "same identity", "false": "different identity",
                "junk": "same identity, same camera (junk)", "": "identity unknown"}
 
@@ -64,6 +66,7 @@ class MatchInspector(QWidget):
         self.layout_: SceneLayout | None = None
         self._image_cache: dict[str, np.ndarray] = {}
         self._line_items: list[QGraphicsLineItem] = []
+        self._lines: list = []           # the engine Line of each drawn item
         self._build_controls()
         self._build_scene()
         self._build_side_panel()
@@ -84,11 +87,11 @@ class MatchInspector(QWidget):
         for name in ("kind", "heatmap_on", "opacity"):
             ins.events[name].connect(self._draw_heatmaps)
         ins.events.kind.connect(lambda _k: self._show_bands())
-        for name in ("line_mode", "line_side", "top_n", "threshold"):
+        for name in ("line_mode", "line_side", "top_n", "threshold_share"):
             ins.events[name].connect(self._draw_lines)
         for name in ("hover", "pinned"):
             ins.events[name].connect(self._draw_focus)
-        for name in ("kind", "heatmap_on", "opacity", "line_mode", "line_side", "top_n", "threshold"):
+        for name in ("kind", "heatmap_on", "opacity", "line_mode", "line_side", "top_n", "threshold_share"):
             ins.events[name].connect(self._show_controls)
         self._show_controls()
         self.refresh()
@@ -130,6 +133,9 @@ class MatchInspector(QWidget):
                              "with the bias).\nvs. an average match: the same, less what a "
                              "typical match (μ) would give; it shows what this pair adds.")
         self.kind.currentIndexChanged.connect(lambda _i: setattr(ins, "kind", self.kind.currentData()))
+        # As wide as its shorter entries (the list shows them whole): the row fits 1024 px.
+        self.kind.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.kind.setMinimumContentsLength(18)
         self.opacity = QSlider(Qt.Orientation.Horizontal)
         self.opacity.setRange(0, 100)
         self.opacity.setFixedWidth(90)
@@ -137,7 +143,7 @@ class MatchInspector(QWidget):
         self.opacity.valueChanged.connect(lambda v: setattr(ins, "opacity", v / 100.0))
         self.line_mode = QComboBox()
         self.line_mode.addItem("top n by contribution", "top")
-        self.line_mode.addItem("similarity ≥ threshold", "threshold")
+        self.line_mode.addItem("top % by similarity", "threshold")
         self.line_mode.addItem("no lines", "off")
         self.line_mode.currentIndexChanged.connect(
             lambda _i: setattr(ins, "line_mode", self.line_mode.currentData()))
@@ -146,9 +152,13 @@ class MatchInspector(QWidget):
         self.top_n.setPrefix("n = ")
         self.top_n.valueChanged.connect(lambda v: setattr(ins, "top_n", int(v)))
         self.threshold = QSlider(Qt.Orientation.Horizontal)
-        self.threshold.setRange(-100, 100)
+        self.threshold.setRange(1, 100)          # percent of each side's locations
+        self.threshold.setSingleStep(1)
+        self.threshold.setPageStep(10)
         self.threshold.setFixedWidth(90)
-        self.threshold.valueChanged.connect(lambda v: setattr(ins, "threshold", v / 100.0))
+        self.threshold.setToolTip("Draw the lines of this share of the locations, the most similar "
+                                  "first: the similarity cut follows the pair's own range")
+        self.threshold.valueChanged.connect(lambda v: setattr(ins, "threshold_share", v / 100.0))
         self.threshold_label = QLabel()
         self.line_side = QComboBox()
         self.line_side.addItem("query → gallery", "probe")
@@ -257,13 +267,12 @@ class MatchInspector(QWidget):
                 else:
                     widget.setCurrentIndex(max(widget.findData(value), 0))
         for widget, value in ((self.opacity, round(ins.opacity * 100)), (self.top_n, ins.top_n),
-                              (self.threshold, round(ins.threshold * 100))):
+                              (self.threshold, round(ins.threshold_share * 100))):
             with QSignalBlocker(widget):
                 widget.setValue(value)
         self.top_n.setVisible(ins.line_mode == "top")
         self.threshold.setVisible(ins.line_mode == "threshold")
         self.threshold_label.setVisible(ins.line_mode == "threshold")
-        self.threshold_label.setText(f"≥ {ins.threshold:.2f}")
         self.kind.setEnabled(ins.heatmap_on)
         self.opacity.setEnabled(ins.heatmap_on)
 
@@ -410,15 +419,20 @@ class MatchInspector(QWidget):
     def _clear_lines(self) -> None:
         for item in self._line_items:
             self.vb.removeItem(item)
-        self._line_items = []
+        self._line_items, self._lines = [], []
 
     def _draw_lines(self, _value=None) -> None:
         self._clear_lines()
         layout = self.layout_
         if layout is None:
             return
-        lines = self.inspector.lines()
-        lo, hi = self.inspector.similarity_range()
+        ins = self.inspector
+        sides = SIDES if ins.line_side == "both" else (ins.line_side,)
+        cuts = [ins.similarity_cut(side) for side in sides]
+        self.threshold_label.setText(f"top {round(ins.threshold_share * 100)}%" + (
+            "" if None in cuts else f" (≥ {min(cuts):.3f})"))
+        lines = ins.lines()
+        lo, hi = ins.similarity_range()
         centres = {side: layout.centres(side) for side in SIDES}
         for line in lines:
             other = "gallery" if line.side == "probe" else "probe"
@@ -429,9 +443,9 @@ class MatchInspector(QWidget):
             pen.setCosmetic(True)
             item.setPen(pen)
             item.setZValue(2)
-            item.setToolTip(f"similarity {line.similarity:.3f} · contribution {line.contribution:+.3f}")
             self.vb.addItem(item)
             self._line_items.append(item)
+            self._lines.append(line)
 
     def line_segments(self) -> list[tuple[float, float, float, float]]:
         """The drawn lines as ``(x0, y0, x1, y1)`` in scene coordinates (for tests)."""
@@ -470,6 +484,42 @@ class MatchInspector(QWidget):
             return
         p = self.vb.mapSceneToView(scene_pos)
         self.inspector.hover = self.layout_.location_at(p.x(), p.y())
+        text = self.describe_at(scene_pos)
+        if text:
+            where = self.view.mapToGlobal(self.view.mapFromScene(scene_pos))
+            QToolTip.showText(where, text, self.view.viewport())
+        else:
+            QToolTip.hideText()
+
+    def describe_at(self, scene_pos: QPointF) -> str:
+        """The hover tooltip: the location under the pointer (the numbers the side panel shows
+        for it) and the drawn line passing within :data:`LINE_HIT_PX` screen pixels of the
+        pointer, hit-tested on the segment itself; empty over neither."""
+        ins, layout = self.inspector, self.layout_
+        if layout is None or ins.correspondence is None:
+            return ""
+        p = self.vb.mapSceneToView(scene_pos)
+        where = layout.location_at(p.x(), p.y())
+        parts = [] if where is None else [self._describe(ins.location(*where))]
+        if self._line_items:
+            ends = [(self.vb.mapViewToScene(it.line().p1()), self.vb.mapViewToScene(it.line().p2()))
+                    for it in self._line_items]
+            index, dist = nearest_segment([(a.x(), a.y(), b.x(), b.y()) for a, b in ends],
+                                          scene_pos.x(), scene_pos.y())
+            line = self._lines[index]
+            if dist <= LINE_HIT_PX and where != (line.side, line.source):
+                parts.append("line: " + self._describe(line))
+        return "\n".join(parts)
+
+    def _describe(self, line) -> str:
+        """``query row 4, col 3 → gallery row 5, col 1 · similarity 0.996 · w·(a−μ) +0.021``."""
+        names = {"probe": "query", "gallery": "gallery"}
+        other = "gallery" if line.side == "probe" else "probe"
+        w = self.layout_.map_w
+        (row, col), (trow, tcol) = divmod(line.source, w), divmod(line.target, w)
+        split = "w·(a−μ)" if self.inspector.relative else "w·a"
+        return (f"{names[line.side]} row {row}, col {col} → {names[other]} row {trow}, col {tcol} · "
+                f"similarity {line.similarity:.3f} · {split} {line.contribution:+.3f}")
 
     def click_scene_pos(self, scene_pos: QPointF) -> None:
         if self.layout_ is None:

@@ -56,10 +56,12 @@ def sensitivity_job(session, image, query: int, mode: str, gallery_index: int, p
     if mode == "logit":
         values = sensitivity_map(session, image, gallery_index, side, stride, fill,
                                  progress=report, cancel=cancel)
-        return SensitivityResult(query, mode, values, side, stride, gallery_index, target=target)
+        return SensitivityResult(query, mode, values, side, stride, gallery_index, target=target,
+                                 fill=fill)
     result = rank_change_map(session, image, pid, cam, side, stride, fill, rerank=rerank,
                              progress=report, cancel=cancel)
-    return SensitivityResult(query, mode, result.change, side, stride, -1, result.before)
+    return SensitivityResult(query, mode, result.change, side, stride, -1, result.before,
+                             fill=fill, ranking=result.ranking)
 
 
 # ---------------------------------------------------------------------- the controller

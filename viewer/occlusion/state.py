@@ -98,6 +98,8 @@ class SensitivityResult:
     gallery_index: int             # the pair's gallery image ("logit" mode), else -1
     before_rank: int = -1          # "rank" mode: first true match's rank without occlusion
     target: str = ""               # the pair's gallery image as the user knows it
+    fill: str = ""                 # the square's fill (engine.explain.occlusion.FILLS)
+    ranking: str = ""              # "rank" mode: how each occluded copy was ranked ("qaconv+rr")
 
     def extent(self) -> tuple[float, float, float, float]:
         """``(x, y, w, h)`` in image pixels of the heatmap: one stride-sized cell per square,
@@ -107,13 +109,17 @@ class SensitivityResult:
         return offset, offset, cols * self.stride, rows * self.stride
 
     def describe(self) -> str:
+        """The map's title: what it shows, with which fill and ranking, and its range."""
         v = self.values
+        fill = FILL_LABELS.get(self.fill, self.fill)
         if self.mode == "logit":
-            return (f"logit drop for {self.target or f'gallery #{self.gallery_index}'}: max {v.max():+.2f}, "
-                    f"min {v.min():+.2f} (red = occluding there lowers the score)")
-        return (f"first true match at rank {self.before_rank} unoccluded; with the square: "
+            return (f"QAConv logit drop for {self.target or f'gallery #{self.gallery_index}'}, "
+                    f"{fill} square: max {v.max():+.2f}, min {v.min():+.2f} "
+                    "(red = occluding there lowers the score)")
+        return (f"first true match at rank {self.before_rank} unoccluded; with the {fill} square: "
                 f"rank {self.before_rank + int(v.min())} to {self.before_rank + int(v.max())} "
-                "(red = drops down the list)")
+                f"(red = drops down the list) · ranked by {self.ranking}, no TLift (an edited "
+                "image has no timestamp)")
 
 
 class OcclusionEvents(SignalGroup):

@@ -83,15 +83,19 @@ def draw_cmc(plot: pg.PlotItem, plots: PlotSet) -> None:
     plot.setYRange(0, 100, padding=0.02)
 
 
-def draw_roc(plot: pg.PlotItem, plots: PlotSet, fpr: float = 1e-3) -> None:
-    """TPR (%) against FPR on a log axis, one curve per stage; TPR at ``fpr`` in the legend."""
-    _reset(plot, "ROC (pairs, junk removed)", "false positive rate", "true positive rate (%)",
-           legend=(8, 8))
+def draw_roc(plot: pg.PlotItem, plots: PlotSet, legend: pg.LegendItem, fpr: float = 1e-3) -> None:
+    """TPR (%) against FPR on a log axis, one curve per stage; TPR at ``fpr`` in ``legend``,
+    laid out off the plot (the curves fill the whole log-FPR range)."""
+    _reset(plot, "ROC (pairs, junk removed)", "false positive rate",
+           "true positive rate (%)").setVisible(False)
+    legend.clear()
+    legend.addItem(pg.PlotDataItem(pen=None), f"TPR at FPR {fpr:g}:")  # a heading: no sample
     plot.setLogMode(True, False)
     for s in plots.stages:
         keep = s.roc.fpr > 0
-        plot.plot(s.roc.fpr[keep], 100.0 * s.roc.tpr[keep], pen=_pen(stage_color(s.name)),
-                  name=f"{s.name}  TPR@{fpr:g} {_pct(s.roc.at.get(fpr))}")
+        name = f"{s.name}  {_pct(s.roc.at.get(fpr))}"
+        curve = plot.plot(s.roc.fpr[keep], 100.0 * s.roc.tpr[keep], pen=_pen(stage_color(s.name)))
+        legend.addItem(curve, name)
     for x in FPR_TARGETS:
         plot.addItem(pg.InfiniteLine(math.log10(x), angle=90,
                                      pen=_pen(QColor("#8c959f"), 1, Qt.PenStyle.DashLine)))

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -73,6 +74,9 @@ class PlotTile(QFrame):
         self.view.setMinimumSize(300, 220)
         self.readout = QLabel(" ")
         self.readout.setObjectName("dim")
+        # A longer read-out must not widen the tile: hovering would re-lay out the whole panel.
+        self.readout.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.readout.setMinimumWidth(1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 4, 6, 4)
         layout.setSpacing(2)
@@ -88,6 +92,7 @@ class PlotsPanel(QWidget):
         super().__init__(parent)
         self.ctl = plots_controller
         self._sweep_drawn = False
+        self._cams_hovered = None   # (query camera, gallery camera) of the last hovered cell
         self.state, self.plots = plots_controller.state, plots_controller.plots
 
         self.status = QLabel("")
@@ -100,7 +105,10 @@ class PlotsPanel(QWidget):
         self.cmc = PlotTile("CMC")
         self.cmc_plot = self.cmc.view.addPlot()
         self.roc = PlotTile("ROC")
-        self.roc_plot = self.roc.view.addPlot()
+        self.roc_plot = self.roc.view.addPlot(row=0, col=0)
+        # Below the plot, not over it: the curves fill the whole log-FPR range.
+        self.roc_legend = pg.LegendItem(labelTextSize="8pt", verSpacing=-6)
+        self.roc.view.addItem(self.roc_legend, row=1, col=0)
         self.fpr = QComboBox()
         for x in FPR_TARGETS:
             self.fpr.addItem(f"TPR at FPR {x:g}", x)
@@ -215,7 +223,7 @@ class PlotsPanel(QWidget):
 
     def _draw_roc(self) -> None:
         if self.data is not None:
-            draw_roc(self.roc_plot, self.data, fpr=self.fpr.currentData())
+            draw_roc(self.roc_plot, self.data, self.roc_legend, fpr=self.fpr.currentData())
 
     def _draw_distribution(self) -> None:
         data = self.data
@@ -240,7 +248,8 @@ class PlotsPanel(QWidget):
             stage = self.data.stage()
             name = "rank-1" if self.plots.camera_metric == "rank1" else "mAP"
             draw_camera_pairs(self.cams_plot, stage.cameras, self.plots.camera_metric,
-                              f"{stage.name}: {name} (%), query x gallery camera")
+                              f"{stage.name}: {name} (%)")  # the axes name the cameras
+            self._show_cams_readout()  # the hovered cell's numbers in the stage just drawn
 
     def _draw_sweep(self) -> None:
         sweep = self.plots.sweep
@@ -374,7 +383,20 @@ class PlotsPanel(QWidget):
         if cell is None:
             return
         cams, i, j = cell
-        qc, gc = cams.query_cams[i] + 1, cams.gallery_cams[j] + 1
+        self._cams_hovered = (int(cams.query_cams[i]), int(cams.gallery_cams[j]))
+        self._show_cams_readout()
+
+    def _show_cams_readout(self) -> None:
+        """The last hovered camera pair's numbers, read from the stage drawn now."""
+        if self._cams_hovered is None or self.data is None:
+            return
+        cams = self.data.stage().cameras
+        qcam, gcam = self._cams_hovered
+        if qcam not in cams.query_cams or gcam not in cams.gallery_cams:
+            self.cams.readout.setText(" ")
+            return
+        i, j = list(cams.query_cams).index(qcam), list(cams.gallery_cams).index(gcam)
+        qc, gc = qcam + 1, gcam + 1
         if cams.num_queries[i, j] == 0:
             why = "same camera: every true match is junk" if qc == gc else "no true match"
             self.cams.readout.setText(f"query c{qc} x gallery c{gc}: {why}")
