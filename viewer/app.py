@@ -34,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="dataset folder (Market-1501, DukeMTMC-reID, MSMT17, CUHK03-NP, "
                              "<pid>/<image> folders or a CSV manifest); default: the demo set")
     parser.add_argument("--checkpoint", metavar="FILE",
-                        help="model checkpoint (.pt); default: assets/demo/model.pt")
+                        help="model checkpoint (.pt); default: the demo model shipped with "
+                             "the viewer (trained on synthetic domain A)")
     parser.add_argument("--layout", metavar="NAME",
                         help="dataset layout name when detection is not wanted (e.g. market1501)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
