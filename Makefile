@@ -11,9 +11,9 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-# Re-install only when the declared dependencies change.
-$(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e ".[test]"
+# Re-install only when the declared dependencies or their pinned versions change.
+$(STAMP): pyproject.toml constraints.txt | $(PY)
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[viewer,test]"
 	@echo "compiling the kernels of TLift and re-ranking (once per machine, about a minute)"
 	$(PY) -c "from engine.postprocess.pipeline import warm_up; warm_up()"
 	@touch $(STAMP)
