@@ -1,4 +1,8 @@
-"""The launcher: command line, application set-up, the window, and the --screenshot mode."""
+"""The launcher: command line, application set-up, the window, and the --screenshot mode.
+
+:func:`main` is the ``reid-inspector`` command of an installed package; ``run_viewer.py`` calls
+it from a checkout.
+"""
 from __future__ import annotations
 
 import argparse
@@ -26,7 +30,6 @@ def _shortlist(text: str) -> int | str | None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="run_viewer.py",
         description="Browse person re-identification rankings (QAConv, k-reciprocal re-ranking, "
                     "TLift). Without arguments it opens the demo: synthetic domain B ranked by "
                     "the shipped checkpoint.")
@@ -199,6 +202,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.inspect is not None and (args.screenshot is None or args.inspect < 1):
         parser.error("--inspect RANK needs --screenshot FILE and a rank of 1 or more")
+    try:
+        import PySide6  # noqa: F401
+    except ImportError:  # an engine-only install: `pip install .` without the extra
+        parser.exit(2, f"{parser.prog}: the viewer needs the [viewer] extra: "
+                       "pip install \"reid-inspector[viewer]\" (\".[viewer]\" in a checkout)\n")
     from engine.utils import configure_threads
 
     configure_threads(args.threads)  # before the engine imports torch
