@@ -11,9 +11,9 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-# Re-install only when the declared dependencies change.
-$(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e ".[test]"
+# Re-install only when the declared dependencies or their pinned versions change.
+$(STAMP): pyproject.toml constraints.txt | $(PY)
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[viewer,test]"
 	@echo "compiling the kernels of TLift and re-ranking (once per machine, about a minute)"
 	$(PY) -c "from engine.postprocess.pipeline import warm_up; warm_up()"
 	@touch $(STAMP)
@@ -31,7 +31,7 @@ clean-cache:
 	rm -rf ~/.cache/reid-inspector
 
 # Reproduce the shipped demo checkpoint (about 40 minutes on an idle 2-core CPU at 256x128, 17 at
-# 128x64); see assets/demo/README.md.
+# 128x64); see viewer/demo/README.md.
 # No ImageNet weights can be downloaded here, so the trunk is first trained as the global
 # baseline on synthetic A (a stand-in for ImageNet pre-training), then QAConv starts from it.
 # DEMO_SIZE picks the input (256x128 gives 16x8 maps; see benchmarks/bench_demo_resolution.py).
@@ -46,4 +46,4 @@ demo-model: $(STAMP)
 	$(PY) -m engine train --data data/synth/A --out runs/demo --arch resnet18 --height $(DEMO_H) \
 		--width $(DEMO_W) --pretrained runs/global/model.pt --batch-size 32 --lr 0.005 --max-epochs 5 \
 		--workers 1 --seed 0
-	mkdir -p assets/demo && cp runs/demo/model.pt runs/demo/model.json assets/demo/
+	cp runs/demo/model.pt runs/demo/model.json viewer/demo/

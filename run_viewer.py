@@ -1,4 +1,5 @@
-"""Launch the ReID Inspector viewer (``python run_viewer.py --help`` for the options)."""
+"""Launch the ReID Inspector viewer from a checkout: the ``reid-inspector`` command of an
+installed package (``python run_viewer.py --help`` for the options)."""
 import sys
 
 from viewer.app import main

@@ -6,7 +6,7 @@ layout), and on the source domain's own test split; then, for the first model, t
 every TLift parameter over the appendix's values (Tables 7/8). Scores are cached under
 --cache-dir, so re-running costs only the post-processing.
 
-Run (after training, see assets/demo/README.md):
+Run (after training, see viewer/demo/README.md):
   python benchmarks/accuracy_tables.py --target data/synth/B --source data/synth/A \
       qaconv=runs/demo/model.pt global=runs/global/model.pt
 """

@@ -37,7 +37,7 @@ def launch_costs(data, height: int, width: int, sample: int, device) -> dict[str
     from engine.models.reid import build_model
 
     cfg = ModelConfig(arch="resnet18", neck=128, height=height, width=width,
-                      pretrained=str(ROOT / "assets" / "demo" / "model.pt"))
+                      pretrained=str(ROOT / "viewer" / "demo" / "model.pt"))
     model = build_model(cfg).eval()
     prep = Preprocessing(height, width, False)
     paths = [s.path for s in data.gallery[:sample]]
@@ -62,7 +62,7 @@ def training_step(data, height: int, width: int, classes: int, batch: int, devic
     from engine.models.reid import build_criterion, build_model
 
     cfg = ModelConfig(arch="resnet18", neck=128, height=height, width=width,
-                      pretrained=str(ROOT / "assets" / "demo" / "model.pt"))
+                      pretrained=str(ROOT / "viewer" / "demo" / "model.pt"))
     model = build_model(cfg).to(device).train()
     criterion = build_criterion(model, "focal", classes).to(device)
     with torch.no_grad():  # a full memory: the cost per step no longer grows

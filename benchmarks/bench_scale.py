@@ -265,7 +265,7 @@ def toggles(args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True)
-    parser.add_argument("--checkpoint", default=str(ROOT / "assets" / "demo" / "model.pt"))
+    parser.add_argument("--checkpoint", default=str(ROOT / "viewer" / "demo" / "model.pt"))
     parser.add_argument("--cache-dir", required=True)
     parser.add_argument("--queries", type=int, default=None, help="evaluate the first N queries")
     parser.add_argument("--sample", type=int, default=64,

@@ -181,7 +181,7 @@ def interactive(request, clicks: int) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", help="dataset folder (default: the demo, generated if absent)")
-    parser.add_argument("--checkpoint", help="checkpoint (default: assets/demo/model.pt)")
+    parser.add_argument("--checkpoint", help="checkpoint (default: viewer/demo/model.pt)")
     parser.add_argument("--cache-dir", help="cache folder (default: the user cache)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--clicks", type=int, default=40, help="queries clicked (default 40)")

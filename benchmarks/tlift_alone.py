@@ -11,7 +11,7 @@ baseline made from the model's own maps (average-pooled, L2-normalised, cosine),
 trained global checkpoint is at hand. Scores are cached under --cache-dir.
 
 Run:
-  python benchmarks/tlift_alone.py --data DIR [--pooled] qaconv=assets/demo/model.pt [global=RUN/model.pt]
+  python benchmarks/tlift_alone.py --data DIR [--pooled] qaconv=viewer/demo/model.pt [global=RUN/model.pt]
 """
 from __future__ import annotations
 

@@ -51,14 +51,14 @@ DEFAULT_THREADS = 2
 
 
 def configure_threads(threads: int | None = None) -> int:
-    """Set torch's and numba's CPU threads and OpenMP's wait policy for this process; returns the threads.
+    """Set torch's and numba's CPU threads for this process; returns the threads.
 
     ``threads`` None keeps ``OMP_NUM_THREADS`` when the environment sets it, else uses
-    ``min(DEFAULT_THREADS, cores)``. The wait policy becomes ``PASSIVE`` (idle threads sleep
-    instead of spinning) unless the environment chooses one: spinning threads lose most of
-    their speed when another process wants a core (``benchmarks/bench_threads.py``). OpenMP
-    reads both once, so call this before torch is imported (the CLI and the launcher do, first
-    thing); if torch is already imported the thread count is still applied.
+    ``min(DEFAULT_THREADS, cores)``. OpenMP reads it once, so call this before torch is
+    imported (the CLI and the launcher do, first thing); if torch is already imported the
+    thread count is still applied. OpenMP's wait policy is set by importing ``engine``
+    (``PASSIVE``: idle threads sleep instead of spinning, which loses most of their speed when
+    another process wants a core, ``benchmarks/bench_threads.py``).
     """
     if threads is None:
         env = os.environ.get("OMP_NUM_THREADS", "")
@@ -67,7 +67,6 @@ def configure_threads(threads: int | None = None) -> int:
         raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
     os.environ["OMP_NUM_THREADS"] = str(threads)
     os.environ["NUMBA_NUM_THREADS"] = str(threads)
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.set_num_threads(threads)

@@ -1,4 +1,8 @@
-"""The launcher: command line, application set-up, the window, and the --screenshot mode."""
+"""The launcher: command line, application set-up, the window, and the --screenshot mode.
+
+:func:`main` is the ``reid-inspector`` command of an installed package; ``run_viewer.py`` calls
+it from a checkout.
+"""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +12,6 @@ import sys
 import time
 
 from engine.cli._common import add_threads_argument, check_numbers
-from viewer.jobs import EXIT_WAIT_MS  # the launcher's wait for jobs after the window closed
 
 __all__ = ["build_parser", "main", "create_app", "configure_pyqtgraph"]
 
@@ -29,7 +32,6 @@ def _shortlist(text: str) -> int | str | None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="run_viewer.py",
         description="Browse person re-identification rankings (QAConv, k-reciprocal re-ranking, "
                     "TLift). Without arguments it opens the demo: synthetic domain B ranked by "
                     "the shipped checkpoint.")
@@ -37,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="dataset folder (Market-1501, DukeMTMC-reID, MSMT17, CUHK03-NP, "
                              "<pid>/<image> folders or a CSV manifest); default: the demo set")
     parser.add_argument("--checkpoint", metavar="FILE",
-                        help="model checkpoint (.pt); default: assets/demo/model.pt")
+                        help="model checkpoint (.pt); default: the demo model shipped with "
+                             "the viewer (trained on synthetic domain A)")
     parser.add_argument("--layout", metavar="NAME",
                         help="dataset layout name when detection is not wanted (e.g. market1501)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
@@ -226,6 +229,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.inspect is not None and (args.screenshot is None or args.inspect < 1):
         parser.error("--inspect RANK needs --screenshot FILE and a rank of 1 or more")
     try:
+        import PySide6  # noqa: F401
+    except ImportError:  # an engine-only install: `pip install .` without the extra
+        parser.exit(2, f"{parser.prog}: the viewer needs the [viewer] extra: "
+                       "pip install \"reid-inspector[viewer]\" (\".[viewer]\" in a checkout)\n")
+    try:
         check_numbers(args)
     except ValueError as exc:
         parser.error(str(exc))
@@ -290,11 +298,13 @@ def main(argv: list[str] | None = None) -> int:
         QTimer.singleShot(int(args.quit_after * 1000), window.close)
     window.start_load(request)
     app.exec()
-    if not window.controller.shutdown(EXIT_WAIT_MS):
+    from viewer import jobs
+
+    if not window.controller.shutdown(jobs.EXIT_WAIT_MS):
         # A job stuck in a call that cannot be cancelled (a read from a hung network share)
         # would keep the process alive for ever: leave without waiting for its thread.
         log.error("a background job did not stop within %.0f s; exiting without it",
-                  EXIT_WAIT_MS / 1000)
+                  jobs.EXIT_WAIT_MS / 1000)
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()

@@ -6,6 +6,7 @@ engine does, so :class:`viewer.jobs.JobService` can run it and the tests can cal
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import logging
 import os
 import time
@@ -28,8 +29,6 @@ __all__ = ["LoadRequest", "Loaded", "describe_request", "Computed", "demo_root",
            "extra_rows", "export_ranked_csv",
            "safe_evaluate"]
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
 
 def demo_root(cache_dir: str | os.PathLike | None = None) -> Path:
     """Where the demo's synthetic domain B lives (generated on first use)."""
@@ -39,8 +38,9 @@ def demo_root(cache_dir: str | os.PathLike | None = None) -> Path:
 
 
 def demo_checkpoint() -> Path:
-    """The shipped demo checkpoint (trained on synthetic domain A)."""
-    return REPO_ROOT / "assets" / "demo" / "model.pt"
+    """The shipped demo checkpoint (trained on synthetic domain A), package data of viewer.demo."""
+    # pip installs a package as a folder, so the resource is a file torch can open by path.
+    return Path(importlib.resources.files("viewer.demo") / "model.pt")
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,7 @@ def load_session(request: LoadRequest, *, progress, cancel) -> Loaded:
     """Open dataset and checkpoint, extract and score (cached), compute the raw ranking.
 
     The demo (``request.data is None``) is generated into the cache folder first when absent;
-    its checkpoint is ``assets/demo/model.pt`` unless ``request.checkpoint`` is given.
+    its checkpoint is :func:`demo_checkpoint` unless ``request.checkpoint`` is given.
     """
     from engine.session import Session
 

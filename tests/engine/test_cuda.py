@@ -34,7 +34,7 @@ from engine.train import TrainConfig, TrainImages, fit, load_model, make_optimiz
 from engine.utils import autocast_dtype
 
 ROOT = Path(__file__).resolve().parents[2]
-DEMO_CHECKPOINT = ROOT / "assets" / "demo" / "model.pt"
+DEMO_CHECKPOINT = ROOT / "viewer" / "demo" / "model.pt"
 CUDA = pytest.param("cuda", marks=pytest.mark.cuda)
 DEVICES = ["cpu", CUDA]
 

@@ -1,10 +1,20 @@
-"""Thread settings: one helper for the CLI and the launcher, applied before torch starts."""
+"""Thread settings: one helper for the CLI and the launcher, applied before torch starts; the
+OpenMP wait policy that importing the engine sets."""
 from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
+import engine
 from engine.utils import DEFAULT_THREADS, configure_threads
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -19,11 +29,9 @@ def clean_env(monkeypatch):
     numba.set_num_threads(numba_before)
 
 
-def test_threads_and_passive_wait_policy_are_set(clean_env):
-    import os
-
+def test_threads_are_set(clean_env):
     assert configure_threads(1) == 1
-    assert os.environ["OMP_NUM_THREADS"] == "1" and os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert os.environ["OMP_NUM_THREADS"] == "1"
     assert torch.get_num_threads() == 1  # torch already imported: applied at once
     import numba
 
@@ -33,12 +41,30 @@ def test_threads_and_passive_wait_policy_are_set(clean_env):
 
 
 def test_the_environment_wins_when_nothing_is_asked(clean_env):
-    import os
-
     clean_env.setenv("OMP_NUM_THREADS", "1")
-    clean_env.setenv("OMP_WAIT_POLICY", "ACTIVE")
     assert configure_threads() == 1
+
+
+def test_importing_the_engine_sets_a_passive_wait_policy_unless_the_user_chose_one(clean_env):
+    importlib.reload(engine)
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    clean_env.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    importlib.reload(engine)
     assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+def test_torch_openmp_runtime_sleeps_when_the_engine_is_imported_first():
+    # A fresh interpreter: OpenMP reads the policy once, as torch loads it. libgomp prints its
+    # settings on OMP_DISPLAY_ENV; its spin count is 0 only under PASSIVE (unset: 300,000).
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    env["OMP_DISPLAY_ENV"] = "VERBOSE"
+    result = subprocess.run([sys.executable, "-c", "import engine, torch"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    if "OPENMP DISPLAY ENVIRONMENT" not in result.stderr:
+        pytest.skip("torch's OpenMP runtime is not libgomp: it does not print its settings")
+    assert "OMP_WAIT_POLICY = 'PASSIVE'" in result.stderr
+    assert "GOMP_SPINCOUNT = '0'" in result.stderr
 
 
 @pytest.mark.parametrize("bad", [0, -2, 1.5, True])

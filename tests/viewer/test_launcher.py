@@ -69,12 +69,12 @@ def test_a_job_that_never_returns_does_not_keep_the_process_alive(tmp_path):
     script = tmp_path / "stuck.py"
     script.write_text(
         "import sys, threading\n"
-        "import viewer.app as app, viewer.controller as controller\n"
+        "import viewer.app as app, viewer.controller as controller, viewer.jobs as jobs\n"
         "def stuck(*args, **kwargs):\n"
         "    threading.Event().wait()\n"
         "controller.load_session = stuck\n"
         "controller.Controller.shutdown.__defaults__ = (200,)  # the window's own wait, short\n"
-        "app.EXIT_WAIT_MS = 200\n"
+        "jobs.EXIT_WAIT_MS = 200\n"
         f"sys.exit(app.main(['--data', {str(tmp_path)!r}, '--quit-after', '1']))\n")
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PYTHONPATH": str(ROOT)}
     result = subprocess.run([sys.executable, str(script)], cwd=ROOT, env=env,
