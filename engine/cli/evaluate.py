@@ -20,6 +20,19 @@ from engine.cli._common import (
     add_device_argument,
     load_data,
 )
+from engine.postprocess.params import RerankParams, TLiftParams
+
+
+def add_tlift_arguments(parser: argparse.ArgumentParser) -> None:
+    """TLift's parameters as flags, defaulting to :class:`TLiftParams`' defaults."""
+    parser.add_argument("--tau", type=float, default=TLiftParams.tau)
+    parser.add_argument("--sigma", type=float, default=TLiftParams.sigma)
+    parser.add_argument("--tlift-k", type=int, default=TLiftParams.k)
+    parser.add_argument("--alpha", type=float, default=TLiftParams.alpha)
+
+
+def tlift_from_args(args: argparse.Namespace) -> TLiftParams:
+    return TLiftParams(args.tau, args.sigma, args.tlift_k, args.alpha)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,13 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="model checkpoint (model.pt)")
     parser.add_argument("--rerank", action="store_true", help="add k-reciprocal re-ranking rows")
     parser.add_argument("--tlift", action="store_true", help="add temporal lifting rows")
-    parser.add_argument("--k1", type=int, default=20)
-    parser.add_argument("--k2", type=int, default=6)
-    parser.add_argument("--lambda-value", type=float, default=0.3)
-    parser.add_argument("--tau", type=float, default=100.0)
-    parser.add_argument("--sigma", type=float, default=200.0)
-    parser.add_argument("--tlift-k", type=int, default=10)
-    parser.add_argument("--alpha", type=float, default=0.2)
+    parser.add_argument("--k1", type=int, default=RerankParams.k1)
+    parser.add_argument("--k2", type=int, default=RerankParams.k2)
+    parser.add_argument("--lambda-value", type=float, default=RerankParams.lambda_value)
+    add_tlift_arguments(parser)
     parser.add_argument("--csv", default=None, help="also write the rows to this CSV file")
     parser.add_argument("--plots", default=None, metavar="DIR",
                         help="write the analysis plots (PNG) and their data (CSV) into DIR")
@@ -69,11 +79,10 @@ def check_post_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--shortlist must be a positive number of candidates; got {args.shortlist}")
 
 
-def _settings(session, args):
-    from engine.session import RerankParams, TLiftParams
-
+def _params(session, args) -> tuple[RerankParams | None, TLiftParams | None]:
+    """The re-ranking and TLift steps asked for (None: off)."""
     rr = RerankParams(args.k1, args.k2, args.lambda_value) if args.rerank else None
-    tl = TLiftParams(args.tau, args.sigma, args.tlift_k, args.alpha) if args.tlift else None
+    tl = tlift_from_args(args) if args.tlift else None
     if tl is not None and not session.has_times:
         raise ValueError("TLift needs timestamps, and this dataset's images have none")
     return rr, tl
@@ -84,7 +93,7 @@ def stage_distances(session, args):
     (the +RR matrix lifted: re-ranking runs once) or +TLift, as asked."""
     from engine.analysis.plot_data import iter_stage_distances
 
-    rr, tl = _settings(session, args)
+    rr, tl = _params(session, args)
     names = iter(["raw"] + (["+RR"] if rr else []) + (["+RR+TLift" if rr else "+TLift"] if tl else []))
     for (_, dist), name in zip(iter_stage_distances(session, rr, tl, tlift_alone=False,
                                                     progress=StageBar()), names, strict=True):
@@ -105,7 +114,7 @@ def write_plots(session, args, distances) -> list:
     from engine.analysis.plot_data import analyse_stages, stage_name, tlift_sweeps
     from engine.analysis.plot_png import write_pngs
 
-    rr, tl = _settings(session, args)
+    rr, tl = _params(session, args)
     names = {"raw": (False, False), "+RR": (True, False), "+TLift": (False, True),
              "+RR+TLift": (True, True)}
     dists = {stage_name(session.method, *names[n]): d for n, d in distances}

@@ -343,12 +343,12 @@ def test_info_with_an_infinite_time_says_so(tiny_synth, tmp_path, capsys):
 def test_evaluate_prints_the_rows_it_computed_before_a_failure(tiny_run, tmp_path, capsys,
                                                                monkeypatch):
     root, ckpt = tiny_run
-    from engine.analysis import plot_data as analysis
+    from engine.postprocess import pipeline
 
     def failing(*args, **kwargs):  # +RR+TLift lifts the +RR matrix: make that step fail
         raise ValueError("TLift failed here")
 
-    monkeypatch.setattr(analysis, "lift_distances", failing)
+    monkeypatch.setattr(pipeline, "lift_distances", failing)
     code, out, err = cli(capsys, "evaluate", "--data", root, "--checkpoint", ckpt, "--device", "cpu",
                          "--cache-dir", tmp_path / "c", "--rerank", "--tlift",
                          "--csv", tmp_path / "rows.csv")

@@ -173,4 +173,4 @@ def test_session_with_full_shortlist_equals_exhaustive_and_reuses_its_cache(tmp_
     assert short.graphs["gg"][0].shape == (len(dataset.gallery), 5)
     warm = Session.open(dataset, ckpt, device="cpu", cache_dir=tmp_path / "c", shortlist=5)
     np.testing.assert_array_equal(warm.distances(rr, tl), short.distances(rr, tl))
-    assert all(warm.cache_hits.values()) and warm._model is None
+    assert all(warm.cache_hits.values()) and not warm.model_loaded
