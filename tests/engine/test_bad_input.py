@@ -370,6 +370,7 @@ def _png_header_only(width: int, height: int) -> bytes:
 
 
 def test_undecodable_images_are_skipped_listed_and_remembered(tiny_run, tmp_path, caplog):
+    from engine.data import load_dataset
     from engine.session import Session
 
     root, ckpt = tiny_run
@@ -388,9 +389,12 @@ def test_undecodable_images_are_skipped_listed_and_remembered(tiny_run, tmp_path
     (data / "manifest.csv").write_text("\n".join(rows) + "\n")
     cache = tmp_path / "cache"
 
-    session = Session.open(str(data), ckpt, device="cpu", cache_dir=cache)
+    mine = load_dataset(str(data))
+    before = (list(mine.query), list(mine.gallery), list(mine.skipped))
+    session = Session.open(mine, ckpt, device="cpu", cache_dir=cache)
     session.prepare(rerank=False)  # the run goes on
     assert len(session.dataset.gallery) == 5 and len(session.dataset.query) == 3
+    assert (mine.query, mine.gallery, mine.skipped) == before  # the caller's Dataset is kept
     assert session.gallery_maps.shape[0] == 5 and session.query_maps.shape[0] == 3
     assert session.logits["qg"].shape == (3, 5) and len(session.gallery_cams) == 5
     skipped = {os.path.basename(p): r for p, r in session.dataset.skipped}
