@@ -224,7 +224,7 @@ def score_rerank_blocks(session, *, progress, cancel) -> tuple[str, ...]:
 
 def pending_blocks(session) -> tuple[str, ...]:
     """Blocks re-ranking needs that the session does not hold yet."""
-    have = set(getattr(session, "logits", {})) | set(getattr(session, "graphs", {}))
+    have = set(session.logits) | set(session.graphs)
     return tuple(n for n in ("qq", "gg") if n not in have)
 
 
