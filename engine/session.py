@@ -339,7 +339,7 @@ class Session:
             self._reranked = (key, dist)
         return dist
 
-    def probe_distances(self, logits: np.ndarray, self_logits, rerank: RerankParams | None = None,
+    def probe_distances(self, logits: np.ndarray, self_logits=None, rerank: RerankParams | None = None,
                         cancel=None) -> np.ndarray:
         """Distances ``[n, g]`` of probes that are not in the dataset, through the same chain.
 
@@ -352,6 +352,8 @@ class Session:
         logits = np.asarray(logits, np.float32)
         if rr is None:
             return distances_of(logits, self.method)
+        if self_logits is None:
+            raise ValueError("re-ranking a probe needs its score against itself (self_logits)")
         self.score(("gg",), cancel=cancel)
         gg = self.blocks.graph("gg", cancel) if self.uses_shortlist else self.distance_block("gg", cancel)
         rows = []
