@@ -13,9 +13,9 @@ distance ``d = 1 - s``.
 Then, in this order and each optional (:func:`post_process`, the one spelling of the chain,
 which :meth:`engine.session.Session.distances` runs with its blocks and kept matrices):
 re-ranking on the distances (``d <- d_RR``, :func:`rerank_step`), TLift on ``s = 1 - d``
-(``d <- 1 - s'``, :func:`lift_distances`). TLift without re-ranking first turns each query's row of ``s``
-into :func:`relative_similarity` (see there why); after re-ranking it lifts ``1 - d_RR`` as it
-is (SPEC.md 9, the references). :func:`tlift_sweep` re-evaluates TLift over a range of one of its
+(``d <- 1 - s'``, :func:`lift_distances`). TLift without re-ranking first turns each query's
+row of ``s`` into :func:`relative_similarity` (see there why); after re-ranking it lifts
+``1 - d_RR`` as it is (SPEC.md 9, the references). :func:`tlift_sweep` re-evaluates TLift over a range of one of its
 parameters, as in the paper's parameter study (appendix Tables 7 and 8).
 """
 from __future__ import annotations
