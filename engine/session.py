@@ -202,8 +202,7 @@ class Session:
             samples = getattr(self.dataset, split)
             t0 = time.perf_counter()
             # Looked up before the model is touched: a warm cache never loads it.
-            maps = self.features.load(self.features.key(
-                self.model_digest, [s.path for s in samples], self.prep))
+            maps = self.features.load(self._maps_key(samples))
             hit = maps is not None
             if not hit:
                 backbone = self.model.backbone_for_maps()
@@ -240,10 +239,13 @@ class Session:
         log.warning("skipped %d %s image(s) that cannot be decoded:\n%s", len(bad), split, listing)
         KnownBad(self.cache_dir).add(bad)
 
+    def _maps_key(self, samples) -> str:
+        """The feature store's key of the maps of ``samples``."""
+        return self.features.key(self.model_digest, [s.path for s in samples], self.prep)
+
     def _split_keys(self) -> tuple[str, str]:
         """The feature keys of the query and the gallery list (parts of every block's key)."""
-        return tuple(self.features.key(self.model_digest, [s.path for s in samples], self.prep)
-                     for samples in (self.dataset.query, self.dataset.gallery))
+        return self._maps_key(self.dataset.query), self._maps_key(self.dataset.gallery)
 
     # ------------------------------------------------------------------ blocks
     @property
