@@ -52,8 +52,9 @@ def _labels(session) -> tuple:
 
 
 def engine_refresh(session, repeats: int) -> None:
-    from engine.analysis.plot_data import lift_distances, settings_key
+    from engine.analysis.plot_data import settings_key
     from engine.evaluation import evaluate
+    from engine.postprocess import lift_distances
     from engine.postprocess.params import RerankParams, TLiftParams
     from viewer.plots.state import PlotRequest, compute_plots
 
@@ -192,8 +193,9 @@ def window_refresh(request, repeats: int, screenshot: str | None, sweep: bool) -
 def sweep_figures(distmat, labels: dict, what: str, per_parameter: int | None = None) -> None:
     """The four-parameter sweep; with ``per_parameter`` only that many values of each are run
     and the full sweep's time is extrapolated from them (said so in the output)."""
-    from engine.analysis.plot_data import APPENDIX_VALUES, lift_distances, tlift_sweeps
+    from engine.analysis.plot_data import APPENDIX_VALUES, tlift_sweeps
     from engine.evaluation import evaluate
+    from engine.postprocess import lift_distances
 
     ctx = {k: labels[k] for k in ("query_cams", "query_times", "gallery_cams", "gallery_times")}
     t_one, lifted = timed(lambda: lift_distances(distmat, **ctx))
@@ -213,8 +215,8 @@ def sweep_figures(distmat, labels: dict, what: str, per_parameter: int | None = 
 
 def market_scale(repeats: int) -> None:
     """Simulated Market-1501-size scores: the cost of the analysis and the sweep."""
-    from engine.analysis.plot_data import analyse_stages, lift_distances, stage_name
-    from engine.postprocess import final_distances
+    from engine.analysis.plot_data import analyse_stages, stage_name
+    from engine.postprocess import final_distances, lift_distances
 
     rng = np.random.default_rng(0)
     num_ids, cams, q, g = 750, 6, 3368, 15913

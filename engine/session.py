@@ -5,85 +5,53 @@ viewer (which runs its methods in background jobs). It is Qt-free plain Python: 
 take ``progress(stage, done, total)`` and ``cancel()`` callables.
 
 Flow (DESIGN.md "How data flows"): images -> feature maps (FeatureStore) -> logits q-g, and
-q-q / g-g when re-ranking is on (ScoreStore) -> distances (converted once, kept) ->
-``post_process`` (RR, TLift) -> distmat.
+q-q / g-g when re-ranking is on (:class:`engine.blocks.BlockCache`) -> distances (converted
+once, kept) -> the post-processing chain raw -> [re-ranking] -> [TLift] of :meth:`Session.distances`
+(the re-ranked matrix kept for the TLift that may follow) -> distmat.
 
-Methods may run on two threads at once (the viewer scores q-q / g-g in the background while
-the user ranks): blocks are scored under one lock, so a block wanted by both is scored once,
-and converted under another, so ranking by q-g never waits for g-g to be scored.
-
-Importing this module does not import torch, and a session opened on a warm cache loads its
-model (and torch, seconds) only when a step needs it: extracting or scoring what the cache
-lacks, or ranking an extra image. The cache keys need only the checkpoint's digest and its
-settings, read from the checkpoint's JSON sidecar when that records the same digest.
+The session is a facade: the blocks live in :mod:`engine.blocks`, the model (loaded when a
+step first needs it, with torch) in :mod:`engine.model_handle`. Importing this module does not
+import torch, and a session opened on a warm cache never loads the model: the cache keys need
+only the checkpoint's digest and its settings, read from the checkpoint's JSON sidecar when
+that records the same digest.
 """
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import hashlib
-import json
+import dataclasses
 import logging
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engine.cache_files import load_array, read_folded_head, save_array
+from engine.blocks import BlockCache
 from engine.checkpoint import file_digest, read_sidecar_config
 from engine.data import Dataset, load_dataset
 from engine.evaluation import Metrics, evaluate
 from engine.explain.inspect import Correspondence, pair_correspondence
-from engine.features import FeatureStore, Preprocessing, load_input, warn_uncached
+from engine.features import FeatureStore, Preprocessing, load_input
 from engine.jobs import check_cancel
 from engine.leftovers import cache_folders, remove_stale_temporaries
-from engine.postprocess.params import RerankParams, TLiftParams
+from engine.model_handle import ModelHandle, resolve_device_lazily
+from engine.postprocess.params import RerankParams, TLiftParams, rerank_params, tlift_params
 from engine.postprocess.pipeline import distances_of, post_process
-from engine.utils import atomic_write_text, default_cache_dir
+from engine.postprocess.rerank_sparse import Graph
+from engine.utils import default_cache_dir
 
 if TYPE_CHECKING:
     import torch
 
 log = logging.getLogger(__name__)
 
+__all__ = ["Session", "Timings"]
+
 StageProgress = Callable[[str, int, int], None]
-
-
-class ScoreStore:
-    """Score blocks (logits ``[p, g]`` float32; int32 for shortlist indices) cached on disk
-    beside the feature maps."""
-
-    def __init__(self, root: str | os.PathLike):
-        self.root = Path(root) / "scores"
-
-    def key(self, *parts: str) -> str:
-        return hashlib.blake2b("|".join(parts).encode(), digest_size=16).hexdigest()
-
-    def load(self, key: str, shape: tuple[int, int], dtype=np.float32) -> np.ndarray | None:
-        """The block stored under ``key``, or None (absent, or damaged: then deleted)."""
-        return load_array(self.root / f"{key}.npy", shape, dtype, what="score cache", key=key)
-
-    def has(self, key: str) -> bool:
-        """Whether a block is stored under ``key`` (not checked: :meth:`load` does that)."""
-        return (self.root / f"{key}.npy").is_file() and (self.root / f"{key}.json").is_file()
-
-    def save(self, key: str, block: np.ndarray) -> None:
-        """Store ``block``; a read-only or full cache folder only costs a warning (once)."""
-        try:
-            self._save(key, block)
-        except OSError as exc:
-            warn_uncached(self.root.parent, exc)
-
-    def _save(self, key: str, block: np.ndarray) -> None:
-        dtype = np.int32 if block.dtype == np.int32 else np.float32
-        save_array(self.root / f"{key}.npy", np.asarray(block, dtype), key=key)
 
 
 @dataclass
@@ -94,40 +62,14 @@ class Timings:
         self.steps[name] = seconds
 
 
-# Nearest neighbours kept for re-ranking at least (k1 + 1 up to 31).
-_NEIGHBOUR_WIDTH = 31
-
 # The model settings the cache keys depend on: a sidecar lacking one is not used.
 _KEY_SETTINGS = ("height", "width", "imagenet_norm", "method")
 
 
-def _gpu_driver_present() -> bool:
-    """Whether this machine may have a GPU torch can use (CUDA or ROCm), judged without torch.
-
-    False only when that is certain, so ``auto`` resolves to the CPU without importing torch;
-    True (or not Linux) leaves the answer to torch.
-    """
-    if sys.platform == "darwin":
-        return False  # torch's macOS builds have no CUDA
-    if not sys.platform.startswith("linux"):
-        return True
-    if any(os.path.exists(p) for p in ("/dev/nvidiactl", "/dev/kfd", "/dev/dxg")):
-        return True
-    try:
-        ctypes.CDLL("libcuda.so.1")
-    except OSError:
-        return False
-    return True
-
-
-def _resolve_device_lazily(name: str) -> str | torch.device:
-    """``resolve_device``, but ``"cpu"`` (a name) when that is certain without importing torch."""
-    key = (name or "auto").lower()
-    if key == "cpu" or (key == "auto" and not _gpu_driver_present()):
-        return "cpu"
-    from engine.utils import resolve_device
-
-    return resolve_device(name)
+def _own_copy(dataset: Dataset) -> Dataset:
+    """A copy of ``dataset`` whose query, gallery and skipped lists the session may change."""
+    return dataclasses.replace(dataset, query=list(dataset.query), gallery=list(dataset.gallery),
+                               skipped=list(dataset.skipped))
 
 
 class Session:
@@ -136,6 +78,8 @@ class Session:
     ``model`` may be None when ``checkpoint`` and its settings ``config`` (a dict holding at
     least height, width, imagenet_norm and method) are given: the model is then loaded from
     ``checkpoint`` on first use of :attr:`model`. ``device`` may be a device name until then.
+    The session works on its own copy of ``dataset`` (images that fail to decode are left out
+    of it), so the caller's is never changed.
     """
 
     def __init__(self, dataset: Dataset, model, model_digest: str, *, device: torch.device | str,
@@ -144,33 +88,26 @@ class Session:
                  config: dict[str, Any] | None = None, shortlist: int | None = None):
         if model is None and (checkpoint is None or config is None):
             raise ValueError("Session needs a model, or a checkpoint and its config to load it from")
-        self.dataset, self._model, self.model_digest = dataset, model, model_digest
-        self.checkpoint = checkpoint
-        self._device = device
+        self.dataset, self.model_digest, self.checkpoint = _own_copy(dataset), model_digest, checkpoint
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
         self.features = FeatureStore(self.cache_dir)
-        self.scores = ScoreStore(self.cache_dir)
         remove_stale_temporaries(*cache_folders(self.cache_dir))
         self.batch_size, self.memory_budget = batch_size, memory_budget
         cfg = config if model is None else {k: getattr(model.config, k) for k in _KEY_SETTINGS}
         self.prep = Preprocessing(cfg["height"], cfg["width"], cfg["imagenet_norm"])
-        self.method = cfg["method"]
+        self.handle = ModelHandle(model, checkpoint, device, prep=self.prep, method=cfg["method"],
+                                  digest=model_digest, cache_dir=self.cache_dir)
         self.query_maps: np.ndarray | None = None
         self.gallery_maps: np.ndarray | None = None
-        self.logits: dict[str, np.ndarray] = {}
-        # Two-stage retrieval (engine.shortlist): K candidates per item, or None (exhaustive).
-        self.shortlist = shortlist
-        # With a shortlist, q-q and g-g as (neighbours [n, K] int32, logits [n, K] float32).
-        self.graphs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.cache_hits: dict[str, bool] = {}
-        # Blocks as float32 distances, converted from the logits once (engine.postprocess).
-        self._distances: dict[str, np.ndarray] = {}
-        self._neighbours = None  # re-ranking's nearest-neighbour lists (neighbours())
-        self._block_lock = threading.RLock()     # scoring and loading blocks
-        self._convert_lock = threading.RLock()   # distance blocks and neighbour lists
-        self._model_lock = threading.Lock()
         self.timings = Timings()
-        self._folded_head: tuple[np.ndarray, float, float] | None = None
+        self.blocks = BlockCache(self.cache_dir, handle=self.handle, split_keys=self._split_keys,
+                                 maps=self.maps, memory_budget=memory_budget,
+                                 timings=self.timings.steps, cache_hits=self.cache_hits,
+                                 shortlist=shortlist)
+        # The chain's re-ranked matrix of the latest re-ranking settings: (key, [q, g]).
+        self._reranked: tuple[tuple, np.ndarray] | None = None
+        self._reranked_lock = threading.Lock()
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -184,8 +121,8 @@ class Session:
         """
         from engine.data.known_bad import KnownBad
 
-        dev = _resolve_device_lazily(device)
-        dataset = data if isinstance(data, Dataset) else load_dataset(data, layout)
+        dev = resolve_device_lazily(device)
+        dataset = _own_copy(data) if isinstance(data, Dataset) else load_dataset(data, layout)
         KnownBad(cache_dir or default_cache_dir()).filter(dataset)
         digest = file_digest(checkpoint)
         config = read_sidecar_config(checkpoint, digest)
@@ -197,35 +134,43 @@ class Session:
         return cls(dataset, None, digest, device=dev, cache_dir=cache_dir,
                    checkpoint=checkpoint, config=config, **kwargs)
 
+    # ------------------------------------------------------------------ the model
+    @property
+    def method(self) -> str:
+        """The matching method: ``qaconv`` or the global-feature baseline's name."""
+        return self.handle.method
+
     @property
     def device(self) -> torch.device | str:
         """The compute device: a ``torch.device``, or its name while torch is not imported."""
-        if isinstance(self._device, str) and "torch" in sys.modules:
-            import torch
-
-            self._device = torch.device(self._device)
-        return self._device
+        return self.handle.device
 
     @property
     def model(self):
         """The re-id model, loaded from the checkpoint (with torch) on first use."""
-        with self._model_lock:  # two jobs may need it first at the same time
-            if self._model is None:
-                from engine.train import load_model
-
-                model = load_model(self.checkpoint, self.device)
-                cfg = model.config
-                if (Preprocessing(cfg.height, cfg.width, cfg.imagenet_norm) != self.prep
-                        or cfg.method != self.method):
-                    raise ValueError(f"the settings in the JSON sidecar of {self.checkpoint} differ "
-                                     "from the checkpoint's; delete the sidecar and reopen")
-                self._model = model
-            return self._model
+        return self.handle.model
 
     @model.setter
     def model(self, model) -> None:
-        self._model = model
-        self._folded_head = None
+        self.handle.model = model
+
+    @property
+    def model_loaded(self) -> bool:
+        """Whether the model is in memory (a warm cache never needs to load it)."""
+        return self.handle.loaded
+
+    @property
+    def head_ready(self) -> bool:
+        """Whether :meth:`folded_head` can answer without loading the model (and torch)."""
+        size = None if self.gallery_maps is None else int(np.prod(self.gallery_maps.shape[2:]))
+        return self.handle.head_ready(size)
+
+    def folded_head(self) -> tuple[np.ndarray, float, float]:
+        """The model's eval-mode head as ``(weight float32 [H*W], bias, centre)``
+        (:meth:`engine.model_handle.ModelHandle.folded_head`), checked against the maps' size."""
+        if self.gallery_maps is None:
+            self.extract()
+        return self.handle.folded_head(int(np.prod(self.gallery_maps.shape[2:])))
 
     # ------------------------------------------------------------------ properties
     @cached_property
@@ -260,8 +205,7 @@ class Session:
             samples = getattr(self.dataset, split)
             t0 = time.perf_counter()
             # Looked up before the model is touched: a warm cache never loads it.
-            maps = self.features.load(self.features.key(
-                self.model_digest, [s.path for s in samples], self.prep))
+            maps = self.features.load(self._maps_key(samples))
             hit = maps is not None
             if not hit:
                 backbone = self.model.backbone_for_maps()
@@ -279,6 +223,12 @@ class Session:
             self.cache_hits[f"features {split}"] = hit
             self.timings.record(f"extract {split}", time.perf_counter() - t0)
 
+    def maps(self, progress: StageProgress | None = None, cancel=None) -> dict[str, np.ndarray]:
+        """The feature maps ``{"q": [q, D, h, w], "g": [g, D, h, w]}``, extracted when missing."""
+        if self.query_maps is None or self.gallery_maps is None:
+            self.extract(progress, cancel)
+        return {"q": self.query_maps, "g": self.gallery_maps}
+
     def _drop_undecodable(self, split: str, bad: list[tuple[str, str]]) -> None:
         """Images of ``split`` that failed to decode: leave them out, list them, remember them."""
         from engine.data.known_bad import KnownBad
@@ -292,181 +242,133 @@ class Session:
         log.warning("skipped %d %s image(s) that cannot be decoded:\n%s", len(bad), split, listing)
         KnownBad(self.cache_dir).add(bad)
 
-    def _block_key(self, name: str) -> str:
-        q = self.features.key(self.model_digest, [s.path for s in self.dataset.query], self.prep)
-        g = self.features.key(self.model_digest, [s.path for s in self.dataset.gallery], self.prep)
-        return self.scores.key(name, q, g, self.model_digest, self.method, "v1")
+    def _maps_key(self, samples) -> str:
+        """The feature store's key of the maps of ``samples``."""
+        return self.features.key(self.model_digest, [s.path for s in samples], self.prep)
 
-    def score(self, blocks: tuple[str, ...] = ("qg",), progress: StageProgress | None = None,
-              cancel=None) -> None:
-        """Compute (or load) the named logit blocks: ``qg``, ``qq``, ``gg``."""
-        if self.query_maps is None or self.gallery_maps is None:
-            self.extract(progress, cancel)
-        maps = {"q": self.query_maps, "g": self.gallery_maps}
-        for name in blocks:
-            if name in self.logits or name in self.graphs:
-                continue
-            with self._holding(self._block_lock, cancel):
-                if name not in self.logits and name not in self.graphs:
-                    self._score_block(name, maps, progress, cancel)
+    def _split_keys(self) -> tuple[str, str]:
+        """The feature keys of the query and the gallery list (parts of every block's key)."""
+        return self._maps_key(self.dataset.query), self._maps_key(self.dataset.gallery)
 
-    @staticmethod
-    @contextlib.contextmanager
-    def _holding(lock, cancel):
-        """``lock``, waited for in short steps so that a cancelled job stops waiting."""
-        while not lock.acquire(timeout=0.1):
-            check_cancel(cancel)
-        try:
-            yield
-        finally:
-            lock.release()
+    # ------------------------------------------------------------------ blocks
+    @property
+    def shortlist(self) -> int | None:
+        """Two-stage retrieval's K (QAConv scores K candidates per item), or None (exhaustive).
+        Set it before the blocks are scored."""
+        return self.blocks.shortlist
 
-    def _score_block(self, name: str, maps, progress, cancel) -> None:
-        """Load block ``name`` from the cache, or score it (resumably), into ``self.logits``."""
-        a, b = maps[name[0]], maps[name[1]]
-        if self.uses_shortlist:
-            self._score_shortlisted(name, a, b, progress, cancel)
-            return
-        key = self._block_key(name)
-        t0 = time.perf_counter()
-        block = self.scores.load(key, (len(a), len(b)))
-        self.cache_hits[f"scores {name}"] = block is not None
-        if block is None:
-            block = self._score_resumable(name, a, b, key, progress, cancel)
-        self.logits[name] = np.asarray(block, np.float32)
-        self.timings.record(f"score {name}", time.perf_counter() - t0)
-
-    def _score_resumable(self, name: str, a, b, key: str, progress, cancel) -> np.ndarray:
-        """Score a block in tiles saved as they finish, so a killed run resumes (engine.tiles)."""
-        from engine.tiles import discard_tiles, score_tiled
-
-        model = self.model
-
-        def score(rows, cols, symmetric, prog, canc):
-            return model.score(rows, cols, device=self.device, memory_budget=self.memory_budget,
-                               symmetric=symmetric, progress=prog, cancel=canc)
-
-        tiles = self.scores.root / "tiles" / key
-        block, reused = score_tiled(
-            score, a, b, tiles_dir=tiles, symmetric=name[0] == name[1],
-            progress=None if progress is None else (lambda d, t: progress(f"score {name}", d, t)),
-            cancel=cancel)
-        if reused:
-            log.info("score block %s: %d finished tiles reused", name, reused)
-        self.scores.save(key, block)
-        discard_tiles(tiles)
-        return block
+    @shortlist.setter
+    def shortlist(self, k: int | None) -> None:
+        self.blocks.shortlist = k
 
     @property
     def uses_shortlist(self) -> bool:
         """Whether scoring is two-stage (a shortlist is set and the model is QAConv)."""
-        return self.shortlist is not None and self.method == "qaconv"
+        return self.blocks.uses_shortlist
 
-    def shortlist_key(self, name: str, k: int) -> str:
-        """Cache key of block ``name`` scored by two-stage retrieval with ``K = k``."""
-        # q-g holds estimated logits beyond the shortlist ("fitted fill"; older blocks differ).
-        return self._block_key(f"{name}@shortlist{k}" + (":fitted-fill" if name == "qg" else ""))
+    @property
+    def logits(self) -> dict[str, np.ndarray]:
+        """The dense logit blocks scored so far: ``qg``, and ``qq`` / ``gg`` (exhaustive)."""
+        return self.blocks.logits
 
-    def _score_shortlisted(self, name: str, a, b, progress, cancel) -> None:
-        """A block by two-stage retrieval: q-g dense with fills, q-q / g-g as neighbour graphs."""
-        from engine.shortlist import shortlist_block, shortlist_graph
+    @property
+    def graphs(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """With a shortlist, ``qq`` / ``gg`` as (neighbours [n, K] int32, logits [n, K] float32)."""
+        return self.blocks.graphs
 
-        k = int(self.shortlist)
-        key = self.shortlist_key(name, k)
-        t0 = time.perf_counter()
-        prog = None if progress is None else (lambda d, t: progress(f"score {name} (K={k})", d, t))
-        if name == "qg":
-            block = self.scores.load(key, (len(a), len(b)))
-            self.cache_hits[f"scores {name}"] = block is not None
-            if block is None:
-                block, _ = shortlist_block(self.model.matcher, a, b, k, device=self.device,
-                                           progress=prog, cancel=cancel)
-                self.scores.save(key, block)
-            self.logits[name] = block
-        else:
-            shape = (len(a), min(k, len(a)))
-            nb = self.scores.load(key + ":neighbours", shape, np.int32)
-            logits = None if nb is None else self.scores.load(key + ":logits", shape)
-            self.cache_hits[f"scores {name}"] = logits is not None
-            if logits is None:
-                nb, logits = shortlist_graph(self.model.matcher, a, k, device=self.device,
-                                             progress=prog, cancel=cancel)
-                self.scores.save(key + ":neighbours", nb)
-                self.scores.save(key + ":logits", logits)
-            self.graphs[name] = (nb, logits)
-        self.timings.record(f"score {name}", time.perf_counter() - t0)
+    def score(self, blocks: tuple[str, ...] = ("qg",), progress: StageProgress | None = None,
+              cancel=None) -> None:
+        """Compute (or load) the named logit blocks: ``qg``, ``qq``, ``gg``."""
+        self.blocks.score(blocks, progress, cancel)
 
     def prepare(self, rerank: bool = True, progress: StageProgress | None = None, cancel=None) -> None:
         """Everything the viewer needs before its first paint (RR blocks included by default)."""
         self.extract(progress, cancel)
         self.score(("qg", "qq", "gg") if rerank else ("qg",), progress, cancel)
 
+    def distance_block(self, name: str, cancel=None) -> np.ndarray:
+        """Block ``name`` as float32 distances, converted once (:meth:`BlockCache.distance_block`)."""
+        return self.blocks.distance_block(name, cancel)
+
+    def neighbours(self, width: int, cancel=None):
+        """Re-ranking's nearest-neighbour lists, computed once (:meth:`BlockCache.neighbours`)."""
+        return self.blocks.neighbours(width, cancel)
+
+    # ------------------------------------------------------------------ the chain
     def distances(self, rerank: RerankParams | None = None, tlift: TLiftParams | None = None,
-                  progress: StageProgress | None = None, cancel=None) -> np.ndarray:
-        """The distance matrix ``[q, g]`` of the chosen post-processing (smaller = closer)."""
-        if tlift is not None and not self.has_times:
+                  progress: StageProgress | None = None, cancel=None, *,
+                  reranked: np.ndarray | None = None) -> np.ndarray:
+        """The distance matrix ``[q, g]`` of raw -> [re-ranking] -> [TLift] (smaller = closer).
+
+        ``rerank`` / ``tlift``: None (off) or the step's parameters (anything
+        :func:`engine.postprocess.params.rerank_params` accepts). The re-ranked matrix of the
+        latest re-ranking settings is kept, so +RR then +RR+TLift (or TLift with other
+        parameters) re-ranks once; ``reranked``, that matrix when the caller kept it, saves
+        re-ranking too. The raw and re-ranked matrices returned are the kept ones, read-only;
+        a lifted one is new.
+        """
+        rr, tl = rerank_params(rerank), tlift_params(tlift)
+        if tl is not None and not self.has_times:
             raise ValueError("TLift needs timestamps, and this dataset's images have none")
-        self.score(("qg", "qq", "gg") if rerank else ("qg",), progress, cancel)
+        self.score(("qg", "qq", "gg") if rr else ("qg",), progress, cancel)
         check_cancel(cancel)
         t0 = time.perf_counter()
-        context = dict(
-            rerank=None if rerank is None else asdict(rerank),
-            tlift=None if tlift is None else asdict(tlift),
+        post = None if progress is None else (lambda d, t: progress("post-process", d, t))
+        if rr is not None and reranked is None:
+            reranked = self.reranked(rr, progress=post, cancel=cancel)
+        dist = post_process(
+            self.distance_block("qg", cancel), rerank=rr, tlift=tl, reranked=reranked,
             query_cams=self.query_cams, query_times=self.times_of(self.dataset.query),
             gallery_cams=self.gallery_cams, gallery_times=self.times_of(self.dataset.gallery),
-            progress=None if progress is None else (lambda d, t: progress("post-process", d, t)),
-            cancel=cancel)
-        if rerank is not None and "gg" in self.graphs:  # two-stage: re-rank on the shortlist graphs
-            from engine.shortlist import final_distances_shortlist
-
-            dist = final_distances_shortlist(self.logits["qg"], self.graphs["qq"], self.graphs["gg"],
-                                             **context)
-        else:
-            blocks = ("qg", "qq", "gg") if rerank is not None else ("qg",)
-            near = None if rerank is None else self.neighbours(max(rerank.k1 + 1, rerank.k2), cancel)
-            dist = post_process(*(self.distance_block(name) for name in blocks), neighbours=near, **context)
+            progress=post, cancel=cancel)
         self.timings.record("post-process", time.perf_counter() - t0)
         return dist
 
-    def neighbours(self, width: int, cancel=None):
-        """Every item's ``width`` nearest neighbours for re-ranking and the column maxima
-        (``top_ranks`` of the distance blocks), computed once and kept: re-ranking with other
-        parameters then skips its costliest step. A wider request replaces the kept lists."""
-        from engine.postprocess.rerank import top_ranks
+    def reranked(self, rerank: RerankParams, progress=None, cancel=None) -> np.ndarray:
+        """The re-ranked matrix ``[q, g]`` (read-only) of the chain's re-ranking step, kept for
+        the latest settings; on the shortlist graphs with two-stage retrieval."""
+        key = dataclasses.astuple(rerank)
+        with self._reranked_lock:
+            if self._reranked is not None and self._reranked[0] == key:
+                return self._reranked[1]
+        self.score(("qg", "qq", "gg"), cancel=cancel)
+        qg = self.distance_block("qg", cancel)
+        if self.uses_shortlist:
+            qq, gg, near = self.blocks.graph("qq", cancel), self.blocks.graph("gg", cancel), None
+        else:
+            qq, gg = self.distance_block("qq", cancel), self.distance_block("gg", cancel)
+            near = self.neighbours(max(rerank.k1 + 1, rerank.k2), cancel)
+        dist = post_process(qg, qq, gg, rerank=rerank, neighbours=near, progress=progress, cancel=cancel)
+        dist.flags.writeable = False
+        with self._reranked_lock:
+            self._reranked = (key, dist)
+        return dist
 
-        def enough(near):
-            return near is not None and near.ranks.shape[1] >= min(width, near.ranks.shape[0])
+    def probe_distances(self, logits: np.ndarray, self_logits=None, rerank: RerankParams | None = None,
+                        cancel=None) -> np.ndarray:
+        """Distances ``[n, g]`` of probes that are not in the dataset, through the same chain.
 
-        if enough(self._neighbours):
-            return self._neighbours
-        blocks = [self.distance_block(name, cancel) for name in ("qg", "qq", "gg")]
-        with self._holding(self._convert_lock, cancel):
-            if not enough(self._neighbours):
-                # Room for k1 up to 30 (the default is 20), so moving k1 does not search again.
-                near = top_ranks(*blocks, max(width, _NEIGHBOUR_WIDTH), cancel=cancel)
-                near.ranks.flags.writeable = near.col_max.flags.writeable = False
-                self._neighbours = near
-            return self._neighbours
-
-    def distance_block(self, name: str, cancel=None) -> np.ndarray:
-        """Block ``name`` (``qg``, ``qq``, ``gg``) as float32 distances, smaller = closer.
-
-        Converted from the logits (or the baseline's cosines) on first use and kept, so that
-        switching re-ranking or TLift does not convert again; read-only for callers.
+        ``logits [n, g]``: the probes against the gallery; ``self_logits [n]``: each probe
+        against itself (the q-q block re-ranking needs). Each row alone is the query set of
+        re-ranking (``N = 1 + g``), so one probe never changes another's list; TLift does not
+        apply (a probe has no timestamp). Two-stage retrieval re-ranks on the gallery's graph.
         """
-        block = self._distances.get(name)
-        if block is not None:
-            return block
-        self.score((name,), cancel=cancel)
-        # Not the scoring lock: converting q-g must not wait while g-g is being scored.
-        with self._holding(self._convert_lock, cancel):
-            if name not in self._distances:
-                if self.uses_shortlist and name != "qg":
-                    raise ValueError(f"two-stage retrieval keeps {name} as a neighbour graph, not a block")
-                block = distances_of(self.logits[name], self.method)
-                block.flags.writeable = False
-                self._distances[name] = block
-            return self._distances[name]
+        rr = rerank_params(rerank)
+        logits = np.asarray(logits, np.float32)
+        if rr is None:
+            return distances_of(logits, self.method)
+        if self_logits is None:
+            raise ValueError("re-ranking a probe needs its score against itself (self_logits)")
+        self.score(("gg",), cancel=cancel)
+        gg = self.blocks.graph("gg", cancel) if self.uses_shortlist else self.distance_block("gg", cancel)
+        rows = []
+        for i in range(len(logits)):
+            check_cancel(cancel)
+            own = distances_of(np.asarray(self_logits[i], np.float32).reshape(1, 1), self.method)
+            qq = Graph(np.zeros((1, 1), np.int32), own) if self.uses_shortlist else own
+            rows.append(post_process(distances_of(logits[i:i + 1], self.method), qq, gg, rerank=rr,
+                                     cancel=cancel)[0])
+        return np.stack(rows).astype(np.float32)
 
     def evaluate(self, distmat: np.ndarray) -> Metrics:
         return evaluate(distmat, self.query_pids, self.gallery_pids, self.query_cams, self.gallery_cams)
@@ -501,51 +403,6 @@ class Session:
                                       memory_budget=self.memory_budget), np.float32)
 
     # ------------------------------------------------------------------ one pair
-    def _head_path(self) -> Path:
-        return self.cache_dir / "heads" / f"{self.model_digest}.json"
-
-    @property
-    def head_ready(self) -> bool:
-        """Whether :meth:`folded_head` can answer without loading the model (and torch)."""
-        return self._folded_head is not None or (self.gallery_maps is not None
-                                                 and self._cached_head() is not None)
-
-    def _cached_head(self) -> tuple[np.ndarray, float, float] | None:
-        """The head from the cache folder when it is valid for this model (else deleted)."""
-        path = self._head_path()
-        if self._folded_head is None and path.is_file():
-            if self.gallery_maps is None:
-                self.extract()
-            self._folded_head = read_folded_head(path, int(np.prod(self.gallery_maps.shape[2:])))
-        return self._folded_head
-
-    def folded_head(self) -> tuple[np.ndarray, float, float]:
-        """The model's eval-mode head as ``(weight float32 [H*W], bias, centre)`` (SPEC.md 2.7).
-
-        ``centre`` is the matcher's typical similarity (``Correspondence.centre``).
-
-        Kept in memory and in the cache folder (keyed by the checkpoint's digest), so that
-        looking at correspondences after a warm launch needs neither the model nor torch.
-        """
-        head = self._cached_head()
-        if head is not None:
-            return head
-        path = self._head_path()
-        matcher = getattr(self.model, "matcher", None)
-        if matcher is None or not hasattr(matcher, "folded_head"):
-            raise ValueError("local correspondences need a QAConv model; this is the global baseline")
-        weight, bias = matcher.folded_head()
-        head = (weight.detach().cpu().numpy().astype(np.float32), float(bias),
-                matcher.similarity_centre())
-        # float32 -> repr float round-trips exactly through JSON
-        try:
-            atomic_write_text(path, json.dumps({"weight": [float(x) for x in head[0]],
-                                                "bias": head[1], "centre": head[2]}))
-        except OSError as exc:
-            warn_uncached(self.cache_dir, exc)
-        self._folded_head = head
-        return head
-
     def correspondences(self, probe_map: np.ndarray, gallery_index: int) -> Correspondence:
         """QAConv's local matches between a probe map ``[D, h, w]`` and one gallery image.
 

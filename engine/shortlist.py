@@ -4,10 +4,10 @@ Stage one is QAConv's matching on coarsened maps (:func:`band_features`): each s
 map is pooled into a few horizontal bands (4 by default, unit-normalised), and a pair scores
 the mean over bands of each band's best cosine in the other image, both ways, halved (in
 [-1, 1]; with one band it is the cosine of the pooled maps). That is 16 dot products per pair
-instead of QAConv's ``hw * hw`` (1,024 for the demo's 8x4 maps), and it keeps the exhaustive
-top-50 far better than the pooled cosine (benchmarks/bench_scale.py; README). For each probe
-its ``K`` best items are kept and QAConv scores only those pairs: ``p * K`` pairs instead of
-``p * g``.
+instead of QAConv's ``hw * hw`` (16,384 for the demo's 16 x 8 maps of 256 x 128 images), and
+it keeps the exhaustive top-50 far better than the pooled cosine (benchmarks/bench_scale.py;
+README). For each probe its ``K`` best items are kept and QAConv scores only those pairs:
+``p * K`` pairs instead of ``p * g``.
 
 - Query x gallery (:func:`shortlist_block`): a dense ``[q, g]`` logit block in which every
   non-candidate gets an estimate of its logit: the first stage's score mapped onto QAConv's
@@ -177,15 +177,15 @@ def sampled_ranks(session, *, probes: int = RECALL_PROBES, top: int = RECALL_TOP
     The maps must be extracted."""
     q, g = session.query_maps, session.gallery_maps
     pick = np.unique(np.linspace(0, len(q) - 1, min(probes, len(q))).round().astype(np.int64))
-    key = session._block_key(f"first-stage-ranks:{len(pick)}x{top}")
-    ranks = session.scores.load(key, (len(pick), min(top, len(g))), np.int32)
+    key = session.blocks.key(f"first-stage-ranks:{len(pick)}x{top}")
+    ranks = session.blocks.store.load(key, (len(pick), min(top, len(g))), np.int32)
     if ranks is None and measure:
         probe = q[pick]
         exhaustive = session.model.score(probe, g, device=session.device,
                                          memory_budget=session.memory_budget)
         ranks = first_stage_ranks(np.asarray(exhaustive, np.float32),
                                   stage_one(band_features(probe), band_features(g)), top)
-        session.scores.save(key, ranks)
+        session.blocks.store.save(key, ranks)
     return ranks
 
 
@@ -347,40 +347,6 @@ def shortlist_graph(matcher: QAConv, maps, k: int, *, device: torch.device | str
     c = neighbours.reshape(-1).astype(np.int64)
     pos = np.searchsorted(lo * n + hi, np.minimum(r, c) * n + np.maximum(r, c))
     return neighbours, pair_logits[pos].reshape(neighbours.shape)
-
-
-def final_distances_shortlist(qg_logits, qq_graph, gg_graph, *, rerank: dict, tlift: dict | None = None,
-                              query_cams=None, query_times=None, gallery_cams=None,
-                              gallery_times=None, progress: ProgressFn | None = None,
-                              cancel: CancelFn | None = None) -> np.ndarray:
-    """:func:`engine.postprocess.final_distances` with re-ranking on the shortlist graphs.
-
-    ``qq_graph`` and ``gg_graph`` are ``(neighbours, logits)`` from :func:`shortlist_graph`.
-    """
-    from engine.postprocess.pipeline import (
-        RERANK_DEFAULTS,
-        TLIFT_DEFAULTS,
-        _settings,
-        distance_from_logits,
-        lift_distances,
-    )
-    from engine.postprocess.rerank_sparse import re_rank_shortlist
-
-    rr = _settings(rerank, RERANK_DEFAULTS, "rerank")
-    if rr is None:
-        raise ValueError("final_distances_shortlist is for re-ranking; use final_distances without it")
-
-    share = 90 if tlift else 100
-    ranked = re_rank_shortlist(
-        distance_from_logits(qg_logits), qq_graph[0], distance_from_logits(qq_graph[1]), gg_graph[0],
-        distance_from_logits(gg_graph[1]), **rr,
-        progress=None if progress is None else (lambda d, t: progress(share * d // max(t, 1), 100)),
-        cancel=cancel)
-    tl = _settings(tlift, TLIFT_DEFAULTS, "tlift")
-    if tl is None:
-        return ranked
-    check_cancel(cancel)
-    return lift_distances(ranked, query_cams, query_times, gallery_cams, gallery_times, **tl)
 
 
 def estimate_exhaustive_seconds(session, probes: int = 16, gallery: int = 256) -> float:

@@ -292,7 +292,7 @@ class ViewerState:
 
     @property
     def base_method(self) -> str:
-        return "qaconv" if self.session is None else getattr(self.session, "method", "qaconv")
+        return "qaconv" if self.session is None else self.session.method
 
     def query_ap(self, query: int) -> float:
         if self.is_extra(query) or self.metrics is None:

@@ -182,19 +182,19 @@ def choose_shortlist(session, mode: int | str | None, *, progress=None) -> tuple
     on sampled queries (engine.shortlist.sampled_ranks), says loses no matches; exhaustive when
     none below the gallery size does. The maps must be extracted.
     """
-    if mode is None or getattr(session, "method", "qaconv") != "qaconv":
+    if mode is None or session.method != "qaconv":
         return None, ""
     if mode != "auto":
         k = int(mode)
         return k, f"two-stage retrieval: QAConv scores {k} candidates per item"
     from engine import shortlist
 
-    if session.scores.has(session._block_key("qg")):
+    if session.blocks.stored("qg"):
         return None, ""
     size = len(session.gallery_maps)
     ranks = shortlist.sampled_ranks(session, measure=False)   # measured by an earlier launch
     k = None if ranks is None else shortlist.lossless_shortlist(ranks, size, shortlist.DEFAULT_SHORTLIST)
-    if k is not None and session.scores.has(session.shortlist_key("qg", k)):
+    if k is not None and session.blocks.stored("qg", shortlist=k):
         seconds = None
     else:
         if progress is not None:
@@ -236,7 +236,7 @@ def score_rerank_blocks(session, *, progress, cancel) -> tuple[str, ...]:
 
 def pending_blocks(session) -> tuple[str, ...]:
     """Blocks re-ranking needs that the session does not hold yet."""
-    have = set(getattr(session, "logits", {})) | set(getattr(session, "graphs", {}))
+    have = set(session.logits) | set(session.graphs)
     return tuple(n for n in ("qq", "gg") if n not in have)
 
 
@@ -248,8 +248,7 @@ def extra_row(session, extra: ExtraQuery, settings: PostSettings, *, cancel=None
     """
     from engine.explain.occlusion import external_distances
 
-    rerank = None if settings.rerank is None else dataclasses.asdict(settings.rerank)
-    row = external_distances(session, extra.logits[None, :], rerank=rerank, cancel=cancel,
+    row = external_distances(session, extra.logits[None, :], rerank=settings.rerank, cancel=cancel,
                              self_logits=[extra.self_logit])
     return np.asarray(row[0], np.float32)
 
@@ -271,29 +270,20 @@ def compute_distances(session, settings: PostSettings, extras: list[ExtraQuery],
     """The distance matrix and metrics for ``settings``, and the external queries' rows.
 
     ``reranked``: the re-ranked matrix of ``settings.without_tlift()`` when the window has it
-    already (kept unchanged: TLift lifts a copy), so +RR+TLift only lifts it. ``metrics``
+    already (kept unchanged), so +RR+TLift only lifts it (:meth:`engine.session.Session.distances`). ``metrics``
     False leaves the metrics to a later :func:`evaluate_distances` (None here), so that the
     window can show the new ranking before evaluating every query.
     """
     evaluate_now = safe_evaluate if metrics else (lambda _session, _distmat: None)
     t0 = time.perf_counter()
     rerank_only = None
-    if settings.rerank is not None and settings.tlift is not None:
-        from engine.analysis.plot_data import (
-            lift_distances,  # the pipeline's TLift step, same numbers
-        )
-
-        rr = reranked
-        if rr is None:
-            rr = session.distances(settings.rerank, None, progress=progress, cancel=cancel)
-            check_cancel(cancel)
-            rerank_only = (settings.without_tlift(), rr, evaluate_now(session, rr))
-        distmat = lift_distances(rr, session.query_cams, session.times_of(session.dataset.query),
-                                 session.gallery_cams, session.times_of(session.dataset.gallery),
-                                 **dataclasses.asdict(settings.tlift))
-    else:
-        distmat = session.distances(settings.rerank, settings.tlift,
-                                    progress=progress, cancel=cancel)
+    if settings.rerank is not None and settings.tlift is not None and reranked is None:
+        # The session keeps the +RR matrix it lifts: hand it to the window's cache as well.
+        reranked = session.distances(settings.rerank, None, progress=progress, cancel=cancel)
+        check_cancel(cancel)
+        rerank_only = (settings.without_tlift(), reranked, evaluate_now(session, reranked))
+    distmat = session.distances(settings.rerank, settings.tlift, progress=progress, cancel=cancel,
+                                reranked=reranked)
     check_cancel(cancel)
     result_metrics = evaluate_now(session, distmat)
     rows = extra_rows(session, extras, settings, progress=progress, cancel=cancel)
@@ -336,7 +326,6 @@ def export_ranked_csv(path: str, distmat: np.ndarray, scores: np.ndarray, querie
     Refuses to replace the session's ``inputs`` (:func:`engine.outputs.session_inputs`), the
     query images (external ones included) and ``other_inputs`` (the queries left out of
     ``queries``)."""
-    import dataclasses
 
     from engine.export import write_ranked_csv
     from engine.outputs import RunInputs

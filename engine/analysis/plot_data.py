@@ -19,8 +19,8 @@ import numpy as np
 
 from engine.evaluation import evaluate
 from engine.jobs import CancelFn, ProgressFn, check_cancel, report
-from engine.postprocess.pipeline import TLIFT_DEFAULTS, SweepPoint, relative_similarity, tlift_sweep
-from engine.postprocess.pipeline import lift_distances as pipeline_lift
+from engine.postprocess.params import tlift_params
+from engine.postprocess.pipeline import SweepPoint, relative_similarity, tlift_sweep
 
 __all__ = [
     "APPENDIX_VALUES",
@@ -37,7 +37,6 @@ __all__ = [
     "camera_pairs",
     "cmc_curve",
     "iter_stage_distances",
-    "lift_distances",
     "pair_scores",
     "roc_curve",
     "score_histogram",
@@ -289,13 +288,6 @@ def analyse_stage(name: str, distmat, query_pids, gallery_pids, query_cams, gall
                          cameras=camera_pairs(distmat, *labels))
 
 
-def lift_distances(distmat, query_cams, query_times, gallery_cams, gallery_times,
-                   **params) -> np.ndarray:
-    """The pipeline's TLift step on a copy of ``distmat`` (which is kept), float32 ``[q, g]``."""
-    return pipeline_lift(np.array(distmat, dtype=np.float32), query_cams, query_times,
-                         gallery_cams, gallery_times, **params)
-
-
 def settings_key(rerank, tlift) -> tuple:
     """A hashable key of (RerankParams or None, TLiftParams or None), as the viewer's cache uses."""
     return (None if rerank is None else astuple(rerank), None if tlift is None else astuple(tlift))
@@ -325,12 +317,12 @@ def iter_stage_distances(session, rerank, tlift, *, tlift_alone: bool = True, kn
     if tlift is not None and not session.has_times:
         tlift = None
 
-    def get(rr, tl):
+    def get(rr, tl, reranked=None):
         hit = known.get(settings_key(rr, tl))
         return hit if hit is not None else session.distances(rr, tl, progress=progress,
-                                                             cancel=cancel)
+                                                             cancel=cancel, reranked=reranked)
 
-    base = getattr(session, "method", "qaconv")
+    base = session.method
     yield stage_name(base, False, False), get(None, None)
     reranked = None
     if rerank is not None:
@@ -341,11 +333,8 @@ def iter_stage_distances(session, rerank, tlift, *, tlift_alone: bool = True, kn
             yield stage_name(base, False, True), get(None, tlift)
         if rerank is not None:
             check_cancel(cancel)
-            hit = known.get(settings_key(rerank, tlift))
-            # +RR+TLift lifts the +RR matrix just computed: re-ranking runs once.
-            yield stage_name(base, True, True), hit if hit is not None else lift_distances(
-                reranked, session.query_cams, session.times_of(session.dataset.query),
-                session.gallery_cams, session.times_of(session.dataset.gallery), **asdict(tlift))
+            # +RR+TLift lifts the +RR matrix just yielded: re-ranking runs once.
+            yield stage_name(base, True, True), get(rerank, tlift, reranked)
 
 
 def stage_distances(session, rerank, tlift, **kwargs) -> dict[str, np.ndarray]:
@@ -378,7 +367,7 @@ def tlift_sweeps(
         Distances to lift: raw or re-ranked (TLift lifts ``1 - distmat``).
     values : dict, optional
         ``{parameter: values}``; default :data:`APPENDIX_VALUES` (all four parameters).
-    base : dict, optional
+    base : TLiftParams or dict, optional
         The fixed values of the other parameters (default: TLift's defaults).
     relative : bool
         Lift each query's relative similarity, as the pipeline does without re-ranking
@@ -390,7 +379,7 @@ def tlift_sweeps(
     similarity = 1.0 - np.asarray(distmat).astype(np.float64)
     if relative:
         similarity = relative_similarity(similarity)
-    base = {**TLIFT_DEFAULTS, **(base or {})}
+    base = asdict(tlift_params(True if base is None else base))
     total = sum(len(v) for v in values.values())
     done = 0
     out = {}

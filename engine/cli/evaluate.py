@@ -25,6 +25,24 @@ from engine.cli._common import (
     load_data,
     tlift_k_for,
 )
+from engine.postprocess.params import RerankParams, TLiftParams
+
+
+def add_tlift_arguments(parser: argparse.ArgumentParser) -> None:
+    """TLift's parameters as flags, defaulting to :class:`TLiftParams`' defaults."""
+    parser.add_argument("--tau", type=float, default=TLiftParams.tau)
+    parser.add_argument("--sigma", type=float, default=TLiftParams.sigma)
+    parser.add_argument("--tlift-k", type=int, default=TLiftParams.k)
+    parser.add_argument("--alpha", type=float, default=TLiftParams.alpha)
+
+
+def tlift_from_args(args: argparse.Namespace, session=None) -> TLiftParams:
+    """TLift's flags as a record; with ``session``, K clamped to TLift's largest block there
+    (:func:`engine.cli._common.tlift_k_for`: the same result, bounded memory)."""
+    k = args.tlift_k
+    if session is not None:
+        k = tlift_k_for(k, session.query_cams, session.gallery_cams)
+    return TLiftParams(args.tau, args.sigma, k, args.alpha)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,13 +55,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="add temporal lifting rows; TLift needs the images' capture times, "
                              "so on a dataset without them it is skipped (one line says so) and "
                              "the other rows are printed as usual")
-    parser.add_argument("--k1", type=int, default=20)
-    parser.add_argument("--k2", type=int, default=6)
-    parser.add_argument("--lambda-value", type=float, default=0.3)
-    parser.add_argument("--tau", type=float, default=100.0)
-    parser.add_argument("--sigma", type=float, default=200.0)
-    parser.add_argument("--tlift-k", type=int, default=10)
-    parser.add_argument("--alpha", type=float, default=0.2)
+    parser.add_argument("--k1", type=int, default=RerankParams.k1)
+    parser.add_argument("--k2", type=int, default=RerankParams.k2)
+    parser.add_argument("--lambda-value", type=float, default=RerankParams.lambda_value)
+    add_tlift_arguments(parser)
     parser.add_argument("--csv", default=None, help="also write the rows to this CSV file")
     parser.add_argument("--plots", default=None, metavar="DIR",
                         help="write the analysis plots (PNG) and their data (CSV) into DIR")
@@ -63,15 +78,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 TLIFT_SKIPPED = "TLift skipped: this dataset's images have no capture times, which TLift needs"
 
 
-def _settings(session, args):
-    """``(RerankParams or None, TLiftParams or None)`` asked for; TLift None without timestamps."""
-    from engine.session import RerankParams, TLiftParams
-
+def _params(session, args) -> tuple[RerankParams | None, TLiftParams | None]:
+    """The re-ranking and TLift steps asked for (None: off; TLift None without timestamps)."""
     rr = RerankParams(args.k1, args.k2, args.lambda_value) if args.rerank else None
     if not args.tlift or not session.has_times:  # without timestamps TLift is skipped (run says so)
         return rr, None
-    k = tlift_k_for(args.tlift_k, session.query_cams, session.gallery_cams)
-    return rr, TLiftParams(args.tau, args.sigma, k, args.alpha)
+    return rr, tlift_from_args(args, session)
 
 
 def stage_distances(session, args):
@@ -79,7 +91,7 @@ def stage_distances(session, args):
     (the +RR matrix lifted: re-ranking runs once) or +TLift, as asked."""
     from engine.analysis.plot_data import iter_stage_distances
 
-    rr, tl = _settings(session, args)
+    rr, tl = _params(session, args)
     if args.tlift and tl is None:
         print(TLIFT_SKIPPED, flush=True)
     names = iter(["raw"] + (["+RR"] if rr else []) + (["+RR+TLift" if rr else "+TLift"] if tl else []))
@@ -111,7 +123,7 @@ def write_plots(session, args, distances, inputs) -> list:
     from engine.analysis.plot_png import png_files
     from engine.outputs import write_output_folder
 
-    rr, tl = _settings(session, args)
+    rr, tl = _params(session, args)
     names = {"raw": (False, False), "+RR": (True, False), "+TLift": (False, True),
              "+RR+TLift": (True, True)}
     dists = {stage_name(session.method, *names[n]): d for n, d in distances}

@@ -31,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from engine.export import write_ranked_csv
     from engine.outputs import check_output_path, run_inputs
-    from engine.session import RerankParams, Session, TLiftParams
+    from engine.postprocess.params import RerankParams, TLiftParams
+    from engine.session import Session
 
     if args.top_k is not None and args.top_k < 1:
         raise ValueError(f"--top-k must be at least 1, got {args.top_k}")

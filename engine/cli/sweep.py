@@ -1,6 +1,7 @@
 """Vary one TLift parameter and print rank-1 / mAP per value (the appendix's Tables 7 and 8).
 
-The other parameters stay at their defaults (tau 100, sigma 200, K 10, alpha 0.2) unless given.
+The other parameters stay at their defaults (``TLiftParams``: tau 100, sigma 200, K 10,
+alpha 0.2) unless given.
 Scores (and the re-ranked similarity) are computed once and cached, so each point costs only
 TLift and the evaluation.
 
@@ -21,6 +22,7 @@ from engine.cli._common import (
     load_data,
     tlift_k_for,
 )
+from engine.cli.evaluate import add_tlift_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,10 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="its values (default: the appendix's ten values)")
     parser.add_argument("--no-rerank", action="store_true",
                         help="lift the raw similarity instead of the re-ranked one")
-    parser.add_argument("--tau", type=float, default=100.0)
-    parser.add_argument("--sigma", type=float, default=200.0)
-    parser.add_argument("--tlift-k", type=int, default=10)
-    parser.add_argument("--alpha", type=float, default=0.2)
+    add_tlift_arguments(parser)
     parser.add_argument("--csv", default=None, help="also write the table to this CSV file")
     parser.add_argument("--force", action="store_true", help="replace --csv if it exists")
 
@@ -56,8 +55,10 @@ def _check_values(param: str, values: list[float]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from engine.analysis.plot_data import tlift_sweeps
+    from engine.cli.evaluate import tlift_from_args
     from engine.outputs import check_output_path, run_inputs
-    from engine.session import RerankParams, Session
+    from engine.postprocess.params import RerankParams
+    from engine.session import Session
     from engine.utils import atomic_write_text
 
     if args.values is not None:
@@ -77,8 +78,7 @@ def run(args: argparse.Namespace) -> int:
         values = [tlift_k_for(int(v), session.query_cams, session.gallery_cams) for v in values]
     bar = StageBar()
     distmat = session.distances(None if args.no_rerank else RerankParams(), None, progress=bar)
-    base = {"tau": args.tau, "sigma": args.sigma, "alpha": args.alpha,
-            "k": tlift_k_for(args.tlift_k, session.query_cams, session.gallery_cams)}
+    base = tlift_from_args(args, session)
     # Without RR the pipeline lifts each query's relative similarity: the sweep does the same.
     points = tlift_sweeps(
         distmat, values={args.param: values}, base=base, relative=args.no_rerank,

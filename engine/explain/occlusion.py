@@ -5,9 +5,9 @@ Boxes here are ``(x, y, w, h)`` in the pixels of the image given (the transforms
 ``engine.data.transforms`` report ``(top, left, height, width)``; :func:`augmentation_previews`
 converts). An occluded image is ranked as an external query is: its feature map from the
 backbone (``Session.maps_for_images``, occluded copies batched: one forward per batch), its
-logits against the whole gallery (``Session.score_maps``), then the post-processing of an image
-without timestamp (:func:`external_distances`: re-ranking with the image alone as the query
-set, no TLift).
+logits against the whole gallery (``Session.score_maps``), then the session's post-processing of an
+image without timestamp (:func:`external_distances`: re-ranking with the image alone as the
+query set, no TLift).
 """
 from __future__ import annotations
 
@@ -142,51 +142,24 @@ def augmentation_previews(image, height: int, width: int, seed: int = 0,
 
 
 # ---------------------------------------------------------------------- ranking occluded images
-def _settings(rerank) -> dict | None:
-    if rerank is None or rerank is False:
-        return None
-    return rerank if isinstance(rerank, dict) else dataclasses.asdict(rerank)
-
-
 def external_distances(session, logits: np.ndarray, maps: np.ndarray | None = None, *,
                        rerank=None, cancel: CancelFn | None = None, self_logits=None) -> np.ndarray:
-    """Distances ``[n, g]`` of extra probes, post-processed as images without timestamp.
+    """Distances ``[n, g]`` of extra probes, post-processed as images without timestamp
+    (:meth:`engine.session.Session.probe_distances`).
 
-    Each row alone is the query set of re-ranking (``N = 1 + g``), so one probe never changes
-    another's list; TLift does not apply (no time). With ``rerank`` each probe's score against
-    itself (the q-q block) is needed: ``self_logits [n]``, or ``maps [n, D, h, w]`` to score them.
-    Two-stage retrieval re-ranks on the gallery's neighbour graph.
+    With ``rerank`` each probe's score against itself (the q-q block) is needed:
+    ``self_logits [n]``, or ``maps [n, D, h, w]`` to score them.
     """
-    from engine.postprocess.pipeline import distances_of, post_process
-
-    rr = _settings(rerank)
-    method = getattr(session, "method", "qaconv")
-    logits = np.asarray(logits, np.float32)
-    if rr is None:
-        return distances_of(logits, method)
-    if self_logits is None and maps is None:
-        raise ValueError("re-ranking an extra probe needs its feature map (to score it against itself)")
-    session.score(("gg",), cancel=cancel)
-    graph = getattr(session, "graphs", {}).get("gg")
-    gg = None if graph is not None else session.distance_block("gg", cancel=cancel)
-    rows = []
-    for i in range(len(logits)):
-        check_cancel(cancel)
-        if self_logits is not None:
-            own = np.asarray(self_logits[i], np.float32).reshape(1, 1)
-        else:
-            own = np.asarray(session.model.score(maps[i:i + 1], maps[i:i + 1], device=session.device,
-                                                 memory_budget=session.memory_budget), np.float32)
-        if graph is not None:
-            from engine.shortlist import final_distances_shortlist
-
-            row = final_distances_shortlist(logits[i:i + 1], (np.zeros((1, 1), np.int32), own), graph,
-                                            rerank=rr, cancel=cancel)
-        else:
-            row = post_process(distances_of(logits[i:i + 1], method), distances_of(own, method), gg,
-                               rerank=rr, cancel=cancel)
-        rows.append(row[0])
-    return np.stack(rows).astype(np.float32)
+    if rerank is not None and rerank is not False and self_logits is None:
+        if maps is None:
+            raise ValueError("re-ranking an extra probe needs its feature map (to score it against itself)")
+        self_logits = []
+        for i in range(len(maps)):
+            check_cancel(cancel)
+            self_logits.append(np.asarray(session.model.score(
+                maps[i:i + 1], maps[i:i + 1], device=session.device,
+                memory_budget=session.memory_budget), np.float32))
+    return session.probe_distances(logits, self_logits, rerank, cancel=cancel)
 
 
 @dataclasses.dataclass
@@ -302,6 +275,7 @@ def rank_change_map(session, image, query_pid: int, query_cam: int, side: int | 
     cell equals the rank of the query occluded there by hand.
     """
     from engine.analysis.plot_data import stage_name
+    from engine.postprocess.params import rerank_params
 
     image = _as_image(image)
     labels = (session.gallery_pids, session.gallery_cams)
@@ -316,7 +290,7 @@ def rank_change_map(session, image, query_pid: int, query_cam: int, side: int | 
                          "so the rank of its first true match is undefined")
     side, stride = resolve_square(image.shape[1], side, stride)
     ranks = _occluded_batches(session, image, side, stride, fill, first_hits, progress, cancel)
-    ranking = stage_name(getattr(session, "method", "qaconv"), _settings(rerank) is not None, False)
+    ranking = stage_name(session.method, rerank_params(rerank) is not None, False)
     return RankChangeMap(before, ranks.astype(np.int64), ranking)
 
 

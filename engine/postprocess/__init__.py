@@ -1,13 +1,13 @@
 """Post-processing of matcher scores: k-reciprocal re-ranking, TLift and the pipeline joining them."""
 from engine.jobs import Cancelled
+from engine.postprocess.params import RerankParams, TLiftParams, rerank_params, tlift_params
 from engine.postprocess.pipeline import (
-    RERANK_DEFAULTS,
-    TLIFT_DEFAULTS,
     SweepPoint,
     distance_from_logits,
     distances_of,
     final_distances,
     final_distances_from_similarity,
+    lift_distances,
     post_process,
     similarity_from_logits,
     tlift_sweep,
@@ -17,16 +17,19 @@ from engine.postprocess.tlift import tlift
 
 __all__ = [
     "Cancelled",
-    "RERANK_DEFAULTS",
-    "TLIFT_DEFAULTS",
+    "RerankParams",
     "SweepPoint",
+    "TLiftParams",
     "distance_from_logits",
     "distances_of",
     "final_distances",
     "final_distances_from_similarity",
+    "lift_distances",
     "post_process",
     "re_rank",
+    "rerank_params",
     "similarity_from_logits",
     "tlift",
+    "tlift_params",
     "tlift_sweep",
 ]

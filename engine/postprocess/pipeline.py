@@ -10,31 +10,35 @@ distance ``d = 1 - s``.
   gives the same result as Zhong's re-ranking on squared Euclidean distances of unit vectors
   (``2 - 2 cos``).
 
-Then, in this order and each optional: re-ranking on the distances (``d <- d_RR``), TLift on
-``s = 1 - d`` (``d <- 1 - s'``). TLift without re-ranking first turns each query's row of ``s``
-into :func:`relative_similarity` (see there why); after re-ranking it lifts ``1 - d_RR`` as it
-is (SPEC.md 9, the references). :func:`tlift_sweep` re-evaluates TLift over a range of one of its
+Then, in this order and each optional (:func:`post_process`, the one spelling of the chain,
+which :meth:`engine.session.Session.distances` runs with its blocks and kept matrices):
+re-ranking on the distances (``d <- d_RR``, :func:`rerank_step`), TLift on ``s = 1 - d``
+(``d <- 1 - s'``, :func:`lift_distances`). TLift without re-ranking first turns each query's
+row of ``s`` into :func:`relative_similarity` (see there why); after re-ranking it lifts
+``1 - d_RR`` as it is (SPEC.md 9, the references). :func:`tlift_sweep` re-evaluates TLift over a range of one of its
 parameters, as in the paper's parameter study (appendix Tables 7 and 8).
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict
 from typing import NamedTuple
 
 import numpy as np
 
 from engine.evaluation import evaluate
 from engine.jobs import CancelFn, ProgressFn, check_cancel, report
-from engine.postprocess.rerank import re_rank
+from engine.postprocess.params import RerankParams, TLiftParams, rerank_params, tlift_params
+from engine.postprocess.rerank import Neighbours, re_rank
+from engine.postprocess.rerank_sparse import Graph, re_rank_shortlist
 from engine.postprocess.tlift import tlift as apply_tlift
 
 __all__ = [
-    "RERANK_DEFAULTS",
-    "TLIFT_DEFAULTS",
     "SweepPoint",
     "distance_from_logits",
     "distances_of",
     "post_process",
+    "rerank_step",
     "similarity_from_logits",
     "relative_similarity",
     "final_distances",
@@ -43,9 +47,6 @@ __all__ = [
     "tlift_sweep",
     "warm_up",
 ]
-
-RERANK_DEFAULTS = {"k1": 20, "k2": 6, "lambda_value": 0.3}
-TLIFT_DEFAULTS = {"tau": 100.0, "sigma": 200.0, "k": 10, "alpha": 0.2}
 
 # Share of the progress bar given to re-ranking when TLift follows it.
 _RERANK_SHARE = 90
@@ -154,20 +155,6 @@ def warm_up() -> None:
     re_rank(d[:2, 2:], d[:2, :2], d[2:, 2:], k1=2, k2=2)
 
 
-def _settings(value, defaults: dict, name: str) -> dict | None:
-    """None/False -> off; True -> defaults; a dict -> defaults updated with it (keys checked)."""
-    if value is None or value is False:
-        return None
-    if value is True:
-        return dict(defaults)
-    if not isinstance(value, dict):
-        raise ValueError(f"{name} must be None, True or a dict with keys {sorted(defaults)}, got {value!r}")
-    unknown = set(value) - set(defaults)
-    if unknown:
-        raise ValueError(f"unknown {name} settings {sorted(unknown)}; allowed: {sorted(defaults)}")
-    return {**defaults, **value}
-
-
 def _scaled(progress: ProgressFn | None, lo: int, hi: int) -> ProgressFn | None:
     """A progress callback mapping a stage's (done, total) onto [lo, hi] of the overall bar."""
     if progress is None:
@@ -179,32 +166,77 @@ def _scaled(progress: ProgressFn | None, lo: int, hi: int) -> ProgressFn | None:
     return stage
 
 
+def rerank_step(qg, qq, gg, params: RerankParams, *, neighbours: Neighbours | None = None,
+                progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> np.ndarray:
+    """The re-ranking step on distances: ``qq`` and ``gg`` are dense blocks ``[q, q]``,
+    ``[g, g]``, or each a :class:`~engine.postprocess.rerank_sparse.Graph` of two-stage
+    retrieval. ``neighbours`` (dense blocks only), their
+    :func:`~engine.postprocess.rerank.top_ranks`, spares re-ranking its costliest step."""
+    if qq is None or gg is None:
+        raise ValueError(
+            "re-ranking needs the query-query and gallery-gallery scores as well "
+            "(qq and gg), not only query-gallery"
+        )
+    if isinstance(qq, Graph) or isinstance(gg, Graph):
+        return re_rank_shortlist(qg, *qq, *gg, params.k1, params.k2, params.lambda_value,
+                                 progress=progress, cancel=cancel)
+    return re_rank(qg, qq, gg, params.k1, params.k2, params.lambda_value, progress=progress,
+                   cancel=cancel, neighbours=neighbours)
+
+
+def lift_distances(dist, query_cams, query_times, gallery_cams, gallery_times,
+                   params: TLiftParams | None = None, *, relative: bool = False,
+                   out: np.ndarray | None = None) -> np.ndarray:
+    """The TLift step on distances: ``1 - tlift(1 - dist)``, float32 ``[q, g]``.
+
+    Writes the result into ``out``, a new array when None: ``dist`` is left unchanged unless
+    it is passed as ``out`` (float32 ``[q, g]``) to lift in place, which saves a ``[q, g]``
+    allocation. ``params`` are TLift's (the defaults when None). ``relative`` lifts
+    :func:`relative_similarity` of ``1 - dist`` instead, as TLift without re-ranking needs.
+    """
+    if query_cams is None or gallery_cams is None:
+        raise ValueError("TLift needs camera ids: pass query_cams and gallery_cams")
+    params = TLiftParams() if params is None else params
+    one = np.float32(1.0)
+    src = dist if dist.dtype == np.float32 else dist.astype(np.float32)
+    sim = np.subtract(one, src, out=out)
+    if relative:
+        sim = relative_similarity(sim, out=sim)
+    lifted = apply_tlift(sim, query_cams, query_times, gallery_cams, gallery_times,
+                         params.tau, params.sigma, params.k, params.alpha, out=sim)
+    return np.subtract(one, lifted, out=lifted)
+
+
 def post_process(
     qg, qq=None, gg=None, *, rerank=None, tlift=None, query_cams=None, query_times=None,
     gallery_cams=None, gallery_times=None, progress: ProgressFn | None = None,
-    cancel: CancelFn | None = None, neighbours=None,
+    cancel: CancelFn | None = None, neighbours: Neighbours | None = None,
+    reranked: np.ndarray | None = None,
 ) -> np.ndarray:
-    """:func:`final_distances` from distances (float32 ``[q, g]``, ``[q, q]``, ``[g, g]``, as
-    :func:`distances_of` gives them). The inputs are not modified, so converted blocks can be
-    kept and post-processed again with other settings; ``neighbours``, the blocks'
-    :func:`~engine.postprocess.rerank.top_ranks`, spares re-ranking its costliest step."""
-    rr = _settings(rerank, RERANK_DEFAULTS, "rerank")
-    tl = _settings(tlift, TLIFT_DEFAULTS, "tlift")
+    """The post-processing chain on distances: raw ``qg`` -> [re-ranking] -> [TLift].
+
+    ``qg``, ``qq``, ``gg`` are float32 distances ``[q, g]``, ``[q, q]``, ``[g, g]`` as
+    :func:`distances_of` gives them (``qq`` / ``gg`` may be shortlist graphs, see
+    :func:`rerank_step`). ``rerank`` and ``tlift``: None/False (off), True (defaults), a
+    parameter record or a dict of some of its fields. The inputs are not modified, so
+    converted blocks can be kept and post-processed again with other settings.
+    ``neighbours`` spares re-ranking its costliest step; ``reranked``, the re-ranked matrix of
+    these very blocks and settings computed earlier (kept unchanged), skips re-ranking.
+    """
+    rr, tl = rerank_params(rerank), tlift_params(tlift)
     dist = qg
     if rr is not None:
-        if qq is None or gg is None:
-            raise ValueError(
-                "re-ranking needs the query-query and gallery-gallery scores as well "
-                "(qq and gg), not only query-gallery"
-            )
-        stop = _RERANK_SHARE if tl is not None else _PROGRESS_TOTAL
-        dist = re_rank(dist, qq, gg, progress=_scaled(progress, 0, stop), cancel=cancel, neighbours=neighbours, **rr)
+        if reranked is not None:
+            dist = reranked
+        else:
+            stop = _RERANK_SHARE if tl is not None else _PROGRESS_TOTAL
+            dist = rerank_step(qg, qq, gg, rr, neighbours=neighbours,
+                               progress=_scaled(progress, 0, stop), cancel=cancel)
     if tl is not None:
         check_cancel(cancel)
-        if dist is qg:  # lift_distances works in place
-            dist = np.array(qg, dtype=np.float32)
-        dist = lift_distances(dist, query_cams, query_times, gallery_cams, gallery_times,
-                              relative=rr is None, **tl)
+        fresh = dist is not qg and dist is not reranked and dist.dtype == np.float32
+        dist = lift_distances(dist, query_cams, query_times, gallery_cams, gallery_times, tl,
+                              relative=rr is None, out=dist if fresh else None)
     report(progress, _PROGRESS_TOTAL, _PROGRESS_TOTAL)
     return np.asarray(dist, dtype=np.float32)
 
@@ -225,33 +257,13 @@ def distances_of(block, method: str = "qaconv") -> np.ndarray:
     return out
 
 
-def lift_distances(dist, query_cams, query_times, gallery_cams, gallery_times, *,
-                   relative: bool = False, **tlift) -> np.ndarray:
-    """TLift on distances: ``1 - tlift(1 - dist)``, float32 ``[q, g]``.
-
-    ``dist`` (float32 ``[q, g]``, e.g. a re-ranked matrix) is overwritten: the similarity and
-    the result reuse its memory. ``tlift`` holds TLift's parameters (defaults otherwise).
-    ``relative`` lifts :func:`relative_similarity` of ``1 - dist`` instead, as TLift without
-    re-ranking needs.
-    """
-    if query_cams is None or gallery_cams is None:
-        raise ValueError("TLift needs camera ids: pass query_cams and gallery_cams")
-    one = np.float32(1.0)
-    sim = np.subtract(one, dist, out=dist) if dist.dtype == np.float32 else one - dist.astype(np.float32)
-    if relative:
-        sim = relative_similarity(sim, out=sim)
-    lifted = apply_tlift(sim, query_cams, query_times, gallery_cams, gallery_times,
-                         **{**TLIFT_DEFAULTS, **tlift}, out=sim)
-    return np.subtract(one, lifted, out=lifted)
-
-
 def final_distances(
     qg_logits,
     qq_logits=None,
     gg_logits=None,
     *,
-    rerank: dict | bool | None = None,
-    tlift: dict | bool | None = None,
+    rerank: RerankParams | dict | bool | None = None,
+    tlift: TLiftParams | dict | bool | None = None,
     query_cams=None,
     query_times=None,
     gallery_cams=None,
@@ -267,10 +279,11 @@ def final_distances(
         Query-gallery logits (higher = more similar).
     qq_logits, gg_logits : array_like [q, q], [g, g], optional
         Needed for re-ranking only.
-    rerank : None, True or dict
-        Off, on with defaults (k1=20, k2=6, lambda_value=0.3) or on with some of those keys set.
-    tlift : None, True or dict
-        Off, on with defaults (tau=100, sigma=200, k=10, alpha=0.2) or on with keys set.
+    rerank : None, True, RerankParams or dict
+        Off, on with :class:`RerankParams`' defaults, or on with those values (a dict: some of
+        its fields).
+    tlift : None, True, TLiftParams or dict
+        The same for TLift (:class:`TLiftParams`).
     query_cams, query_times, gallery_cams, gallery_times : array_like [q], [g], optional
         Needed for TLift only (times in seconds).
     progress, cancel : callables, optional
@@ -294,8 +307,8 @@ def final_distances_from_similarity(
     qq_sim=None,
     gg_sim=None,
     *,
-    rerank: dict | bool | None = None,
-    tlift: dict | bool | None = None,
+    rerank: RerankParams | dict | bool | None = None,
+    tlift: TLiftParams | dict | bool | None = None,
     query_cams=None,
     query_times=None,
     gallery_cams=None,
@@ -343,8 +356,8 @@ def tlift_sweep(
         Its values, in the order wanted in the result.
     query_pids, gallery_pids, query_cams, gallery_cams, query_times, gallery_times : array_like
         Labels, cameras and times (seconds) of queries [q] and gallery [g].
-    base : dict, optional
-        Values of the other parameters (defaults: tau=100, sigma=200, k=10, alpha=0.2).
+    base : TLiftParams or dict, optional
+        Values of the other parameters (default: :class:`TLiftParams`' defaults).
     max_rank : int
         CMC length for :func:`engine.evaluation.evaluate`.
     progress, cancel : callables, optional
@@ -355,9 +368,9 @@ def tlift_sweep(
     list of SweepPoint
         ``(value, rank1, mean_ap)`` per value, accuracies as fractions.
     """
-    if parameter not in TLIFT_DEFAULTS:
-        raise ValueError(f"parameter must be one of {sorted(TLIFT_DEFAULTS)}, got {parameter!r}")
-    settings = _settings(base if base is not None else True, TLIFT_DEFAULTS, "base")
+    settings = asdict(tlift_params(True if base is None else base))
+    if parameter not in settings:
+        raise ValueError(f"parameter must be one of {sorted(settings)}, got {parameter!r}")
     similarity = np.asarray(similarity, dtype=np.float64)
     points = []
     for i, value in enumerate(values):

@@ -21,8 +21,9 @@ from typing import NamedTuple
 import numpy as np
 
 from engine.jobs import CancelFn, ProgressFn, check_cancel, report
+from engine.postprocess.params import RerankParams
 
-__all__ = ["Neighbours", "expand", "re_rank", "top_ranks"]
+__all__ = ["Neighbours", "check_finite", "check_params", "expand", "re_rank", "re_rank_blocks", "top_ranks"]
 
 # Elements (rows x N) of the distance/argsort temporaries per chunk: ~ 4 MB float32 + 8 MB int64.
 _ROW_CHUNK_ELEMENTS = 1_000_000
@@ -91,16 +92,31 @@ def _is_number(value) -> bool:
         return False
 
 
-def _validate(q_g, q_q, g_g, k1, k2, lambda_value, check_finite=True):
+def check_params(k1, k2, lambda_value) -> None:
+    """Refuse re-ranking parameters outside their range (ValueError naming the parameter)."""
+    for name, value in (("k1", k1), ("k2", k2)):
+        if not _is_number(value) or int(value) != value or int(value) < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    if not _is_number(lambda_value) or not 0.0 <= float(lambda_value) <= 1.0:
+        raise ValueError(f"lambda_value must be a number in [0, 1], got {lambda_value!r}")
+
+
+def check_finite(col_max: np.ndarray, named_arrays) -> None:
+    """Refuse non-finite distances: ``col_max``, the column maxima re-ranking divides by,
+    shows a NaN or +inf anywhere in its column; each array's minimum shows a -inf (and a NaN),
+    without an N x N mask. ``named_arrays``: ``(name, array)`` pairs, the one to blame first."""
+    bad = [name for name, a in named_arrays if a.size and not np.isfinite(a.min())]
+    if not np.isfinite(col_max).all() or bad:
+        name = bad[0] if bad else next(name for name, a in named_arrays if not np.isfinite(a).all())
+        raise ValueError(f"{name} contains NaN or inf; re-ranking needs finite distances")
+
+
+def _validate(q_g, q_q, g_g, k1, k2, lambda_value):
     arrays = []
     for name, value in (("q_g", q_g), ("q_q", q_q), ("g_g", g_g)):
         array = np.asarray(value, dtype=np.float32)
         if array.ndim != 2:
             raise ValueError(f"{name} must be a 2-D distance matrix, got shape {array.shape}")
-        # min propagates NaN and finds -inf without an N x N mask; +inf shows in the column
-        # maxima (checked in re_rank).
-        if check_finite and array.size and not np.isfinite(array.min()):
-            raise ValueError(f"{name} contains NaN or inf; re-ranking needs finite distances")
         arrays.append(np.ascontiguousarray(array))
     q_g, q_q, g_g = arrays
     num_q, num_g = q_g.shape
@@ -110,11 +126,7 @@ def _validate(q_g, q_q, g_g, k1, k2, lambda_value, check_finite=True):
         raise ValueError(f"g_g must have shape ({num_g}, {num_g}) to match q_g {q_g.shape}, got {g_g.shape}")
     if num_q == 0 or num_g == 0:
         raise ValueError(f"q_g is empty (shape {q_g.shape}): need at least one query and one gallery item")
-    for name, value in (("k1", k1), ("k2", k2)):
-        if not _is_number(value) or int(value) != value or int(value) < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    if not _is_number(lambda_value) or not 0.0 <= float(lambda_value) <= 1.0:
-        raise ValueError(f"lambda_value must be a number in [0, 1], got {lambda_value!r}")
+    check_params(k1, k2, lambda_value)
     return q_g, q_q, g_g
 
 
@@ -337,9 +349,9 @@ def re_rank(
     q_g,
     q_q,
     g_g,
-    k1: int = 20,
-    k2: int = 6,
-    lambda_value: float = 0.3,
+    k1: int = RerankParams.k1,
+    k2: int = RerankParams.k2,
+    lambda_value: float = RerankParams.lambda_value,
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
     neighbours: Neighbours | None = None,
@@ -378,12 +390,11 @@ def re_rank(
         On bad parameters, mismatched shapes, non-finite distances or a column whose maximum
         is not positive.
     """
+    q_g, q_q, g_g = _validate(q_g, q_q, g_g, k1, k2, lambda_value)
     if neighbours is None:
-        q_g, q_q, g_g = _validate(q_g, q_q, g_g, k1, k2, lambda_value)
         blocks = _checked_blocks(q_g, q_q, g_g)
         ranks = None
     else:  # checked when the neighbours were computed from these blocks
-        q_g, q_q, g_g = _validate(q_g, q_q, g_g, k1, k2, lambda_value, check_finite=False)
         blocks = _Blocks(q_g, q_q, g_g, col_max=neighbours.col_max)
         ranks = neighbours.ranks
     return re_rank_blocks(blocks, int(k1), int(k2), float(lambda_value), progress=progress,
@@ -427,10 +438,7 @@ def _expanded(ranks: np.ndarray, k1: int, expansions: dict) -> tuple[np.ndarray,
 
 def _checked_blocks(q_g, q_q, g_g) -> _Blocks:
     blocks = _Blocks(q_g, q_q, g_g)
-    if not np.isfinite(blocks.col_max).all():  # a NaN or inf shows in its column's maximum
-        name = next(name for name, b in (("q_g", q_g), ("q_q", q_q), ("g_g", g_g))
-                    if not np.isfinite(b).all())
-        raise ValueError(f"{name} contains NaN or inf; re-ranking needs finite distances")
+    check_finite(blocks.col_max, (("q_g", q_g), ("q_q", q_q), ("g_g", g_g)))
     return blocks
 
 
@@ -441,11 +449,10 @@ def re_rank_blocks(blocks, k1: int, k2: int, lam: float, *, progress: ProgressFn
 
     ``blocks`` gives ``num_q``, ``num_all``, ``q_g [q, g]``, ``col_max [N]``,
     ``rows(start, stop)`` (rows of ``D~``) and ``gather(rows, cols)``; the sparse shortlist graph of two-stage retrieval
-    (:mod:`engine.postprocess.rerank_sparse`) is one.
+    (:mod:`engine.postprocess.rerank_sparse`) is one. The caller has checked that the
+    distances are finite (:func:`check_finite`) and the parameters (:func:`check_params`).
     """
     num_q, n = blocks.num_q, blocks.num_all
-    if not np.isfinite(blocks.col_max).all():
-        raise ValueError("the distances contain NaN or inf; re-ranking needs finite distances")
     if not (blocks.col_max > 0).all():
         bad = int(np.flatnonzero(~(blocks.col_max > 0))[0])
         raise ValueError(

@@ -12,12 +12,23 @@ exhaustive re-ranking's, bit for bit.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from engine.jobs import CancelFn, ProgressFn
-from engine.postprocess.rerank import _is_number, re_rank_blocks
+from engine.postprocess.params import RerankParams
+from engine.postprocess.rerank import check_finite, check_params, re_rank_blocks
 
-__all__ = ["re_rank_shortlist"]
+__all__ = ["Graph", "re_rank_shortlist"]
+
+
+class Graph(NamedTuple):
+    """A self block (q-q or g-g) of two-stage retrieval: each item's ``K`` shortlisted items
+    (itself included) and their distances, both ``[n, K]``."""
+
+    neighbours: np.ndarray  # int32
+    distances: np.ndarray   # float32
 
 
 class _SymmetricGraph:
@@ -93,8 +104,10 @@ class _ShortlistBlocks:
         return raw / self.col_max[rows]
 
 
-def re_rank_shortlist(q_g, qq_neighbours, qq_dist, gg_neighbours, gg_dist, k1: int = 20,
-                      k2: int = 6, lambda_value: float = 0.3, progress: ProgressFn | None = None,
+def re_rank_shortlist(q_g, qq_neighbours, qq_dist, gg_neighbours, gg_dist,
+                      k1: int = RerankParams.k1, k2: int = RerankParams.k2,
+                      lambda_value: float = RerankParams.lambda_value,
+                      progress: ProgressFn | None = None,
                       cancel: CancelFn | None = None) -> np.ndarray:
     """k-reciprocal re-ranking with q-q and g-g given as neighbour lists (two-stage retrieval).
 
@@ -115,25 +128,20 @@ def re_rank_shortlist(q_g, qq_neighbours, qq_dist, gg_neighbours, gg_dist, k1: i
     """
     q_g = np.asarray(q_g, np.float32)
     num_q, num_g = q_g.shape
+    graphs = []
     for name, nb, d, n in (("qq", qq_neighbours, qq_dist, num_q), ("gg", gg_neighbours, gg_dist, num_g)):
-        nb, d = np.asarray(nb), np.asarray(d)
+        nb, d = np.asarray(nb), np.asarray(d, np.float32)
         if nb.ndim != 2 or nb.shape != d.shape or len(nb) != n:
             raise ValueError(f"{name} neighbours and distances must both be [{n}, K]; "
                              f"got {nb.shape} and {d.shape}")
         if nb.size and (nb.min() < 0 or nb.max() >= n):
             raise ValueError(f"{name} neighbour indices must lie in [0, {n})")
-        if not np.isfinite(d).all():
-            raise ValueError(f"{name} distances contain NaN or inf; re-ranking needs finite distances")
+        graphs.append((nb, d))
     if num_q == 0 or num_g == 0:
         raise ValueError(f"q_g is empty (shape {q_g.shape}): need at least one query and one gallery item")
-    if not np.isfinite(q_g).all():
-        raise ValueError("q_g contains NaN or inf; re-ranking needs finite distances")
-    for name, value in (("k1", k1), ("k2", k2)):
-        if not _is_number(value) or int(value) != value or int(value) < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    if not _is_number(lambda_value) or not 0.0 <= float(lambda_value) <= 1.0:
-        raise ValueError(f"lambda_value must be a number in [0, 1], got {lambda_value!r}")
-    blocks = _ShortlistBlocks(q_g, _SymmetricGraph(np.asarray(qq_neighbours), qq_dist, num_q),
-                              _SymmetricGraph(np.asarray(gg_neighbours), gg_dist, num_g))
+    check_params(k1, k2, lambda_value)
+    (qq_nb, qq_d), (gg_nb, gg_d) = graphs
+    blocks = _ShortlistBlocks(q_g, _SymmetricGraph(qq_nb, qq_d, num_q), _SymmetricGraph(gg_nb, gg_d, num_g))
+    check_finite(blocks.col_max, (("qq", qq_d), ("gg", gg_d), ("q_g", q_g)))
     return re_rank_blocks(blocks, int(k1), int(k2), float(lambda_value), progress=progress,
                           cancel=cancel)

@@ -30,6 +30,8 @@ import threading
 
 import numpy as np
 
+from engine.postprocess.params import TLiftParams
+
 __all__ = ["tlift", "warm_up"]
 
 # One TLift at a time per process: numba's fallback thread pool (when no OpenMP runtime is
@@ -128,10 +130,10 @@ def tlift(
     query_times,
     gallery_cams,
     gallery_times,
-    tau: float = 100.0,
-    sigma: float = 200.0,
-    k: int = 10,
-    alpha: float = 0.2,
+    tau: float = TLiftParams.tau,
+    sigma: float = TLiftParams.sigma,
+    k: int = TLiftParams.k,
+    alpha: float = TLiftParams.alpha,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Lift probe-gallery similarities with the temporal pattern of co-occurring probes.

@@ -10,7 +10,6 @@ from engine.analysis.plot_data import (
     analyse_stage,
     camera_pairs,
     cmc_curve,
-    lift_distances,
     pair_scores,
     roc_curve,
     score_histogram,
@@ -18,7 +17,7 @@ from engine.analysis.plot_data import (
     tpr_at_fpr,
 )
 from engine.evaluation import evaluate
-from engine.postprocess import final_distances, tlift_sweep
+from engine.postprocess import TLiftParams, final_distances, lift_distances, tlift_sweep
 
 
 @pytest.fixture
@@ -167,8 +166,13 @@ def test_lift_of_rerank_is_the_pipelines_rr_plus_tlift(case):
     ctx = {k: case[k] for k in ("query_cams", "query_times", "gallery_cams", "gallery_times")}
     params = {"tau": 50.0, "sigma": 100.0, "k": 5, "alpha": 0.3}
     rr = final_distances(*blocks, rerank=True)
-    np.testing.assert_array_equal(lift_distances(rr, **ctx, **params),
-                                  final_distances(*blocks, rerank=True, tlift=params, **ctx))
+    kept = rr.copy()
+    want = final_distances(*blocks, rerank=True, tlift=params, **ctx)
+    lifted = lift_distances(rr, **ctx, params=TLiftParams(**params))
+    np.testing.assert_array_equal(lifted, want)
+    np.testing.assert_array_equal(rr, kept)              # a new array: the input is kept
+    assert lift_distances(rr, **ctx, params=TLiftParams(**params), out=rr) is rr
+    np.testing.assert_array_equal(rr, want)              # or lifted in place when asked
 
 
 def test_sweeps_equal_tlift_sweep_rows(case):

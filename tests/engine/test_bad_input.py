@@ -343,12 +343,12 @@ def test_info_with_an_infinite_time_says_so(tiny_synth, tmp_path, capsys):
 def test_evaluate_prints_the_rows_it_computed_before_a_failure(tiny_run, tmp_path, capsys,
                                                                monkeypatch):
     root, ckpt = tiny_run
-    from engine.analysis import plot_data as analysis
+    from engine.postprocess import pipeline
 
     def failing(*args, **kwargs):  # +RR+TLift lifts the +RR matrix: make that step fail
         raise ValueError("TLift failed here")
 
-    monkeypatch.setattr(analysis, "lift_distances", failing)
+    monkeypatch.setattr(pipeline, "lift_distances", failing)
     code, out, err = cli(capsys, "evaluate", "--data", root, "--checkpoint", ckpt, "--device", "cpu",
                          "--cache-dir", tmp_path / "c", "--rerank", "--tlift",
                          "--csv", tmp_path / "rows.csv")
@@ -370,6 +370,7 @@ def _png_header_only(width: int, height: int) -> bytes:
 
 
 def test_undecodable_images_are_skipped_listed_and_remembered(tiny_run, tmp_path, caplog):
+    from engine.data import load_dataset
     from engine.session import Session
 
     root, ckpt = tiny_run
@@ -388,9 +389,12 @@ def test_undecodable_images_are_skipped_listed_and_remembered(tiny_run, tmp_path
     (data / "manifest.csv").write_text("\n".join(rows) + "\n")
     cache = tmp_path / "cache"
 
-    session = Session.open(str(data), ckpt, device="cpu", cache_dir=cache)
+    mine = load_dataset(str(data))
+    before = (list(mine.query), list(mine.gallery), list(mine.skipped))
+    session = Session.open(mine, ckpt, device="cpu", cache_dir=cache)
     session.prepare(rerank=False)  # the run goes on
     assert len(session.dataset.gallery) == 5 and len(session.dataset.query) == 3
+    assert (mine.query, mine.gallery, mine.skipped) == before  # the caller's Dataset is kept
     assert session.gallery_maps.shape[0] == 5 and session.query_maps.shape[0] == 3
     assert session.logits["qg"].shape == (3, 5) and len(session.gallery_cams) == 5
     skipped = {os.path.basename(p): r for p, r in session.dataset.skipped}

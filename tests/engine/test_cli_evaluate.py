@@ -1,65 +1,52 @@
-"""``evaluate`` stage rows: +RR+TLift lifts the +RR matrix instead of re-ranking twice."""
+"""``evaluate`` stage rows: +RR+TLift lifts the session's kept +RR matrix instead of re-ranking twice."""
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 
 from engine.cli import evaluate as evaluate_cli
-from engine.evaluation import evaluate
-from engine.postprocess import final_distances
+from engine.postprocess import final_distances, pipeline
+from engine.postprocess.params import RerankParams, TLiftParams
+from engine.session import Session
+from tests.engine.test_features_checkpoint import _tiny_checkpoint
 
 
-class _Session:
-    """The part of :class:`engine.session.Session` that ``stage_rows`` uses, counting RR runs."""
+def test_rerank_runs_once_and_the_lifted_row_is_unchanged(tmp_path, tiny_synth, monkeypatch):
+    _, dataset = tiny_synth
+    session = Session.open(dataset, _tiny_checkpoint(tmp_path), device="cpu", cache_dir=tmp_path / "c")
+    reranked, real = [], pipeline.rerank_step
 
-    def __init__(self, rng, q=10, g=40):
-        pids = rng.integers(1, 6, q + g)
-        x = rng.normal(size=(6, 5))[pids] + 0.8 * rng.normal(size=(q + g, 5))
-        x /= np.linalg.norm(x, axis=1, keepdims=True)
-        logits = 40.0 * (x @ x.T) - 10.0
-        self.logits = {"qg": logits[:q, q:], "qq": logits[:q, :q], "gg": logits[q:, q:]}
-        cams, times = rng.integers(0, 3, q + g), rng.random(q + g) * 600
-        self.query_pids, self.gallery_pids = pids[:q], pids[q:]
-        self.query_cams, self.gallery_cams = cams[:q], cams[q:]
-        self.dataset = SimpleNamespace(query=list(times[:q]), gallery=list(times[q:]))
-        self.has_times = True
-        self.reranked = 0
+    def counting(*args, **kwargs):
+        reranked.append(args[3])
+        return real(*args, **kwargs)
 
-    def times_of(self, samples):
-        return np.asarray(samples)
-
-    def distances(self, rerank=None, tlift=None, progress=None, cancel=None):
-        self.reranked += rerank is not None
-        return final_distances(
-            self.logits["qg"], self.logits["qq"], self.logits["gg"],
-            rerank=None if rerank is None else asdict(rerank),
-            tlift=None if tlift is None else asdict(tlift),
-            query_cams=self.query_cams, query_times=self.times_of(self.dataset.query),
-            gallery_cams=self.gallery_cams, gallery_times=self.times_of(self.dataset.gallery))
-
-    def evaluate(self, distmat):
-        return evaluate(distmat, self.query_pids, self.gallery_pids, self.query_cams,
-                        self.gallery_cams)
-
-
-def test_rerank_runs_once_and_the_lifted_row_is_unchanged():
-    from engine.session import RerankParams, TLiftParams
-
+    monkeypatch.setattr(pipeline, "rerank_step", counting)
     parser = argparse.ArgumentParser()
     evaluate_cli.add_arguments(parser)
     args = parser.parse_args(["--data", "x", "--checkpoint", "y", "--rerank", "--tlift",
                               "--tau", "150"])
-    session = _Session(np.random.default_rng(0))
     rows = dict(evaluate_cli.stage_rows(session, args))
     assert list(rows) == ["raw", "+RR", "+RR+TLift"]
-    assert session.reranked == 1
-    expected = session.evaluate(session.distances(RerankParams(), TLiftParams(tau=150.0)))
+    assert reranked == [RerankParams()]
+
+    # The chain from the logits, from scratch, gives the same numbers.
+    context = dict(query_cams=session.query_cams, query_times=session.times_of(session.dataset.query),
+                   gallery_cams=session.gallery_cams,
+                   gallery_times=session.times_of(session.dataset.gallery))
+    want = final_distances(session.logits["qg"], session.logits["qq"], session.logits["gg"],
+                           rerank=True, tlift={"tau": 150.0}, **context)
+    expected = session.evaluate(want)
     assert rows["+RR+TLift"].mean_ap == expected.mean_ap
     np.testing.assert_array_equal(rows["+RR+TLift"].cmc, expected.cmc)
+    reranked.clear()
+    np.testing.assert_array_equal(session.distances(RerankParams(), TLiftParams(tau=150.0)), want)
+    assert reranked == []                      # the kept +RR matrix, lifted again
+    kept = session.distances(RerankParams())
+    assert not kept.flags.writeable            # kept read-only: a caller cannot spoil it
+    session.distances(RerankParams(k1=10), TLiftParams())
+    assert reranked == [RerankParams(k1=10)]
 
 
 def test_tlift_on_a_set_without_timestamps_is_skipped_and_the_rest_written(tiny_synth, tmp_path,
@@ -79,7 +66,7 @@ def test_tlift_on_a_set_without_timestamps_is_skipped_and_the_rest_written(tiny_
             shutil.copy(s.path, data / name)
             rows.append(f"{name},{s.pid},{s.cam},{split}")
     (data / "manifest.csv").write_text("\n".join(rows) + "\n")
-    checkpoint = Path(__file__).resolve().parents[2] / "assets" / "demo" / "model.pt"
+    checkpoint = Path(__file__).resolve().parents[2] / "viewer" / "demo" / "model.pt"
     code = main(["evaluate", "--data", str(data), "--checkpoint", str(checkpoint), "--device", "cpu",
                  "--cache-dir", str(tmp_path / "cache"), "--rerank", "--tlift",
                  "--plots", str(tmp_path / "plots")])
@@ -105,7 +92,7 @@ def test_shortlist_prints_the_first_stage_recall_per_k(tiny_synth, tmp_path, cap
     from engine.__main__ import main
 
     root, dataset = tiny_synth
-    checkpoint = Path(__file__).resolve().parents[2] / "assets" / "demo" / "model.pt"
+    checkpoint = Path(__file__).resolve().parents[2] / "viewer" / "demo" / "model.pt"
     code = main(["evaluate", "--data", str(root), "--checkpoint", str(checkpoint), "--device", "cpu",
                  "--cache-dir", str(tmp_path / "cache"), "--shortlist", "4"])
     out = capsys.readouterr().out

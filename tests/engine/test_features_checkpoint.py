@@ -190,10 +190,10 @@ def test_warm_session_ranks_without_model_or_torch(tmp_path):
 
     warm = Session.open(dataset, ckpt, device="cpu", cache_dir=cache)
     np.testing.assert_array_equal(warm.distances(None, None), expected)
-    assert all(warm.cache_hits.values()) and warm._model is None
+    assert all(warm.cache_hits.values()) and not warm.model_loaded
     # The keys from the sidecar equal those of a session given the loaded model.
     eager = Session(dataset, load_model(ckpt), cold.model_digest, device=CPU, cache_dir=cache)
-    assert eager._block_key("qg") == warm._block_key("qg")
+    assert eager.blocks.key("qg") == warm.blocks.key("qg")
     assert warm.model.config.height == 32  # loaded on first use
 
     # In a fresh interpreter: importing the session and ranking from the cache never imports torch
@@ -206,13 +206,13 @@ def test_warm_session_ranks_without_model_or_torch(tmp_path):
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
                          cwd=Path(__file__).resolve().parents[2])
     assert out.returncode == 0, out.stderr
-    from engine.session import _gpu_driver_present
+    from engine.model_handle import gpu_driver_present
 
-    assert out.stdout.split()[-1] == str(_gpu_driver_present())
+    assert out.stdout.split()[-1] == str(gpu_driver_present())
 
     # An edited sidecar is caught when the model loads; without a sidecar the model loads at once.
     sidecar_path(ckpt).write_text(sidecar_path(ckpt).read_text().replace('"height": 32', '"height": 64'))
     with pytest.raises(ValueError, match="sidecar"):
         _ = Session.open(dataset, ckpt, device="cpu", cache_dir=cache).model
     sidecar_path(ckpt).unlink()
-    assert Session.open(dataset, ckpt, device="cpu", cache_dir=cache)._model is not None
+    assert Session.open(dataset, ckpt, device="cpu", cache_dir=cache).model_loaded

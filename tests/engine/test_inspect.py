@@ -139,7 +139,7 @@ def test_session_correspondences_match_its_scores_and_need_no_model_when_warm(tm
     warm.score(("qg",))
     assert warm.head_ready
     corr = warm.correspondences(warm.query_maps[1], 3)
-    assert warm._model is None                                 # answered from the cached head
+    assert not warm.model_loaded                                 # answered from the cached head
     assert corr.logit == pytest.approx(float(warm.logits["qg"][1, 3]), abs=1e-4)
 
 
@@ -172,4 +172,4 @@ def test_a_corrupt_cached_head_is_recomputed(tmp_path):
     again = Session.open(dataset, ckpt, device="cpu", cache_dir=cache)
     head = again.folded_head()
     np.testing.assert_array_equal(head[0], first[0])
-    assert head[1:] == first[1:] and again._model is not None     # recomputed from the model
+    assert head[1:] == first[1:] and again.model_loaded     # recomputed from the model

@@ -193,3 +193,22 @@ def test_tlift_sweep_evaluates_each_value(scene):
         assert (point.rank1, point.mean_ap) == pytest.approx((metrics.rank1, metrics.mean_ap))
     with pytest.raises(ValueError, match="parameter must be one of"):
         tlift_sweep(sim, "beta", [1], **labels)
+
+
+def test_settings_spellings_are_one_normaliser(scene):
+    """Off, defaults, a record and a dict of some fields: the same settings however spelled."""
+    from engine.postprocess import RerankParams, TLiftParams, rerank_params, tlift_params
+
+    assert rerank_params(None) is None and tlift_params(False) is None
+    assert rerank_params(True) == RerankParams() and tlift_params(True) == TLiftParams()
+    record = TLiftParams(tau=150.0)
+    assert tlift_params(record) is record and tlift_params({"tau": 150.0}) == record
+    blocks, context = (scene["qg"], scene["qq"], scene["gg"]), _context(scene)
+    np.testing.assert_array_equal(
+        final_distances(*blocks, rerank=RerankParams(k1=6, k2=3), tlift=record, **context),
+        final_distances(*blocks, rerank={"k1": 6, "k2": 3}, tlift={"tau": 150.0}, **context))
+    sim = similarity_from_logits(scene["qg"])
+    labels = {key: scene[key] for key in ("query_pids", "gallery_pids", "query_cams", "gallery_cams",
+                                          "query_times", "gallery_times")}
+    assert (tlift_sweep(sim, "k", [3], base=TLiftParams(alpha=0.1), **labels)
+            == tlift_sweep(sim, "k", [3], base={"alpha": 0.1}, **labels))

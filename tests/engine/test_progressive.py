@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from engine.blocks import BlockCache
 from engine.cli import evaluate as cli_evaluate
 from engine.session import Session
 from tests.engine.test_features_checkpoint import _tiny_checkpoint
@@ -37,14 +38,14 @@ def test_a_block_wanted_by_two_threads_is_scored_once(tmp_path, tiny_synth, monk
     session = Session.open(dataset, _tiny_checkpoint(tmp_path), device="cpu", cache_dir=tmp_path / "c")
     session.extract()
     scored, inside = [], threading.Event()
-    real = Session._score_resumable
+    real = BlockCache._score_resumable
 
     def counting(self, name, *args):
         scored.append(name)
         inside.set()
         return real(self, name, *args)
 
-    monkeypatch.setattr(Session, "_score_resumable", counting)
+    monkeypatch.setattr(BlockCache, "_score_resumable", counting)
     background = threading.Thread(target=session.score, args=(("qq", "gg"),))
     background.start()
     inside.wait(30)

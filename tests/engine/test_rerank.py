@@ -183,3 +183,28 @@ def test_precomputed_neighbours_give_the_same_result():
         re_rank(q_g, q_q, g_g, 12, 6, 0.3, neighbours=near)   # needs 13 columns
     with pytest.raises(ValueError, match="NaN or inf"):
         top_ranks(q_g, q_q, np.where(g_g > 3, np.inf, g_g), 12)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("block", ["q_g", "q_q", "g_g"])
+def test_a_non_finite_distance_is_named_on_every_path(block, bad):
+    """One check (re-ranking's column maxima and each block's minimum) catches NaN, +inf and
+    -inf in any block, for dense re-ranking, its neighbour lists and the shortlist graphs."""
+    from engine.postprocess.rerank import top_ranks
+    from engine.postprocess.rerank_sparse import re_rank_shortlist
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(30, 4)).astype(np.float32)
+    d = ((x[:, None] - x[None]) ** 2).sum(-1)
+    blocks = {"q_g": d[:10, 10:].copy(), "q_q": d[:10, :10].copy(), "g_g": d[10:, 10:].copy()}
+    blocks[block][1, 2] = bad
+    message = f"{block} contains NaN or inf"
+    with pytest.raises(ValueError, match=message):
+        re_rank(blocks["q_g"], blocks["q_q"], blocks["g_g"])
+    with pytest.raises(ValueError, match=message):
+        top_ranks(blocks["q_g"], blocks["q_q"], blocks["g_g"], 5)
+    full_q = np.broadcast_to(np.arange(10), (10, 10))
+    full_g = np.broadcast_to(np.arange(20), (20, 20))
+    name = {"q_q": "qq", "g_g": "gg"}.get(block, block)
+    with pytest.raises(ValueError, match=f"{name} contains NaN or inf"):
+        re_rank_shortlist(blocks["q_g"], full_q, blocks["q_q"], full_g, blocks["g_g"])

@@ -171,9 +171,14 @@ def test_session_with_full_shortlist_equals_exhaustive_and_reuses_its_cache(tmp_
         assert short.distances(*settings).shape == (len(dataset.query), len(dataset.gallery))
     assert set(full.graphs) == {"qq", "gg"} and "gg" in exhaustive.logits
     assert short.graphs["gg"][0].shape == (len(dataset.gallery), 5)
+    # Probes outside the dataset go through the same chain, on the gallery's graph.
+    probes, own = exhaustive.logits["qg"][:3], np.diagonal(exhaustive.logits["qq"])[:3]
+    np.testing.assert_array_equal(full.probe_distances(probes, own, rr),
+                                  exhaustive.probe_distances(probes, own, rr))
+    assert np.isfinite(short.probe_distances(probes, own, rr)).all()
     warm = Session.open(dataset, ckpt, device="cpu", cache_dir=tmp_path / "c", shortlist=5)
     np.testing.assert_array_equal(warm.distances(rr, tl), short.distances(rr, tl))
-    assert all(warm.cache_hits.values()) and warm._model is None
+    assert all(warm.cache_hits.values()) and not warm.model_loaded
 
 
 def test_recall_counts_the_exhaustive_top_among_the_candidates_and_auto_k_keeps_it():

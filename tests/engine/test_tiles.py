@@ -108,7 +108,7 @@ def test_session_block_resumes_after_a_cancelled_run(tmp_path, monkeypatch):
     with pytest.raises(Cancelled):
         session.score(("gg",), cancel=lambda: len(calls) >= 3,
                       progress=lambda stage, d, t: calls.append(d) if stage == "score gg" and d else None)
-    tiles_dir = session.scores.root / "tiles"
+    tiles_dir = session.blocks.store.root / "tiles"
     assert any(tiles_dir.rglob("*.npy"))
     resumed = Session.open(dataset, ckpt, device="cpu", cache_dir=tmp_path / "cache")
     resumed.score(("gg",))

@@ -116,13 +116,13 @@ def test_tlift_toggle_does_not_wait_for_the_background_blocks(qtbot, load_reques
     scoring a block (and holding the session's scoring lock)."""
     import threading
 
-    from engine.session import Session
+    from engine.blocks import BlockCache
     from viewer.controller import Controller
     from viewer.main_window import MainWindow
     from viewer.state import ViewerState
 
     release, started = threading.Event(), threading.Event()
-    real = Session._score_block
+    real = BlockCache._score_block
 
     def slow_block(self, name, *args):
         if name in ("qq", "gg"):
@@ -130,7 +130,7 @@ def test_tlift_toggle_does_not_wait_for_the_background_blocks(qtbot, load_reques
             release.wait(60)
         return real(self, name, *args)
 
-    monkeypatch.setattr(Session, "_score_block", slow_block)
+    monkeypatch.setattr(BlockCache, "_score_block", slow_block)
     win = MainWindow(Controller(ViewerState()))
     qtbot.addWidget(win)
     win.show()

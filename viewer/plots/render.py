@@ -14,7 +14,8 @@ from PySide6.QtCore import QBuffer, QByteArray, QIODevice, Qt
 from PySide6.QtGui import QColor
 
 from engine.analysis.plot_data import FPR_TARGETS, CameraPairs, PlotSet, StageAnalysis
-from engine.postprocess.pipeline import TLIFT_DEFAULTS, SweepPoint
+from engine.postprocess.params import TLiftParams
+from engine.postprocess.pipeline import SweepPoint
 
 __all__ = ["PARAM_LABELS", "SUBSET_TITLES", "draw_camera_pairs", "draw_cmc", "draw_distribution",
            "draw_roc", "draw_sweep", "image_png", "stage_color", "sweep_position"]
@@ -215,7 +216,7 @@ def draw_sweep(plot: pg.PlotItem, parameter: str, points: list[SweepPoint],
         curves.append(plot.plot(x, y, pen=_pen(color), symbol="o", symbolSize=7,
                                 symbolBrush=pg.mkBrush(color), symbolPen=pg.mkPen(color),
                                 name=name))
-    default = TLIFT_DEFAULTS[parameter]
+    default = getattr(TLiftParams(), parameter)
     # Every other value labelled (ten labels do not fit a narrow plot), the default always.
     anchor = values.index(default) if default in values else 0
     labelled = {i for i in range(len(values)) if (i - anchor) % 2 == 0}

@@ -131,7 +131,7 @@ def compute_plots(session, request: PlotRequest, known: dict, *, progress, cance
     A stage whose settings did not change since ``previous`` keeps its analysis.
     """
     t0 = time.perf_counter()
-    method = getattr(session, "method", "qaconv")
+    method = session.method
     dists = stage_distances(session, request.rerank, request.tlift, known=known,
                             progress=progress, cancel=cancel)
     keys = {stage_name(method, rr is not None, tl is not None): settings_key(rr, tl)
