@@ -7,9 +7,10 @@ import json
 import numpy as np
 import pytest
 
+from engine.blocks import ScoreStore
 from engine.cache_files import load_array, parse_folded_head, read_json_object, save_array
 from engine.data import Dataset
-from engine.session import ScoreStore, Session
+from engine.session import Session
 from tests.engine.test_features_checkpoint import _images, _tiny_checkpoint
 
 MALFORMED = ["[]", "null", "3", '"text"', "[" * 100_000 + "]" * 100_000, "{", "\xff"]
@@ -160,7 +161,7 @@ def test_an_invalid_cached_head_is_recomputed(tiny, caplog):
         assert head[1:] == reference[1:] and path.exists(), name
     warm = Session.open(dataset, ckpt, device="cpu", cache_dir=cache)
     warm.extract()
-    assert warm.head_ready and warm._model is None  # the valid cached head needs no model
+    assert warm.head_ready and not warm.model_loaded  # the valid cached head needs no model
 
 
 @pytest.mark.parametrize("text", ["[]", "null", '{"settings": []}'])

@@ -240,6 +240,6 @@ def test_rank_change_map_agrees_with_the_square_placed_by_hand(qtbot, panel):
     occ.state.box = boxes[cell]
     with qtbot.waitSignal(occ.rank_finished, timeout=30000):
         occ.apply_square()
-    override = win.state.override
+    override = win.state.override(win.state.selected_query)
     assert override.before_first == result.before_rank
     assert override.ranking.first_hit_rank == result.before_rank + result.values.ravel()[cell]
