@@ -95,8 +95,7 @@ def session_inputs(session) -> RunInputs:
     """The inputs of an open :class:`engine.session.Session` (none when ``session`` is None)."""
     if session is None:
         return RunInputs()
-    return run_inputs(getattr(session, "checkpoint", None), session.dataset,
-                      cache_dir=getattr(session, "cache_dir", None))
+    return run_inputs(session.checkpoint, session.dataset, cache_dir=session.cache_dir)
 
 
 def _resolved(path: str | os.PathLike) -> Path:

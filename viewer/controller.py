@@ -75,7 +75,7 @@ class Controller(QObject):
         session = self.state.session
         if session is None:
             return
-        hits = getattr(session, "cache_hits", {})
+        hits = session.cache_hits
         if hits:
             cached = sum(bool(v) for v in hits.values())
             cache = (f"cache: all {cached} products reused" if cached == len(hits)
@@ -138,7 +138,7 @@ class Controller(QObject):
         session = self.state.session
         (last, detail), note = self._load_summary, self._scoring_note
         if note:
-            k = getattr(session, "shortlist", None)
+            k = session.shortlist if session is not None else None
             last += f" · two-stage retrieval (K={k})" if k is not None else ""
             detail = note + "\n" + detail
         pending = pending_blocks(session) if session is not None else ()

@@ -97,7 +97,7 @@ class PlotsState:
 
 
 def _offers_rerank(state: ViewerState) -> bool:
-    logits = getattr(state.session, "logits", {})
+    logits = state.session.logits if state.session is not None else {}
     return state.rerank_on or ("qq" in logits and "gg" in logits)
 
 
