@@ -98,7 +98,7 @@ def score_tiled(score: ScoreFn, a, b, *, tiles_dir: str | Path, symmetric: bool 
         The float32 block ``[len(a), len(b)]`` and how many tiles were loaded from disk. The
         tiles stay until the caller, having stored the whole block, calls :func:`discard_tiles`.
     """
-    from engine.scoring import _mirror_upper
+    from engine.models.scoring import mirror_upper
 
     p, g = len(a), len(b)
     if symmetric and p != g:
@@ -133,7 +133,7 @@ def score_tiled(score: ScoreFn, a, b, *, tiles_dir: str | Path, symmetric: bool 
         done += (i1 - i0) * width(i0)
         report(progress, done, total)
     if symmetric and len(bands) > 1:
-        _mirror_upper(out)
+        mirror_upper(out)
     return out, reused
 
 

@@ -264,7 +264,7 @@ def _class_distances(model: ReIDModel, dataset: TrainImages, device: torch.devic
                      indices: list[int]) -> np.ndarray:
     """QAConv distances between one image per class (graph sampler), eval mode."""
     from engine.features import Preprocessing, load_input
-    from engine.scoring import score_matrix
+    from engine.models.scoring import score_matrix
 
     was_training = model.training
     model.eval()

@@ -10,7 +10,7 @@ Two evaluation paths share the same arithmetic:
 
 - ``match`` / training forward: the maxima of every pair ``[p, g, 2, hw]`` then the head,
   differentiable, with batch statistics in training mode.
-- eval scoring (``forward`` under ``no_grad`` in eval mode, and ``engine.scoring``): in eval
+- eval scoring (``forward`` under ``no_grad`` in eval mode, and ``engine.models.scoring``): in eval
   mode the head is an affine map of the maxima, so it folds into one weight vector ``c [hw]``
   and a constant: ``logit = c . a + c . b + const``. Scoring is then a matmul, two max
   reductions and a weighted sum, block by block, without keeping any ``[p, g, hw, hw]`` or

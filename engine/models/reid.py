@@ -14,7 +14,7 @@ from torch import nn
 from engine.models.backbone import build_backbone, freeze_backbone_bn
 from engine.models.config import ModelConfig
 from engine.models.qaconv import QAConv
-from engine.scoring import DEFAULT_SCORING_BUDGET, score_global, score_matrix
+from engine.models.scoring import DEFAULT_SCORING_BUDGET, score_global, score_matrix
 
 __all__ = ["ReIDModel", "build_model", "build_criterion", "pooled_embeddings"]
 

@@ -28,7 +28,7 @@ from engine.models.qaconv import (
     probe_rows,
 )
 
-__all__ = ["DEFAULT_SCORING_BUDGET", "default_score_dtype", "score_global", "score_matrix"]
+__all__ = ["DEFAULT_SCORING_BUDGET", "default_score_dtype", "mirror_upper", "score_global", "score_matrix"]
 
 DEFAULT_SCORING_BUDGET = 512 * 2**20
 # Pairs per progress unit: about a second of CPU work at the published shapes.
@@ -61,7 +61,7 @@ def _tile(maps: MapsLike, start: int, stop: int, device: torch.device,
     return block.detach().to(device=device, dtype=dtype)
 
 
-def _mirror_upper(out: np.ndarray, step: int = 1024) -> None:
+def mirror_upper(out: np.ndarray, step: int = 1024) -> None:
     """Copy the upper triangle of a square ``out`` onto its lower triangle, in place."""
     n = out.shape[0]
     for i in range(0, n, step):
@@ -162,7 +162,7 @@ def score_matrix(matcher: QAConv, probe_maps: MapsLike, gallery_maps: MapsLike, 
             done += _upper_pairs(i0, i1, j0, j1) if symmetric else (i1 - i0) * (j1 - j0)
             report(progress, done, total)
     if symmetric:
-        _mirror_upper(out)
+        mirror_upper(out)
     return out
 
 

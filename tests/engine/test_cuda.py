@@ -29,7 +29,7 @@ from engine.jobs import Cancelled
 from engine.models import QAConv
 from engine.models.config import ModelConfig
 from engine.models.reid import build_criterion, build_model
-from engine.scoring import default_score_dtype, score_matrix
+from engine.models.scoring import default_score_dtype, score_matrix
 from engine.train import TrainConfig, TrainImages, fit, load_model, make_optimizer, train_one_epoch
 from engine.utils import autocast_dtype
 

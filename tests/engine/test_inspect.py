@@ -13,7 +13,7 @@ from engine.explain.inspect import (
     pair_correspondence,
     select_lines,
 )
-from engine.scoring import score_matrix
+from engine.models.scoring import score_matrix
 from tests.engine.test_qaconv import randomised_matcher, unit_maps
 
 

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from engine.jobs import Cancelled
 from engine.models import QAConv
-from engine.scoring import score_global, score_matrix
+from engine.models.scoring import score_global, score_matrix
 
 C, H, W = 16, 4, 3
 HW = H * W

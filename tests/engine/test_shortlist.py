@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from engine.models.qaconv import QAConv
+from engine.models.scoring import score_matrix
 from engine.postprocess import re_rank
 from engine.postprocess.rerank_sparse import re_rank_shortlist
-from engine.scoring import score_matrix
 from engine.shortlist import band_features, shortlist_block, shortlist_graph, stage_one
 
 

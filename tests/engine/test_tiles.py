@@ -7,7 +7,7 @@ import torch
 
 from engine.jobs import Cancelled
 from engine.models.qaconv import QAConv
-from engine.scoring import score_matrix
+from engine.models.scoring import score_matrix
 from engine.tiles import score_tiled, tile_bounds
 
 
