@@ -39,10 +39,11 @@ import numpy as np
 from engine.checkpoint import file_digest, read_sidecar_config
 from engine.data import Dataset, load_dataset
 from engine.evaluation import Metrics, evaluate
-from engine.explain.inspect import Correspondence, pair_correspondence
-from engine.features import FeatureStore, Preprocessing, load_input, warn_uncached
+from engine.features import FeatureStore, load_input, warn_uncached
 from engine.jobs import check_cancel
 from engine.leftovers import cache_folders, remove_stale_temporaries
+from engine.models.config import Preprocessing
+from engine.models.correspondence import Correspondence, pair_correspondence
 from engine.postprocess.params import RerankParams, TLiftParams
 from engine.postprocess.pipeline import distances_of, post_process
 from engine.utils import atomic_path, atomic_write_text, default_cache_dir
@@ -209,7 +210,7 @@ class Session:
         digest = file_digest(checkpoint)
         config = read_sidecar_config(checkpoint, digest)
         if config is None or not all(k in config for k in _KEY_SETTINGS):
-            from engine.train import load_model
+            from engine.models import load_model
 
             return cls(dataset, load_model(checkpoint, dev), digest, device=dev,
                        cache_dir=cache_dir, **kwargs)
@@ -230,7 +231,7 @@ class Session:
         """The re-id model, loaded from the checkpoint (with torch) on first use."""
         with self._model_lock:  # two jobs may need it first at the same time
             if self._model is None:
-                from engine.train import load_model
+                from engine.models import load_model
 
                 model = load_model(self.checkpoint, self.device)
                 cfg = model.config

@@ -13,9 +13,10 @@ import torch
 
 from engine.__main__ import main
 from engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from engine.models import load_model
 from engine.models.config import ModelConfig
 from engine.outputs import OutputRefused, check_output_path
-from engine.train import TrainConfig, fit, load_model
+from engine.train import TrainConfig, fit
 
 TINY_MODEL = ModelConfig(arch="resnet18", neck=16, height=64, width=32, pretrained="none")
 TINY_TRAIN = TrainConfig(batch_size=8, max_epochs=1, max_batches=1, workers=0, rotation=0)

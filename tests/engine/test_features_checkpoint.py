@@ -11,7 +11,8 @@ from torch import nn
 
 from engine.checkpoint import CheckpointError, load_checkpoint, load_state_strict, save_checkpoint
 from engine.data import Sample
-from engine.features import FeatureStore, Preprocessing, extract_maps
+from engine.features import FeatureStore, extract_maps
+from engine.models.config import Preprocessing
 
 
 class _TinyBackbone(nn.Module):
@@ -177,8 +178,8 @@ def test_warm_session_ranks_without_model_or_torch(tmp_path):
 
     from engine.checkpoint import sidecar_path
     from engine.data import Dataset
+    from engine.models import load_model
     from engine.session import Session
-    from engine.train import load_model
 
     (tmp_path / "imgs").mkdir()
     samples = _images(tmp_path / "imgs", n=6)

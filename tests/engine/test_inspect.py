@@ -10,9 +10,9 @@ from engine.explain.inspect import (
     band_sums,
     location_centres,
     matched_location,
-    pair_correspondence,
     select_lines,
 )
+from engine.models.correspondence import pair_correspondence
 from engine.models.scoring import score_matrix
 from tests.engine.test_qaconv import randomised_matcher, unit_maps
 

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from engine.checkpoint import CheckpointError, load_checkpoint
+from engine.models import load_model
 from engine.models.config import ModelConfig
-from engine.train import Schedule, TrainConfig, fit, load_model
+from engine.train import Schedule, TrainConfig, fit
 
 TINY_MODEL = ModelConfig(arch="resnet18", neck=16, height=64, width=32, pretrained="none")
 TINY_TRAIN = TrainConfig(batch_size=8, max_epochs=2, max_batches=2, workers=0, rotation=0)
