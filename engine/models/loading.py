@@ -112,6 +112,8 @@ def check_model_state(state: Mapping[str, Any], path: str | os.PathLike) -> None
     """
     import torch
 
+    if not _is_own_checkpoint(state):
+        raise CheckpointError(f"{path} is not a checkpoint of this tool (no model settings inside)")
     try:
         cfg = ModelConfig.from_dict(state["config"])
     except (TypeError, ValueError) as exc:

@@ -31,10 +31,11 @@ def test_launcher_starts_and_quits_itself(loaded, load_request):
 
 
 def test_help_names_every_option():
-    result = _run(["--help"], timeout=60)
-    assert result.returncode == 0
+    from viewer.app import build_parser
+
+    text = build_parser().format_help()
     for flag in ("--data", "--checkpoint", "--device", "--cache-dir", "--screenshot"):
-        assert flag in result.stdout
+        assert flag in text
 
 
 def test_screenshot_writes_a_non_blank_png(loaded, load_request, tmp_path, qapp):
