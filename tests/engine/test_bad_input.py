@@ -89,6 +89,7 @@ def test_output_guard_refuses_a_read_only_folder(tmp_path):
         folder.chmod(0o700)
 
 
+@pytest.mark.slow
 def test_export_and_evaluate_never_replace_inputs_or_existing_files(tiny_run, tmp_path, capsys):
     root, ckpt = tiny_run
     ckpt_bytes = ckpt.read_bytes()
@@ -453,6 +454,7 @@ def test_stale_temporaries_of_dead_runs_are_removed_and_only_those(tiny_run, tmp
         live.wait()
 
 
+@pytest.mark.slow
 def test_killed_synth_leaves_no_workers_and_its_partial_folder_goes(tmp_path):
     import signal
     import subprocess

@@ -238,6 +238,7 @@ class FaultyLoss(torch.nn.Module):
         return loss * float("nan") if len(self.weights) == 1 else loss
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("device", DEVICES)
 def test_non_finite_steps_are_skipped_and_counted(tiny_synth, device):
     """The GradScaler path of ``train_one_epoch``; on the CPU with its own autocast dtype
@@ -269,6 +270,7 @@ def _tensors_equal(a: dict, b: dict, exact: bool) -> None:
             torch.testing.assert_close(a[k], b[k], rtol=1e-3, atol=1e-4, msg=k)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("device", DEVICES)
 def test_resume_continues_like_an_uninterrupted_run(tiny_synth, tmp_path, device, monkeypatch):
     """Epoch 1, stop, resume epoch 2 == epochs 1-2 in one go; on CUDA with AMP + GradScaler

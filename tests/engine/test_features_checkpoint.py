@@ -149,6 +149,7 @@ def test_sidecar_config_only_for_the_same_checkpoint(tmp_path):
     assert read_sidecar_config(path, file_digest(path)) is None
 
 
+@pytest.mark.slow
 def test_warm_session_ranks_without_model_or_torch(tmp_path, image_samples, random_checkpoint):
     import subprocess
     import sys

@@ -87,6 +87,7 @@ def test_damaged_tiles_are_recomputed(tmp_path, matcher):
     np.testing.assert_array_equal(resumed, whole)
 
 
+@pytest.mark.slow
 def test_session_block_resumes_after_a_cancelled_run(tmp_path, monkeypatch, image_samples, random_checkpoint):
     """Through the session: a cancelled g-g block keeps its tiles; the next run reuses them."""
     import engine.tiles

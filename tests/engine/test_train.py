@@ -29,6 +29,7 @@ def test_schedule_drops_once_and_stops_at_one_and_a_half_times():
     assert capped.stop_epoch == 6
 
 
+@pytest.mark.slow
 def test_fit_writes_checkpoints_and_resume_continues(tiny_synth, tmp_path):
     _, dataset = tiny_synth
     out = tmp_path / "run"
@@ -53,6 +54,7 @@ def test_fit_writes_checkpoints_and_resume_continues(tiny_synth, tmp_path):
     assert not model.training and model.config.arch == "resnet18"
 
 
+@pytest.mark.slow
 def test_resume_with_other_model_settings_says_what_differs(tiny_synth, tmp_path):
     _, dataset = tiny_synth
     fit(dataset, TINY_MODEL, dataclasses.replace(TINY_TRAIN, max_epochs=1), tmp_path, device=CPU)
@@ -72,6 +74,7 @@ def test_checkpoint_that_does_not_fit_names_the_difference(tiny_synth, tmp_path)
         load_model(tmp_path / "bad.pt")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loss,sampler", [("focal", "random"), ("triplet", "graph"),
                                           ("softmax+triplet", "pk"), ("pairwise", "pk")])
 def test_losses_and_samplers_train_with_bfloat16_autocast(tiny_synth, tmp_path, loss, sampler):
@@ -82,6 +85,7 @@ def test_losses_and_samplers_train_with_bfloat16_autocast(tiny_synth, tmp_path, 
     assert stats[0]["batches"] == 2 and np.isfinite(stats[0]["loss"])
 
 
+@pytest.mark.slow
 def test_global_baseline_trains_and_scores(tiny_synth, tmp_path):
     _, dataset = tiny_synth
     model_cfg = dataclasses.replace(TINY_MODEL, method="global")
@@ -93,6 +97,7 @@ def test_global_baseline_trains_and_scores(tiny_synth, tmp_path):
     assert scores.shape == (3, 3) and np.allclose(np.diag(scores), 1.0, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_cli_train_then_evaluate_end_to_end(tiny_synth, tmp_path, run_cli):
     root, _ = tiny_synth
     common = ["--data", root, "--device", "cpu"]
@@ -131,6 +136,7 @@ def test_cli_errors_are_messages_not_tracebacks(tmp_path, run_cli):
     assert code == 2 and "error:" in err
 
 
+@pytest.mark.slow
 def test_a_trained_checkpoint_initialises_another_models_trunk(tiny_synth, tmp_path):
     """No ImageNet weights here: a model trained by this project can stand in for them."""
     from engine.models.reid import build_model
@@ -150,6 +156,7 @@ def test_a_trained_checkpoint_initialises_another_models_trunk(tiny_synth, tmp_p
     assert not torch.equal(source.backbone.neck.weight, target.backbone.neck.weight)
 
 
+@pytest.mark.slow
 def test_checkpoint_records_its_trunk_source_without_machine_paths(tiny_synth, tmp_path):
     """A shared checkpoint names the trunk file it started from by name and digest, no folder."""
     from engine.checkpoint import file_digest, read_sidecar_config
