@@ -223,6 +223,7 @@ def test_checkpoint_with_code_inside_is_refused_in_our_words(tmp_path):
     assert "weights_only" not in str(info.value) and "issue" not in str(info.value)
 
 
+@pytest.mark.slow
 def test_non_finite_weights_are_named_on_load_and_never_saved(tiny_run, tiny_synth, tmp_path,
                                                              monkeypatch):
     state = _tiny_state(tiny_run)
@@ -250,6 +251,7 @@ def test_non_finite_weights_are_named_on_load_and_never_saved(tiny_run, tiny_syn
     assert not (tmp_path / "run" / "model.pt").exists()
 
 
+@pytest.mark.slow
 def test_max_epochs_reached_does_not_claim_it_saved(tiny_run, tiny_synth, tmp_path, capsys):
     root, _ = tiny_synth
     out = tmp_path / "run"
@@ -342,6 +344,7 @@ def test_info_with_an_infinite_time_says_so(tiny_synth, tmp_path, capsys):
     assert code == 0 and "timestamps: yes" in out and "skipped 1" in out
 
 
+@pytest.mark.slow
 def test_evaluate_prints_the_rows_it_computed_before_a_failure(tiny_run, tmp_path, capsys,
                                                                monkeypatch):
     root, ckpt = tiny_run
@@ -509,6 +512,7 @@ def test_killed_synth_leaves_no_workers_and_its_partial_folder_goes(tmp_path):
     assert not any(p.name.endswith(".partial") for p in tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_training_skips_undecodable_training_images(tiny_synth, tmp_path, caplog):
     """A garbage body behind valid JPEG markers passes the loader; training skips and lists it."""
     import dataclasses

@@ -33,6 +33,7 @@ def _near(img, bgr, tol=40) -> np.ndarray:
     return (np.abs(img.astype(int) - np.array(bgr)).max(axis=2) <= tol)
 
 
+@pytest.mark.slow
 def test_every_png_decodes_with_content(plots, tmp_path):
     written = write_pngs(plots, tmp_path)
     assert [p.name for p in written] == ["cmc.png", "roc.png", "score_distributions.png",
