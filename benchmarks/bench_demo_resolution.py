@@ -32,8 +32,8 @@ def launch_costs(data, height: int, width: int, sample: int, device) -> dict[str
     """Seconds each launch step would take on the whole set, from timed samples."""
     import numpy as np
 
-    from engine.features import Preprocessing, extract_maps
-    from engine.models.config import ModelConfig
+    from engine.features import extract_maps
+    from engine.models.config import ModelConfig, Preprocessing
     from engine.models.reid import build_model
 
     cfg = ModelConfig(arch="resnet18", neck=128, height=height, width=width,
@@ -58,8 +58,9 @@ def training_step(data, height: int, width: int, classes: int, batch: int, devic
     """Seconds per training step of QAConv + class memory (focal) with a full memory."""
     import torch
 
+    from engine.losses import build_criterion
     from engine.models.config import ModelConfig
-    from engine.models.reid import build_criterion, build_model
+    from engine.models.reid import build_model
 
     cfg = ModelConfig(arch="resnet18", neck=128, height=height, width=width,
                       pretrained=str(ROOT / "viewer" / "demo" / "model.pt"))

@@ -82,9 +82,10 @@ def main() -> int:
     from engine.data.samplers import RandomBatchSampler
     from engine.data.synthetic import generate
     from engine.data.transforms import TrainTransform
-    from engine.features import FeatureStore, Preprocessing, extract_maps, load_input
-    from engine.models.config import ModelConfig
-    from engine.models.reid import build_criterion, build_model
+    from engine.features import FeatureStore, extract_maps, load_input
+    from engine.losses import build_criterion
+    from engine.models.config import ModelConfig, Preprocessing
+    from engine.models.reid import build_model
     from engine.train import TrainConfig, TrainImages, make_optimizer, train_one_epoch
     from engine.utils import autocast_dtype, seed_worker
 

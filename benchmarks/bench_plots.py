@@ -215,8 +215,9 @@ def sweep_figures(distmat, labels: dict, what: str, per_parameter: int | None = 
 
 def market_scale(repeats: int) -> None:
     """Simulated Market-1501-size scores: the cost of the analysis and the sweep."""
-    from engine.analysis.plot_data import analyse_stages, stage_name
+    from engine.analysis.plot_data import analyse_stages
     from engine.postprocess import final_distances, lift_distances
+    from engine.postprocess.params import stage_name
 
     rng = np.random.default_rng(0)
     num_ids, cams, q, g = 750, 6, 3368, 15913

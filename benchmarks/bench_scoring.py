@@ -5,7 +5,7 @@ flops of similarities (9.4 MFLOP); the maxima and the head are comparatively fre
 measures, in one process, on the CPU (float32, the engine's CPU dtype):
 
 - a large float32 ``torch.matmul`` (the machine's practical peak),
-- ``engine.scoring.score_matrix`` (the engine's path: folded head, blocked matmul + max),
+- ``engine.models.scoring.score_matrix`` (the engine's path: folded head, blocked matmul + max),
 - a straightforward einsum formulation of SPEC.md section 2 (``einsum('pcs,gcr->pgrs')``,
   max both ways, the module's BatchNorm / Linear / BatchNorm head), chunked to the same
   memory budget, and at the engine's CPU block size,
@@ -36,7 +36,7 @@ from engine.models.qaconv import (
     gallery_columns,
     probe_rows,
 )
-from engine.scoring import DEFAULT_SCORING_BUDGET, default_score_dtype, score_matrix
+from engine.models.scoring import DEFAULT_SCORING_BUDGET, default_score_dtype, score_matrix
 from engine.utils import resolve_device
 
 

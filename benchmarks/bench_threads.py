@@ -40,7 +40,7 @@ def child(seconds: float) -> None:
     import torch.nn.functional as F
 
     from engine.models.qaconv import QAConv
-    from engine.scoring import score_matrix
+    from engine.models.scoring import score_matrix
 
     torch.manual_seed(0)
     d, h, w, p, g = 128, 8, 4, 64, 1024

@@ -94,46 +94,6 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return state
 
 
-def check_model_state(state: dict[str, Any], path: str | os.PathLike) -> None:
-    """Check a loaded checkpoint's settings and weights before any model is built from them.
-
-    The settings must name a known architecture with sizes in sane bounds (a crafted
-    ``neck=2000000`` would otherwise allocate gigabytes), the weights must be a dict of tensors
-    whose key shapes agree with the settings, and every value must be finite (the names of the
-    tensors holding NaN or infinity are given).
-    """
-    import torch
-
-    from engine.models.config import ModelConfig
-
-    try:
-        cfg = ModelConfig.from_dict(state["config"])
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{path}: the model settings inside are not valid: {exc}") from exc
-    weights = state.get("model")
-    if not isinstance(weights, dict) or not all(
-            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()):
-        raise CheckpointError(f"{path} holds no model weights (a dict of named tensors)")
-    trunk_channels = 256 if cfg.depth < 50 else 1024
-    expected = {"backbone.neck.weight": (cfg.neck, trunk_channels, 3, 3)}
-    if cfg.method == "qaconv":
-        h, w = cfg.feature_size
-        expected["matcher.fc.weight"] = (1, h * w)
-    for name, shape in expected.items():
-        if name not in weights:
-            raise CheckpointError(f"{path}: the weights lack {name}; not a {cfg.method} "
-                                  f"{cfg.arch} checkpoint of this tool")
-        if tuple(weights[name].shape) != shape:
-            raise CheckpointError(f"{path}: the checkpoint does not fit its own settings: {name} is "
-                                  f"{tuple(weights[name].shape)} but {cfg.arch}, neck {cfg.neck}, "
-                                  f"{cfg.height}x{cfg.width} needs {shape}")
-    bad = nonfinite_tensors(weights)
-    if bad:
-        raise CheckpointError(f"{path} holds NaN or infinite weights in {len(bad)} tensor(s): "
-                              + ", ".join(bad[:6]) + (" ..." if len(bad) > 6 else "")
-                              + "; the training that wrote it diverged")
-
-
 def nonfinite_tensors(tensors: dict[str, torch.Tensor]) -> list[str]:
     """Names of the floating-point tensors in ``tensors`` holding NaN or infinity."""
     import torch

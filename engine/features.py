@@ -17,7 +17,6 @@ import logging
 import os
 import shutil
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,6 +25,7 @@ import numpy as np
 from engine.cache_files import read_json_object
 from engine.data import Sample, read_image_rgb
 from engine.jobs import check_cancel
+from engine.models.config import Preprocessing
 from engine.utils import atomic_write_text
 
 if TYPE_CHECKING:
@@ -70,24 +70,12 @@ def _file_checksum(path: Path) -> str:
     return h.hexdigest()
 
 
-@dataclass(frozen=True)
-class Preprocessing:
-    """What turns an image file into the model's input; part of every cache key."""
-
-    height: int
-    width: int
-    imagenet_norm: bool = False
-
-    def key(self) -> str:
-        return f"{self.height}x{self.width}-norm{int(self.imagenet_norm)}"
-
-
 def load_input(path_or_image: str | np.ndarray, prep: Preprocessing) -> torch.Tensor:
     """One image (file path or RGB array) -> model input ``[3, H, W]`` float32."""
     from engine.models.backbone import preprocess
 
     image = read_image_rgb(path_or_image) if isinstance(path_or_image, str) else path_or_image
-    return preprocess(image, prep.height, prep.width, prep.imagenet_norm)[0]
+    return preprocess(image, prep)[0]
 
 
 class _ImageFiles:

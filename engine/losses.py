@@ -1,4 +1,5 @@
-"""Training losses (SPEC.md section 3): class memory + focal and its variants, pairwise, triplet.
+"""Training losses (SPEC.md section 3): class memory + focal and its variants, pairwise, triplet;
+:func:`build_criterion` picks one by name for a model.
 
 Every QAConv loss holds the matcher it trains (the matcher's parameters are loss parameters,
 clipped separately from the model's, SPEC.md section 6). All losses return a scalar
@@ -11,7 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine.models.baseline import GlobalClassifier
 from engine.models.qaconv import QAConv
+from engine.models.reid import ReIDModel
 
 __all__ = [
     "MEMORY_MODES",
@@ -20,6 +23,7 @@ __all__ = [
     "PairwiseMatchingLoss",
     "TripletLoss",
     "batch_hard_triplet",
+    "build_criterion",
     "focal_weights",
     "pairwise_bce",
     "softmax_ce",
@@ -247,3 +251,25 @@ class GlobalSoftmaxLoss(nn.Module):
     def forward(self, feats: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """``feats [B, D, H, W]`` or ``[B, D]``, ``labels [B]`` -> scalar loss."""
         return softmax_ce(self.classifier(feats), labels, self.label_smoothing)
+
+
+def build_criterion(model: ReIDModel, loss: str, num_classes: int, *,
+                    triplet_margin: float = 16.0) -> nn.Module:
+    """The training loss named ``loss`` (see ``engine.train.LOSSES``) for ``model``."""
+    cfg = model.config
+    if cfg.method == "global" or loss == "global":
+        if cfg.method != "global":
+            raise ValueError("the 'global' loss trains the global baseline: use --method global")
+        return GlobalSoftmaxLoss(GlobalClassifier(cfg.neck, num_classes))
+    base, _, extra = loss.partition("+")
+    if extra not in ("", "triplet"):
+        raise ValueError(f"unknown loss {loss!r}")
+    margin = triplet_margin if extra == "triplet" else None
+    if base in ("focal", "bce", "softmax"):
+        return ClassMemoryLoss(model.matcher, num_classes, cfg.feature_shape, mode=base,
+                               triplet_margin=margin)
+    if base == "pairwise" and margin is None:
+        return PairwiseMatchingLoss(model.matcher)
+    if base == "triplet":
+        return TripletLoss(model.matcher, margin=triplet_margin)
+    raise ValueError(f"unknown loss {loss!r}")

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from engine.cache_files import read_folded_head
-from engine.features import Preprocessing, warn_uncached
+from engine.features import warn_uncached
+from engine.models.config import Preprocessing
 from engine.utils import atomic_write_text
 
 if TYPE_CHECKING:
@@ -93,7 +94,7 @@ class ModelHandle:
         """The re-id model, loaded from the checkpoint (with torch) on first use."""
         with self._lock:  # two jobs may need it first at the same time
             if self._model is None:
-                from engine.train import load_model
+                from engine.models import load_model
 
                 model = load_model(self.checkpoint, self.device)
                 cfg = model.config

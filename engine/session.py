@@ -34,11 +34,12 @@ from engine.blocks import BlockCache
 from engine.checkpoint import file_digest, read_sidecar_config
 from engine.data import Dataset, load_dataset
 from engine.evaluation import Metrics, evaluate
-from engine.explain.inspect import Correspondence, pair_correspondence
-from engine.features import FeatureStore, Preprocessing, load_input
+from engine.features import FeatureStore, load_input
 from engine.jobs import check_cancel
 from engine.leftovers import cache_folders, remove_stale_temporaries
 from engine.model_handle import ModelHandle, resolve_device_lazily
+from engine.models.config import Preprocessing
+from engine.models.correspondence import Correspondence, pair_correspondence
 from engine.postprocess.params import RerankParams, TLiftParams, rerank_params, tlift_params
 from engine.postprocess.pipeline import distances_of, post_process
 from engine.postprocess.rerank_sparse import Graph
@@ -127,7 +128,7 @@ class Session:
         digest = file_digest(checkpoint)
         config = read_sidecar_config(checkpoint, digest)
         if config is None or not all(k in config for k in _KEY_SETTINGS):
-            from engine.train import load_model
+            from engine.models import load_model
 
             return cls(dataset, load_model(checkpoint, dev), digest, device=dev,
                        cache_dir=cache_dir, checkpoint=checkpoint, **kwargs)

@@ -268,7 +268,7 @@ def shortlist_block(matcher: QAConv, probe_maps, gallery_maps, k: int, *,
     Returns ``(logits, candidates)``: ``candidates [p, K]`` int32. Every other pair gets
     :func:`estimate_fill`'s logit from its first-stage score.
     """
-    from engine.scoring import score_matrix
+    from engine.models.scoring import score_matrix
 
     p, g = len(probe_maps), len(gallery_maps)
     if k >= g:  # every pair is a candidate: exhaustive scoring, bit for bit
@@ -331,7 +331,7 @@ def shortlist_graph(matcher: QAConv, maps, k: int, *, device: torch.device | str
     Returns ``(neighbours [n, K] int32, logits [n, K] float32)``; the pair ``(i, j)`` is scored
     once, probe ``min(i, j)``, gallery ``max(i, j)``.
     """
-    from engine.scoring import score_matrix
+    from engine.models.scoring import score_matrix
 
     n = len(maps)
     emb = band_features(maps)

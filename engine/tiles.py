@@ -65,7 +65,7 @@ def score_tiled(score: ScoreFn, a, b, *, tiles_dir: str | Path, symmetric: bool 
         The float32 block ``[len(a), len(b)]`` and how many tiles were loaded from disk. The
         tiles stay until the caller, having stored the whole block, calls :func:`discard_tiles`.
     """
-    from engine.scoring import mirror_upper
+    from engine.models.scoring import mirror_upper
 
     p, g = len(a), len(b)
     if symmetric and p != g:

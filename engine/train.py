@@ -19,7 +19,6 @@ import torch
 from torch import nn
 
 from engine.checkpoint import (
-    check_model_state,
     file_digest,
     load_checkpoint,
     load_state_strict,
@@ -31,9 +30,9 @@ from engine.data.samplers import GraphSampler, PKBatchSampler, RandomBatchSample
 from engine.data.transforms import TrainTransform
 from engine.jobs import check_cancel
 from engine.leftovers import remove_stale_temporaries
-from engine.models.backbone import IMAGENET_MEAN, IMAGENET_STD
-from engine.models.config import ModelConfig
-from engine.models.reid import ReIDModel, build_criterion, build_model
+from engine.losses import build_criterion
+from engine.models.config import IMAGENET_MEAN, IMAGENET_STD, ModelConfig
+from engine.models.reid import ReIDModel, build_model
 from engine.utils import autocast_dtype, seed_everything, seed_worker
 
 log = logging.getLogger(__name__)
@@ -263,13 +262,13 @@ def train_one_epoch(model: ReIDModel, criterion: nn.Module, optimizer: torch.opt
 def _class_distances(model: ReIDModel, dataset: TrainImages, device: torch.device,
                      indices: list[int]) -> np.ndarray:
     """QAConv distances between one image per class (graph sampler), eval mode."""
-    from engine.features import Preprocessing, load_input
-    from engine.scoring import score_matrix
+    from engine.features import load_input
+    from engine.models.scoring import score_matrix
 
     was_training = model.training
     model.eval()
     cfg = model.config
-    prep = Preprocessing(cfg.height, cfg.width, cfg.imagenet_norm)
+    prep = cfg.preprocessing
     maps = []
     use_half = device.type == "cuda"
     for start in range(0, len(indices), 64):
@@ -430,14 +429,3 @@ def fit(dataset: Dataset, model_cfg: ModelConfig, cfg: TrainConfig, out_dir: str
         log.warning("interrupted; resume with --resume (continues after epoch %d)", max(epoch - 1, 0))
         raise
     return model_path
-
-
-def load_model(path: str | Path, device: torch.device | str = "cpu") -> ReIDModel:
-    """Rebuild a model from a checkpoint alone (its settings are inside)."""
-    state = load_checkpoint(path)
-    check_model_state(state, path)  # settings, shapes and finiteness, before building anything
-    cfg = ModelConfig.from_dict(state["config"])
-    cfg = dataclasses.replace(cfg, pretrained="none")  # the checkpoint holds every weight
-    model = build_model(cfg)
-    load_state_strict(model, state["model"], "model weights")
-    return model.to(device).eval()

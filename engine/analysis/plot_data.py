@@ -19,7 +19,7 @@ import numpy as np
 
 from engine.evaluation import evaluate
 from engine.jobs import CancelFn, ProgressFn, check_cancel, report
-from engine.postprocess.params import tlift_params
+from engine.postprocess.params import stage_name, tlift_params
 from engine.postprocess.pipeline import SweepPoint, relative_similarity, tlift_sweep
 
 __all__ = [
@@ -42,7 +42,6 @@ __all__ = [
     "score_histogram",
     "settings_key",
     "stage_distances",
-    "stage_name",
     "tlift_sweeps",
     "tpr_at_fpr",
 ]
@@ -58,11 +57,6 @@ APPENDIX_VALUES = {
 FPR_TARGETS = (1e-2, 1e-3, 1e-4)
 #: Subsets of the pair-score distributions.
 SUBSETS = ("all", "same_camera", "other_camera")
-
-
-def stage_name(base: str, rerank: bool, tlift: bool) -> str:
-    """``qaconv``, ``qaconv+rr``, ``qaconv+tlift``, ``qaconv+rr+tlift`` (the export's names)."""
-    return "+".join([base] + (["rr"] if rerank else []) + (["tlift"] if tlift else []))
 
 
 def cmc_curve(distmat, query_pids, gallery_pids, query_cams, gallery_cams,

@@ -119,9 +119,10 @@ def write_plots(session, args, distances, inputs) -> list:
     import dataclasses
 
     from engine.analysis.plot_csv import csv_files
-    from engine.analysis.plot_data import analyse_stages, stage_name, tlift_sweeps
+    from engine.analysis.plot_data import analyse_stages, tlift_sweeps
     from engine.analysis.plot_png import png_files
     from engine.outputs import write_output_folder
+    from engine.postprocess.params import stage_name
 
     rr, tl = _params(session, args)
     names = {"raw": (False, False), "+RR": (True, False), "+TLift": (False, True),

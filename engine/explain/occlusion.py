@@ -274,8 +274,8 @@ def rank_change_map(session, image, query_pid: int, query_cam: int, side: int | 
     ranking :func:`rank_occluded` gives one square with the same ``fill`` and ``rerank``, so each
     cell equals the rank of the query occluded there by hand.
     """
-    from engine.analysis.plot_data import stage_name
-    from engine.postprocess.params import rerank_params
+
+    from engine.postprocess.params import rerank_params, stage_name
 
     image = _as_image(image)
     labels = (session.gallery_pids, session.gallery_cams)

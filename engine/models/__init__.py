@@ -1,22 +1,38 @@
-"""Models: the feature-map backbone, the QAConv matcher and the global baseline."""
-from engine.models.backbone import (
-    FeatureMapBackbone,
-    build_backbone,
-    freeze_backbone_bn,
-    preprocess,
-)
-from engine.models.baseline import GlobalClassifier, pool_embeddings
-from engine.models.config import ModelConfig
-from engine.models.qaconv import Correspondence, QAConv
+"""Models: the model protocol, the loader registry, the backbone, QAConv and the global baseline.
 
-__all__ = [
-    "Correspondence",
-    "FeatureMapBackbone",
-    "GlobalClassifier",
-    "ModelConfig",
-    "QAConv",
-    "build_backbone",
-    "freeze_backbone_bn",
-    "pool_embeddings",
-    "preprocess",
-]
+``load_model(path, device)`` is the one entry that opens a checkpoint (any registered format).
+Names are imported on first use: the settings (``ModelConfig``, ``Preprocessing``) and the
+correspondence arithmetic need no torch, and a warm viewer launch reads them without it.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# name -> the module of engine.models that defines it
+_HOMES = {
+    "FeatureMapBackbone": "backbone", "build_backbone": "backbone",
+    "freeze_backbone_bn": "backbone", "preprocess": "backbone",
+    "GlobalClassifier": "baseline", "pool_embeddings": "baseline",
+    "ModelConfig": "config", "Preprocessing": "config",
+    "Correspondence": "correspondence", "pair_correspondence": "correspondence",
+    "load_model": "loading", "register_format": "loading",
+    "ReIDModelProtocol": "protocol",
+    "QAConv": "qaconv",
+    "ReIDModel": "reid", "build_model": "reid",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

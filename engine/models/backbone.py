@@ -24,11 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.models.config import ModelConfig
+from engine.models.config import ModelConfig, Preprocessing
 
 __all__ = [
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
     "FeatureMapBackbone",
     "build_backbone",
     "cached_imagenet_weights",
@@ -38,9 +36,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # depth -> (block, blocks per stage, torchvision's ImageNet weight enum), by name: torchvision
 # is imported only when a backbone is built (it costs seconds at start-up, e.g. the viewer's).
@@ -247,19 +242,16 @@ def freeze_backbone_bn(backbone: nn.Module) -> nn.Module:
     return backbone
 
 
-def preprocess(images: np.ndarray | Sequence[np.ndarray], height: int, width: int,
-               imagenet_norm: bool = False) -> torch.Tensor:
-    """RGB ``uint8`` images -> model input: bicubic resize, [0, 1], optional ImageNet norm.
+def preprocess(images: np.ndarray | Sequence[np.ndarray], prep: Preprocessing) -> torch.Tensor:
+    """RGB ``uint8`` images -> model input, as ``prep`` says: bicubic resize, [0, 1], mean / std.
 
     Parameters
     ----------
     images
         One image ``[h, w, 3]``, a batch ``[N, h, w, 3]`` or a list of images of any sizes,
         ``uint8`` RGB.
-    height, width
-        Model input size in pixels.
-    imagenet_norm
-        Subtract ImageNet mean and divide by std after scaling to [0, 1].
+    prep
+        The model's preprocessing (``ModelConfig.preprocessing``): input size and normalisation.
 
     Returns
     -------
@@ -279,10 +271,10 @@ def preprocess(images: np.ndarray | Sequence[np.ndarray], height: int, width: in
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"preprocess: image {i} must be uint8 RGB [h, w, 3]; "
                              f"got {image.dtype} {tuple(image.shape)}")
-        batch.append(to_tensor(resize(image, height, width)))   # [3, H, W]
-    tensor = torch.stack(batch)                                  # [N, 3, H, W]
-    if imagenet_norm:
-        mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-        std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+        batch.append(to_tensor(resize(image, prep.height, prep.width)))   # [3, H, W]
+    tensor = torch.stack(batch)                                            # [N, 3, H, W]
+    if prep.imagenet_norm:
+        mean = torch.tensor(prep.mean).view(1, 3, 1, 1)
+        std = torch.tensor(prep.std).view(1, 3, 1, 1)
         tensor = (tensor - mean) / std
     return tensor

@@ -9,7 +9,7 @@ QAConv's matching.
 For training, the pooled features go through a ``BatchNorm1d`` and a bias-free ``Linear``
 classifier (softmax cross-entropy, :func:`engine.losses.softmax_ce`); the BatchNorm lets the
 classifier see well-scaled inputs although the pooled vectors have norm at most 1. Ranking
-uses the cosine of the embeddings (:func:`engine.scoring.score_global`).
+uses the cosine of the embeddings (:func:`engine.models.scoring.score_global`).
 """
 from __future__ import annotations
 

@@ -2,6 +2,10 @@
 
 A checkpoint alone rebuilds its model: ``ModelConfig.from_dict(state["config"])`` gives the
 architecture, the input size and the method, and the weights fill in the rest.
+:class:`Preprocessing` is the part of it that turns an image into the model's input, and the
+one home of the rule that gives the feature-map size.
+
+No torch here: a warm viewer launch reads these settings without it.
 """
 from __future__ import annotations
 
@@ -10,7 +14,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ARCHS", "METHODS", "FEATURE_STRIDE", "ModelConfig"]
+__all__ = ["ARCHS", "METHODS", "FEATURE_STRIDE", "IMAGENET_MEAN", "IMAGENET_STD", "ModelConfig",
+           "Preprocessing"]
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +27,41 @@ FEATURE_STRIDE = 16
 # allocate gigabytes. The published model uses D = 128 and 384 x 128 inputs.
 MAX_NECK = 4096
 MAX_SIDE = 2048
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """What turns an RGB image into the model's input; part of every feature-cache key.
+
+    An image is resized (bicubic) to ``height x width``, its ``uint8`` values scaled to [0, 1]
+    (divided by 255), then, with ``imagenet_norm``, ImageNet's mean subtracted and divided by
+    its std per channel (:func:`engine.models.backbone.preprocess` does it).
+    """
+
+    height: int
+    width: int
+    imagenet_norm: bool = False
+
+    @property
+    def mean(self) -> tuple[float, float, float]:
+        """Per-channel (RGB) value subtracted after scaling to [0, 1]."""
+        return IMAGENET_MEAN if self.imagenet_norm else (0.0, 0.0, 0.0)
+
+    @property
+    def std(self) -> tuple[float, float, float]:
+        """Per-channel (RGB) divisor applied after subtracting :attr:`mean`."""
+        return IMAGENET_STD if self.imagenet_norm else (1.0, 1.0, 1.0)
+
+    @property
+    def feature_size(self) -> tuple[int, int]:
+        """Feature-map size ``(H, W)`` for this input: the input size divided by the backbone's
+        stride, ``(24, 8)`` for 384 x 128."""
+        return self.height // FEATURE_STRIDE, self.width // FEATURE_STRIDE
+
+    def key(self) -> str:
+        return f"{self.height}x{self.width}-norm{int(self.imagenet_norm)}"
 
 
 @dataclass
@@ -35,8 +75,8 @@ class ModelConfig:
     neck
         Channels ``D`` of the neck convolution (the feature maps' depth).
     height, width
-        Input image size in pixels; both multiples of 16 (the backbone's stride), so the
-        feature map is exactly ``height // 16 x width // 16``.
+        Input image size in pixels; both multiples of the backbone's stride
+        (``FEATURE_STRIDE``), so the feature map is exactly :attr:`feature_size`.
     pretrained
         ``"auto"`` (torchvision's ImageNet weights if already in the torch hub cache),
         ``"none"`` (random initialisation) or a path to a ResNet state dict.
@@ -81,9 +121,14 @@ class ModelConfig:
         return int(self.arch.removeprefix("resnet"))
 
     @property
+    def preprocessing(self) -> Preprocessing:
+        """What turns an image into this model's input."""
+        return Preprocessing(self.height, self.width, self.imagenet_norm)
+
+    @property
     def feature_size(self) -> tuple[int, int]:
-        """Feature-map size ``(H, W)`` = input size // 16; ``(24, 8)`` for 384 x 128."""
-        return self.height // FEATURE_STRIDE, self.width // FEATURE_STRIDE
+        """Feature-map size ``(H, W)``; ``(24, 8)`` for 384 x 128."""
+        return self.preprocessing.feature_size
 
     @property
     def feature_shape(self) -> tuple[int, int, int]:

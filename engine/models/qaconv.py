@@ -10,7 +10,7 @@ Two evaluation paths share the same arithmetic:
 
 - ``match`` / training forward: the maxima of every pair ``[p, g, 2, hw]`` then the head,
   differentiable, with batch statistics in training mode.
-- eval scoring (``forward`` under ``no_grad`` in eval mode, and ``engine.scoring``): in eval
+- eval scoring (``forward`` under ``no_grad`` in eval mode, and ``engine.models.scoring``): in eval
   mode the head is an affine map of the maxima, so it folds into one weight vector ``c [hw]``
   and a constant: ``logit = c . a + c . b + const``. Scoring is then a matmul, two max
   reductions and a weighted sum, block by block, without keeping any ``[p, g, hw, hw]`` or
@@ -27,13 +27,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from engine.explain.inspect import Correspondence, pair_correspondence
 from engine.jobs import CancelFn, check_cancel
+from engine.models.correspondence import Correspondence, pair_correspondence
 
 __all__ = [
     "CPU_BLOCK_PAIRS",
     "DEFAULT_MEMORY_BUDGET",
-    "Correspondence",
     "QAConv",
     "block_shape",
     "folded_scores",
@@ -318,7 +317,7 @@ class QAConv(nn.Module):
         Correspondence
             Heatmaps equal to :meth:`pair_maxima` of the pair, the argmax indices both ways,
             the eval-mode logit and its exact split into contributions and bias
-            (:func:`engine.explain.inspect.pair_correspondence`).
+            (:func:`engine.models.correspondence.pair_correspondence`).
         """
         for name, m in (("probe_map", probe_map), ("gallery_map", gallery_map)):
             shape = tuple(m.shape) if hasattr(m, "shape") else ()

@@ -1,9 +1,10 @@
 """The model as the rest of the engine sees it: backbone + matcher, built from a ModelConfig.
 
-``ReIDModel`` is what checkpoints hold and what training, scoring and the viewer call:
+``ReIDModel`` is what this tool's checkpoints hold and what training, scoring and the viewer
+call; it implements :class:`engine.models.protocol.ReIDModelProtocol`: ``preprocessing``,
 ``features`` (images -> unit-norm maps), ``score`` (maps x maps -> scores, chunked) and
 ``correspondences`` (one pair's local matches). The global baseline shares the backbone and
-ranks by the cosine of average-pooled maps.
+ranks by the cosine of average-pooled maps; it has no correspondences.
 """
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ import torch
 from torch import nn
 
 from engine.models.backbone import build_backbone, freeze_backbone_bn
-from engine.models.config import ModelConfig
+from engine.models.config import ModelConfig, Preprocessing
+from engine.models.correspondence import Correspondence
 from engine.models.qaconv import QAConv
-from engine.scoring import DEFAULT_SCORING_BUDGET, score_global, score_matrix
+from engine.models.scoring import DEFAULT_SCORING_BUDGET, score_global, score_matrix
 
-__all__ = ["ReIDModel", "build_model", "build_criterion", "pooled_embeddings"]
+__all__ = ["ReIDModel", "build_model", "pooled_embeddings"]
 
 
 def pooled_embeddings(maps) -> np.ndarray:
@@ -49,8 +51,24 @@ class ReIDModel(nn.Module):
             freeze_backbone_bn(self.backbone.body)  # frozen running statistics
         return self
 
+    @property
+    def method(self) -> str:
+        """``"qaconv"`` or ``"global"``."""
+        return self.config.method
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        """What :func:`engine.models.preprocess` must do to images before :meth:`features`."""
+        return self.config.preprocessing
+
+    @property
+    def has_correspondences(self) -> bool:
+        """Whether :meth:`correspondences` can explain a pair (QAConv: yes; global: no)."""
+        return self.matcher is not None
+
     def features(self, images: torch.Tensor) -> torch.Tensor:
-        """``images [B, 3, H, W]`` -> unit-norm maps ``[B, D, H/16, W/16]``."""
+        """``images [B, 3, H, W]`` (from :func:`engine.models.preprocess`) -> unit-norm maps
+        ``[B, D, h, w]``, ``(h, w) = config.feature_size``."""
         return self.backbone(images)
 
     forward = features
@@ -78,7 +96,8 @@ class ReIDModel(nn.Module):
             progress(out.size, out.size)
         return out
 
-    def correspondences(self, probe_map, gallery_map):
+    def correspondences(self, probe_map, gallery_map) -> Correspondence:
+        """One pair's local matches and the exact split of its logit (QAConv only)."""
         if self.matcher is None:
             raise ValueError("local correspondences need a QAConv model; this is the global baseline")
         return self.matcher.correspondences(probe_map, gallery_map)
@@ -86,29 +105,3 @@ class ReIDModel(nn.Module):
 
 def build_model(config: ModelConfig) -> ReIDModel:
     return ReIDModel(config)
-
-
-def build_criterion(model: ReIDModel, loss: str, num_classes: int, *,
-                    triplet_margin: float = 16.0) -> nn.Module:
-    """The training loss named ``loss`` (see ``engine.train.LOSSES``) for ``model``."""
-    from engine import losses as L
-
-    cfg = model.config
-    if cfg.method == "global" or loss == "global":
-        if cfg.method != "global":
-            raise ValueError("the 'global' loss trains the global baseline: use --method global")
-        from engine.models.baseline import GlobalClassifier
-
-        return L.GlobalSoftmaxLoss(GlobalClassifier(cfg.neck, num_classes))
-    base, _, extra = loss.partition("+")
-    if extra not in ("", "triplet"):
-        raise ValueError(f"unknown loss {loss!r}")
-    margin = triplet_margin if extra == "triplet" else None
-    if base in ("focal", "bce", "softmax"):
-        return L.ClassMemoryLoss(model.matcher, num_classes, cfg.feature_shape, mode=base,
-                                 triplet_margin=margin)
-    if base == "pairwise" and margin is None:
-        return L.PairwiseMatchingLoss(model.matcher)
-    if base == "triplet":
-        return L.TripletLoss(model.matcher, margin=triplet_margin)
-    raise ValueError(f"unknown loss {loss!r}")

@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-__all__ = ["RerankParams", "TLiftParams", "rerank_params", "tlift_params"]
+__all__ = ["RerankParams", "TLiftParams", "rerank_params", "tlift_params", "stage_name"]
 
 
 @dataclass
@@ -63,3 +63,8 @@ def rerank_params(value: Any) -> RerankParams | None:
 def tlift_params(value: Any) -> TLiftParams | None:
     """TLift settings as a :class:`TLiftParams`, or None when off (see :func:`_params`)."""
     return _params(value, TLiftParams, "tlift")
+
+
+def stage_name(base: str, rerank: bool, tlift: bool) -> str:
+    """``qaconv``, ``qaconv+rr``, ``qaconv+tlift``, ``qaconv+rr+tlift`` (the export's names)."""
+    return "+".join([base] + (["rr"] if rerank else []) + (["tlift"] if tlift else []))

@@ -11,6 +11,7 @@ from torchvision.models import resnet as tv_resnet
 from engine.models import (
     GlobalClassifier,
     ModelConfig,
+    Preprocessing,
     build_backbone,
     freeze_backbone_bn,
     pool_embeddings,
@@ -102,17 +103,17 @@ def test_preprocess():
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 256, (100, 40, 3), dtype=np.uint8),
               rng.integers(0, 256, (64, 32, 3), dtype=np.uint8)]
-    x = preprocess(images, 64, 32, imagenet_norm=False)
+    x = preprocess(images, Preprocessing(64, 32, imagenet_norm=False))
     assert x.shape == (2, 3, 64, 32) and x.dtype == torch.float32
     assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0
     # An image already at the input size is only scaled: channel order RGB, [0, 1].
     torch.testing.assert_close(x[1], torch.from_numpy(images[1]).permute(2, 0, 1).float() / 255)
-    normed = preprocess(images[1], 64, 32, imagenet_norm=True)
+    normed = preprocess(images[1], Preprocessing(64, 32, imagenet_norm=True))
     mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
     torch.testing.assert_close(normed[0], (x[1] - mean) / std)
     with pytest.raises(ValueError, match="uint8 RGB"):
-        preprocess([np.zeros((10, 10), np.uint8)], 64, 32)
+        preprocess([np.zeros((10, 10), np.uint8)], Preprocessing(64, 32))
 
 
 def test_model_config_round_trip_and_errors():

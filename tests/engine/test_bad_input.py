@@ -13,9 +13,10 @@ import torch
 
 from engine.__main__ import main
 from engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from engine.models import load_model
 from engine.models.config import ModelConfig
 from engine.outputs import OutputRefused, check_output_path
-from engine.train import TrainConfig, fit, load_model
+from engine.train import TrainConfig, fit
 
 TINY_MODEL = ModelConfig(arch="resnet18", neck=16, height=64, width=32, pretrained="none")
 TINY_TRAIN = TrainConfig(batch_size=8, max_epochs=1, max_batches=1, workers=0, rotation=0)
@@ -88,6 +89,7 @@ def test_output_guard_refuses_a_read_only_folder(tmp_path):
         folder.chmod(0o700)
 
 
+@pytest.mark.slow
 def test_export_and_evaluate_never_replace_inputs_or_existing_files(tiny_run, tmp_path, capsys):
     root, ckpt = tiny_run
     ckpt_bytes = ckpt.read_bytes()
@@ -221,6 +223,7 @@ def test_checkpoint_with_code_inside_is_refused_in_our_words(tmp_path):
     assert "weights_only" not in str(info.value) and "issue" not in str(info.value)
 
 
+@pytest.mark.slow
 def test_non_finite_weights_are_named_on_load_and_never_saved(tiny_run, tiny_synth, tmp_path,
                                                              monkeypatch):
     state = _tiny_state(tiny_run)
@@ -248,6 +251,7 @@ def test_non_finite_weights_are_named_on_load_and_never_saved(tiny_run, tiny_syn
     assert not (tmp_path / "run" / "model.pt").exists()
 
 
+@pytest.mark.slow
 def test_max_epochs_reached_does_not_claim_it_saved(tiny_run, tiny_synth, tmp_path, capsys):
     root, _ = tiny_synth
     out = tmp_path / "run"
@@ -340,6 +344,7 @@ def test_info_with_an_infinite_time_says_so(tiny_synth, tmp_path, capsys):
     assert code == 0 and "timestamps: yes" in out and "skipped 1" in out
 
 
+@pytest.mark.slow
 def test_evaluate_prints_the_rows_it_computed_before_a_failure(tiny_run, tmp_path, capsys,
                                                                monkeypatch):
     root, ckpt = tiny_run
@@ -456,6 +461,7 @@ def test_stale_temporaries_of_dead_runs_are_removed_and_only_those(tiny_run, tmp
         live.wait()
 
 
+@pytest.mark.slow
 def test_killed_synth_leaves_no_workers_and_its_partial_folder_goes(tmp_path):
     import signal
     import subprocess
@@ -510,6 +516,7 @@ def test_killed_synth_leaves_no_workers_and_its_partial_folder_goes(tmp_path):
     assert not any(p.name.endswith(".partial") for p in tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_training_skips_undecodable_training_images(tiny_synth, tmp_path, caplog):
     """A garbage body behind valid JPEG markers passes the loader; training skips and lists it."""
     import dataclasses

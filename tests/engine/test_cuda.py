@@ -24,13 +24,14 @@ import torch.nn.functional as F
 from engine.checkpoint import load_checkpoint
 from engine.data.samplers import PKBatchSampler, RandomBatchSampler
 from engine.data.transforms import TrainTransform
-from engine.features import Preprocessing, extract_maps, load_input
+from engine.features import extract_maps, load_input
 from engine.jobs import Cancelled
-from engine.models import QAConv
+from engine.losses import build_criterion
+from engine.models import QAConv, load_model
 from engine.models.config import ModelConfig
-from engine.models.reid import build_criterion, build_model
-from engine.scoring import default_score_dtype, score_matrix
-from engine.train import TrainConfig, TrainImages, fit, load_model, make_optimizer, train_one_epoch
+from engine.models.reid import build_model
+from engine.models.scoring import default_score_dtype, score_matrix
+from engine.train import TrainConfig, TrainImages, fit, make_optimizer, train_one_epoch
 from engine.utils import autocast_dtype
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -150,7 +151,7 @@ def test_cuda_extraction_matches_the_cpu(tiny_synth):
     _, dataset = tiny_synth
     model = load_model(DEMO_CHECKPOINT, "cpu")
     cfg = model.config
-    prep = Preprocessing(cfg.height, cfg.width, cfg.imagenet_norm)
+    prep = cfg.preprocessing
     paths = [s.path for s in dataset.gallery[:12]]
     # batches of 5: the last one is partial
     on_cpu = extract_maps(model.backbone, paths, prep, device=torch.device("cpu"), batch_size=5)
@@ -237,6 +238,7 @@ class FaultyLoss(torch.nn.Module):
         return loss * float("nan") if len(self.weights) == 1 else loss
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("device", DEVICES)
 def test_non_finite_steps_are_skipped_and_counted(tiny_synth, device):
     """The GradScaler path of ``train_one_epoch``; on the CPU with its own autocast dtype
@@ -268,6 +270,7 @@ def _tensors_equal(a: dict, b: dict, exact: bool) -> None:
             torch.testing.assert_close(a[k], b[k], rtol=1e-3, atol=1e-4, msg=k)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("device", DEVICES)
 def test_resume_continues_like_an_uninterrupted_run(tiny_synth, tmp_path, device, monkeypatch):
     """Epoch 1, stop, resume epoch 2 == epochs 1-2 in one go; on CUDA with AMP + GradScaler
@@ -304,7 +307,7 @@ def test_resume_continues_like_an_uninterrupted_run(tiny_synth, tmp_path, device
         assert all(t.device.type == "cpu" for t in a["model"].values())
         on_cpu = load_model(tmp_path / "straight" / "model.pt", "cpu")
         on_gpu = load_model(tmp_path / "straight" / "model.pt", "cuda")
-        x = torch.stack([load_input(s.path, Preprocessing(TINY_MODEL.height, TINY_MODEL.width))
+        x = torch.stack([load_input(s.path, TINY_MODEL.preprocessing)
                          for s in dataset.query[:4]])
         with torch.no_grad():
             torch.testing.assert_close(on_gpu.features(x.cuda()).cpu(), on_cpu.features(x),

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from engine.checkpoint import CheckpointError, load_checkpoint, load_state_strict, save_checkpoint
-from engine.data import Sample
-from engine.features import FeatureStore, Preprocessing, extract_maps
+from engine.features import FeatureStore, extract_maps
+from engine.models.config import Preprocessing
 
 
 class _TinyBackbone(nn.Module):
@@ -27,33 +27,23 @@ class _TinyBackbone(nn.Module):
         return nn.functional.normalize(self.conv(x), dim=1)
 
 
-def _images(tmp_path, n=5):
-    rng = np.random.default_rng(0)
-    samples = []
-    for i in range(n):
-        path = str(tmp_path / f"{i:04d}_c1s1_{i:06d}_00.jpg")
-        cv2.imwrite(path, rng.integers(0, 255, (32, 16, 3), dtype=np.uint8))
-        samples.append(Sample(path, i, 0, None))
-    return samples
-
-
 PREP = Preprocessing(16, 8)
 CPU = torch.device("cpu")
 
 
-def test_extract_matches_direct_forward(tmp_path):
-    samples = _images(tmp_path)
+def test_extract_matches_direct_forward(tmp_path, image_samples):
+    samples = image_samples(tmp_path)
     net = _TinyBackbone().eval()
     maps = extract_maps(net, [s.path for s in samples], PREP, device=CPU, batch_size=2)
     assert maps.shape == (5, 4, 4, 2) and maps.dtype == np.float16
     from engine.features import load_input
+
     direct = net(torch.stack([load_input(s.path, PREP) for s in samples])).detach().numpy()
     np.testing.assert_allclose(maps.astype(np.float32), direct, atol=2e-3)
 
 
-def test_store_hit_miss_and_corrupt_rebuild(tmp_path):
-    (tmp_path / "imgs").mkdir()
-    samples = _images(tmp_path / "imgs")
+def test_store_hit_miss_and_corrupt_rebuild(tmp_path, image_samples):
+    samples = image_samples(tmp_path / "imgs")
     store = FeatureStore(tmp_path / "cache")
     net = _TinyBackbone()
     first, hit = store.get_or_extract(net, "model-a", samples, PREP, device=CPU)
@@ -159,31 +149,20 @@ def test_sidecar_config_only_for_the_same_checkpoint(tmp_path):
     assert read_sidecar_config(path, file_digest(path)) is None
 
 
-def _tiny_checkpoint(tmp_path):
-    from engine.models.config import ModelConfig
-    from engine.models.reid import build_model
-
-    cfg = ModelConfig(arch="resnet18", neck=8, height=32, width=16, pretrained="none")
-    torch.manual_seed(0)
-    path = tmp_path / "model.pt"
-    save_checkpoint(path, {"config": cfg.to_dict(), "model": build_model(cfg).state_dict()})
-    return path
-
-
-def test_warm_session_ranks_without_model_or_torch(tmp_path):
+@pytest.mark.slow
+def test_warm_session_ranks_without_model_or_torch(tmp_path, image_samples, random_checkpoint):
     import subprocess
     import sys
     from pathlib import Path
 
     from engine.checkpoint import sidecar_path
     from engine.data import Dataset
+    from engine.models import load_model
     from engine.session import Session
-    from engine.train import load_model
 
-    (tmp_path / "imgs").mkdir()
-    samples = _images(tmp_path / "imgs", n=6)
+    samples = image_samples(tmp_path / "imgs", n=6)
     dataset = Dataset("tiny", str(tmp_path), query=samples[:2], gallery=samples[2:])
-    ckpt, cache = _tiny_checkpoint(tmp_path), tmp_path / "cache"
+    ckpt, cache = random_checkpoint, tmp_path / "cache"
     cold = Session.open(dataset, ckpt, device="cpu", cache_dir=cache)
     expected = cold.distances(None, None)
     assert not any(cold.cache_hits.values())

@@ -10,15 +10,14 @@ from engine.explain.inspect import (
     band_sums,
     location_centres,
     matched_location,
-    pair_correspondence,
     select_lines,
 )
-from engine.scoring import score_matrix
-from tests.engine.test_qaconv import randomised_matcher, unit_maps
+from engine.models.correspondence import pair_correspondence
+from engine.models.scoring import score_matrix
 
 
 @pytest.fixture(scope="module")
-def pair():
+def pair(unit_maps, randomised_matcher):
     c, h, w = 16, 8, 4
     matcher = randomised_matcher(c, h, w, seed=3).eval()
     probe, gallery = unit_maps(2, c, h, w, seed=4), unit_maps(3, c, h, w, seed=5)
@@ -119,15 +118,13 @@ def test_select_lines_top_n_and_threshold_by_brute_force(pair):
         matched_location(corr, "probe", 32)
 
 
-def test_session_correspondences_match_its_scores_and_need_no_model_when_warm(tmp_path):
+def test_session_correspondences_match_its_scores_and_need_no_model_when_warm(tmp_path, image_samples, random_checkpoint):
     from engine.data import Dataset
     from engine.session import Session
-    from tests.engine.test_features_checkpoint import _images, _tiny_checkpoint
 
-    (tmp_path / "imgs").mkdir()
-    samples = _images(tmp_path / "imgs", n=6)
+    samples = image_samples(tmp_path / "imgs", n=6)
     dataset = Dataset("tiny", str(tmp_path), query=samples[:2], gallery=samples[2:])
-    ckpt, cache = _tiny_checkpoint(tmp_path), tmp_path / "cache"
+    ckpt, cache = random_checkpoint, tmp_path / "cache"
     cold = Session.open(dataset, ckpt, device="cpu", cache_dir=cache)
     cold.score(("qg",))
     assert not cold.head_ready
@@ -157,15 +154,13 @@ def test_relative_split_adds_up_to_the_same_logit(pair):
     assert total == pytest.approx(corr.logit, abs=1e-4)
 
 
-def test_a_corrupt_cached_head_is_recomputed(tmp_path):
+def test_a_corrupt_cached_head_is_recomputed(tmp_path, image_samples, random_checkpoint):
     from engine.data import Dataset
     from engine.session import Session
-    from tests.engine.test_features_checkpoint import _images, _tiny_checkpoint
 
-    (tmp_path / "imgs").mkdir()
-    samples = _images(tmp_path / "imgs", n=4)
+    samples = image_samples(tmp_path / "imgs", n=4)
     dataset = Dataset("tiny", str(tmp_path), query=samples[:1], gallery=samples[1:])
-    ckpt, cache = _tiny_checkpoint(tmp_path), tmp_path / "cache"
+    ckpt, cache = random_checkpoint, tmp_path / "cache"
     first = Session.open(dataset, ckpt, device="cpu", cache_dir=cache).folded_head()
     path = next((cache / "heads").iterdir())
     path.write_text('{"weight": [1, 2')

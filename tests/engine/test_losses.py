@@ -22,11 +22,6 @@ C, H, W = 16, 4, 2
 SHAPE = (C, H, W)
 
 
-def unit_maps(n: int, seed: int) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed)
-    return F.normalize(torch.randn(n, *SHAPE, generator=gen), dim=1)
-
-
 def bce(s: float, y: float) -> float:
     return -(y * math.log(1 / (1 + math.exp(-s))) + (1 - y) * math.log(1 - 1 / (1 + math.exp(-s))))
 
@@ -71,15 +66,15 @@ def make_memory_loss(mode="focal", num_classes=6, triplet_margin=None, class_chu
                            triplet_margin=triplet_margin, class_chunk=class_chunk).train()
 
 
-def test_memory_overwrite_last_write_wins():
+def test_memory_overwrite_last_write_wins(unit_maps):
     loss = make_memory_loss()
-    feats = unit_maps(4, 2)
+    feats = unit_maps(4, *SHAPE, seed=2)
     loss.update_memory(feats, torch.tensor([1, 3, 1, 4]))
     assert loss.valid.tolist() == [False, True, False, True, True, False]
     torch.testing.assert_close(loss.memory[1], feats[2])       # the later sample of class 1
     torch.testing.assert_close(loss.memory[3], feats[1])
     assert torch.all(loss.memory[[0, 2, 5]] == 0)
-    newer = unit_maps(1, 3)
+    newer = unit_maps(1, *SHAPE, seed=3)
     loss.update_memory(newer, torch.tensor([3]))               # overwrite, no momentum
     torch.testing.assert_close(loss.memory[3], newer[0])
     assert not loss.memory.requires_grad
@@ -87,9 +82,9 @@ def test_memory_overwrite_last_write_wins():
         loss.update_memory(feats, torch.tensor([0, 1, 2, 6]))
 
 
-def test_empty_memory_gives_zero_loss_with_graph():
+def test_empty_memory_gives_zero_loss_with_graph(unit_maps):
     loss = make_memory_loss()
-    feats = unit_maps(4, 4).requires_grad_(True)
+    feats = unit_maps(4, *SHAPE, seed=4).requires_grad_(True)
     value = loss(feats, torch.tensor([0, 1, 2, 3]))
     assert float(value.detach()) == 0.0
     value.backward()
@@ -97,12 +92,12 @@ def test_empty_memory_gives_zero_loss_with_graph():
 
 
 @pytest.mark.parametrize("mode", ["focal", "bce"])
-def test_memory_loss_equals_brute_force_over_written_classes(mode):
+def test_memory_loss_equals_brute_force_over_written_classes(mode, unit_maps):
     loss = make_memory_loss(mode, class_chunk=2)
-    loss.update_memory(unit_maps(3, 5), torch.tensor([0, 2, 5]))
+    loss.update_memory(unit_maps(3, *SHAPE, seed=5), torch.tensor([0, 2, 5]))
     # Garbage in an unwritten class must not matter: it is masked out.
-    loss.memory[4] = unit_maps(1, 6)[0]
-    feats, labels = unit_maps(4, 7), torch.tensor([0, 1, 2, 2])
+    loss.memory[4] = unit_maps(1, *SHAPE, seed=6)[0]
+    feats, labels = unit_maps(4, *SHAPE, seed=7), torch.tensor([0, 1, 2, 2])
     got = float(loss(feats, labels).detach())
 
     reference = QAConv(*SHAPE).train()   # fresh, same initial state as loss.matcher had
@@ -119,20 +114,20 @@ def test_memory_loss_equals_brute_force_over_written_classes(mode):
     assert got == pytest.approx(total / 4, rel=1e-4)
 
 
-def test_class_chunk_does_not_change_the_loss():
-    feats, labels = unit_maps(5, 8), torch.tensor([0, 1, 2, 3, 4])
+def test_class_chunk_does_not_change_the_loss(unit_maps):
+    feats, labels = unit_maps(5, *SHAPE, seed=8), torch.tensor([0, 1, 2, 3, 4])
     values = []
     for chunk in (1, 2, 256):
         loss = make_memory_loss(class_chunk=chunk)
-        loss.update_memory(unit_maps(5, 9), torch.tensor([0, 1, 2, 4, 5]))
+        loss.update_memory(unit_maps(5, *SHAPE, seed=9), torch.tensor([0, 1, 2, 4, 5]))
         values.append(float(loss(feats, labels).detach()))
     assert values[0] == pytest.approx(values[1], rel=1e-5) and values[0] == pytest.approx(values[2], rel=1e-5)
 
 
-def test_softmax_memory_drops_samples_whose_class_is_unwritten():
+def test_softmax_memory_drops_samples_whose_class_is_unwritten(unit_maps):
     loss = make_memory_loss("softmax")
-    loss.update_memory(unit_maps(2, 10), torch.tensor([1, 3]))
-    feats = unit_maps(3, 11)
+    loss.update_memory(unit_maps(2, *SHAPE, seed=10), torch.tensor([1, 3]))
+    feats = unit_maps(3, *SHAPE, seed=11)
     got = float(loss(feats, torch.tensor([1, 0, 3])).detach())          # sample 1's class 0 is unwritten
     logits = QAConv(*SHAPE).train().match(feats, loss.memory[[1, 3]]).detach()   # [3, 2]
     expected = F.cross_entropy(logits[[0, 2]], torch.tensor([0, 1]))

@@ -6,7 +6,6 @@ import argparse
 from engine.blocks import BlockCache
 from engine.cli import evaluate as cli_evaluate
 from engine.session import Session
-from tests.engine.test_features_checkpoint import _tiny_checkpoint
 
 
 def _args(**kw):
@@ -15,9 +14,9 @@ def _args(**kw):
     return parser.parse_args(["--data", "x", "--checkpoint", "y", *kw.get("extra", [])])
 
 
-def test_evaluate_yields_the_raw_row_before_scoring_rerank_blocks(tmp_path, tiny_synth):
+def test_evaluate_yields_the_raw_row_before_scoring_rerank_blocks(tmp_path, tiny_synth, random_checkpoint):
     _, dataset = tiny_synth
-    session = Session.open(dataset, _tiny_checkpoint(tmp_path), device="cpu", cache_dir=tmp_path / "c")
+    session = Session.open(dataset, random_checkpoint, device="cpu", cache_dir=tmp_path / "c")
     rows = cli_evaluate.stage_rows(session, _args(extra=["--rerank", "--tlift"]))
     name, metrics = next(rows)
     assert name == "raw" and 0.0 <= metrics.rank1 <= 1.0
@@ -26,7 +25,7 @@ def test_evaluate_yields_the_raw_row_before_scoring_rerank_blocks(tmp_path, tiny
     assert {"qq", "gg"} <= set(session.logits)
 
 
-def test_a_block_wanted_by_two_threads_is_scored_once(tmp_path, tiny_synth, monkeypatch):
+def test_a_block_wanted_by_two_threads_is_scored_once(tmp_path, tiny_synth, monkeypatch, random_checkpoint):
     """The viewer scores q-q / g-g in the background while a re-ranking request may want them."""
     import threading
 
@@ -35,7 +34,7 @@ def test_a_block_wanted_by_two_threads_is_scored_once(tmp_path, tiny_synth, monk
     from engine.postprocess.params import RerankParams
 
     _, dataset = tiny_synth
-    session = Session.open(dataset, _tiny_checkpoint(tmp_path), device="cpu", cache_dir=tmp_path / "c")
+    session = Session.open(dataset, random_checkpoint, device="cpu", cache_dir=tmp_path / "c")
     session.extract()
     scored, inside = [], threading.Event()
     real = BlockCache._score_resumable

@@ -14,11 +14,6 @@ from engine.models.qaconv import block_shape
 REFERENCE = Path(__file__).resolve().parents[1] / "data" / "reference"
 
 
-def unit_maps(n: int, c: int, h: int, w: int, seed: int) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed)
-    return F.normalize(torch.randn(n, c, h, w, generator=gen), dim=1)
-
-
 def einsum_qaconv(matcher: QAConv, probe: torch.Tensor, gallery: torch.Tensor) -> torch.Tensor:
     """SPEC.md section 2 written out literally (the whole [p, g, hw, hw] tensor at once)."""
     p, c, h, w = probe.shape
@@ -50,21 +45,6 @@ def loop_maxima(probe: torch.Tensor, gallery: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def randomised_matcher(c: int, h: int, w: int, seed: int, **kwargs) -> QAConv:
-    """A matcher whose BatchNorms and fc are far from their initial values (a trained one)."""
-    m = QAConv(c, h, w, **kwargs)
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for bn in (m.bn, m.logit_bn):
-            bn.running_mean.copy_(torch.rand(1, generator=gen) * 0.5)
-            bn.running_var.copy_(torch.rand(1, generator=gen) + 0.2)
-            bn.weight.copy_(torch.rand(1, generator=gen) + 0.5)
-            bn.bias.copy_(torch.randn(1, generator=gen))
-        m.fc.weight.copy_(torch.randn(1, h * w, generator=gen) / (h * w))
-        m.fc.bias.copy_(torch.randn(1, generator=gen))
-    return m
-
-
 @pytest.mark.parametrize("name", ["qaconv_eval", "qaconv_eval_big", "qaconv_train"])
 def test_reference_cases(name):
     case = np.load(REFERENCE / f"{name}.npz")
@@ -85,14 +65,14 @@ def test_fresh_matcher_initialisation():
     assert m.fc.weight.shape == (1, 24)
 
 
-def test_pair_maxima_equals_loops():
+def test_pair_maxima_equals_loops(unit_maps):
     probe, gallery = unit_maps(2, 5, 3, 2, seed=1), unit_maps(3, 5, 3, 2, seed=2)
     maxima = QAConv(5, 3, 2).pair_maxima(probe, gallery)
     torch.testing.assert_close(maxima, loop_maxima(probe, gallery), atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("training", [False, True])
-def test_fast_paths_equal_einsum(training):
+def test_fast_paths_equal_einsum(training, unit_maps, randomised_matcher):
     probe, gallery = unit_maps(5, 16, 6, 4, seed=3), unit_maps(7, 16, 6, 4, seed=4)
     matcher = randomised_matcher(16, 6, 4, seed=5).train(training)
     expected = einsum_qaconv(matcher, probe, gallery)
@@ -102,7 +82,7 @@ def test_fast_paths_equal_einsum(training):
             torch.testing.assert_close(matcher(probe, gallery), expected, atol=1e-5, rtol=1e-5)
 
 
-def test_folded_head_equals_module_head():
+def test_folded_head_equals_module_head(randomised_matcher):
     matcher = randomised_matcher(16, 6, 4, seed=6).eval()
     gen = torch.Generator().manual_seed(7)
     maxima = torch.rand(3, 4, 2, 24, generator=gen) * 2 - 1
@@ -111,7 +91,7 @@ def test_folded_head_equals_module_head():
     torch.testing.assert_close(folded, matcher.head(maxima).detach(), atol=1e-5, rtol=1e-5)
 
 
-def test_score_is_symmetric():
+def test_score_is_symmetric(unit_maps, randomised_matcher):
     a, b = unit_maps(4, 16, 6, 4, seed=8), unit_maps(6, 16, 6, 4, seed=9)
     matcher = randomised_matcher(16, 6, 4, seed=10).eval()
     with torch.no_grad():
@@ -120,7 +100,7 @@ def test_score_is_symmetric():
 
 
 @pytest.mark.parametrize("budget_pairs", [1, 3, 5, 10_000])
-def test_chunked_equals_unchunked(budget_pairs):
+def test_chunked_equals_unchunked(budget_pairs, unit_maps, randomised_matcher):
     """Odd block sizes (memory budgets worth 1, 3, 5 pairs) give the same numbers."""
     c, h, w = 8, 4, 3
     hw = h * w
@@ -145,7 +125,7 @@ def test_block_shape_respects_budget():
         block_shape(2, 2, hw, 0, 4)
 
 
-def test_chunked_gradients_equal_einsum_gradients():
+def test_chunked_gradients_equal_einsum_gradients(unit_maps):
     c, h, w = 8, 4, 2
     probe = unit_maps(3, c, h, w, seed=14).requires_grad_(True)
     gallery = unit_maps(5, c, h, w, seed=15).requires_grad_(True)
@@ -160,7 +140,7 @@ def test_chunked_gradients_equal_einsum_gradients():
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
 
 
-def test_correspondences_agree_with_maxima():
+def test_correspondences_agree_with_maxima(unit_maps, randomised_matcher):
     c, h, w = 16, 6, 4
     probe, gallery = unit_maps(3, c, h, w, seed=17), unit_maps(4, c, h, w, seed=18)
     matcher = randomised_matcher(c, h, w, seed=19).eval()
@@ -197,7 +177,7 @@ def test_bad_input_messages():
         QAConv(0, 6, 4)
 
 
-def test_bfloat16_autocast_close_to_float32():
+def test_bfloat16_autocast_close_to_float32(unit_maps):
     probe, gallery = unit_maps(6, 32, 6, 4, seed=20), unit_maps(6, 32, 6, 4, seed=21)
     matcher = QAConv(32, 6, 4).train()
     exact = matcher.match(probe, gallery)

@@ -4,19 +4,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from engine.jobs import Cancelled
 from engine.models import QAConv
-from engine.scoring import score_global, score_matrix
+from engine.models.scoring import score_global, score_matrix
 
 C, H, W = 16, 4, 3
 HW = H * W
-
-
-def unit_maps(n: int, seed: int) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed)
-    return F.normalize(torch.randn(n, C, H, W, generator=gen), dim=1)
+SHAPE = (C, H, W)
 
 
 def trained_like_matcher(seed: int = 0) -> QAConv:
@@ -51,9 +46,9 @@ def odd_budget() -> int:
     return 20_000
 
 
-def test_chunked_scoring_equals_literal_formulation():
+def test_chunked_scoring_equals_literal_formulation(unit_maps):
     matcher = trained_like_matcher()
-    probe, gallery = unit_maps(13, 1), unit_maps(29, 2)
+    probe, gallery = unit_maps(13, *SHAPE, seed=1), unit_maps(29, *SHAPE, seed=2)
     expected = literal_scores(matcher, probe, gallery)
     for budget in (odd_budget(), 2, 1 << 30):
         got = score_matrix(matcher, probe, gallery, device="cpu", memory_budget=budget)
@@ -61,9 +56,9 @@ def test_chunked_scoring_equals_literal_formulation():
         np.testing.assert_allclose(got, expected, atol=1e-5, rtol=1e-5)
 
 
-def test_float16_memmap_inputs(tmp_path):
+def test_float16_memmap_inputs(tmp_path, unit_maps):
     matcher = trained_like_matcher(1)
-    probe, gallery = unit_maps(5, 3), unit_maps(9, 4)
+    probe, gallery = unit_maps(5, *SHAPE, seed=3), unit_maps(9, *SHAPE, seed=4)
     path = tmp_path / "gallery.npy"
     np.save(path, gallery.numpy().astype(np.float16))
     stored = np.load(path, mmap_mode="r")                    # read-only, like the feature store
@@ -72,9 +67,9 @@ def test_float16_memmap_inputs(tmp_path):
     np.testing.assert_allclose(got, expected, atol=1e-5, rtol=1e-5)
 
 
-def test_symmetric_self_scoring():
+def test_symmetric_self_scoring(unit_maps):
     matcher = trained_like_matcher(2)
-    maps = unit_maps(23, 5)
+    maps = unit_maps(23, *SHAPE, seed=5)
     full = score_matrix(matcher, maps, maps, memory_budget=odd_budget())
     calls = []
     sym = score_matrix(matcher, maps, maps, memory_budget=odd_budget(), symmetric=True,
@@ -86,25 +81,25 @@ def test_symmetric_self_scoring():
         score_matrix(matcher, maps, maps[:5], symmetric=True)
 
 
-def test_score_matrix_is_transpose_symmetric():
+def test_score_matrix_is_transpose_symmetric(unit_maps):
     matcher = trained_like_matcher(3)
-    a, b = unit_maps(6, 6), unit_maps(8, 7)
+    a, b = unit_maps(6, *SHAPE, seed=6), unit_maps(8, *SHAPE, seed=7)
     ab = score_matrix(matcher, a, b, memory_budget=odd_budget())
     ba = score_matrix(matcher, b, a, memory_budget=odd_budget())
     np.testing.assert_allclose(ab, ba.T, atol=1e-5, rtol=1e-5)
 
 
-def test_progress_is_monotone_and_complete():
+def test_progress_is_monotone_and_complete(unit_maps):
     matcher = trained_like_matcher()
     calls = []
-    score_matrix(matcher, unit_maps(13, 8), unit_maps(29, 9), memory_budget=odd_budget(),
+    score_matrix(matcher, unit_maps(13, *SHAPE, seed=8), unit_maps(29, *SHAPE, seed=9), memory_budget=odd_budget(),
                  progress=lambda done, total: calls.append((done, total)))
     done = [d for d, _ in calls]
     assert len(calls) > 2 and done == sorted(done)
     assert calls[0] == (0, 13 * 29) and calls[-1] == (13 * 29, 13 * 29)
 
 
-def test_cancel_stops_the_computation():
+def test_cancel_stops_the_computation(unit_maps):
     matcher = trained_like_matcher()
     polls = []
 
@@ -113,24 +108,24 @@ def test_cancel_stops_the_computation():
         return len(polls) > 3
 
     with pytest.raises(Cancelled):
-        score_matrix(matcher, unit_maps(13, 10), unit_maps(29, 11), memory_budget=odd_budget(),
+        score_matrix(matcher, unit_maps(13, *SHAPE, seed=10), unit_maps(29, *SHAPE, seed=11), memory_budget=odd_budget(),
                      cancel=cancel)
 
 
-def test_bad_inputs():
+def test_bad_inputs(unit_maps):
     matcher = trained_like_matcher()
     with pytest.raises(ValueError, match=r"gallery_maps must be feature maps \[n, 16, 4, 3\]"):
-        score_matrix(matcher, unit_maps(2, 0), np.zeros((2, 16, 3, 4), np.float16))
+        score_matrix(matcher, unit_maps(2, *SHAPE, seed=0), np.zeros((2, 16, 3, 4), np.float16))
     with pytest.raises(ValueError, match="dtype"):
-        score_matrix(matcher, unit_maps(2, 0), unit_maps(2, 1), dtype=torch.int8)
+        score_matrix(matcher, unit_maps(2, *SHAPE, seed=0), unit_maps(2, *SHAPE, seed=1), dtype=torch.int8)
     with pytest.raises(ValueError, match="memory_budget"):
-        score_matrix(matcher, unit_maps(2, 0), unit_maps(2, 1), memory_budget=0)
-    assert score_matrix(matcher, unit_maps(0, 0), unit_maps(3, 1)).shape == (0, 3)
+        score_matrix(matcher, unit_maps(2, *SHAPE, seed=0), unit_maps(2, *SHAPE, seed=1), memory_budget=0)
+    assert score_matrix(matcher, unit_maps(0, *SHAPE, seed=0), unit_maps(3, *SHAPE, seed=1)).shape == (0, 3)
 
 
-def test_bfloat16_scoring_close():
+def test_bfloat16_scoring_close(unit_maps):
     matcher = trained_like_matcher()
-    probe, gallery = unit_maps(5, 12), unit_maps(7, 13)
+    probe, gallery = unit_maps(5, *SHAPE, seed=12), unit_maps(7, *SHAPE, seed=13)
     exact = score_matrix(matcher, probe, gallery)
     low = score_matrix(matcher, probe, gallery, dtype=torch.bfloat16)
     assert np.abs(low - exact).max() < 0.05 * max(1.0, np.abs(exact).max())

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from engine.models.qaconv import QAConv
+from engine.models.scoring import score_matrix
 from engine.postprocess import re_rank
 from engine.postprocess.rerank_sparse import re_rank_shortlist
-from engine.scoring import score_matrix
 from engine.shortlist import band_features, shortlist_block, shortlist_graph, stage_one
 
 
@@ -154,13 +154,12 @@ def test_rerank_on_short_lists_stays_close_to_exact():
                           np.take_along_axis(g_g, gg_nb, 1))
 
 
-def test_session_with_full_shortlist_equals_exhaustive_and_reuses_its_cache(tmp_path, tiny_synth):
+def test_session_with_full_shortlist_equals_exhaustive_and_reuses_its_cache(tmp_path, tiny_synth, random_checkpoint):
     from engine.postprocess.params import RerankParams, TLiftParams
     from engine.session import Session
-    from tests.engine.test_features_checkpoint import _tiny_checkpoint
 
     _, dataset = tiny_synth
-    ckpt = _tiny_checkpoint(tmp_path)
+    ckpt = random_checkpoint
     n = len(dataset.query) + len(dataset.gallery)
     exhaustive = Session.open(dataset, ckpt, device="cpu", cache_dir=tmp_path / "c")
     full = Session.open(dataset, ckpt, device="cpu", cache_dir=tmp_path / "c", shortlist=n)

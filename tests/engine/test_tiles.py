@@ -7,7 +7,7 @@ import torch
 
 from engine.jobs import Cancelled
 from engine.models.qaconv import QAConv
-from engine.scoring import score_matrix
+from engine.models.scoring import score_matrix
 from engine.tiles import score_tiled, tile_bounds
 
 
@@ -87,17 +87,16 @@ def test_damaged_tiles_are_recomputed(tmp_path, matcher):
     np.testing.assert_array_equal(resumed, whole)
 
 
-def test_session_block_resumes_after_a_cancelled_run(tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_session_block_resumes_after_a_cancelled_run(tmp_path, monkeypatch, image_samples, random_checkpoint):
     """Through the session: a cancelled g-g block keeps its tiles; the next run reuses them."""
     import engine.tiles
     from engine.data import Dataset
     from engine.session import Session
-    from tests.engine.test_features_checkpoint import _images, _tiny_checkpoint
 
-    (tmp_path / "imgs").mkdir()
-    samples = _images(tmp_path / "imgs", n=9)
+    samples = image_samples(tmp_path / "imgs", n=9)
     dataset = Dataset("tiny", str(tmp_path), query=samples[:2], gallery=samples[2:])
-    ckpt = _tiny_checkpoint(tmp_path)
+    ckpt = random_checkpoint
     ref = Session.open(dataset, ckpt, device="cpu", cache_dir=tmp_path / "ref")
     ref.score(("gg",))
 

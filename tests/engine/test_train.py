@@ -2,16 +2,15 @@
 from __future__ import annotations
 
 import dataclasses
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 
 from engine.checkpoint import CheckpointError, load_checkpoint
+from engine.models import load_model
 from engine.models.config import ModelConfig
-from engine.train import Schedule, TrainConfig, fit, load_model
+from engine.train import Schedule, TrainConfig, fit
 
 TINY_MODEL = ModelConfig(arch="resnet18", neck=16, height=64, width=32, pretrained="none")
 TINY_TRAIN = TrainConfig(batch_size=8, max_epochs=2, max_batches=2, workers=0, rotation=0)
@@ -30,6 +29,7 @@ def test_schedule_drops_once_and_stops_at_one_and_a_half_times():
     assert capped.stop_epoch == 6
 
 
+@pytest.mark.slow
 def test_fit_writes_checkpoints_and_resume_continues(tiny_synth, tmp_path):
     _, dataset = tiny_synth
     out = tmp_path / "run"
@@ -54,6 +54,7 @@ def test_fit_writes_checkpoints_and_resume_continues(tiny_synth, tmp_path):
     assert not model.training and model.config.arch == "resnet18"
 
 
+@pytest.mark.slow
 def test_resume_with_other_model_settings_says_what_differs(tiny_synth, tmp_path):
     _, dataset = tiny_synth
     fit(dataset, TINY_MODEL, dataclasses.replace(TINY_TRAIN, max_epochs=1), tmp_path, device=CPU)
@@ -73,6 +74,7 @@ def test_checkpoint_that_does_not_fit_names_the_difference(tiny_synth, tmp_path)
         load_model(tmp_path / "bad.pt")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loss,sampler", [("focal", "random"), ("triplet", "graph"),
                                           ("softmax+triplet", "pk"), ("pairwise", "pk")])
 def test_losses_and_samplers_train_with_bfloat16_autocast(tiny_synth, tmp_path, loss, sampler):
@@ -83,6 +85,7 @@ def test_losses_and_samplers_train_with_bfloat16_autocast(tiny_synth, tmp_path, 
     assert stats[0]["batches"] == 2 and np.isfinite(stats[0]["loss"])
 
 
+@pytest.mark.slow
 def test_global_baseline_trains_and_scores(tiny_synth, tmp_path):
     _, dataset = tiny_synth
     model_cfg = dataclasses.replace(TINY_MODEL, method="global")
@@ -94,50 +97,46 @@ def test_global_baseline_trains_and_scores(tiny_synth, tmp_path):
     assert scores.shape == (3, 3) and np.allclose(np.diag(scores), 1.0, atol=1e-5)
 
 
-def test_cli_train_then_evaluate_end_to_end(tiny_synth, tmp_path):
+@pytest.mark.slow
+def test_cli_train_then_evaluate_end_to_end(tiny_synth, tmp_path, run_cli):
     root, _ = tiny_synth
-    run = [sys.executable, "-m", "engine"]
-    common = ["--data", str(root), "--device", "cpu"]
-    subprocess.run(run + ["train", *common, "--out", str(tmp_path / "run"), "--arch", "resnet18",
-                          "--neck", "16", "--height", "64", "--width", "32", "--pretrained", "none",
-                          "--batch-size", "8", "--max-epochs", "1", "--max-batches", "2",
-                          "--workers", "0"], check=True, capture_output=True, text=True)
-    out = subprocess.run(run + ["evaluate", *common, "--checkpoint", str(tmp_path / "run" / "model.pt"),
-                                "--cache-dir", str(tmp_path / "cache"), "--rerank", "--tlift",
-                                "--csv", str(tmp_path / "rows.csv")],
-                         check=True, capture_output=True, text=True).stdout
+    common = ["--data", root, "--device", "cpu"]
+    code, _, err = run_cli("train", *common, "--out", tmp_path / "run", "--arch", "resnet18",
+                           "--neck", "16", "--height", "64", "--width", "32", "--pretrained", "none",
+                           "--batch-size", "8", "--max-epochs", "1", "--max-batches", "2",
+                           "--workers", "0")
+    assert code == 0, err
+    scored = [*common, "--checkpoint", tmp_path / "run" / "model.pt", "--cache-dir", tmp_path / "cache"]
+    code, out, err = run_cli("evaluate", *scored, "--rerank", "--tlift", "--csv", tmp_path / "rows.csv")
+    assert code == 0, err
     lines = [line.split() for line in out.splitlines() if line.startswith("qaconv")]
     assert [row[1] for row in lines] == ["raw", "+RR", "+RR+TLift"]
     assert all(0.0 <= float(v) <= 100.0 for row in lines for v in row[2:])
     assert (tmp_path / "rows.csv").read_text().count("\n") == 4
     # the sweep's point at the default alpha is the +RR+TLift row
-    subprocess.run(run + ["sweep", *common, "--checkpoint", str(tmp_path / "run" / "model.pt"),
-                          "--cache-dir", str(tmp_path / "cache"), "--param", "alpha",
-                          "--values", "0.1", "0.2", "--csv", str(tmp_path / "sweep.csv")],
-                   check=True, capture_output=True, text=True)
+    code, _, err = run_cli("sweep", *scored, "--param", "alpha", "--values", "0.1", "0.2",
+                           "--csv", tmp_path / "sweep.csv")
+    assert code == 0, err
     sweep = [line.split(",") for line in (tmp_path / "sweep.csv").read_text().splitlines()[1:]]
     assert [float(r[0]) for r in sweep] == [0.1, 0.2]
     assert abs(100 * float(sweep[1][1]) - float(lines[2][2])) < 0.01
     assert abs(100 * float(sweep[1][2]) - float(lines[2][5])) < 0.01
     # export writes every query's top-3 in the engine's order
-    subprocess.run(run + ["export", *common, "--checkpoint", str(tmp_path / "run" / "model.pt"),
-                          "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "ranks.csv"),
-                          "--top-k", "3"], check=True, capture_output=True, text=True)
+    code, _, err = run_cli("export", *scored, "--out", tmp_path / "ranks.csv", "--top-k", "3")
+    assert code == 0, err
     ranks = (tmp_path / "ranks.csv").read_text().splitlines()
     assert ranks[0].startswith("query,query_pid,query_cam,rank") and len(ranks) > 3
 
 
-def test_cli_errors_are_messages_not_tracebacks(tmp_path):
-    res = subprocess.run([sys.executable, "-m", "engine", "evaluate", "--data", str(tmp_path),
-                          "--checkpoint", str(tmp_path / "none.pt")], capture_output=True, text=True)
-    assert res.returncode == 2 and "error:" in res.stderr and "Traceback" not in res.stderr
-    res = subprocess.run([sys.executable, "-m", "engine", "train", "--data", str(tmp_path),
-                          "--out", str(tmp_path / "o"), "--device", "cuda"] if not torch.cuda.is_available()
-                         else [sys.executable, "-m", "engine", "info", "--data", str(tmp_path)],
-                         capture_output=True, text=True)
-    assert res.returncode == 2 and "error:" in res.stderr
+def test_cli_errors_are_messages_not_tracebacks(tmp_path, run_cli):
+    code, _, err = run_cli("evaluate", "--data", tmp_path, "--checkpoint", tmp_path / "none.pt")
+    assert code == 2 and "error:" in err and "Traceback" not in err
+    code, _, err = (run_cli("train", "--data", tmp_path, "--out", tmp_path / "o", "--device", "cuda")
+                    if not torch.cuda.is_available() else run_cli("info", "--data", tmp_path))
+    assert code == 2 and "error:" in err
 
 
+@pytest.mark.slow
 def test_a_trained_checkpoint_initialises_another_models_trunk(tiny_synth, tmp_path):
     """No ImageNet weights here: a model trained by this project can stand in for them."""
     from engine.models.reid import build_model
@@ -157,6 +156,7 @@ def test_a_trained_checkpoint_initialises_another_models_trunk(tiny_synth, tmp_p
     assert not torch.equal(source.backbone.neck.weight, target.backbone.neck.weight)
 
 
+@pytest.mark.slow
 def test_checkpoint_records_its_trunk_source_without_machine_paths(tiny_synth, tmp_path):
     """A shared checkpoint names the trunk file it started from by name and digest, no folder."""
     from engine.checkpoint import file_digest, read_sidecar_config

@@ -89,6 +89,22 @@ def window(qtbot, loaded):
     assert_no_job_running(win.controller)
 
 
+@pytest.fixture
+def data_args(load_request) -> list[str]:
+    """The launcher's options that open the tiny set and checkpoint on the CPU."""
+    return ["--data", load_request.data, "--checkpoint", load_request.checkpoint, "--device", "cpu",
+            "--cache-dir", load_request.cache_dir]
+
+
+@pytest.fixture
+def launch(qapp):
+    """``launch(*argv) -> exit code``: the launcher's ``main`` in this process (with
+    ``--screenshot`` its window closes itself once the load has finished or failed)."""
+    from viewer.app import main
+
+    return lambda *argv: main([str(a) for a in argv])
+
+
 def assert_no_job_running(controller) -> None:
     from PySide6.QtCore import QThreadPool
 

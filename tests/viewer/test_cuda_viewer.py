@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from tests.viewer.conftest import assert_no_job_running, grid_gallery_order
-from tests.viewer.test_launcher import _run
 
 
 def _launcher_args(load_request, cache_dir) -> list[str]:
@@ -52,23 +51,21 @@ def test_window_loaded_on_cuda_ranks_like_the_cpu(qtbot, loaded, load_request, t
 
 
 @pytest.mark.cuda
-def test_launcher_renders_on_cuda(load_request, tmp_path, qapp):
+def test_launcher_renders_on_cuda(load_request, tmp_path, launch, caplog):
     from PySide6.QtGui import QImage
 
     target = tmp_path / "cuda.png"
-    result = _run([*_launcher_args(load_request, tmp_path / "cache"), "--screenshot", str(target)])
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "Traceback" not in result.stderr
+    assert launch(*_launcher_args(load_request, tmp_path / "cache"), "--screenshot", target) == 0
+    assert "Traceback" not in caplog.text
     image = QImage(str(target))
     assert not image.isNull() and image.width() >= 800
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is present: this checks the message "
                                                       "given where it is absent")
-def test_launcher_says_clearly_that_cuda_is_absent(load_request, tmp_path):
+def test_launcher_says_clearly_that_cuda_is_absent(load_request, tmp_path, launch, caplog):
     target = tmp_path / "no_cuda.png"
-    result = _run([*_launcher_args(load_request, tmp_path / "cache"), "--screenshot", str(target)])
-    assert result.returncode == 1
-    assert "CUDA was asked for (--device cuda) but no CUDA device is available" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert launch(*_launcher_args(load_request, tmp_path / "cache"), "--screenshot", target) == 1
+    assert "CUDA was asked for (--device cuda) but no CUDA device is available" in caplog.text
+    assert "Traceback" not in caplog.text
     assert target.is_file()  # the window with the message

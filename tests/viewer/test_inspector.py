@@ -292,16 +292,14 @@ def test_selection_follows_the_image_across_toggles(qtbot, window):
     assert state.selected_item().gallery_index == chosen
 
 
-def test_launcher_screenshot_of_the_inspector(loaded, load_request, tmp_path, qapp):
-    from tests.viewer.test_launcher import _data_args, _run
-
+def test_launcher_screenshot_of_the_inspector(loaded, data_args, tmp_path, launch, capsys):
     target = tmp_path / "inspector.png"
-    result = _run([*_data_args(load_request), "--screenshot", str(target), "--inspect", "2"])
-    assert result.returncode == 0, result.stderr[-2000:]
+    assert launch(*data_args, "--screenshot", target, "--inspect", "2") == 0
     pixels = _pixels(QImage(str(target)))
     assert pixels.shape[1] >= 800 and len(np.unique(pixels.reshape(-1, 3)[::7], axis=0)) > 200
-    result = _run(["--inspect", "1"], timeout=60)
-    assert result.returncode == 2 and "--screenshot" in result.stderr
+    with pytest.raises(SystemExit) as exit_:
+        launch("--inspect", "1")
+    assert exit_.value.code == 2 and "--screenshot" in capsys.readouterr().err
 
 
 def test_hover_tooltip_describes_the_cell_and_the_line_under_the_pointer(qtbot, window):

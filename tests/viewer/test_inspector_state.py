@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.explain.inspect import pair_correspondence
+from engine.models.correspondence import pair_correspondence
 from viewer.inspector.state import InspectorState, SceneLayout, method_scores, nearest_segment
 
 

@@ -1,4 +1,5 @@
-"""The launcher in a subprocess: it starts and quits itself; --screenshot writes a real PNG."""
+"""The launcher: as a real process it starts and quits itself; in this process --screenshot
+writes a real PNG, or exits with 1 when the load fails."""
 from __future__ import annotations
 
 import os
@@ -7,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -17,32 +19,28 @@ def _run(args: list[str], timeout: float = 180.0) -> subprocess.CompletedProcess
                           capture_output=True, text=True, timeout=timeout)
 
 
-def _data_args(load_request) -> list[str]:
-    return ["--data", load_request.data, "--checkpoint", load_request.checkpoint, "--device", "cpu",
-            "--cache-dir", load_request.cache_dir]
-
-
-def test_launcher_starts_and_quits_itself(loaded, load_request):
+@pytest.mark.slow
+def test_launcher_starts_and_quits_itself(loaded, data_args):
     # Quitting after one second usually lands in the middle of the load job: the window must
     # cancel it, wait for its thread and exit cleanly.
-    result = _run([*_data_args(load_request), "--quit-after", "1"])
+    result = _run([*data_args, "--quit-after", "1"])
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
 
 
 def test_help_names_every_option():
-    result = _run(["--help"], timeout=60)
-    assert result.returncode == 0
+    from viewer.app import build_parser
+
+    text = build_parser().format_help()
     for flag in ("--data", "--checkpoint", "--device", "--cache-dir", "--screenshot"):
-        assert flag in result.stdout
+        assert flag in text
 
 
-def test_screenshot_writes_a_non_blank_png(loaded, load_request, tmp_path, qapp):
+def test_screenshot_writes_a_non_blank_png(loaded, data_args, tmp_path, launch):
     from PySide6.QtGui import QImage
 
     target = tmp_path / "shot.png"
-    result = _run([*_data_args(load_request), "--screenshot", str(target)])
-    assert result.returncode == 0, result.stderr[-2000:]
+    assert launch(*data_args, "--screenshot", target) == 0
     image = QImage(str(target))
     assert not image.isNull() and image.width() >= 800 and image.height() >= 500
     image = image.convertToFormat(QImage.Format.Format_RGB888)
@@ -53,13 +51,12 @@ def test_screenshot_writes_a_non_blank_png(loaded, load_request, tmp_path, qapp)
     assert pixels.std() > 20
 
 
-def test_screenshot_of_a_failed_load_exits_with_1(tmp_path, load_request):
+def test_screenshot_of_a_failed_load_exits_with_1(tmp_path, load_request, launch):
     empty = tmp_path / "empty"
     empty.mkdir()
     target = tmp_path / "fail.png"
-    result = _run(["--data", str(empty), "--checkpoint", load_request.checkpoint,
-                   "--cache-dir", str(tmp_path / "cache"), "--screenshot", str(target)])
-    assert result.returncode == 1
+    assert launch("--data", empty, "--checkpoint", load_request.checkpoint,
+                  "--cache-dir", tmp_path / "cache", "--screenshot", target) == 1
     assert target.is_file()  # the window with the message, for the record
 
 

@@ -42,6 +42,7 @@ def test_stage_distances_equal_the_sessions(loaded):
     assert again["qaconv"] is marker
 
 
+@pytest.mark.slow
 def test_evaluate_plots_writes_every_file(tiny_data, tiny_checkpoint, cache_dir, tmp_path,
                                          monkeypatch):
     import cv2

@@ -303,7 +303,7 @@ class MatchInspector(QWidget):
         samples = {"probe": state.query_sample(query), "gallery": session.dataset.gallery[gallery_index]}
         corr = ins.correspondence
         map_h, map_w = (corr.probe_heatmap.shape if corr is not None
-                        else (session.prep.height // 16, session.prep.width // 16))
+                        else session.prep.feature_size)
         self.layout_ = layout = SceneLayout(map_h, map_w, float(session.prep.height),
                                             float(session.prep.width), GAP)
         occluded = state.override(query)  # the grid ranks another list, e.g. an occluded copy
