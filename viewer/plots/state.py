@@ -22,10 +22,9 @@ from engine.analysis.plot_data import (
     analyse_stages,
     settings_key,
     stage_distances,
-    stage_name,
     tlift_sweeps,
 )
-from engine.postprocess.params import RerankParams, TLiftParams
+from engine.postprocess.params import RerankParams, TLiftParams, stage_name
 from viewer.state import PostSettings, ViewerState
 
 __all__ = ["PlotRequest", "PlotResult", "PlotsState", "SweepRequest", "SweepResult",
