@@ -11,17 +11,15 @@ from engine.blocks import ScoreStore
 from engine.cache_files import load_array, parse_folded_head, read_json_object, save_array
 from engine.data import Dataset
 from engine.session import Session
-from tests.engine.test_features_checkpoint import _images, _tiny_checkpoint
 
 MALFORMED = ["[]", "null", "3", '"text"', "[" * 100_000 + "]" * 100_000, "{", "\xff"]
 
 
 @pytest.fixture
-def tiny(tmp_path):
-    (tmp_path / "imgs").mkdir()
-    samples = _images(tmp_path / "imgs", n=5)
+def tiny(tmp_path, image_samples, random_checkpoint):
+    samples = image_samples(tmp_path / "imgs", n=5)
     dataset = Dataset("tiny", str(tmp_path), query=samples[:2], gallery=samples[2:])
-    return dataset, _tiny_checkpoint(tmp_path), tmp_path / "cache"
+    return dataset, random_checkpoint, tmp_path / "cache"
 
 
 def _warnings_naming(caplog, path) -> list[str]:

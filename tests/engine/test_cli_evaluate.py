@@ -10,12 +10,12 @@ from engine.cli import evaluate as evaluate_cli
 from engine.postprocess import final_distances, pipeline
 from engine.postprocess.params import RerankParams, TLiftParams
 from engine.session import Session
-from tests.engine.test_features_checkpoint import _tiny_checkpoint
 
 
-def test_rerank_runs_once_and_the_lifted_row_is_unchanged(tmp_path, tiny_synth, monkeypatch):
+def test_rerank_runs_once_and_the_lifted_row_is_unchanged(tmp_path, tiny_synth, monkeypatch,
+                                                          random_checkpoint):
     _, dataset = tiny_synth
-    session = Session.open(dataset, _tiny_checkpoint(tmp_path), device="cpu", cache_dir=tmp_path / "c")
+    session = Session.open(dataset, random_checkpoint, device="cpu", cache_dir=tmp_path / "c")
     reranked, real = [], pipeline.rerank_step
 
     def counting(*args, **kwargs):

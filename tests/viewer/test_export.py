@@ -179,10 +179,9 @@ def test_an_external_query_must_be_a_regular_file(window, tmp_path):
     assert not any("query.jpg" in w.name for w in window.controller.jobs.workers)
 
 
-def test_screenshot_refuses_inputs_and_existing_files_before_loading(load_request, tmp_path):
+def test_screenshot_refuses_inputs_and_existing_files_before_loading(load_request, data_args,
+                                                                     tmp_path, launch, capsys):
     from pathlib import Path
-
-    from tests.viewer.test_launcher import _data_args, _run
 
     checkpoint = Path(load_request.checkpoint)
     image = next((Path(load_request.data) / "query").iterdir())
@@ -200,7 +199,8 @@ def test_screenshot_refuses_inputs_and_existing_files_before_loading(load_reques
              ([str(fifo), "--force"], "not a regular file"),
              ([str(old)], "--force")]
     for flags, named in cases:
-        result = _run([*_data_args(load_request), "--screenshot", *flags], timeout=60)
-        errors = [line for line in result.stderr.splitlines() if "error:" in line]
-        assert result.returncode == 2 and len(errors) == 1 and named in errors[0], result.stderr
+        code = launch(*data_args, "--screenshot", *flags)
+        err = capsys.readouterr().err
+        errors = [line for line in err.splitlines() if "error:" in line]
+        assert code == 2 and len(errors) == 1 and named in errors[0], err
     assert {p: p.read_bytes() for p in before} == before and old.read_bytes() == b"keep"
