@@ -2,7 +2,7 @@
 to a same-process baseline or the published figure.
 
 - store: bytes per image of the fp16 feature store at the published shape (D=128, 24x8) and at
-  the model's shape; the DESIGN target is at most 50 KB per image.
+  the model's shape; the docs/architecture.md target is at most 50 KB per image.
 - extraction: images/s through ``extract_maps`` (decode, resize, forward, fp16 copy) against the
   bare backbone forward on tensors already on the device (the ceiling): the ratio is the share
   of time spent computing rather than loading.

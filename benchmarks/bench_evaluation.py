@@ -5,7 +5,7 @@ Usage::
     python benchmarks/bench_evaluation.py           # 3368 queries x 15913 gallery
     python benchmarks/bench_evaluation.py --quick   # 800 x 4000
 
-The loop baseline is the usual formulation of SPEC.md section 7 (torchreid's
+The loop baseline is the usual formulation of docs/arithmetic.md section 7 (torchreid's
 ``eval_market1501``): one 2-D argsort of the distance matrix, then one Python iteration per
 query. The engine avoids the full argsort where it can (see ``engine/evaluation.py``), so the
 time of ``np.argsort`` alone is printed for scale. Both are run in this process on the same synthetic distance matrix (750 identities,

@@ -6,7 +6,7 @@ Usage::
     QT_QPA_PLATFORM=offscreen python benchmarks/bench_inspector.py            # the demo
     QT_QPA_PLATFORM=offscreen python benchmarks/bench_inspector.py --data DIR --checkpoint FILE
 
-Target (DESIGN.md): the inspector opens in under 100 ms. These are absolute latencies against
+Target (docs/architecture.md): the inspector opens in under 100 ms. These are absolute latencies against
 that target; as a reference measured in the same process, the script also prints the time to
 repaint the whole window showing the results grid (what any interaction costs at least), and
 the CPU time of the opens (what they cost once the machine has a core free).

@@ -1,4 +1,4 @@
-"""k-reciprocal re-ranking: engine vs. the loop formulation of SPEC.md section 8 (speed, memory).
+"""k-reciprocal re-ranking: engine vs. the loop formulation of docs/arithmetic.md section 8 (speed, memory).
 
 Usage::
 
@@ -34,7 +34,7 @@ GIB = 2**30
 
 
 def loop_re_rank(q_g, q_q, g_g, k1=20, k2=6, lambda_value=0.3):
-    """SPEC.md section 8 as a loop over rows with dense N x N matrices (Zhong et al.'s layout)."""
+    """docs/arithmetic.md section 8 as a loop over rows with dense N x N matrices (Zhong et al.'s layout)."""
     num_q = q_g.shape[0]
     full = np.concatenate(
         [np.concatenate([q_q, q_g], axis=1), np.concatenate([q_g.T, g_g], axis=1)], axis=0

@@ -6,7 +6,7 @@ measures, in one process, on the CPU (float32, the engine's CPU dtype):
 
 - a large float32 ``torch.matmul`` (the machine's practical peak),
 - ``engine.models.scoring.score_matrix`` (the engine's path: folded head, blocked matmul + max),
-- a straightforward einsum formulation of SPEC.md section 2 (``einsum('pcs,gcr->pgrs')``,
+- a straightforward einsum formulation of docs/arithmetic.md section 2 (``einsum('pcs,gcr->pgrs')``,
   max both ways, the module's BatchNorm / Linear / BatchNorm head), chunked to the same
   memory budget, and at the engine's CPU block size,
 - the engine's kernel at several block sizes (why ``CPU_BLOCK_PAIRS`` is what it is);
@@ -43,7 +43,7 @@ from engine.utils import resolve_device
 @torch.no_grad()
 def einsum_scores(matcher: QAConv, probe: torch.Tensor, gallery: torch.Tensor,
                   block: tuple[int, int]) -> torch.Tensor:
-    """SPEC.md section 2 as written, one chunk of pairs at a time (on the maps' device)."""
+    """docs/arithmetic.md section 2 as written, one chunk of pairs at a time (on the maps' device)."""
     p, c = probe.shape[:2]
     g, hw = gallery.shape[0], matcher.hw
     P, G = probe.reshape(p, c, hw), gallery.reshape(g, c, hw)

@@ -43,7 +43,7 @@ def _pivots(scores, q, q_cams, q_times, cols, tau, k):
 
 
 def row_loop_tlift(scores, q_cams, q_times, g_cams, g_times, tau=100.0, sigma=200.0, k=10, alpha=0.2):
-    """SPEC.md section 9 per probe and gallery camera, step 3 vectorised over the camera's items."""
+    """docs/arithmetic.md section 9 per probe and gallery camera, step 3 vectorised over the camera's items."""
     lifted = np.empty(scores.shape)
     cameras = [np.flatnonzero(g_cams == c) for c in np.unique(g_cams)]
     for q in range(scores.shape[0]):

@@ -6,7 +6,7 @@ Usage::
     QT_QPA_PLATFORM=offscreen python benchmarks/bench_viewer.py            # the demo
     QT_QPA_PLATFORM=offscreen python benchmarks/bench_viewer.py --data DIR --checkpoint FILE
 
-Targets (DESIGN.md): click -> repaint < 100 ms, toggle -> repaint < 1 s, warm first paint < 5 s.
+Targets (docs/architecture.md): click -> repaint < 100 ms, toggle -> repaint < 1 s, warm first paint < 5 s.
 Every figure is printed with its ratio to the target; the click figure also with its ratio to a
 plain repaint of the same grid measured in the same process (the cost of drawing alone).
 """

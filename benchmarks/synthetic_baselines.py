@@ -9,7 +9,7 @@ Prints rank-1 / mAP / mINP of
   (c) two oracles on the generator's hidden attributes: the dominant garment colours only,
       and every local detail visible under the image's viewpoint, truncation and occluder;
   (d) the second oracle blurred by noise to a middling accuracy;
-then TLift (SPEC.md section 9) on top of (a'), (b') and (d). TLift lifts (d), whose errors
+then TLift (docs/arithmetic.md section 9) on top of (a'), (b') and (d). TLift lifts (d), whose errors
 do not depend on the camera, which shows the time structure is there; it hurts the
 hand-crafted baselines, whose errors are camera-biased: strangers seen by the probe's own
 camera rank high, and TLift lifts everything near the probe's time in that camera. Last

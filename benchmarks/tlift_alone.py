@@ -1,6 +1,6 @@
 """TLift without re-ranking: which similarity to lift (issue 9, section 7).
 
-SPEC 9 lifts a similarity in [0, 1] by ``(w + alpha)``. After re-ranking that similarity is near
+docs/arithmetic.md section 9 lifts a similarity in [0, 1] by ``(w + alpha)``. After re-ranking that similarity is near
 0 except for a query's few neighbours; without it, QAConv's ``sigmoid(logit / 10)`` spans a
 narrow band and the time weight swamps appearance. For each model (name=checkpoint) this prints
 rank-1 / mAP for: raw (no TLift); TLift on the similarity as it is (the old behaviour), rescaled

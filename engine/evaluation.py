@@ -1,4 +1,4 @@
-"""CMC, mAP and mINP under the Market-1501 protocol (SPEC.md section 7).
+"""CMC, mAP and mINP under the Market-1501 protocol (docs/arithmetic.md section 7).
 
 The numbers equal torchreid's ``eval_market1501`` (and fast-reid's mINP): each distance row is
 ordered by NumPy's default ``argsort`` of the float32 row (so ties break exactly as there),

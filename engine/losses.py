@@ -1,8 +1,8 @@
-"""Training losses (SPEC.md section 3): class memory + focal and its variants, pairwise, triplet;
+"""Training losses (docs/arithmetic.md section 3): class memory + focal and its variants, pairwise, triplet;
 :func:`build_criterion` picks one by name for a model.
 
 Every QAConv loss holds the matcher it trains (the matcher's parameters are loss parameters,
-clipped separately from the model's, SPEC.md section 6). All losses return a scalar
+clipped separately from the model's, docs/arithmetic.md section 6). All losses return a scalar
 ``float32`` tensor, work on any device and under ``torch.autocast`` (the matcher's head and
 the loss arithmetic run in float32 whatever the autocast dtype).
 """
@@ -78,7 +78,7 @@ def pairwise_bce(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 def batch_hard_triplet(scores: torch.Tensor, labels: torch.Tensor, margin: float) -> torch.Tensor:
-    """Batch-hard triplet loss on similarity logits (SPEC.md section 3).
+    """Batch-hard triplet loss on similarity logits (docs/arithmetic.md section 3).
 
     ``pos_i = min_{j != i, y_j = y_i} S_ij``, ``neg_i = max_{y_j != y_i} S_ij``,
     ``L_i = max(0, margin - (pos_i - neg_i))``. Anchors without a positive or a negative in

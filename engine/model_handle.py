@@ -128,7 +128,7 @@ class ModelHandle:
         return self._folded_head
 
     def folded_head(self, size: int) -> tuple[np.ndarray, float, float]:
-        """The model's eval-mode head as ``(weight float32 [H*W], bias, centre)`` (SPEC.md 2.7).
+        """The model's eval-mode head as ``(weight float32 [H*W], bias, centre)`` (docs/arithmetic.md 2.7).
 
         ``centre`` is the matcher's typical similarity (``Correspondence.centre``). Kept in
         memory and in the cache folder (keyed by the checkpoint's digest), so that looking at

@@ -4,7 +4,7 @@ This is the engine's high-level entry point, used by ``python -m engine evaluate
 viewer (which runs its methods in background jobs). It is Qt-free plain Python: long methods
 take ``progress(stage, done, total)`` and ``cancel()`` callables.
 
-Flow (DESIGN.md "How data flows"): images -> feature maps (FeatureStore) -> logits q-g, and
+Flow (docs/architecture.md "How data flows"): images -> feature maps (FeatureStore) -> logits q-g, and
 q-q / g-g when re-ranking is on (:class:`engine.blocks.BlockCache`) -> distances (converted
 once, kept) -> the post-processing chain raw -> [re-ranking] -> [TLift] of :meth:`Session.distances`
 (the re-ranked matrix kept for the TLift that may follow) -> distmat.
@@ -408,7 +408,7 @@ class Session:
         """QAConv's local matches between a probe map ``[D, h, w]`` and one gallery image.
 
         The logit equals the scoring path's logit of the pair (``score_matrix``), and it is
-        split exactly into per-location contributions plus the head's bias (SPEC.md 2.7).
+        split exactly into per-location contributions plus the head's bias (docs/arithmetic.md 2.7).
         """
         if self.gallery_maps is None:
             self.extract()

@@ -41,7 +41,7 @@ __all__ = ["BANDS", "DEFAULT_SHORTLIST", "RECALL_NEEDED", "RECALL_PROBES", "RECA
            "stage_one", "top_candidates", "score_pairs", "shortlist_block", "shortlist_graph",
            "shortlist_pairs"]
 
-#: Default K, chosen from benchmarks/bench_scale.py on the Market-scale synthetic set (README).
+#: Default K, chosen from benchmarks/bench_scale.py on the Market-scale synthetic set (benchmarks/README.md).
 DEFAULT_SHORTLIST = 600
 #: Horizontal bands of the first stage's coarsened maps.
 BANDS = 4

@@ -1,7 +1,7 @@
 """Training: plain functions with explicit arguments, shared by the CLI and the viewer.
 
 ``fit`` runs the whole loop (checkpoint after every epoch, resume, the adaptive schedule of
-SPEC.md section 6); ``train_one_epoch`` is one pass over a loader. Everything runs on the
+docs/arithmetic.md section 6); ``train_one_epoch`` is one pass over a loader. Everything runs on the
 device it is given; mixed precision is fp16 on CUDA and (when asked for) bfloat16 on the CPU.
 """
 from __future__ import annotations
@@ -232,7 +232,7 @@ def train_one_epoch(model: ReIDModel, criterion: nn.Module, optimizer: torch.opt
             scaler.unscale_(optimizer)
         else:
             loss.backward()
-        if clip > 0:  # SPEC 6: clipped separately for the model and the loss's parameters
+        if clip > 0:  # docs/arithmetic.md section 6: clipped separately for the model and the loss's parameters
             model_params = list(model.backbone.parameters())
             own = {id(p) for p in model_params}
             loss_params = [p for p in list(model.parameters()) + list(criterion.parameters())

@@ -2,7 +2,7 @@
 
 Each parser takes the dataset folder and returns the three raw splits as lists of
 :class:`Sample` with the pid as written on disk; :func:`engine.data.load_dataset` then
-relabels train identities, drops junk and checks the splits. SPEC.md section 10 defines the
+relabels train identities, drops junk and checks the splits. docs/arithmetic.md section 10 defines the
 file names and the timestamps.
 """
 from __future__ import annotations

@@ -98,7 +98,7 @@ class PKBatchSampler(_EpochSeeded):
 
 
 class GraphSampler(_EpochSeeded):
-    """QAConv-GS's graph sampler (SPEC.md section 5).
+    """QAConv-GS's graph sampler (docs/arithmetic.md section 5).
 
     Before each epoch, call :meth:`prepare` with a function that scores one image per
     class: it receives the dataset indices of those images (in class order) and returns

@@ -1,6 +1,6 @@
 """Training-time image transforms, on ``uint8`` RGB arrays ``[H, W, 3]``.
 
-The three occlusion augmentations of SPEC.md section 4 each report the box they filled,
+The three occlusion augmentations of docs/arithmetic.md section 4 each report the box they filled,
 ``(top, left, height, width)`` in pixels or ``None``, so the viewer can preview them on a
 query. Every transform takes an explicit ``numpy.random.Generator``; data-loader workers
 seed theirs from torch's per-worker seed.

@@ -1,5 +1,5 @@
 """Occlusion on a query: fills, the training augmentations as previews, ranking an occluded
-query, and sensitivity maps (DESIGN.md "Public interface": ``engine.explain.occlusion``).
+query, and sensitivity maps (docs/architecture.md "Public interface": ``engine.explain.occlusion``).
 
 Boxes here are ``(x, y, w, h)`` in the pixels of the image given (the transforms of
 ``engine.data.transforms`` report ``(top, left, height, width)``; :func:`augmentation_previews`

@@ -1,6 +1,6 @@
 """Backbone: a torchvision ResNet cut after a stage, a 3x3 neck, unit-norm local features.
 
-SPEC.md section 1. ``build_backbone`` is the public factory; ``_resnet_backbone`` the one
+docs/arithmetic.md section 1. ``build_backbone`` is the public factory; ``_resnet_backbone`` the one
 private builder it calls (torchvision's ``resnet.py`` pattern): a depth, the last stage kept
 and the neck width, not a class per variant. The backbone returns feature maps only; the
 QAConv matcher, the global baseline and the viewer each take the maps from there.
@@ -200,7 +200,7 @@ def _resnet_backbone(depth: int, last_stage: str, neck_channels: int,
 def build_backbone(config: ModelConfig | None = None, *, depth: int | None = None,
                    last_stage: str = "layer3", neck_channels: int | None = None,
                    pretrained: str | os.PathLike | None = None) -> FeatureMapBackbone:
-    """Build the feature-map backbone of SPEC.md section 1.
+    """Build the feature-map backbone of docs/arithmetic.md section 1.
 
     Parameters
     ----------

@@ -82,7 +82,7 @@ class ModelConfig:
         ``"none"`` (random initialisation) or a path to a ResNet state dict.
     imagenet_norm
         Subtract ImageNet mean / divide by std after scaling to [0, 1]. The published method
-        does not (SPEC.md section 1), so the default is False.
+        does not (docs/arithmetic.md section 1), so the default is False.
     method
         ``"qaconv"`` (local matching) or ``"global"`` (pooled embedding + cosine baseline).
     """

@@ -1,6 +1,6 @@
 """One pair's local matches under QAConv and the exact split of its logit (NumPy only, no torch).
 
-QAConv's eval-mode logit is additive over local matches (SPEC.md 2.7): with the folded head
+QAConv's eval-mode logit is additive over local matches (docs/arithmetic.md 2.7): with the folded head
 ``w [hw]``, ``c`` and the best-match cosines ``a`` (probe side) and ``b`` (gallery side),
 ``logit = sum_s w_s a_s + sum_r w_r b_r + c``. :func:`pair_correspondence` computes ``a``,
 ``b``, their argmax indices and that decomposition from two feature maps; it needs only the
@@ -20,7 +20,7 @@ __all__ = ["Correspondence", "pair_correspondence"]
 
 
 class Correspondence(NamedTuple):
-    """QAConv's local matches for one probe / gallery pair (SPEC.md 2.7).
+    """QAConv's local matches for one probe / gallery pair (docs/arithmetic.md 2.7).
 
     Attributes
     ----------

@@ -1,4 +1,4 @@
-"""QAConv: query-adaptive convolution matcher and its local correspondences (SPEC.md section 2).
+"""QAConv: query-adaptive convolution matcher and its local correspondences (docs/arithmetic.md section 2).
 
 For a probe map ``P [C, hw]`` and a gallery map ``G [C, hw]`` (unit vectors at every
 location) the matcher takes the cosine of every probe location with every gallery location,
@@ -147,7 +147,7 @@ def folded_scores(rows: torch.Tensor, cols: torch.Tensor, weight: torch.Tensor,
 
 
 class QAConv(nn.Module):
-    """Query-adaptive convolution matcher (SPEC.md section 2).
+    """Query-adaptive convolution matcher (docs/arithmetic.md section 2).
 
     Parameters
     ----------
@@ -185,7 +185,7 @@ class QAConv(nn.Module):
         return self.height * self.width
 
     def reset_parameters(self) -> None:
-        """BatchNorms at PyTorch defaults; fc weight ``1/hw`` and bias 0 (SPEC.md 2.4)."""
+        """BatchNorms at PyTorch defaults; fc weight ``1/hw`` and bias 0 (docs/arithmetic.md 2.4)."""
         self.bn.reset_parameters()
         self.logit_bn.reset_parameters()
         with torch.no_grad():
@@ -209,7 +209,7 @@ class QAConv(nn.Module):
 
     # ---------------------------------------------------------------- differentiable path
     def pair_maxima(self, probe: torch.Tensor, gallery: torch.Tensor) -> torch.Tensor:
-        """Best matches both ways for every pair, differentiable (SPEC.md 2.1-2.2).
+        """Best matches both ways for every pair, differentiable (docs/arithmetic.md 2.1-2.2).
 
         Returns
         -------
@@ -242,7 +242,7 @@ class QAConv(nn.Module):
         return torch.cat(out, dim=0)                                       # [p, g, 2, hw]
 
     def head(self, maxima: torch.Tensor) -> torch.Tensor:
-        """``[p, g, 2, hw]`` maxima -> ``[p, g]`` logits (SPEC.md 2.3), in float32.
+        """``[p, g, 2, hw]`` maxima -> ``[p, g]`` logits (docs/arithmetic.md 2.3), in float32.
 
         In training mode both BatchNorms use the statistics of this call's pairs (all pairs,
         directions and locations for the first; all pairs for the second).
@@ -305,7 +305,7 @@ class QAConv(nn.Module):
     @torch.no_grad()
     def correspondences(self, probe_map: torch.Tensor | np.ndarray,
                         gallery_map: torch.Tensor | np.ndarray) -> Correspondence:
-        """Local matches of one pair (SPEC.md 2.7), for the viewer.
+        """Local matches of one pair (docs/arithmetic.md 2.7), for the viewer.
 
         Parameters
         ----------

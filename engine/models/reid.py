@@ -40,7 +40,7 @@ class ReIDModel(nn.Module):
         self.backbone = build_backbone(config)
         h, w = config.feature_size
         self.matcher = QAConv(config.neck, h, w) if config.method == "qaconv" else None
-        # SPEC 1 keeps the trunk's BatchNorm statistics frozen, which preserves ImageNet
+        # docs/arithmetic.md section 1 keeps the trunk's BatchNorm statistics frozen, which preserves ImageNet
         # statistics; a trunk trained from random initialisation has none worth keeping, so
         # training code turns this off for it.
         self.freeze_bn = True

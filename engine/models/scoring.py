@@ -1,4 +1,4 @@
-"""Chunked probe x gallery scoring under a memory budget (SPEC.md 2.8).
+"""Chunked probe x gallery scoring under a memory budget (docs/arithmetic.md 2.8).
 
 ``score_matrix`` turns two sets of feature maps into the eval-mode QAConv logits ``[p, g]``.
 The maps may be float16 NumPy arrays memory-mapped from the feature store, so they are
@@ -39,7 +39,7 @@ MapsLike = np.ndarray | torch.Tensor
 
 
 def default_score_dtype(device: torch.device) -> torch.dtype:
-    """Half precision on CUDA (SPEC.md 2.8), float32 elsewhere."""
+    """Half precision on CUDA (docs/arithmetic.md 2.8), float32 elsewhere."""
     return torch.float16 if device.type == "cuda" else torch.float32
 
 

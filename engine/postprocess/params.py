@@ -16,7 +16,7 @@ __all__ = ["RerankParams", "TLiftParams", "rerank_params", "tlift_params", "stag
 
 @dataclass
 class RerankParams:
-    """k-reciprocal re-ranking (SPEC.md section 8)."""
+    """k-reciprocal re-ranking (docs/arithmetic.md section 8)."""
 
     k1: int = 20
     k2: int = 6
@@ -25,7 +25,7 @@ class RerankParams:
 
 @dataclass
 class TLiftParams:
-    """Temporal lifting (SPEC.md section 9); tau and sigma in seconds."""
+    """Temporal lifting (docs/arithmetic.md section 9); tau and sigma in seconds."""
 
     tau: float = 100.0
     sigma: float = 200.0

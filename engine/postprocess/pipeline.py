@@ -1,4 +1,4 @@
-"""From matcher scores to the final distance matrix: raw, + re-ranking, + TLift (SPEC.md 2.6, 8, 9).
+"""From matcher scores to the final distance matrix: raw, + re-ranking, + TLift (docs/arithmetic.md 2.6, 8, 9).
 
 Every path goes through one scale: a *unit similarity* ``s`` in [0, 1] (higher = closer) and its
 distance ``d = 1 - s``.
@@ -15,7 +15,7 @@ which :meth:`engine.session.Session.distances` runs with its blocks and kept mat
 re-ranking on the distances (``d <- d_RR``, :func:`rerank_step`), TLift on ``s = 1 - d``
 (``d <- 1 - s'``, :func:`lift_distances`). TLift without re-ranking first turns each query's
 row of ``s`` into :func:`relative_similarity` (see there why); after re-ranking it lifts
-``1 - d_RR`` as it is (SPEC.md 9, the references). :func:`tlift_sweep` re-evaluates TLift over a range of one of its
+``1 - d_RR`` as it is (docs/arithmetic.md 9, the references). :func:`tlift_sweep` re-evaluates TLift over a range of one of its
 parameters, as in the paper's parameter study (appendix Tables 7 and 8).
 """
 from __future__ import annotations
@@ -112,7 +112,7 @@ def distance_from_logits(logits, dtype=np.float32) -> np.ndarray:
 def relative_similarity(similarity, out: np.ndarray | None = None) -> np.ndarray:
     """Each query's similarities relative to its best match: ``exp((s - max) / std)`` per row.
 
-    What TLift lifts when it runs without re-ranking. SPEC 9 multiplies a similarity by
+    What TLift lifts when it runs without re-ranking. docs/arithmetic.md section 9 multiplies a similarity by
     ``w + alpha``, ``w`` in [0, 1], alpha = 0.2: the temporal weight can multiply an appearance
     score by up to 6. After re-ranking that is right: ``1 - d_RR`` is near 0 for all but a
     query's few k-reciprocal neighbours, so time only reorders plausible matches. QAConv's
@@ -123,7 +123,7 @@ def relative_similarity(similarity, out: np.ndarray | None = None) -> np.ndarray
     row's best, then exponentiating, gives what RR gives: the best match 1, the bulk of the
     gallery near 0. It is invariant to the score's scale and offset, so QAConv logits and cosine
     similarities are treated alike, and it keeps each row's order. Options measured on the demo
-    (``benchmarks/tlift_alone.py``, README "Bad input"): plain min-max to [0, 1] still loses to
+    (``benchmarks/tlift_alone.py``, docs/results.md "TLift without re-ranking"): plain min-max to [0, 1] still loses to
     raw; this beats raw for QAConv and the pooled-feature baseline. A row with no spread becomes
     all ones.
 

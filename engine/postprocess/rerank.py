@@ -1,4 +1,4 @@
-"""k-reciprocal re-ranking (Zhong et al., CVPR 2017) as specified in SPEC.md section 8.
+"""k-reciprocal re-ranking (Zhong et al., CVPR 2017) as specified in docs/arithmetic.md section 8.
 
 The arithmetic is the reference formulation's; the data layout is not. Instead of dense N x N
 matrices for the ranks, the encoding ``V`` and its query expansion, this module keeps
@@ -356,7 +356,7 @@ def re_rank(
     cancel: CancelFn | None = None,
     neighbours: Neighbours | None = None,
 ) -> np.ndarray:
-    """k-reciprocal re-ranking of query-gallery distances (SPEC.md section 8).
+    """k-reciprocal re-ranking of query-gallery distances (docs/arithmetic.md section 8).
 
     Parameters
     ----------

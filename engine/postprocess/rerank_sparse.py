@@ -1,4 +1,4 @@
-"""k-reciprocal re-ranking on the shortlist graph of two-stage retrieval (SPEC.md section 8).
+"""k-reciprocal re-ranking on the shortlist graph of two-stage retrieval (docs/arithmetic.md section 8).
 
 Exhaustive re-ranking reads the q-q and g-g distance blocks in full. With two-stage retrieval
 (:mod:`engine.shortlist`) each query and gallery item has only its ``K`` nearest neighbours

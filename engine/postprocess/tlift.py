@@ -1,4 +1,4 @@
-"""Temporal lifting (TLift; Liao & Shao, ECCV 2020) as specified in SPEC.md section 9.
+"""Temporal lifting (TLift; Liao & Shao, ECCV 2020) as specified in docs/arithmetic.md section 9.
 
 For a probe ``q`` and a gallery camera ``c``, the probes of q's camera seen within ``tau``
 seconds of q (q included) vote with their ``K`` best gallery matches in camera ``c`` (the pivots);

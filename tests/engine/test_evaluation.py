@@ -13,7 +13,7 @@ REFERENCE = Path(__file__).resolve().parent.parent / "data" / "reference"
 
 
 def loop_evaluate(distmat, q_pids, g_pids, q_cams, g_cams, max_rank=50):
-    """SPEC.md section 7, one query at a time (the formulation of torchreid's eval_market1501)."""
+    """docs/arithmetic.md section 7, one query at a time (the formulation of torchreid's eval_market1501)."""
     distmat = np.asarray(distmat, dtype=np.float32)
     max_rank = min(max_rank, distmat.shape[1])
     cmc_rows, aps, inps = [], [], []

@@ -86,7 +86,7 @@ def test_store_bytes_per_image_at_published_shape(tmp_path):
     saved = store.save("k", maps)
     size = (tmp_path / "features" / "k" / "maps.npy").stat().st_size
     assert saved.shape == maps.shape
-    assert size / 3 <= 50 * 1024  # DESIGN target: at most 50 KB per image
+    assert size / 3 <= 50 * 1024  # docs/architecture.md target: at most 50 KB per image
 
 
 def test_checkpoint_round_trip_and_json_beside(tmp_path):

@@ -15,7 +15,7 @@ REFERENCE = Path(__file__).resolve().parents[1] / "data" / "reference"
 
 
 def einsum_qaconv(matcher: QAConv, probe: torch.Tensor, gallery: torch.Tensor) -> torch.Tensor:
-    """SPEC.md section 2 written out literally (the whole [p, g, hw, hw] tensor at once)."""
+    """docs/arithmetic.md section 2 written out literally (the whole [p, g, hw, hw] tensor at once)."""
     p, c, h, w = probe.shape
     g, hw = gallery.shape[0], h * w
     sim = torch.einsum("pcs,gcr->pgrs", probe.reshape(p, c, hw), gallery.reshape(g, c, hw))

@@ -13,7 +13,7 @@ REFERENCE = Path(__file__).resolve().parent.parent / "data" / "reference"
 
 
 def loop_re_rank(q_g, q_q, g_g, k1=20, k2=6, lambda_value=0.3):
-    """SPEC.md section 8 row by row with dense matrices (Zhong et al.'s formulation)."""
+    """docs/arithmetic.md section 8 row by row with dense matrices (Zhong et al.'s formulation)."""
     num_q = q_g.shape[0]
     full = np.block([[q_q, q_g], [q_g.T, g_g]]).astype(np.float32)
     dist = (full / full.max(axis=0)).T  # D~

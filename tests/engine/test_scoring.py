@@ -30,7 +30,7 @@ def trained_like_matcher(seed: int = 0) -> QAConv:
 
 
 def literal_scores(matcher: QAConv, probe: torch.Tensor, gallery: torch.Tensor) -> np.ndarray:
-    """SPEC.md section 2 in eval mode with the module's own layers, whole tensor at once."""
+    """docs/arithmetic.md section 2 in eval mode with the module's own layers, whole tensor at once."""
     p, g = len(probe), len(gallery)
     sim = torch.einsum("pcs,gcr->pgrs", probe.reshape(p, C, HW), gallery.reshape(g, C, HW))
     maxima = torch.cat((sim.max(dim=2).values, sim.max(dim=3).values), dim=-1)   # [p, g, 2hw]

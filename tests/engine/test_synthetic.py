@@ -14,7 +14,7 @@ from engine.data.synthetic import generate, read_settings
 TINY = dict(num_train_ids=12, num_test_ids=10, num_distractors=8, num_junk=5)
 NAME_RE = re.compile(r"^(-1|\d{4})_c(\d)s(\d)_(\d{6})_(\d{2})\.jpg$")
 FOLDERS = ("bounding_box_train", "bounding_box_test", "query")
-TAU = 100.0  # TLift's co-occurrence window, seconds (SPEC.md section 9)
+TAU = 100.0  # TLift's co-occurrence window, seconds (docs/arithmetic.md section 9)
 
 
 def _files(root) -> dict[str, bytes]:
@@ -168,7 +168,7 @@ def test_query_rules(bench):
 
 
 def test_times_follow_the_session_offset_rule(bench):
-    """Loop formulation of SPEC.md section 10 over the names gives the generator's clock."""
+    """Loop formulation of docs/arithmetic.md section 10 over the names gives the generator's clock."""
     roots, data = bench
     root = roots["a0"]
     rows = [r for rs in _names(root).values() for r in rs]

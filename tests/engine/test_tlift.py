@@ -16,7 +16,7 @@ REFERENCE = Path(__file__).resolve().parent.parent / "data" / "reference"
 
 
 def loop_tlift(scores, q_cams, q_times, g_cams, g_times, tau=100.0, sigma=200.0, k=10, alpha=0.2):
-    """SPEC.md section 9 for one probe, one gallery camera and one gallery item at a time."""
+    """docs/arithmetic.md section 9 for one probe, one gallery camera and one gallery item at a time."""
     lifted = np.zeros(scores.shape)
     for q in range(scores.shape[0]):
         window = [p for p in range(scores.shape[0])

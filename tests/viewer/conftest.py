@@ -115,7 +115,7 @@ def assert_no_job_running(controller) -> None:
 
 
 def distance_from_logits(logits) -> np.ndarray:
-    """``1 - sigmoid(logit / 10)`` (SPEC.md 2.6), written out here independently of the engine."""
+    """``1 - sigmoid(logit / 10)`` (docs/arithmetic.md 2.6), written out here independently of the engine."""
     x = np.asarray(logits, np.float64) / 10.0
     return 1.0 / (1.0 + np.exp(x))
 

@@ -46,7 +46,7 @@ def _head(session):
 
 
 def _brute_force(session, probe_map, gallery_index):
-    """a, b, argmaxes and contributions written out from the maps (SPEC.md 2.7)."""
+    """a, b, argmaxes and contributions written out from the maps (docs/arithmetic.md 2.7)."""
     P = np.asarray(probe_map, np.float32).reshape(probe_map.shape[0], -1).astype(np.float64)
     G = np.asarray(session.gallery_maps[gallery_index], np.float32).reshape(P.shape[0], -1).astype(np.float64)
     sim = P.T @ G

@@ -9,7 +9,7 @@ exploits: probes seen together in one camera have their true matches close in ti
 
 Frame numbers follow Market-1501: 25 fps, and every camera's recording is cut into 2-3
 sessions whose frame counters restart. A session starts on the frame of the previous session's
-last detection, so laying the sessions end to end by their largest frame numbers (SPEC.md
+last detection, so laying the sessions end to end by their largest frame numbers (docs/arithmetic.md
 section 10) gives back exactly the continuous clock the detections were generated on.
 """
 from __future__ import annotations
