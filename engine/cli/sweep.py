@@ -56,21 +56,17 @@ def _check_values(param: str, values: list[float]) -> None:
 def run(args: argparse.Namespace) -> int:
     from engine.analysis.plot_data import tlift_sweeps
     from engine.cli.evaluate import tlift_from_args
-    from engine.outputs import check_output_path, run_inputs
+    from engine.outputs import check_output_path, run_inputs, write_output_bytes
     from engine.postprocess.params import RerankParams
     from engine.session import Session
-    from engine.utils import atomic_write_text
 
     if args.values is not None:
         _check_values(args.param, args.values)
-    if args.csv is not None:
-        check_output_path(args.csv, force=args.force, inputs=run_inputs(args.checkpoint),
-                          flag="--csv")
-    session = Session.open(load_data(args), args.checkpoint, device=args.device, layout=args.layout,
-                           cache_dir=args.cache_dir)
-    if args.csv is not None:
-        check_output_path(args.csv, force=args.force,
-                          inputs=run_inputs(args.checkpoint, session.dataset), flag="--csv")
+    data = load_data(args)
+    inputs = run_inputs(args.checkpoint, data, cache_dir=args.cache_dir)
+    if args.csv is not None:  # before the minutes of scoring
+        check_output_path(args.csv, force=args.force, inputs=inputs, flag="--csv")
+    session = Session.open(data, args.checkpoint, device=args.device, cache_dir=args.cache_dir)
     if not session.has_times:
         raise ValueError("TLift needs timestamps, and this dataset's images have none")
     values = args.values or APPENDIX_VALUES[args.param]
@@ -94,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'rank-1':>8} " + " ".join(f"{100 * p.rank1:7.2f}" for p in points))
     print(f"{'mAP':>8} " + " ".join(f"{100 * p.mean_ap:7.2f}" for p in points))
     if args.csv:
-        atomic_write_text(args.csv, f"{args.param},rank1,mAP\n" + "".join(
-            f"{p.value:g},{p.rank1:.6f},{p.mean_ap:.6f}\n" for p in points))
+        text = f"{args.param},rank1,mAP\n" + "".join(
+            f"{p.value:g},{p.rank1:.6f},{p.mean_ap:.6f}\n" for p in points)
+        write_output_bytes(args.csv, text.encode("utf-8"), force=args.force, inputs=inputs,
+                           flag="--csv")
     return 0

@@ -121,6 +121,12 @@ def test_cli_train_then_evaluate_end_to_end(tiny_synth, tmp_path, run_cli):
     assert [float(r[0]) for r in sweep] == [0.1, 0.2]
     assert abs(100 * float(sweep[1][1]) - float(lines[2][2])) < 0.01
     assert abs(100 * float(sweep[1][2]) - float(lines[2][5])) < 0.01
+    # the sweep's CSV goes through the guarded writer: an input of the run is refused even forced
+    sidecar = tmp_path / "run" / "model.json"
+    before = sidecar.read_bytes()
+    code, _, err = run_cli("sweep", *scored, "--param", "alpha", "--values", "0.1", "--csv", sidecar,
+                           "--force")
+    assert code == 2 and "--csv" in err and sidecar.read_bytes() == before
     # export writes every query's top-3 in the engine's order
     code, _, err = run_cli("export", *scored, "--out", tmp_path / "ranks.csv", "--top-k", "3")
     assert code == 0, err
