@@ -40,6 +40,15 @@ EXIT_WAIT_MS = 5_000
 
 log = logging.getLogger(__name__)
 
+# Packages that a worker thread and the GUI thread may both import for the first time at the
+# same moment: numba's error formatting (re-ranking's kernels, loaded by a background job after
+# the first paint) and pyqtgraph (imported by the GUI thread right after the first paint) both
+# import colorama, whose package and submodules import each other. Two threads importing such a
+# package at once can fail with a KeyError from the import system (a circular import across
+# threads), so the GUI thread imports them before any job starts. tests/viewer/test_jobs.py
+# checks that this list covers what the two sides share.
+SHARED_IMPORTS = ("colorama",)
+
 # Progress signals are rate-limited: the engine may report thousands of steps a second.
 _PROGRESS_INTERVAL = 0.03
 
@@ -129,6 +138,17 @@ class _Job:
     report: bool    # failures and cancellations reported to the window
 
 
+def _import_shared() -> None:
+    """Import :data:`SHARED_IMPORTS` on the calling (GUI) thread; an absent one is skipped."""
+    import importlib
+
+    for name in SHARED_IMPORTS:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+
+
 class JobService(QObject):
     """The one place where the window and its views start background jobs.
 
@@ -148,6 +168,7 @@ class JobService(QObject):
 
     def __init__(self, state: ViewerState, parent: QObject | None = None):
         super().__init__(parent)
+        _import_shared()
         self.state = state
         self.pools = {}
         for pool, threads in (("session", 1), ("background", 1), ("io", 2), ("panel", 2)):

@@ -217,3 +217,52 @@ def test_shutdown_waits_no_longer_than_its_bound(qtbot):
     assert jobs.shutdown(100) is False
     release.set()
     assert jobs.wait(5000)
+
+
+_FIRST_PAINT = ("import torch, PySide6.QtWidgets, engine.session, viewer.main_window, "
+                "viewer.controller, viewer.tasks")
+
+
+def _modules_imported_by(statement: str) -> set[str]:
+    """The modules ``statement`` imports in a fresh process that has already imported what the
+    window has at its first paint."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (f"{_FIRST_PAINT}\nimport sys\nbefore = set(sys.modules)\n{statement}\n"
+            "print('\\n'.join(sorted(set(sys.modules) - before)))")
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return set(done.stdout.split())
+
+
+@pytest.mark.slow
+def test_packages_both_threads_import_after_the_first_paint_are_imported_first():
+    # After the first paint a background job loads re-ranking's compiled kernels (numba) while
+    # the GUI thread imports pyqtgraph for the inspector and the plots. A package both import for
+    # the first time can fail with a KeyError when the two imports interleave (CI saw it with
+    # colorama), so JobService imports the shared ones on the GUI thread beforehand.
+    from viewer.jobs import SHARED_IMPORTS
+
+    worker = _modules_imported_by("from engine.postprocess.pipeline import warm_up; warm_up()")
+    gui = _modules_imported_by("import pyqtgraph, pyqtgraph.exporters, viewer.inspector.view, "
+                               "viewer.plots.view, viewer.occlusion.view")
+    shared = {name.partition(".")[0] for name in worker & gui}
+    assert shared <= set(SHARED_IMPORTS), sorted(shared - set(SHARED_IMPORTS))
+
+
+def test_the_job_service_imports_the_shared_packages_on_its_thread(qtbot, monkeypatch):
+    import sys
+
+    from viewer import jobs as jobs_module
+
+    monkeypatch.setattr(jobs_module, "SHARED_IMPORTS", ("json.tool", "no_such_package_xyz"))
+    monkeypatch.delitem(sys.modules, "json.tool", raising=False)
+    service = JobService(ViewerState())
+    assert "json.tool" in sys.modules  # imported; the absent one is skipped without an error
+    service.shutdown(1000)
