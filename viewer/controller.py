@@ -322,16 +322,17 @@ class Controller(QObject):
         else:
             state.error = JobError("nothing to export", "select a query first")
             return None
-        method = state.applied.method(state.base_method)
+        # One query: named as on screen (ViewerState.describe); every query: the applied method,
+        # which the writer narrows per query to the stages applied to it (method_for), as
+        # describe does.
+        method = (state.applied.method(state.base_method) if all_queries
+                  else state.describe(state.selected_query).csv_method)
         override = None if all_queries else state.override(state.selected_query)
         others: tuple[str, ...] = ()
         if override is not None:  # the list the grid shows, alone
             others = tuple(s.path for s in queries)
             queries, indices = [queries[state.selected_query]], [0]
             distmat, scores = override.dist_row[None], override.score_row[None]
-            if override.settings is not None:
-                method = override.settings.method(state.base_method)
-            method += f" ({override.probe or 'list shown'})"
 
         def done(rows: int) -> None:
             state.events.message.emit(f"wrote {rows} rows to {path}")

@@ -213,8 +213,8 @@ class MainWindow(QMainWindow):
 
     def _show_results_title(self) -> None:
         """What the grid ranks: the query's list, or what replaced it."""
-        override = self.state.override(self.state.selected_query)
-        self.results_title.setText("Ranked gallery" if override is None else override.description)
+        described = self.state.describe(self.state.selected_query)
+        self.results_title.setText("Ranked gallery" if described is None else described.title)
 
     def _show_inspector(self, on: bool) -> None:
         self.tabs.setCurrentWidget(self.inspector if on else self.splitter)

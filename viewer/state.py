@@ -32,11 +32,15 @@ from psygnal._group_descriptor import evented_setattr  # documented, not yet exp
 
 from engine.data.samples import Sample
 from engine.evaluation import Metrics
-from engine.postprocess.params import RerankParams, TLiftParams
+from engine.export import method_for
+from engine.postprocess.params import RerankParams, TLiftParams, stage_name
 from viewer.ranking import (
     Ranking,
+    RankingDescription,
     RankingOverride,
     ResultItem,
+    describe_ranking,
+    first_counted,
     rank_query,
     result_items,
     visible_positions,
@@ -67,8 +71,7 @@ class PostSettings:
 
     def method(self, base: str = "qaconv") -> str:
         """``qaconv``, ``qaconv+rr``, ``qaconv+tlift`` or ``qaconv+rr+tlift``."""
-        parts = [base] + (["rr"] if self.rerank else []) + (["tlift"] if self.tlift else [])
-        return "+".join(parts)
+        return stage_name(base, self.rerank is not None, self.tlift is not None)
 
     def without_tlift(self) -> PostSettings:
         return PostSettings(self.rerank, None)
@@ -390,13 +393,35 @@ class ViewerState:
         return self.ranking(query) if override is None else override.ranking
 
     def set_override(self, query: int, override: RankingOverride | None) -> None:
-        """Show ``override`` for ``query`` instead of its ranking (None: its own ranking again)."""
+        """Show ``override`` for ``query`` instead of its ranking (None: its own ranking again);
+        the selected image stays selected where the new list shows it."""
         if self.overrides.get(query) is override:
             return
+        item = self.selected_item() if query == self.selected_query else None
         overrides = {q: o for q, o in self.overrides.items() if q != query}
         if override is not None:
             overrides[query] = override
         self.overrides = overrides
+        if item is not None and not self.select_gallery(item.gallery_index, extend=False):
+            self.selected_result = self.default_result()
+
+    def describe(self, query: int, *, own: bool = False) -> RankingDescription | None:
+        """What the grid shows for ``query``: which image, ranked by which method with the stages
+        actually applied, its AP (None before it is ranked). The one description the header,
+        the grid, the inspector, the occlusion panel and the CSV export read. ``own``: the
+        query's own ranking even while an override replaces it."""
+        override = None if own else self.override(query)
+        if override is not None:
+            return override.description
+        ranking = self.ranking(query)
+        if ranking is None:
+            return None
+        # The stages applied to this image: TLift skips one without timestamp.
+        method = method_for(self.query_sample(query), self.applied.method(self.base_method))
+        note = ("TLift is not applied to this image (it has no timestamp)."
+                if self.applied.tlift is not None and not method.endswith("+tlift") else "")
+        return describe_ranking(ranking, method, note=note,
+                                versus="" if self.applied.is_raw else "no post-processing")
 
     def score_row(self, query: int) -> np.ndarray:
         """QAConv logits ``[g]`` of one query (higher = more similar)."""
@@ -460,19 +485,36 @@ class ViewerState:
         self.select_query(visible[index])
 
     def select_query(self, query: int) -> None:
-        """Select a query and its first result (listeners of either see both already set)."""
+        """Select a query and its first ranked result, junk skipped (listeners of either see
+        both already set)."""
         with self._batched("selected_query", "selected_result"):
-            self.selected_result = 0
+            self.selected_result = self.default_result(query)
             self.selected_query = query
 
+    def default_result(self, query: int | None = None) -> int:
+        """The tile selected when nothing else is: the first the protocol ranks (junk stays
+        visible and can be clicked, but is never chosen for the user); 0 when all are junk."""
+        index = first_counted(self.results(query))
+        return 0 if index is None else index
+
     def step_result(self, step: int) -> None:
-        """Select the previous/next tile; past the last one, more results are shown first."""
-        count = len(self.results())
-        if step > 0 and self.selected_result + step >= count and self.top_k < self.max_top_k:
+        """Select the ``step``-th ranked tile after (before, when negative) the selected one,
+        junk skipped; past the last one, more results are shown first."""
+        if step == 0:
+            return
+        while True:
+            items = self.results()
+            current = self.selected_result
+            if step > 0:
+                ahead = [i for i, it in enumerate(items) if i > current and it.status != "junk"]
+            else:
+                ahead = [i for i, it in reversed(list(enumerate(items)))
+                         if i < current and it.status != "junk"]
+            if len(ahead) >= abs(step) or step < 0 or self.top_k >= self.max_top_k:
+                break
             self.top_k = min(self.top_k + max(self.MORE_STEP, step), self.max_top_k)
-            count = len(self.results())
-        if count:
-            self.selected_result = min(max(self.selected_result + step, 0), count - 1)
+        if ahead:
+            self.selected_result = ahead[min(abs(step), len(ahead)) - 1]
 
     @property
     def max_top_k(self) -> int:

@@ -127,7 +127,7 @@ def grid_gallery_order(win) -> list[int]:
 
 def reversed_override(state, loaded, query):
     """An override of ``query``: its gallery farthest first (as feedback marks might reorder it)."""
-    from viewer.ranking import RankingOverride, rank_query
+    from viewer.ranking import RankingOverride, describe_ranking, rank_query
 
     session = loaded.session
     row = (2.0 - loaded.raw_distmat[query]).astype(np.float32)
@@ -135,4 +135,6 @@ def reversed_override(state, loaded, query):
     ranking = rank_query(row, loaded.raw_distmat[query], sample.pid, sample.cam,
                          session.gallery_pids, session.gallery_cams)
     return RankingOverride(query, ranking, row, np.ones_like(session.logits["qg"][query]),
-                           description="Farthest first", versus="the query's own list")
+                           description=describe_ranking(ranking, "qaconv", probe="list shown",
+                                                        title="Farthest first",
+                                                        versus="the query's own list"))

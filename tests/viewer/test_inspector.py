@@ -151,9 +151,9 @@ def test_hover_lights_up_the_match_and_click_pins_it(qtbot, window, loaded):
 
 def test_stepping_through_results_and_queries_and_esc_back_to_the_grid(qtbot, window):
     win = window
-    _open(qtbot, win, position=0)
+    _open(qtbot, win, position=win.state.default_result())
     ins = win.inspector_ctl.inspector
-    items = win.state.results()
+    items = [item for item in win.state.results() if item.status != "junk"]  # junk is stepped over
     _press(qtbot, win, Qt.Key.Key_Right)
     assert ins.pair == (win.state.selected_query, items[1].gallery_index)
     win.inspector.view.next_result.click()
@@ -163,15 +163,17 @@ def test_stepping_through_results_and_queries_and_esc_back_to_the_grid(qtbot, wi
     first_query = win.state.selected_query
     _press(qtbot, win, Qt.Key.Key_Down)
     assert win.state.selected_query != first_query
-    assert ins.pair == (win.state.selected_query, win.state.results()[0].gallery_index)
+    assert ins.pair == (win.state.selected_query, win.state.selected_item().gallery_index)
+    assert win.state.selected_item().rank == 1
     qtbot.waitUntil(lambda: ins.correspondence is not None, timeout=30000)
     win.inspector.view.prev_query.click()
     assert ins.pair[0] == first_query
     # Right past the last tile shows more results, as scrolling to the end does.
     win.state.top_k = 2
     win.state.selected_result = 1
+    rank = win.state.selected_item().rank
     _press(qtbot, win, Qt.Key.Key_Right)
-    assert win.state.top_k > 2 and win.state.selected_result == 2
+    assert win.state.top_k > 2 and win.state.selected_item().rank == rank + 1
     _press(qtbot, win, Qt.Key.Key_Escape)
     assert not ins.open and win.tabs.currentWidget() is win.splitter
 

@@ -62,10 +62,15 @@ def _assert_grid_shows(win, before, after):
     k = min(win.state.top_k, len(after))
     assert len(order) == k
     np.testing.assert_allclose(after[order], np.sort(after)[:k], atol=1e-6)
-    before_pos = np.empty(len(before), np.int64)
-    before_pos[np.argsort(before.astype(np.float32))] = np.arange(len(before))
-    for row, item in enumerate(win.grid.model_.items):
-        assert item.movement == before_pos[item.gallery_index] - row
+    session, query = win.state.session, win.state.query_sample(win.state.selected_query)
+    junk = (session.gallery_pids == query.pid) & (session.gallery_cams == query.cam)
+    before_rank = {}  # ranks of the unoccluded image's list, junk not counted
+    for g in np.argsort(before.astype(np.float32)):
+        if not junk[g]:
+            before_rank[int(g)] = len(before_rank) + 1
+    for item in win.grid.model_.items:
+        want = None if junk[item.gallery_index] else before_rank[item.gallery_index] - item.rank
+        assert item.movement == want
 
 
 def test_dragging_the_square_ranks_the_occluded_query(qtbot, panel):
@@ -88,10 +93,10 @@ def test_dragging_the_square_ranks_the_occluded_query(qtbot, panel):
 
     # Keyboard: the arrow moves the square (not the result selection) and, after a pause, ranks.
     canvas.view.setFocus()
-    selected = win.state.selected_result
+    selected = win.state.selected_item().gallery_index
     with qtbot.waitSignal(occ.rank_finished, timeout=20000):
         qtbot.keyClick(canvas.view, Qt.Key.Key_Right)
-    assert win.state.selected_result == selected
+    assert win.state.selected_item().gallery_index == selected
     assert occ.state.box == (10 + KEY_STEP, 20, 30, 30)
     before, after = _expected_rows(session, image, occlude(image, occ.state.box))
     _assert_grid_shows(win, before, after)
@@ -241,5 +246,5 @@ def test_rank_change_map_agrees_with_the_square_placed_by_hand(qtbot, panel):
     with qtbot.waitSignal(occ.rank_finished, timeout=30000):
         occ.apply_square()
     override = win.state.override(win.state.selected_query)
-    assert override.before_first == result.before_rank
+    assert override.before.first_hit_rank == result.before_rank
     assert override.ranking.first_hit_rank == result.before_rank + result.values.ravel()[cell]

@@ -53,11 +53,13 @@ def test_listeners_of_a_batch_see_every_assignment_of_it(state, loaded):
     state.set_distances(settings, distmat, None)
     assert [s[0] for s in seen] == ["distmat", "applied", "metrics"]
     assert all(s[1:3] == (settings, True) for s in seen)
-    seen.clear()
     query = state.selected_query + 1
+    first = next(i for i, it in enumerate(state.results(query)) if it.status != "junk")
+    state.selected_result = first + 1
+    seen.clear()
     state.select_query(query)
     assert [s[0] for s in seen] == ["selected_query", "selected_result"]
-    assert all(s[3:] == (query, 0) for s in seen)
+    assert all(s[3:] == (query, first) for s in seen)
 
 
 def test_the_states_import_neither_qt_nor_torch():
@@ -135,15 +137,73 @@ def test_results_follow_the_distance_order_and_junk_mode(state, loaded):
         assert [it.gallery_index for it in state.results(query)] == kept[:7]
 
 
-def test_movement_is_raw_position_minus_position(state, loaded):
+def _counted_ranks(order, junk) -> dict:
+    """gallery index -> 1-based rank in ``order`` with the ``junk`` gallery indices skipped."""
+    ranks, counted = {}, 0
+    for g in order:
+        if int(g) not in junk:
+            counted += 1
+            ranks[int(g)] = counted
+    return ranks
+
+
+def test_movement_is_counted_in_the_ranks_the_tiles_show(state, loaded):
+    """Issue 18.6: an arrow is (rank raw - rank now), junk counted in neither, so "#1 ▼1" cannot
+    appear on the result that was #1 raw just because junk moved ahead of it."""
     rng = np.random.default_rng(0)
     noisy = loaded.raw_distmat + rng.normal(0, 0.01, loaded.raw_distmat.shape).astype(np.float32)
-    settings = PostSettings(rerank=state.rerank)
-    state.set_distances(settings, noisy, None)
-    ranking = state.ranking(0)
-    raw_order = list(np.argsort(loaded.raw_distmat[0]))
-    for pos, g in enumerate(ranking.order[:20]):
-        assert ranking.movement[pos] == raw_order.index(g) - pos
+    state.set_distances(PostSettings(rerank=state.rerank), noisy, None)
+    state.top_k = state.max_top_k
+    gallery, differs = loaded.session.dataset.gallery, 0
+    for query in range(state.num_dataset_queries):
+        sample = state.query_sample(query)
+        junk = {g for g, s in enumerate(gallery) if s.pid == sample.pid and s.cam == sample.cam}
+        raw = _counted_ranks(np.argsort(loaded.raw_distmat[query]), junk)
+        now = _counted_ranks(np.argsort(noisy[query]), junk)
+        raw_position = {int(g): p for p, g in enumerate(np.argsort(loaded.raw_distmat[query]))}
+        for pos, item in enumerate(state.results(query)):
+            if item.gallery_index in junk:
+                assert item.rank == 0 and item.movement is None   # not ranked: no arrow
+                continue
+            assert item.rank == now[item.gallery_index]
+            assert item.movement == raw[item.gallery_index] - item.rank
+            differs += item.movement != raw_position[item.gallery_index] - pos
+    assert differs  # the set has junk that moves: the old (position) arrows were different
+
+
+def test_selection_and_stepping_skip_junk(state):
+    """Issue 18.7: a query opens on its first ranked result and Left/Right step over junk;
+    junk stays in the list and can still be selected (a click), and stepping goes on from it."""
+    def counted(query):
+        return [i for i, it in enumerate(state.results(query)) if it.status != "junk"]
+
+    queries = [q for q in range(state.num_dataset_queries) if state.results(q)[0].status == "junk"]
+    assert queries, "the tiny set has a query whose nearest image is junk"
+    query = queries[0]
+    state.select_query(query)
+    assert state.selected_result == counted(query)[0] > 0
+    assert state.selected_item().rank == 1
+    visited = [state.selected_result]
+    while len(visited) < 12:
+        state.step_result(+1)
+        visited.append(state.selected_result)
+    assert visited == counted(query)[:12]
+    for _ in range(11):
+        state.step_result(-1)
+    assert state.selected_result == visited[0]
+    state.step_result(-1)
+    assert state.selected_result == visited[0]  # no ranked result before the first: stays
+    junk = [i for i, it in enumerate(state.results(query)) if it.status == "junk"]
+    state.selected_result = junk[0]              # a click on a junk tile selects it
+    assert state.selected_item().status == "junk"
+    state.step_result(+1)
+    assert state.selected_result == min(i for i in counted(query) if i > junk[0])
+    # Past the tiles shown, more are shown and the step lands on a ranked one.
+    state.top_k = 3
+    state.selected_result = counted(query)[0]
+    for _ in range(4):
+        state.step_result(+1)
+    assert state.top_k > 3 and state.selected_item().rank == 5
 
 
 def test_navigation_steps_through_the_visible_order(state):
@@ -157,10 +217,9 @@ def test_navigation_steps_through_the_visible_order(state):
     assert state.selected_query == visible[0]  # clamped at the top
     state.step_result(+1)
     state.step_result(+1)
-    assert state.selected_result == 2
+    assert state.selected_item().rank == 3
     state.step_query(+1)
-    assert state.selected_result == 0  # a new query starts at its first result
-
+    assert state.selected_item().rank == 1  # a new query starts at its first ranked result
 
 
 def test_an_override_replaces_one_querys_list_only(state, loaded):

@@ -63,11 +63,14 @@ def test_rerank_toggle_gives_the_order_of_re_rank(qtbot, window, loaded):
     d = {name: distance_from_logits(session.logits[name]) for name in ("qg", "qq", "gg")}
     expected = re_rank(d["qg"], d["qq"], d["gg"], k1=20, k2=6, lambda_value=0.3)
     _assert_grid_follows(win, 2, expected[2])
-    moves = [item.movement for item in win.grid.model_.items]
-    assert all(m is not None for m in moves)
-    raw_order = list(np.argsort(loaded.raw_distmat[2]))
-    for item in win.grid.model_.items:
-        assert item.movement == raw_order.index(item.gallery_index) - item.position
+    query = session.dataset.query[2]
+    raw_ranks = {}  # the raw list's ranks, junk (same identity and camera) not counted
+    for g in np.argsort(loaded.raw_distmat[2]):
+        if (session.gallery_pids[g], session.gallery_cams[g]) != (query.pid, query.cam):
+            raw_ranks[int(g)] = len(raw_ranks) + 1
+    for item in win.grid.model_.items:  # in ranks, junk not counted (and without an arrow)
+        want = None if item.status == "junk" else raw_ranks[item.gallery_index] - item.rank
+        assert item.movement == want
 
     # A parameter change recomputes with it.
     win.postprocess.rerank.spins["k1"].setValue(8)
@@ -162,10 +165,11 @@ def test_keyboard_navigation(qtbot, window, loaded):
     assert win.state.selected_query == visible[1]
     qtbot.keyClick(win.grid, Qt.Key.Key_Right)
     qtbot.keyClick(win.grid, Qt.Key.Key_Right)
-    assert win.state.selected_result == 2
-    assert win.grid.currentIndex().row() == 2
+    assert win.state.selected_item().rank == 3  # results #1 to #3, junk stepped over
+    assert win.grid.currentIndex().row() == win.state.selected_result
     qtbot.keyClick(win.grid, Qt.Key.Key_Left)
-    expected_gallery = win.grid.model_.items[1].gallery_index
+    expected_gallery = win.state.selected_item().gallery_index
+    assert win.state.selected_item().rank == 2
     with qtbot.waitSignal(win.controller.match_requested, timeout=2000) as blocker:
         qtbot.keyClick(win.grid, Qt.Key.Key_Return)
     assert blocker.args == [visible[1], expected_gallery]

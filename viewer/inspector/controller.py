@@ -168,7 +168,7 @@ class InspectorController(QObject):
                 if settings == override.settings:
                     rows[method] = override.dist_row
                 else:
-                    notes[method] = f"not computed for the {override.probe or 'list shown'}"
+                    notes[method] = f"not computed for the {override.description.probe or 'list shown'}"
                 continue
             if settings.tlift is not None and state.is_extra(query):
                 notes[method] = "no timestamp for an external image"

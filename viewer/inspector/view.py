@@ -314,14 +314,15 @@ class MatchInspector(QWidget):
             self.photos[side].setRect(QRectF(layout.origin(side), 0, layout.image_w, layout.image_h))
         item = self._current_item(gallery_index)
         rank = "" if item is None else format_rank(item.rank)
-        self.captions["probe"].setText(f"query, {occluded.probe}" if occluded and occluded.probe
-                                       else "query")
+        described = state.describe(query)  # the list the pair is ranked in
+        probe = "" if described is None else described.probe
+        self.captions["probe"].setText(f"query, {probe}" if probe else "query")
         self.captions["gallery"].setText(f"result {rank}".strip())
         for side in SIDES:
             self.captions[side].setPos(layout.origin(side), -1)
         self.vb.setRange(QRectF(0, -12, layout.width, layout.image_h + 12), padding=0.01)
-        method = state.applied.method(state.base_method)
-        self.title.setText(f"Match inspector · {rank or 'result'} under {method}")
+        under = "" if described is None else f" under {described.label}"
+        self.title.setText(f"Match inspector · {rank or 'result'}{under}")
         self.pair_text.setText(self._pair_html(samples, item))
         self._draw_heatmaps()
         self._draw_lines()

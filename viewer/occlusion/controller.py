@@ -189,9 +189,10 @@ class OcclusionController(QObject):
             if session is not viewer.session or query != viewer.selected_query:
                 self.rank_finished.emit(False)
                 return
+            ranked = settings.without_tlift()
             viewer.set_override(query, make_override(query, result, source, sample.pid, sample.cam,
                                                      session.gallery_pids, session.gallery_cams,
-                                                     settings.without_tlift()))
+                                                     ranked, ranked.method(viewer.base_method)))
             self._update_note()
             self.rank_finished.emit(True)
 
@@ -238,7 +239,9 @@ class OcclusionController(QObject):
             gallery_index = item.gallery_index
             g = session.dataset.gallery[gallery_index]
             who = "a distractor" if g.pid == 0 else f"ID {g.pid}"
-            target = f"the result at rank {item.rank} ({who}, {format_cam(g.cam, camera_base(viewer))})"
+            place = (f"the result at rank {item.rank}" if item.rank > 0
+                     else "the junk result (same identity and camera, not ranked)")
+            target = f"{place} ({who}, {format_cam(g.cam, camera_base(viewer))})"
         elif sample.pid is None:
             viewer.error = JobError("identity unknown", "the rank of the first true match needs "
                                     "the query's identity; this is an external image")

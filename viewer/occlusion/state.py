@@ -3,7 +3,9 @@ the augmentation previews, the occluded ranking and the sensitivity map.
 
 :class:`OcclusionOverride` is what the results grid shows instead of the query's own list while
 an occluded copy is ranked (the query's entry in ``ViewerState.overrides``); its movement arrows
-compare the occluded ranking with the unoccluded image ranked the same way.
+compare the occluded ranking with the unoccluded image ranked the same way. Both lists are
+described (``viewer.ranking.RankingDescription``) with the method that ranked them, which is not
+the one of the query's own list when that has the other queries' re-ranking or TLift.
 """
 from __future__ import annotations
 
@@ -15,10 +17,10 @@ from typing import ClassVar
 import numpy as np
 from psygnal import Signal, SignalGroup, SignalGroupDescriptor
 
-from viewer.ranking import RankingOverride, rank_query
+from viewer.ranking import RankingDescription, RankingOverride, describe_ranking, rank_query
 
 __all__ = ["OcclusionOverride", "SensitivityResult", "OcclusionState", "OcclusionEvents", "before_after_text",
-           "make_override", "methods_note", "SENSITIVITY_MODES", "FILL_LABELS", "FILL_TIPS",
+           "make_override", "ranked_alone_note", "methods_note", "SENSITIVITY_MODES", "FILL_LABELS", "FILL_TIPS",
            "PREVIEW_LABELS", "PREVIEW_SHORT"]
 
 FILL_LABELS = {"white": "white", "mean": "mean colour", "noise": "noise", "zeros": "black"}
@@ -34,34 +36,45 @@ PREVIEW_SHORT = {"random_occlusion": "occlusion", "random_erasing": "erasing", "
 @dataclass(frozen=True)
 class OcclusionOverride(RankingOverride):
     """An occluded copy of ``query`` ranked, shown in the grid instead of the query's list; its
-    movement arrows compare with the unoccluded image ranked the same way."""
+    movement arrows compare with the unoccluded image ranked the same way (``before``)."""
 
     source: str = "square"         # "square" or an augmentation's name
-    before_ap: float = math.nan    # AP without occlusion
-    before_first: int = -1         # first true match's rank without occlusion (-1 unknown)
+    before: RankingDescription | None = None   # the unoccluded image ranked the same way
+
+
+def ranked_alone_note(method: str) -> str:
+    """How an edited copy of a query (and the unoccluded image it is compared with) is ranked."""
+    rerank = "+rr" in method
+    return ("each image ranked alone" + (" (re-ranked with itself as the query set)" if rerank else "")
+            + ", without TLift (an edited image has no timestamp)")
 
 
 def make_override(query: int, result, source: str, pid: int | None, cam: int | None,
-                  gallery_pids: np.ndarray, gallery_cams: np.ndarray, settings=None) -> OcclusionOverride:
+                  gallery_pids: np.ndarray, gallery_cams: np.ndarray, settings=None,
+                  method: str = "qaconv") -> OcclusionOverride:
     """The grid's list for an :class:`engine.explain.occlusion.OccludedRanking` of ``query``, ranked
-    under ``settings`` (the applied ones without TLift)."""
+    under ``settings`` (the applied ones without TLift), whose stages ``method`` names."""
     after = rank_query(result.after, result.before, pid, cam, gallery_pids, gallery_cams)
     before = rank_query(result.before, None, pid, cam, gallery_pids, gallery_cams)
     what = "square" if source == "square" else PREVIEW_LABELS.get(source, source)
-    return OcclusionOverride(query=query, ranking=after, dist_row=result.after,
-                             score_row=result.after_logits,
-                             description=f"Occluded ({what}) · ▲▼ vs. original",
-                             versus="the query without occlusion", settings=settings,
-                             probe="occluded copy", image=result.occluded,
-                             maps=getattr(result, "occluded_maps", None), source=source,
-                             before_ap=before.ap, before_first=before.first_hit_rank)
+    how = ranked_alone_note(method)
+    return OcclusionOverride(
+        query=query, ranking=after, dist_row=result.after, score_row=result.after_logits,
+        description=describe_ranking(after, method, probe="occluded copy", note=how,
+                                     title=f"Occluded ({what}) · ▲▼ vs. original",
+                                     versus="the query without occlusion, ranked the same way"),
+        settings=settings, image=result.occluded, maps=getattr(result, "occluded_maps", None),
+        source=source, before=describe_ranking(before, method, probe="query, unoccluded", note=how))
 
 
-def before_after_text(override: OcclusionOverride | None) -> str:
-    """``AP 0.512 → 0.301 · first true match: rank 1 → 4`` (or why there are no numbers)."""
+def before_after_text(override: OcclusionOverride | None, own: RankingDescription | None = None) -> str:
+    """``… both ranked by qaconv+rr: AP 0.512 → 0.301 · first true match: rank 1 → 4``
+    (or why there are no numbers). ``own``: the query's own list, named too when its numbers
+    come from another method (the header showed them before the occluded copy replaced it)."""
     if override is None:
         return "Drag the square over the query, or click a preview, to rank an occluded copy."
-    if math.isnan(override.before_ap) and math.isnan(override.ranking.ap):
+    before, after = override.before, override.description
+    if not after.identity_known or (math.isnan(before.ap) and math.isnan(after.ap)):
         return "No identity known (or no true match on another camera): no AP to compare."
 
     def ap(v: float) -> str:
@@ -70,8 +83,13 @@ def before_after_text(override: OcclusionOverride | None) -> str:
     def rank(v: int) -> str:
         return "–" if v < 1 else str(v)
 
-    return (f"AP {ap(override.before_ap)} → {ap(override.ranking.ap)}  ·  first true match: "
-            f"rank {rank(override.before_first)} → {rank(override.ranking.first_hit_rank)}")
+    text = (f"Unoccluded → occluded, both ranked by {after.method}:\n"
+            f"AP {ap(before.ap)} → {ap(after.ap)}  ·  first true match: "
+            f"rank {rank(before.first_hit_rank)} → {rank(after.first_hit_rank)}")
+    if own is not None and not own.probe and (own.method, own.ap) != (before.method, before.ap):
+        text += (f"\n(The query's own list, {own.method} with the other queries: "
+                 f"{own.numbers()}.)")
+    return text
 
 
 def methods_note(rerank_on: bool, tlift_on: bool) -> str:

@@ -395,7 +395,8 @@ class OcclusionPanel(QWidget):
         if running == "rank":
             self.numbers.setText("Ranking the occluded query…")
         else:
-            self.numbers.setText(before_after_text(self.controller.shown()))
+            own = self.viewer.describe(state.query, own=True) if state.query >= 0 else None
+            self.numbers.setText(before_after_text(self.controller.shown(), own))
         self.note.setText(state.note)
         for widget in (self.rank_button, self.reset_button, self.new_sample, self.compute):
             widget.setEnabled(has_image)

@@ -1,7 +1,6 @@
 """Above the results: the selected query's image, who and where it is, its AP and first true match."""
 from __future__ import annotations
 
-import math
 import os
 
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QVBoxLayout
@@ -67,31 +66,25 @@ class QueryHeader(QFrame):
         sample = state.query_sample(query)
         self.image.setPixmap(self.thumbnails.get(sample.path, *IMAGE_SIZE))
         name = os.path.basename(sample.path)
-        method = state.applied.method(state.base_method)
+        described = state.describe(query)  # the list the grid shows: image, method, AP
         if state.is_extra(query):
             self.title.setText("External image")
             self.where.setText(name)
-            self.numbers.setText(f"Ranking: {method.replace('+tlift', '')}")
-            note = "No identity, so no right/wrong marks."
-            if state.applied.tlift is not None:
-                note += " TLift is not applied to this image (it has no timestamp)."
-            self.note.setText(note)
-            self.first_match.setEnabled(False)
-            return
-        self.title.setText(f"Identity {sample.pid:04d}")
-        when = format_time(sample.time)
-        self.where.setText(f"camera {format_cam(sample.cam, camera_base(self.state))}" + (f" · t {when}" if when else "")
-                           + f" · {name}")
-        ranking = state.shown_ranking(query)
-        override = state.override(query)
-        if override is not None:  # the numbers are the list's the grid shows
-            method = override.settings.method(state.base_method) if override.settings else method
-            method += f" of the {override.probe or 'list shown'}"
-        self.first_match.setEnabled(ranking is not None and ranking.first_hit_rank > 0)
-        if ranking is None or math.isnan(ranking.ap):
-            self.numbers.setText(f"Ranking: {method} · no true match in the gallery on another camera")
         else:
-            self.numbers.setText(f"Ranking: {method} · AP {ranking.ap:.3f} · "
-                                 f"first true match at rank {ranking.first_hit_rank}")
-        self.note.setText("Ranks (here, on the tiles, in the CSV and the inspector) do not count "
-                          "same-camera junk.")
+            self.title.setText(f"Identity {sample.pid:04d}")
+            when = format_time(sample.time)
+            self.where.setText(f"camera {format_cam(sample.cam, camera_base(self.state))}"
+                               + (f" · t {when}" if when else "") + f" · {name}")
+        self.first_match.setEnabled(described is not None and described.first_hit_rank > 0)
+        if described is None:
+            self.numbers.setText("Ranking: computing…")
+            self.note.clear()
+            return
+        if described.identity_known:
+            self.numbers.setText(f"Ranking: {described.summary()}")
+            note = ("Ranks (here, on the tiles, in the CSV and the inspector) do not count "
+                    "same-camera junk.")
+        else:
+            self.numbers.setText(f"Ranking: {described.label}")
+            note = "No identity, so no right/wrong marks."
+        self.note.setText(" ".join(filter(None, (note, described.note))))

@@ -56,19 +56,17 @@ class ResultModel(QAbstractListModel):
             return format_rank(item.rank)
         if role == Qt.ItemDataRole.ToolTipRole:
             sample = self.state.session.dataset.gallery[item.gallery_index]
-            method = self.state.applied.method(self.state.base_method)
+            described = self.state.describe(self.state.selected_query)
             rank = f"rank {item.rank}" if item.rank else "junk: not ranked by the protocol"
             lines = [sample.path, f"{rank} · {STATUS_TEXT[item.status]}",
                      f"identity {sample.pid} · camera {format_cam(sample.cam, camera_base(self.state))}",
                      f"raw score (QAConv logit) {item.score:.3f}",
-                     f"distance under {method} {item.distance:.4f} (the list's order)"]
+                     f"distance under {described.label} {item.distance:.4f} (the list's order)"]
             if sample.time is not None:
                 lines.append(f"time {format_time(sample.time)} ({sample.time:.2f} s)")
             lines.append("Enter / double-click: open in the match inspector")
             if item.movement is not None:
-                override = self.state.override(self.state.selected_query)
-                versus = "no post-processing" if override is None else override.versus
-                lines.append(f"moved {item.movement:+d} places vs. {versus}")
+                lines.append(f"moved {item.movement:+d} ranks vs. {described.versus}")
             return "\n".join(lines)
         return None
 
@@ -134,8 +132,7 @@ class ResultDelegate(QStyledItemDelegate):
         who = "distractor" if sample.pid == 0 else f"ID {sample.pid}"
         painter.drawText(line2, Qt.AlignmentFlag.AlignLeft, who)
         painter.drawText(line2, Qt.AlignmentFlag.AlignRight, format_cam(sample.cam, camera_base(self.state)))
-        method = self.state.applied.method(self.state.base_method)
-        label = method_value_label(method)
+        label = method_value_label(self.state.describe(self.state.selected_query).method)
         value = item.score if label == "logit" else item.distance
         painter.drawText(line3, Qt.AlignmentFlag.AlignLeft,
                          f"{label} {value:.2f}" if label == "logit" else f"{label} {value:.3f}")
