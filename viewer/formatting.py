@@ -41,7 +41,7 @@ def format_percent(value: float | None) -> str:
 
 
 def format_movement(movement: int | None) -> str:
-    """``▲3`` moved up three places, ``▼2`` down two, ``=`` unchanged, ``""`` not applicable."""
+    """``▲3`` moved up three ranks, ``▼2`` down two, ``=`` unchanged, ``""`` not applicable."""
     if movement is None:
         return ""
     if movement > 0:

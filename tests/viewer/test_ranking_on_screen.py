@@ -153,7 +153,7 @@ def test_one_description_of_an_occluded_ranking_everywhere(qtbot, occluded, tmp_
     # Header, results title, tiles, inspector title and CSV: the same words and numbers.
     assert win.header.numbers.text() == f"Ranking: {described.summary()}"
     assert "qaconv of the occluded copy" in win.header.numbers.text()
-    assert "without TLift" in win.header.note.text()
+    assert "ranked alone and without TLift" in win.header.note.text()
     assert win.results_title.text() == described.title
     assert "distance under qaconv of the occluded copy " in _tooltip(win)
     assert "vs. the query without occlusion" in _tooltip(win)

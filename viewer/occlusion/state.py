@@ -44,9 +44,9 @@ class OcclusionOverride(RankingOverride):
 
 def ranked_alone_note(method: str) -> str:
     """How an edited copy of a query (and the unoccluded image it is compared with) is ranked."""
-    rerank = "+rr" in method
-    return ("each image ranked alone" + (" (re-ranked with itself as the query set)" if rerank else "")
-            + ", without TLift (an edited image has no timestamp)")
+    rerank = " (re-ranked with itself as the query set)" if "+rr" in method else ""
+    return (f"Each image is ranked alone{rerank} and without TLift (an edited image has no "
+            "timestamp).")
 
 
 def make_override(query: int, result, source: str, pid: int | None, cam: int | None,
