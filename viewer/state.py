@@ -257,9 +257,10 @@ class ViewerState:
             # An external query's row for new settings comes a moment later.
             self._pending_follow = (self.session, query, self.selected_result, item.gallery_index)
             return
-        count = len(self.results())     # no longer in the list: the nearest tile that is
-        if self.selected_result >= count:
-            self.selected_result = max(count - 1, 0)
+        items = self.results()     # no longer in the list: the nearest ranked tile that is
+        if self.selected_result >= len(items):
+            counted = [i for i, it in enumerate(items) if it.status != "junk"]
+            self.selected_result = counted[-1] if counted else max(len(items) - 1, 0)
 
     # ------------------------------------------------------------------ dataset views
     @property

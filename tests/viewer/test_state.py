@@ -9,9 +9,10 @@ import sys
 import numpy as np
 import pytest
 
+from engine.data.samples import Sample
 from engine.postprocess.params import TLiftParams
 from tests.viewer.conftest import reversed_override
-from viewer.state import PostSettings, ViewerState
+from viewer.state import ExtraQuery, PostSettings, ViewerState
 
 
 @pytest.fixture
@@ -246,3 +247,29 @@ def test_an_override_replaces_one_querys_list_only(state, loaded):
     state.set_override(a, None)
     assert state.overrides == {} and len(events) == 2
     assert [(i.gallery_index, i.distance) for i in state.results(a)][:len(own[a])] == own[a]
+
+
+def test_describe_names_the_image_and_the_stages_applied_to_it(state, loaded):
+    """One description per list on screen: a dataset query under TLift is qaconv+tlift; an image
+    without timestamp is ranked without TLift and named so; an override describes itself and
+    the query's own list stays reachable."""
+    settings = PostSettings(tlift=TLiftParams())
+    state.set_distances(settings, loaded.raw_distmat, loaded.raw_metrics)  # values do not matter here
+    q = next(q for q in range(state.num_dataset_queries) if state.ranking(q).first_hit_rank > 0)
+    own = state.describe(q)
+    ranking = state.ranking(q)
+    assert (own.method, own.probe, own.versus) == ("qaconv+tlift", "", "no post-processing")
+    assert own.summary() == (f"qaconv+tlift · AP {ranking.ap:.3f} · first true match at rank "
+                             f"{ranking.first_hit_rank}")
+    logits = loaded.session.logits["qg"][0]
+    extra = ExtraQuery(Sample("outside.jpg", None, None, None), logits, np.zeros((1, 1), np.float32),
+                       rows={PostSettings().key(): loaded.raw_distmat[0]})
+    state.extra_queries = (extra,)
+    external = state.describe(state.num_dataset_queries)
+    assert external.method == "qaconv" and "TLift is not applied" in external.note
+    assert not external.identity_known and external.numbers() == "identity unknown: no AP"
+    override = reversed_override(state, loaded, q)
+    state.set_override(q, override)
+    assert state.describe(q) is override.description
+    assert state.describe(q).label == "qaconv of the list shown"
+    assert state.describe(q, own=True) == own
