@@ -143,7 +143,7 @@ def test_one_description_of_an_occluded_ranking_everywhere(qtbot, occluded, tmp_
     # header's numbers before the square) named as the other ranking it is.
     text = win.occlusion.panel.numbers.text()
     assert "both ranked by qaconv:" in text
-    assert f"qaconv+tlift with the other queries: {own.split(' · ', 1)[1]}" in text
+    assert f"own list, qaconv+tlift, lifted by timestamps: {own.split(' · ', 1)[1]}" in text
     described = state.describe(query)
     override = state.override(query)
     assert described is override.description
@@ -175,3 +175,19 @@ def test_the_header_follows_the_list_back_to_the_querys_own(qtbot, occluded):
     assert win.results_title.text() == "Ranked gallery"
     assert "distance under qaconv+tlift " in _tooltip(win)
     assert grid_gallery_order(win)[0] == int(win.state.ranking(query).order[0])
+
+
+def test_the_panel_names_the_querys_own_list_only_when_it_is_another_ranking():
+    from viewer.occlusion.state import OcclusionOverride, before_after_text
+    from viewer.ranking import RankingDescription
+
+    before = RankingDescription("qaconv+rr", 0.763, 1, probe="query, unoccluded")
+    after = RankingDescription("qaconv+rr", 0.5, 4, probe="occluded copy")
+    override = OcclusionOverride(0, None, None, None, after, before=before)
+    text = before_after_text(override, RankingDescription("qaconv+rr+tlift", 1.0, 1))
+    assert text.startswith("Unoccluded → occluded, both ranked by qaconv+rr:\nAP 0.763 → 0.500")
+    assert text.endswith("(The query's own list, qaconv+rr+tlift, re-ranked with the other "
+                         "queries and lifted by timestamps: AP 1.000 · first true match at rank 1.)")
+    # Raw, the query's own list is the unoccluded image's: nothing more to name.
+    raw = RankingDescription("qaconv", 0.7630001, 1)
+    assert "own list" not in before_after_text(override, raw)

@@ -86,9 +86,12 @@ def before_after_text(override: OcclusionOverride | None, own: RankingDescriptio
     text = (f"Unoccluded → occluded, both ranked by {after.method}:\n"
             f"AP {ap(before.ap)} → {ap(after.ap)}  ·  first true match: "
             f"rank {rank(before.first_hit_rank)} → {rank(after.first_hit_rank)}")
-    if own is not None and not own.probe and (own.method, own.ap) != (before.method, before.ap):
-        text += (f"\n(The query's own list, {own.method} with the other queries: "
-                 f"{own.numbers()}.)")
+    # Raw, the query's own list is the unoccluded image's; re-ranked with the other queries or
+    # lifted by timestamps, it is another list, named so that its numbers are not "before".
+    uses = [what for stage, what in (("+rr", "re-ranked with the other queries"),
+                                     ("+tlift", "lifted by timestamps")) if own and stage in own.method]
+    if own is not None and not own.probe and uses:
+        text += f"\n(The query's own list, {own.method}, {' and '.join(uses)}: {own.numbers()}.)"
     return text
 
 
