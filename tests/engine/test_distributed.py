@@ -1,0 +1,69 @@
+"""Distributed training (torch.distributed, Gloo on the CPU): 2 ranks x half a batch train
+exactly as 1 process x the whole batch, for every loss and sampler."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine.models.config import ModelConfig
+from engine.train import TrainConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+# (loss, sampler): every loss and every sampler at least once; the trunk starts from random
+# weights, so its BatchNorms train (synchronised over ranks).
+CASES = [("focal", "random"), ("softmax+triplet", "pk"), ("pairwise", "graph"),
+         ("triplet", "pk"), ("bce", "graph"), ("global", "random")]
+
+
+def model_config(loss: str) -> ModelConfig:
+    return ModelConfig(arch="resnet18", neck=16, height=64, width=32, pretrained="none",
+                       method="global" if loss == "global" else "qaconv")
+
+
+def train_config(loss: str, sampler: str) -> TrainConfig:
+    # The first two steps (one per epoch): the second is the first with a class memory to match
+    # against. Further on, runs differ as much as one process does with 1 vs 2 threads (float
+    # sums in another order, amplified by training from random weights).
+    return TrainConfig(loss=loss, sampler=sampler, batch_size=16, k=2, max_epochs=2, max_batches=1,
+                       workers=0, rotation=0)
+
+
+def torchrun(*argv, nproc: int = 2, timeout: float = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                           f"--nproc_per_node={nproc}", *map(str, argv)], capture_output=True,
+                          text=True, env=env, timeout=timeout, cwd=ROOT)
+
+
+@pytest.mark.slow
+def test_two_ranks_train_like_one_process_with_the_whole_batch(tiny_synth, tmp_path):
+    from engine.checkpoint import load_checkpoint
+    from engine.train import fit
+
+    root, dataset = tiny_synth
+    done = torchrun(ROOT / "tests/engine/ddp_fit.py", root, tmp_path / "ddp")
+    assert done.returncode == 0, done.stderr[-3000:]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each rank: the same order of float sums
+    try:
+        ones = {case: fit(dataset, model_config(case[0]), train_config(*case),
+                          tmp_path / "one" / "-".join(case), device=torch.device("cpu"))
+                for case in CASES}
+    finally:
+        torch.set_num_threads(threads)
+    for loss, sampler in CASES:
+        one = ones[loss, sampler]
+        a = load_checkpoint(one.with_name("last.pt"))
+        b = load_checkpoint(tmp_path / "ddp" / f"{loss}-{sampler}" / "last.pt")
+        assert b["epoch"] == a["epoch"] == 2 and b["stats"]["batches"] == 1
+        assert b["stats"]["loss"] == pytest.approx(a["stats"]["loss"], rel=1e-5, abs=1e-5), (loss, sampler)
+        # weights, BatchNorm statistics (synchronised) and the class memory (one, from all ranks)
+        for part in ("model", "criterion"):
+            for name, tensor in a[part].items():
+                torch.testing.assert_close(b[part][name], tensor, rtol=1e-5, atol=1e-5,
+                                           msg=lambda m, n=name: f"{loss}/{sampler} {n}: {m}")
