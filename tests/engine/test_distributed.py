@@ -67,3 +67,54 @@ def test_two_ranks_train_like_one_process_with_the_whole_batch(tiny_synth, tmp_p
             for name, tensor in a[part].items():
                 torch.testing.assert_close(b[part][name], tensor, rtol=1e-5, atol=1e-5,
                                            msg=lambda m, n=name: f"{loss}/{sampler} {n}: {m}")
+
+
+def _train_args(root, out, *extra) -> list[str]:
+    return ["-m", "engine", "train", "--data", str(root), "--out", str(out), "--device", "cpu",
+            "--arch", "resnet18", "--neck", "16", "--height", "64", "--width", "32",
+            "--pretrained", "none", "--batch-size", "16", "--max-batches", "1", "--workers", "0",
+            "--rotation", "0", "--threads", "1", *map(str, extra)]
+
+
+@pytest.mark.slow
+def test_a_killed_rank_stops_the_run_and_resume_continues_under_another_world_size(tiny_synth, tmp_path):
+    import signal
+    import time
+
+    from engine.checkpoint import load_checkpoint
+
+    root, _ = tiny_synth
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         *_train_args(root, out, "--max-epochs", "500")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+        start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not (out / "last.pt").is_file() and launcher.poll() is None:
+            assert time.monotonic() < deadline, "no epoch finished in 300 s"
+            time.sleep(0.2)
+        assert launcher.poll() is None, launcher.communicate()[1][-3000:]
+        workers = subprocess.run(["pgrep", "-P", str(launcher.pid)], capture_output=True,
+                                 text=True).stdout.split()
+        assert len(workers) == 2, workers  # the ranks, children of torchrun's agent
+        os.kill(int(workers[-1]), signal.SIGKILL)
+        _, err = launcher.communicate(timeout=120)   # the others are stopped: no hang
+        assert launcher.returncode != 0
+    finally:
+        if launcher.poll() is None:
+            os.killpg(launcher.pid, signal.SIGKILL)
+    stopped = load_checkpoint(out / "last.pt")       # written atomically: never half a file
+    done = epoch = int(stopped["epoch"])
+    assert epoch >= 1
+    # Resume in one process (world size 2 -> 1), then with 2 ranks again (1 -> 2).
+    one = subprocess.run([sys.executable, *_train_args(root, out, "--resume", "--max-epochs", done + 1)],
+                         capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert one.returncode == 0, one.stderr[-3000:]
+    assert f"resuming from {out / 'last.pt'} at epoch {done + 1}" in one.stderr
+    assert load_checkpoint(out / "last.pt")["epoch"] == done + 1
+    two = torchrun(*_train_args(root, out, "--resume", "--max-epochs", done + 2)[1:])
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert load_checkpoint(out / "last.pt")["epoch"] == done + 2
