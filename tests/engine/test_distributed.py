@@ -66,7 +66,7 @@ def test_two_ranks_train_like_one_process_with_the_whole_batch(tiny_synth, tmp_p
         for part in ("model", "criterion"):
             for name, tensor in a[part].items():
                 torch.testing.assert_close(b[part][name], tensor, rtol=1e-5, atol=1e-5,
-                                           msg=lambda m, n=name: f"{loss}/{sampler} {n}: {m}")
+                                           msg=lambda m, n=f"{loss}/{sampler} {name}": f"{n}: {m}")
 
 
 def _train_args(root, out, *extra) -> list[str]:
@@ -118,3 +118,29 @@ def test_a_killed_rank_stops_the_run_and_resume_continues_under_another_world_si
     two = torchrun(*_train_args(root, out, "--resume", "--max-epochs", done + 2)[1:])
     assert two.returncode == 0, two.stderr[-3000:]
     assert load_checkpoint(out / "last.pt")["epoch"] == done + 2
+
+
+@pytest.mark.slow
+def test_sharded_evaluate_matches_one_process_bit_for_bit(tiny_synth, random_checkpoint, tmp_path,
+                                                          run_cli, monkeypatch):
+    from engine.session import Session
+
+    root, _ = tiny_synth
+    common = ["--data", root, "--checkpoint", random_checkpoint, "--device", "cpu", "--threads", "1"]
+    evaluate = ["evaluate", *common, "--rerank", "--tlift"]
+    monkeypatch.setenv("REID_TILE_PAIRS", "300")  # several tiles per block, spread over the ranks
+    done = torchrun("-m", "engine", *evaluate, "--cache-dir", tmp_path / "c2",
+                    "--csv", tmp_path / "two.csv")
+    assert done.returncode == 0, done.stderr[-3000:]
+    code, out, err = run_cli(*evaluate, "--cache-dir", tmp_path / "c1", "--csv", tmp_path / "one.csv")
+    assert code == 0, err
+    rows = [line for line in out.splitlines() if line.startswith("qaconv")]
+    assert len(rows) == 3 and rows == [line for line in done.stdout.splitlines() if line.startswith("qaconv")]
+    assert (tmp_path / "two.csv").read_bytes() == (tmp_path / "one.csv").read_bytes()
+    # What the ranks left is what one process leaves: the viewer's session finds every map and
+    # block in the cache and scores nothing.
+    session = Session.open(root, random_checkpoint, device="cpu", cache_dir=tmp_path / "c2")
+    assert all(session.blocks.stored(name) for name in ("qg", "qq", "gg"))
+    session.prepare(rerank=True)
+    assert all(session.cache_hits.values()), session.cache_hits
+    assert not list((tmp_path / "c2" / "scores" / "tiles").glob("*/*.npy"))
