@@ -75,6 +75,7 @@ class TrainConfig:
     seed: int = 0
     workers: int = 2
     max_batches: int | None = None   # cap batches per epoch (quick runs, tests)
+    sync_bn: bool = True             # torchrun: trained trunk BatchNorms see every rank's images
 
     def __post_init__(self) -> None:
         """Refuse settings that would fail later (a division by zero in the sampler) or train
@@ -374,7 +375,7 @@ def fit(dataset: Dataset, model_cfg: ModelConfig, cfg: TrainConfig, out_dir: str
     if not model.freeze_bn:
         log.info("no ImageNet weights: the trunk's BatchNorm layers train (they are frozen only "
                  "to keep pretrained statistics)")
-    if world.active and not model.freeze_bn:
+    if world.active and not model.freeze_bn and cfg.sync_bn:
         sync_batchnorms(model.backbone)  # trained trunk statistics: those of the whole batch
     criterion = build_criterion(model, cfg.loss, num_classes, triplet_margin=cfg.triplet_margin).to(device)
     optimizer = make_optimizer(model, criterion, cfg)

@@ -57,6 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="mixed precision: auto = on CUDA only; on = also bfloat16 on the CPU")
     t.add_argument("--seed", type=int, default=d.seed)
     t.add_argument("--workers", type=int, default=d.workers, help="data-loader worker processes")
+    t.add_argument("--no-sync-bn", action="store_true",
+                   help="under torchrun, let each rank's trunk BatchNorms use its own slice's "
+                        "statistics (default: synchronised, as one process with the whole batch)")
 
 
 def configs_from_args(args: argparse.Namespace):
@@ -72,7 +75,8 @@ def configs_from_args(args: argparse.Namespace):
         augment=args.augment, flip=not args.no_flip, rotation=args.rotation,
         color_jitter=args.color_jitter, lr=args.lr, backbone_lr_mult=args.backbone_lr_mult,
         max_epochs=args.max_epochs,
-        max_batches=args.max_batches, amp=args.amp, seed=args.seed, workers=args.workers)
+        max_batches=args.max_batches, amp=args.amp, seed=args.seed, workers=args.workers,
+        sync_bn=not args.no_sync_bn)
     return model_cfg, train_cfg
 
 
