@@ -144,3 +144,30 @@ def test_sharded_evaluate_matches_one_process_bit_for_bit(tiny_synth, random_che
     session.prepare(rerank=True)
     assert all(session.cache_hits.values()), session.cache_hits
     assert not list((tmp_path / "c2" / "scores" / "tiles").glob("*/*.npy"))
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("gpus", ["one", "all"])
+def test_nccl_ranks_on_the_visible_gpus_train_and_evaluate_like_one_process(tiny_synth, random_checkpoint,
+                                                                           tmp_path, run_cli, gpus):
+    # NCCL with one rank and with one rank per visible GPU; GPU kernels are not bit-exact from
+    # run to run, so the training comparison is looser than on the CPU.
+    from engine.checkpoint import load_checkpoint
+
+    root, _ = tiny_synth
+    n = 1 if gpus == "one" else torch.cuda.device_count()
+    train = [*_train_args(root, tmp_path / "ranks", "--max-epochs", "2")]
+    train[train.index("cpu")] = "cuda"
+    done = torchrun(*train[1:], nproc=n)
+    assert done.returncode == 0, done.stderr[-3000:]
+    code, _, err = run_cli(*[a.replace(str(tmp_path / "ranks"), str(tmp_path / "one")) for a in train[2:]])
+    assert code == 0, err
+    a, b = (load_checkpoint(tmp_path / d / "last.pt") for d in ("one", "ranks"))
+    assert b["stats"]["loss"] == pytest.approx(a["stats"]["loss"], rel=1e-3, abs=1e-3)
+    common = ["evaluate", "--data", root, "--checkpoint", random_checkpoint, "--device", "cuda", "--rerank"]
+    shared = torchrun("-m", "engine", *common, "--cache-dir", tmp_path / "c2", "--csv", tmp_path / "two.csv",
+                      nproc=n)
+    assert shared.returncode == 0, shared.stderr[-3000:]
+    code, _, err = run_cli(*common, "--cache-dir", tmp_path / "c1", "--csv", tmp_path / "one.csv")
+    assert code == 0, err
+    assert (tmp_path / "two.csv").read_text() == (tmp_path / "one.csv").read_text()
