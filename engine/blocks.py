@@ -162,9 +162,21 @@ class BlockCache:
         self.logits[name] = np.asarray(block, np.float32)
         self.timings[f"score {name}"] = time.perf_counter() - t0
 
-    def _score_resumable(self, name: str, a, b, key: str, progress, cancel) -> np.ndarray:
-        """Score a block in tiles saved as they finish, so a killed run resumes (engine.tiles)."""
-        from engine.tiles import discard_tiles, score_tiled
+    def score_share(self, name: str, rank: int, size: int, progress=None, cancel=None) -> None:
+        """A distributed run's part of block ``name``: score and save this rank's tiles (bands
+        ``rank``, ``rank + size``, ...) unless the block is stored already. Once every rank has
+        done so, :meth:`score` loads the tiles and stores the block as one process would."""
+        if self.uses_shortlist:
+            raise ValueError("two-stage retrieval (--shortlist) is not split over ranks; "
+                             "run it in one process")
+        key = self.key(name)
+        if self.store.has(key):
+            return
+        maps = self._maps(progress, cancel)
+        self._score_tiles(name, maps[name[0]], maps[name[1]], key, progress, cancel, (rank, size))
+
+    def _score_tiles(self, name: str, a, b, key: str, progress, cancel, share=None):
+        from engine.tiles import score_tiled
 
         model, device = self.handle.model, self.handle.device
 
@@ -172,11 +184,17 @@ class BlockCache:
             return model.score(rows, cols, device=device, memory_budget=self.memory_budget,
                                symmetric=symmetric, progress=prog, cancel=canc)
 
-        tiles = self.store.root / "tiles" / key
-        block, reused = score_tiled(
-            score, a, b, tiles_dir=tiles, symmetric=name[0] == name[1],
+        return score_tiled(
+            score, a, b, tiles_dir=self.store.root / "tiles" / key, symmetric=name[0] == name[1],
             progress=None if progress is None else (lambda d, t: progress(f"score {name}", d, t)),
-            cancel=cancel)
+            cancel=cancel, share=share)
+
+    def _score_resumable(self, name: str, a, b, key: str, progress, cancel) -> np.ndarray:
+        """Score a block in tiles saved as they finish, so a killed run resumes (engine.tiles)."""
+        from engine.tiles import discard_tiles
+
+        tiles = self.store.root / "tiles" / key
+        block, reused = self._score_tiles(name, a, b, key, progress, cancel)
         if reused:
             log.info("score block %s: %d finished tiles reused", name, reused)
         self.store.save(key, block)

@@ -11,6 +11,7 @@ For a symmetric (self-scoring) block, tile ``[i0:i1]`` holds rows ``i0:i1`` and 
 """
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -32,15 +33,20 @@ ScoreFn = Callable[[np.ndarray, np.ndarray, bool, ProgressFn | None, CancelFn | 
 
 def tile_bounds(p: int, g: int, tile_pairs: int | None = None) -> list[tuple[int, int]]:
     """Row bands ``(i0, i1)`` covering ``p`` rows of ``g`` columns, about ``tile_pairs`` each
-    (default :data:`TILE_PAIRS`)."""
-    tile_pairs = TILE_PAIRS if tile_pairs is None else tile_pairs
+    (default :data:`TILE_PAIRS`, or ``$REID_TILE_PAIRS`` when set: smaller tiles spread a
+    small block over the ranks of a distributed run)."""
+    if tile_pairs is None:
+        tile_pairs = int(os.environ.get("REID_TILE_PAIRS") or TILE_PAIRS)
+    if tile_pairs < 1:
+        raise ValueError(f"tile_pairs must be >= 1; got {tile_pairs}")
     rows = max(1, tile_pairs // max(g, 1))
     return [(i0, min(p, i0 + rows)) for i0 in range(0, p, rows)]
 
 
 def score_tiled(score: ScoreFn, a, b, *, tiles_dir: str | Path, symmetric: bool = False,
                 tile_pairs: int | None = None, progress: ProgressFn | None = None,
-                cancel: CancelFn | None = None) -> tuple[np.ndarray, int]:
+                cancel: CancelFn | None = None,
+                share: tuple[int, int] | None = None) -> tuple[np.ndarray | None, int]:
     """Score ``a`` x ``b`` band by band, reusing the bands already saved in ``tiles_dir``.
 
     Parameters
@@ -58,6 +64,10 @@ def score_tiled(score: ScoreFn, a, b, *, tiles_dir: str | Path, symmetric: bool 
     progress, cancel
         ``progress(done_pairs, total_pairs)``; ``cancel()`` polled inside each tile. A
         cancelled run keeps the tiles it finished.
+    share
+        ``(rank, size)`` of a distributed run: score and save only the bands ``rank``,
+        ``rank + size``, ... (the others are left to the other ranks) and return ``(None, n)``;
+        a later call without ``share`` then loads every band.
 
     Returns
     -------
@@ -70,7 +80,7 @@ def score_tiled(score: ScoreFn, a, b, *, tiles_dir: str | Path, symmetric: bool 
     p, g = len(a), len(b)
     if symmetric and p != g:
         raise ValueError(f"symmetric scoring needs the same set twice; got {p} and {g} items")
-    out = np.zeros((p, g), np.float32)
+    out = np.zeros((p, g), np.float32) if share is None else None
     bands = tile_bounds(p, g, tile_pairs)
     tiles_dir = Path(tiles_dir)
 
@@ -80,28 +90,33 @@ def score_tiled(score: ScoreFn, a, b, *, tiles_dir: str | Path, symmetric: bool 
     total = sum((i1 - i0) * width(i0) for i0, i1 in bands)
     done = reused = 0
     report(progress, 0, total)
-    for i0, i1 in bands:
+    whole = len(bands) == 1
+    for band, (i0, i1) in enumerate(bands):
+        if share is not None and band % share[1] != share[0]:
+            continue  # another rank's band
         c0 = i0 if symmetric else 0
         path = tiles_dir / f"{i0}-{i1}x{c0}-{g}.npy"
         place = {"block": tiles_dir.name, "rows": [i0, i1], "cols": [c0, g]}
-        tile = (load_array(path, (i1 - i0, g - c0), np.float32, what="score tile", **place)
-                if len(bands) > 1 else None)
+        # One band is saved only by a distributed run (whose rank 0 then loads it).
+        tile = load_array(path, (i1 - i0, g - c0), np.float32, what="score tile", **place)
         if tile is None:
             check_cancel(cancel)
             size = (i1 - i0) * width(i0)
             sub = None if progress is None else (
                 lambda d, t, base=done, size=size: progress(base + d * size // max(t, 1), total))
-            whole = len(bands) == 1
             tile = np.asarray(score(a[i0:i1], b[c0:g], symmetric and whole, sub, cancel), np.float32)
-            if len(bands) > 1:
+            if not whole or share is not None:
                 tiles_dir.mkdir(parents=True, exist_ok=True)
                 save_array(path, tile, **place)
         else:
             reused += 1
-        out[i0:i1, c0:g] = tile
+        if share is None:
+            out[i0:i1, c0:g] = tile
         done += (i1 - i0) * width(i0)
         report(progress, done, total)
-    if symmetric and len(bands) > 1:
+    if share is not None:
+        return None, reused
+    if symmetric and not whole:
         mirror_upper(out)
     return out, reused
 

@@ -28,6 +28,15 @@ from engine.checkpoint import (
 from engine.data import Dataset, Sample, read_image_rgb
 from engine.data.samplers import GraphSampler, PKBatchSampler, RandomBatchSampler
 from engine.data.transforms import TrainTransform
+from engine.distributed import (
+    RankSlices,
+    World,
+    average_gradients,
+    gather_batch,
+    gather_tensor,
+    sync_batchnorms,
+)
+from engine.distributed import current as current_world
 from engine.jobs import check_cancel
 from engine.leftovers import remove_stale_temporaries
 from engine.losses import build_criterion
@@ -66,6 +75,7 @@ class TrainConfig:
     seed: int = 0
     workers: int = 2
     max_batches: int | None = None   # cap batches per epoch (quick runs, tests)
+    sync_bn: bool = True             # torchrun: trained trunk BatchNorms see every rank's images
 
     def __post_init__(self) -> None:
         """Refuse settings that would fail later (a division by zero in the sampler) or train
@@ -149,6 +159,18 @@ class Schedule:
         return epoch >= (self.stop_epoch or self.max_epochs)
 
 
+def _loss_side_parameters(model: ReIDModel, criterion: nn.Module) -> list[nn.Parameter]:
+    """Parameters outside the backbone (matcher, loss), each once: the ones a distributed run
+    computes on every rank from the gathered batch."""
+    own = {id(p) for p in model.backbone.parameters()}
+    out, seen = [], set()
+    for p in list(model.parameters()) + list(criterion.parameters()):
+        if id(p) not in own and id(p) not in seen:
+            seen.add(id(p))
+            out.append(p)
+    return out
+
+
 def _parameter_split(model: ReIDModel, criterion: nn.Module) -> tuple[list, list]:
     """(trunk, neck + matcher + loss parameters), each trainable parameter exactly once.
 
@@ -200,8 +222,13 @@ def train_one_epoch(model: ReIDModel, criterion: nn.Module, optimizer: torch.opt
                     amp: bool = False, amp_dtype: torch.dtype = torch.bfloat16,
                     scaler: torch.amp.GradScaler | None = None, max_batches: int | None = None,
                     progress: Callable[[int, int, float], None] | None = None,
-                    cancel: Callable[[], bool] | None = None) -> dict:
+                    cancel: Callable[[], bool] | None = None, world: World | None = None,
+                    backbone: nn.Module | None = None) -> dict:
     """One pass over ``loader``. Non-finite losses are skipped (no step) and counted.
+
+    In a distributed run (``world``), ``loader`` yields this rank's slice of each batch and
+    ``backbone`` is the DistributedDataParallel wrapper of ``model.backbone``: the slices' maps
+    are gathered and every rank computes the loss of the whole batch (engine/distributed.py).
 
     With a ``scaler`` (fp16 mixed precision), a step whose gradients overflowed is skipped by
     the scaler itself; those are counted apart, as ``overflow``.
@@ -211,6 +238,9 @@ def train_one_epoch(model: ReIDModel, criterion: nn.Module, optimizer: torch.opt
     """
     model.train()
     criterion.train()
+    world = world or World()
+    backbone = backbone or model.backbone
+    shared = _loss_side_parameters(model, criterion)  # same gradient on every rank: averaged
     total = len(loader) if max_batches is None else min(len(loader), max_batches)
     losses, skipped, overflow, images = [], 0, 0, 0
     start = time.perf_counter()
@@ -220,7 +250,8 @@ def train_one_epoch(model: ReIDModel, criterion: nn.Module, optimizer: torch.opt
         check_cancel(cancel)
         inputs, pids = inputs.to(device, non_blocking=True), pids.to(device)
         with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=amp):
-            feats = model.features(inputs)              # [B, D, h, w] (or [B, D] for global)
+            feats = gather_batch(backbone(inputs), world)   # [B, D, h, w], the whole batch
+            pids = gather_tensor(pids, world)
             loss = criterion(feats, pids)
         if not torch.isfinite(loss):
             skipped += 1
@@ -232,14 +263,11 @@ def train_one_epoch(model: ReIDModel, criterion: nn.Module, optimizer: torch.opt
             scaler.unscale_(optimizer)
         else:
             loss.backward()
+        average_gradients(shared, world)
         if clip > 0:  # docs/arithmetic.md section 6: clipped separately for the model and the loss's parameters
-            model_params = list(model.backbone.parameters())
-            own = {id(p) for p in model_params}
-            loss_params = [p for p in list(model.parameters()) + list(criterion.parameters())
-                           if id(p) not in own]
-            torch.nn.utils.clip_grad_norm_(model_params, clip)
-            if loss_params:
-                torch.nn.utils.clip_grad_norm_(loss_params, clip)
+            torch.nn.utils.clip_grad_norm_(list(model.backbone.parameters()), clip)
+            if shared:
+                torch.nn.utils.clip_grad_norm_(shared, clip)
         if scaler is not None:
             scale = scaler.get_scale()
             scaler.step(optimizer)
@@ -260,22 +288,28 @@ def train_one_epoch(model: ReIDModel, criterion: nn.Module, optimizer: torch.opt
 
 @torch.no_grad()
 def _class_distances(model: ReIDModel, dataset: TrainImages, device: torch.device,
-                     indices: list[int]) -> np.ndarray:
-    """QAConv distances between one image per class (graph sampler), eval mode."""
+                     indices: list[int], world: World | None = None) -> np.ndarray:
+    """QAConv distances between one image per class (graph sampler), eval mode.
+
+    In a distributed run each rank extracts its share of the images and the maps of all of
+    them are gathered: every rank then scores the same class graph.
+    """
     from engine.features import load_input
     from engine.models.scoring import score_matrix
 
+    world = world or World()
     was_training = model.training
     model.eval()
-    cfg = model.config
-    prep = cfg.preprocessing
+    prep = model.config.preprocessing
+    mine = indices[world.rank * len(indices) // world.size:(world.rank + 1) * len(indices) // world.size]
     maps = []
     use_half = device.type == "cuda"
-    for start in range(0, len(indices), 64):
-        batch = torch.stack([load_input(dataset.samples[i].path, prep) for i in indices[start:start + 64]])
+    for start in range(0, len(mine), 64):
+        batch = torch.stack([load_input(dataset.samples[i].path, prep) for i in mine[start:start + 64]])
         with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_half):
             maps.append(model.features(batch.to(device)).float())
-    maps = torch.cat(maps)
+    shape = (0, *model.config.feature_shape)
+    maps = gather_tensor(torch.cat(maps) if maps else torch.zeros(shape, device=device), world)
     logits = score_matrix(model.matcher, maps, maps, device=device)
     model.train(was_training)
     return -np.asarray(logits, dtype=np.float64)
@@ -330,7 +364,9 @@ def fit(dataset: Dataset, model_cfg: ModelConfig, cfg: TrainConfig, out_dir: str
         raise ValueError(f"the dataset at {dataset.root} has no (decodable) training images")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(out_dir)  # checkpoint-sized leftovers of a killed run
+    world = current_world()  # torchrun: this rank; otherwise one process
+    if world.main:
+        remove_stale_temporaries(out_dir)  # checkpoint-sized leftovers of a killed run
     last_path, model_path = out_dir / "last.pt", out_dir / "model.pt"
     seed_everything(cfg.seed)
     num_classes = dataset.num_train_pids
@@ -339,6 +375,8 @@ def fit(dataset: Dataset, model_cfg: ModelConfig, cfg: TrainConfig, out_dir: str
     if not model.freeze_bn:
         log.info("no ImageNet weights: the trunk's BatchNorm layers train (they are frozen only "
                  "to keep pretrained statistics)")
+    if world.active and not model.freeze_bn and cfg.sync_bn:
+        sync_batchnorms(model.backbone)  # trained trunk statistics: those of the whole batch
     criterion = build_criterion(model, cfg.loss, num_classes, triplet_margin=cfg.triplet_margin).to(device)
     optimizer = make_optimizer(model, criterion, cfg)
     schedule = Schedule(cfg.drop_ratio, cfg.max_epochs)
@@ -373,8 +411,15 @@ def fit(dataset: Dataset, model_cfg: ModelConfig, cfg: TrainConfig, out_dir: str
         sampler = GraphSampler(pids, cfg.batch_size, cfg.k, seed=cfg.seed)
     else:
         raise ValueError(f"unknown sampler {cfg.sampler!r}; choose random, pk or graph")
+    backbone = model.backbone
+    if world.active:  # after any resume: DDP starts every rank from rank 0's weights
+        from torch.nn.parallel import DistributedDataParallel
+
+        backbone = DistributedDataParallel(
+            model.backbone, device_ids=[device] if device.type == "cuda" else None)
     loader = torch.utils.data.DataLoader(
-        images, batch_sampler=sampler, num_workers=cfg.workers, worker_init_fn=seed_worker,
+        images, batch_sampler=RankSlices(sampler, world) if world.active else sampler,
+        num_workers=cfg.workers, worker_init_fn=seed_worker,
         persistent_workers=False, pin_memory=device.type == "cuda")
     amp, amp_dtype = _amp_settings(cfg, device)
     scaler = torch.amp.GradScaler(device.type) if amp and amp_dtype == torch.float16 else None
@@ -385,6 +430,8 @@ def fit(dataset: Dataset, model_cfg: ModelConfig, cfg: TrainConfig, out_dir: str
     saved_config = portable_config(model_cfg)
 
     def save(epoch: int, stats: dict | None) -> None:
+        if not world.main:  # every rank holds the same state; rank 0 writes it
+            return
         bad = nonfinite_tensors(model.state_dict())
         if bad:  # never write a model that cannot rank; the last finite epoch stays on disk
             raise ValueError(f"training diverged by epoch {epoch}: {len(bad)} weight tensor(s) hold "
@@ -407,11 +454,11 @@ def fit(dataset: Dataset, model_cfg: ModelConfig, cfg: TrainConfig, out_dir: str
             sampler.set_epoch(epoch)
             images.epoch = epoch
             if isinstance(sampler, GraphSampler):
-                sampler.prepare(lambda idx: _class_distances(model, images, device, idx))
+                sampler.prepare(lambda idx: _class_distances(model, images, device, idx, world))
             stats = train_one_epoch(model, criterion, optimizer, loader, device, epoch,
                                     clip=cfg.clip, amp=amp, amp_dtype=amp_dtype, scaler=scaler,
                                     max_batches=cfg.max_batches, progress=batch_progress,
-                                    cancel=cancel)
+                                    cancel=cancel, world=world, backbone=backbone)
             if schedule.step(epoch, stats["loss"]):
                 for g in optimizer.param_groups:
                     g["lr"] *= 0.1

@@ -121,3 +121,32 @@ def tlift_k_for(k: int, query_cams, gallery_cams) -> int:
         log.info("--tlift-k %d is more than the %d entries of TLift's largest block: using %d "
                  "(the same result)", k, largest, largest)
     return int(min(k, largest))
+
+
+def open_session(args: argparse.Namespace, data, *, blocks: tuple[str, ...] = ("qg",), **options):
+    """The command's :class:`~engine.session.Session` and this process's world.
+
+    Under ``torchrun`` (more than one rank) each rank first does its share of extracting the
+    maps and scoring ``blocks`` (:mod:`engine.sharded`); only rank 0 (``world.main``) goes on
+    to rank and write, finding everything in the cache as one process would have left it.
+    """
+    import atexit
+    import os
+
+    from engine.distributed import World
+    from engine.session import Session
+
+    world, device = World(), args.device
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from engine.distributed import init_from_env, shutdown
+        from engine.utils import resolve_device
+
+        world, resolved = init_from_env(resolve_device(args.device))
+        device = str(resolved)
+        atexit.register(shutdown)
+    session = Session.open(data, args.checkpoint, device=device, cache_dir=args.cache_dir, **options)
+    if world.active:
+        from engine.sharded import share_work
+
+        share_work(session, world, blocks)
+    return session, world

@@ -23,6 +23,7 @@ from engine.cli._common import (
     add_data_arguments,
     add_device_argument,
     load_data,
+    open_session,
     tlift_k_for,
 )
 from engine.postprocess.params import RerankParams, TLiftParams
@@ -194,8 +195,6 @@ def run(args: argparse.Namespace) -> int:
         run_inputs,
         write_output_bytes,
     )
-    from engine.session import Session
-
     data = load_data(args)
     # Every output is checked before the minutes of extraction and scoring.
     inputs = run_inputs(args.checkpoint, data, cache_dir=args.cache_dir)
@@ -203,8 +202,10 @@ def run(args: argparse.Namespace) -> int:
         check_output_path(args.csv, force=args.force, inputs=inputs, flag="--csv")
     if args.plots is not None:
         check_output_folder(args.plots, plot_file_names(), force=args.force, inputs=inputs)
-    session = Session.open(data, args.checkpoint, device=args.device, cache_dir=args.cache_dir,
-                           shortlist=args.shortlist)
+    blocks = ("qg", "qq", "gg") if args.rerank and args.shortlist is None else ("qg",)
+    session, world = open_session(args, data, blocks=blocks, shortlist=args.shortlist)
+    if not world.main:  # a torchrun rank: its share is done, rank 0 ranks and writes
+        return 0
     if session.uses_shortlist:
         print_shortlist_recall(session, session.shortlist)
     rows, distances = [], []

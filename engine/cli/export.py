@@ -13,6 +13,7 @@ from engine.cli._common import (
     add_data_arguments,
     add_device_argument,
     load_data,
+    open_session,
 )
 
 
@@ -32,14 +33,14 @@ def run(args: argparse.Namespace) -> int:
     from engine.export import write_ranked_csv
     from engine.outputs import check_output_path, run_inputs
     from engine.postprocess.params import RerankParams, TLiftParams
-    from engine.session import Session
-
     if args.top_k is not None and args.top_k < 1:
         raise ValueError(f"--top-k must be at least 1, got {args.top_k}")
     data = load_data(args)
     inputs = run_inputs(args.checkpoint, data, cache_dir=args.cache_dir)
     check_output_path(args.out, force=args.force, inputs=inputs)  # before the work
-    session = Session.open(data, args.checkpoint, device=args.device, cache_dir=args.cache_dir)
+    session, world = open_session(args, data, blocks=("qg", "qq", "gg") if args.rerank else ("qg",))
+    if not world.main:  # a torchrun rank: its share is done, rank 0 ranks and writes
+        return 0
     bar = StageBar()
     distmat = session.distances(RerankParams() if args.rerank else None,
                                 TLiftParams() if args.tlift else None, progress=bar)

@@ -9,6 +9,7 @@ from engine.cli._common import (
     add_data_arguments,
     add_device_argument,
     load_data,
+    open_session,
 )
 
 
@@ -21,10 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.session import Session
-
-    session = Session.open(load_data(args), args.checkpoint, device=args.device, layout=args.layout,
-                           cache_dir=args.cache_dir, batch_size=args.batch_size)
+    session, world = open_session(args, load_data(args), blocks=(), batch_size=args.batch_size)
+    if not world.main:  # a torchrun rank: its share is extracted, rank 0 reports
+        return 0
     session.extract(progress=StageBar())
     for split in ("query", "gallery"):
         maps = getattr(session, f"{split}_maps")

@@ -57,6 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="mixed precision: auto = on CUDA only; on = also bfloat16 on the CPU")
     t.add_argument("--seed", type=int, default=d.seed)
     t.add_argument("--workers", type=int, default=d.workers, help="data-loader worker processes")
+    t.add_argument("--no-sync-bn", action="store_true",
+                   help="under torchrun, let each rank's trunk BatchNorms use its own slice's "
+                        "statistics (default: synchronised, as one process with the whole batch)")
 
 
 def configs_from_args(args: argparse.Namespace):
@@ -72,17 +75,16 @@ def configs_from_args(args: argparse.Namespace):
         augment=args.augment, flip=not args.no_flip, rotation=args.rotation,
         color_jitter=args.color_jitter, lr=args.lr, backbone_lr_mult=args.backbone_lr_mult,
         max_epochs=args.max_epochs,
-        max_batches=args.max_batches, amp=args.amp, seed=args.seed, workers=args.workers)
+        max_batches=args.max_batches, amp=args.amp, seed=args.seed, workers=args.workers,
+        sync_bn=not args.no_sync_bn)
     return model_cfg, train_cfg
 
 
 def run(args: argparse.Namespace) -> int:
     import os
 
-    from tqdm import tqdm
-
     from engine.checkpoint import CheckpointError
-    from engine.train import fit
+    from engine.distributed import init_from_env, shutdown
     from engine.utils import resolve_device
 
     # Every argument is checked before any work (loading the dataset, building the model).
@@ -90,13 +92,31 @@ def run(args: argparse.Namespace) -> int:
     if model_cfg.pretrained not in ("auto", "none") and not os.path.isfile(model_cfg.pretrained):
         raise CheckpointError(f"--pretrained {model_cfg.pretrained}: no such file "
                               "(give auto, none or a weights file)")
-    device = resolve_device(args.device)
+    # Under torchrun (WORLD_SIZE > 1) this process is one rank: it trains on its slice of every
+    # batch; rank 0 prints and writes the checkpoints.
+    world, device = init_from_env(resolve_device(args.device))
+    try:
+        return _train(args, model_cfg, train_cfg, device, world)
+    finally:
+        shutdown()
+
+
+def _train(args, model_cfg, train_cfg, device, world) -> int:
+    import os
+
+    from tqdm import tqdm
+
+    from engine.train import fit
+
     dataset = load_data(args, require=("train",))
-    print(dataset.summary())
+    say = print if world.main else (lambda *a, **k: None)
+    say(dataset.summary())
     bar = None
 
     def on_batch(done: int, total: int, loss: float) -> None:
         nonlocal bar
+        if not world.main:
+            return
         if bar is None:
             bar = tqdm(total=total, unit="batch", leave=False, dynamic_ncols=True)
         bar.update(done - bar.n)
@@ -110,16 +130,17 @@ def run(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
             bar = None
-        print(f"epoch {epoch:3d}  loss {stats['loss']:.4f}  skipped {stats['skipped']}  "
+        say(f"epoch {epoch:3d}  loss {stats['loss']:.4f}  skipped {stats['skipped']}  "
               f"{stats['images_per_s']:.1f} img/s  lr {stats['lr']:.2e}", flush=True)
 
-    print(f"device {device}; training {model_cfg.method} ({model_cfg.arch}, {model_cfg.height}x"
-          f"{model_cfg.width}) with {train_cfg.loss} loss, {train_cfg.sampler} sampler")
+    ranks = f" x {world.size} ranks (each a slice of every batch)" if world.active else ""
+    say(f"device {device}{ranks}; training {model_cfg.method} ({model_cfg.arch}, {model_cfg.height}x"
+        f"{model_cfg.width}) with {train_cfg.loss} loss, {train_cfg.sampler} sampler")
     path = fit(dataset, model_cfg, train_cfg, args.out, device=device, resume=args.resume,
                epoch_callback=on_epoch, batch_progress=on_batch)
     if epochs_run:
-        print(f"saved {path}")
+        say(f"saved {path}")
     else:
-        print(f"no epoch to run (--max-epochs {train_cfg.max_epochs} already reached); "
+        say(f"no epoch to run (--max-epochs {train_cfg.max_epochs} already reached); "
               f"{path} {'unchanged' if os.path.isfile(path) else 'not written'}")
     return 0
