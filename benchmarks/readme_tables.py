@@ -46,6 +46,8 @@ FLAGS = ("--rerank", "--tlift")
 DEMO_DATA_SHOWN = "~/.cache/reid-inspector/demo/B"
 DEMO_CHECKPOINT_SHOWN = "viewer/demo/model.pt"
 
+#: Every block :func:`render_blocks` writes.
+BLOCKS = ("demo-accuracy", "demo-tpr", "demo-command")
 _BEGIN = re.compile(r"^<!-- readme_tables: ([\w-]+)\b.*-->\s*$")
 _END = re.compile(r"^<!-- /readme_tables: ([\w-]+) -->\s*$")
 

@@ -47,8 +47,9 @@ def test_tables_are_what_the_command_prints(tables, tiny_synth, random_checkpoin
     root, _ = tiny_synth
     cache = tmp_path / "cache"
     results = tables.run_command(str(root), str(random_checkpoint), cache_dir=str(cache))
-    doc = tables.rewrite(_doc("demo-accuracy", "demo-tpr", "demo-command"),
-                         tables.render_blocks(results))
+    blocks = tables.render_blocks(results)
+    assert tuple(blocks) == tables.BLOCKS
+    doc = tables.rewrite(_doc(*tables.BLOCKS), blocks)
 
     # The same command typed by a user (the scores now come from the cache: the same numbers).
     plots = tmp_path_factory.mktemp("out") / "plots"  # not beside the checkpoint: refused there
@@ -105,3 +106,11 @@ def test_rewrite_touches_only_the_blocks_and_is_idempotent(tables):
 def test_malformed_markers_are_refused(tables, text, message):
     with pytest.raises(ValueError, match=message):
         tables.rewrite(text, {"a": "x", "b": "y"}, where="doc.md")
+
+
+def test_the_docs_blocks_are_well_formed(tables):
+    """Every file the script rewrites has marked blocks, each closed and known."""
+    for name in tables.FILES:
+        text = (tables.ROOT / name).read_text(encoding="utf-8")
+        assert "<!-- readme_tables: " in text, name
+        tables.rewrite(text, dict.fromkeys(tables.BLOCKS, "x"), where=name)
