@@ -4,6 +4,7 @@ from __future__ import annotations
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
 
+from viewer.progress import ProgressClock
 from viewer.state import ViewerState
 
 __all__ = ["JobProgress", "describe_stage"]
@@ -28,7 +29,9 @@ def describe_stage(stage: str) -> str:
 
 
 class JobProgress(QWidget):
-    """Bound to ``state.busy`` and ``state.progress``; hidden while idle."""
+    """Bound to ``state.busy`` and ``state.progress``; hidden while idle. The bar reads
+    ``"STAGE 1200/3400 · about 40 s left"`` (:class:`viewer.progress.ProgressClock`; the stage
+    left out where the label above says it)."""
 
     cancel_requested = Signal()
 
@@ -42,6 +45,7 @@ class JobProgress(QWidget):
         self.bar = QProgressBar()
         self.bar.setTextVisible(True)
         self.bar.setMinimumWidth(160)
+        self.clock = ProgressClock()
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setToolTip("Stop the running job; the window keeps its current results")
         self.cancel_button.clicked.connect(self.cancel_requested)
@@ -65,14 +69,17 @@ class JobProgress(QWidget):
             self.bar.setRange(0, 1)
             self.bar.setValue(0)
             self.stage.clear()
+            self.clock.finish()
             return
         stage, done, total = progress
         label = describe_stage(stage)
         self.stage.setText(label)
         self.bar.setToolTip(label)
+        text = self.clock.text(stage, done, total,
+                               label="" if self.stage.isVisibleTo(self) else stage)
         if total <= 0:
             self.bar.setRange(0, 0)  # indeterminate
         else:
             self.bar.setRange(0, total)
             self.bar.setValue(min(done, total))
-        self.bar.setFormat("%p%" if self.stage.isVisibleTo(self) else f"{stage}: %p%")
+        self.bar.setFormat(text)
