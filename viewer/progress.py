@@ -73,7 +73,8 @@ class ProgressClock:
         if self._current is not None and self._current != stage:
             last = self._stages.get(self._current)
             if last is not None:
-                ended = StageTime(self._current, last.last - last.start, last.done, last.total)
+                # A stage lasts until the next one begins (one without counts reports once).
+                ended = StageTime(self._current, now - last.start, last.done, last.total)
         seen = self._stages.get(stage)
         if seen is None or done < seen.done or total != seen.total:
             seen = self._stages[stage] = _Seen(now, done)

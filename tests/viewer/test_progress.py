@@ -79,11 +79,16 @@ def test_a_stage_that_ends_is_returned_with_its_duration(clock):
     assert progress.update("extract query", 436, 436) is None
     clock.now += 1.0
     ended = progress.update("extract gallery", 64, 1258)
-    assert (ended.stage, ended.seconds, ended.done, ended.total) == ("extract query", 3.0, 436, 436)
-    assert str(ended) == "extract query (436/436) took 3.0 s"
+    # A stage lasts until the next one begins.
+    assert (ended.stage, ended.seconds, ended.done, ended.total) == ("extract query", 4.0, 436, 436)
+    assert str(ended) == "extract query (436/436) took 4.0 s"
+    clock.now += 2.0
+    assert str(progress.update("open", 0, 0)) == "extract gallery (64/1258) took 2.0 s"
+    clock.now += 3.0
+    assert str(progress.update("extract gallery", 0, 1258)) == "open took 3.0 s"  # no count
     clock.now += 5.0
     last = progress.finish()
-    assert (last.stage, last.seconds) == ("extract gallery", 5.0)
+    assert (last.stage, last.seconds) == ("extract gallery", 5.0)   # restarted at 0
     assert progress.finish() is None
 
 
