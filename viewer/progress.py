@@ -40,7 +40,7 @@ class StageTime:
     total: int
 
     def __str__(self) -> str:
-        count = f" ({self.done}/{self.total})" if self.total > 0 else ""
+        count = f" ({self.done}/{self.total})" if self.total > 1 else ""
         return f"{self.stage}{count} took {self.seconds:.1f} s"
 
 

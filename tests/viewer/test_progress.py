@@ -140,3 +140,27 @@ def test_the_job_service_logs_each_stage(qtbot, caplog):
     assert any(m.startswith("two stages: first (3/3) took ") for m in messages), messages
     assert any(m.startswith("two stages: second (2/2) took ") for m in messages), messages
     assert any(m.startswith("two stages: finished after ") for m in messages), messages
+
+
+def test_show_progress_sets_range_value_and_words(qtbot, clock):
+    from PySide6.QtWidgets import QProgressBar
+
+    from viewer.widgets.job_progress import show_progress
+
+    bar = QProgressBar()
+    qtbot.addWidget(bar)
+    progress = ProgressClock(clock)
+    show_progress(bar, progress, "sensitivity", 0, 40, label="")
+    clock.now += 30.0
+    show_progress(bar, progress, "sensitivity", 12, 40, label="")   # 28 left at 0.4 a second
+    assert (bar.minimum(), bar.maximum(), bar.value()) == (0, 40, 12)
+    assert bar.text() == "12/40 · about 1 min left"
+    show_progress(bar, progress, "generate demo data", 0, 0)
+    assert (bar.minimum(), bar.maximum()) == (0, 0)                 # indeterminate
+
+
+def test_a_single_step_stage_is_logged_without_a_count(clock):
+    progress = ProgressClock(clock)
+    progress.update("open dataset and checkpoint", 0, 1)
+    clock.now += 14.0
+    assert str(progress.update("extract query", 0, 436)) == "open dataset and checkpoint took 14.0 s"

@@ -7,7 +7,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QW
 from viewer.progress import ProgressClock
 from viewer.state import ViewerState
 
-__all__ = ["JobProgress", "describe_stage"]
+__all__ = ["JobProgress", "describe_stage", "show_progress"]
 
 # Engine stage names -> what the user reads; unknown stages are shown as they are.
 STAGE_LABELS = {
@@ -26,6 +26,18 @@ STAGE_LABELS = {
 
 def describe_stage(stage: str) -> str:
     return STAGE_LABELS.get(stage, stage[:1].upper() + stage[1:])
+
+
+def show_progress(bar: QProgressBar, clock: ProgressClock, stage: str, done: int, total: int, *,
+                  label: str | None = None) -> None:
+    """Show a job's report on ``bar``: its range and value, and ``clock``'s words for it
+    ("LABEL 1200/3400 · about 40 s left"; ``label`` as in :meth:`ProgressClock.text`)."""
+    if total <= 0:
+        bar.setRange(0, 0)  # indeterminate
+    else:
+        bar.setRange(0, total)
+        bar.setValue(min(done, total))
+    bar.setFormat(clock.text(stage, done, total, label=label))
 
 
 class JobProgress(QWidget):
@@ -75,11 +87,5 @@ class JobProgress(QWidget):
         label = describe_stage(stage)
         self.stage.setText(label)
         self.bar.setToolTip(label)
-        text = self.clock.text(stage, done, total,
-                               label="" if self.stage.isVisibleTo(self) else stage)
-        if total <= 0:
-            self.bar.setRange(0, 0)  # indeterminate
-        else:
-            self.bar.setRange(0, total)
-            self.bar.setValue(min(done, total))
-        self.bar.setFormat(text)
+        show_progress(self.bar, self.clock, stage, done, total,
+                      label="" if self.stage.isVisibleTo(self) else stage)
