@@ -78,6 +78,16 @@ def test_tables_are_what_the_command_prints(tables, tiny_synth, random_checkpoin
                  if r["method"] == method and float(r["fpr"]) == x]
         assert row == f"| `{stage}` | " + " | ".join(cells) + " |"
 
+    # The script itself: --check reports the stale file and leaves it; a plain run rewrites it
+    # to the same tables.
+    stale = tmp_path_factory.mktemp("docs") / "README.md"
+    stale.write_text(_doc(*tables.BLOCKS), encoding="utf-8")
+    argv = ["--data", str(root), "--checkpoint", str(random_checkpoint), "--cache-dir", str(cache)]
+    assert tables.main(argv + ["--check", str(stale)]) == 1
+    assert stale.read_text(encoding="utf-8") == _doc(*tables.BLOCKS)
+    assert tables.main(argv + [str(stale)]) == 0
+    assert stale.read_text(encoding="utf-8") == doc
+
     command = _block(doc, "demo-command")
     assert "python -m engine evaluate" in command[1] and "--rerank --tlift" in command[1]
     assert "Text before." in doc and doc.count("Text after.") == 3 and "stale" not in doc
