@@ -37,6 +37,8 @@ from viewer.occlusion.state import (
     OcclusionOverride,
     before_after_text,
 )
+from viewer.progress import ProgressClock
+from viewer.widgets.job_progress import show_progress
 
 __all__ = ["OcclusionDock", "OcclusionPanel", "rgb_pixmap"]
 
@@ -324,6 +326,7 @@ class OcclusionPanel(QWidget):
         self.cancel = QPushButton("Cancel")
         self.cancel.clicked.connect(controller.cancel_sensitivity)
         self.progress = QProgressBar()
+        self._clock = ProgressClock()
         self.show_heat = QCheckBox("Show heatmap")
         self.show_heat.toggled.connect(lambda on: setattr(state, "show_heatmap", on))
         self.sens_text = QLabel()
@@ -404,9 +407,7 @@ class OcclusionPanel(QWidget):
         self.cancel.setEnabled(running == "sensitivity")
         self.progress.setVisible(running == "sensitivity")
         if state.sens_progress is not None:
-            done, total = state.sens_progress
-            self.progress.setRange(0, max(total, 0))
-            self.progress.setValue(min(done, total))
+            show_progress(self.progress, self._clock, "sensitivity", *state.sens_progress, label="")
         self.show_heat.setEnabled(state.sensitivity is not None)
         self.sens_text.setText("" if state.sensitivity is None else state.sensitivity.describe())
 
