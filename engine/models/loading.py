@@ -122,8 +122,14 @@ def check_model_state(state: Mapping[str, Any], path: str | os.PathLike) -> None
     if not isinstance(weights, dict) or not all(
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()):
         raise CheckpointError(f"{path} holds no model weights (a dict of named tensors)")
-    trunk_channels = 256 if cfg.depth < 50 else 1024
-    expected = {"backbone.neck.weight": (cfg.neck, trunk_channels, 3, 3)}
+    expected: dict[str, tuple[int, ...]] = {}
+    if cfg.stores_embeddings:  # a GlobalModel: trunk.* and its head
+        if cfg.head == "fc":
+            expected["head.linear.weight"] = (cfg.head_dim, cfg.trunk_channels)
+        elif cfg.head == "bnneck":
+            expected["head.bn.weight"] = (cfg.trunk_channels,)
+    elif cfg.neck:
+        expected["backbone.neck.weight"] = (cfg.neck, cfg.trunk_channels, 3, 3)
     if cfg.method == "qaconv":
         h, w = cfg.feature_size
         expected["matcher.fc.weight"] = (1, h * w)
@@ -134,6 +140,7 @@ def check_model_state(state: Mapping[str, Any], path: str | os.PathLike) -> None
         if tuple(weights[name].shape) != shape:
             raise CheckpointError(f"{path}: the checkpoint does not fit its own settings: {name} is "
                                   f"{tuple(weights[name].shape)} but {cfg.arch}, neck {cfg.neck}, "
+                                  f"layer {cfg.layer}, "
                                   f"{cfg.height}x{cfg.width} needs {shape}")
     bad = nonfinite_tensors(weights)
     if bad:
