@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -229,10 +229,10 @@ def expected_state(config: ModelConfig) -> dict[str, torch.Tensor]:
 
 
 def fit_weights(config: ModelConfig, weights: Mapping[str, torch.Tensor],
-                source_names: Mapping[str, str], what: str) -> dict[str, torch.Tensor]:
+                source_name: Callable[[str], str], what: str) -> dict[str, torch.Tensor]:
     """Check renamed ``weights`` against the model of ``config``; return them in its dtypes.
 
-    ``source_names`` maps each of this tool's names to the source file's (for messages); the
+    ``source_name`` gives the source file's name of each of this tool's names (for messages); the
     caller has left out only what the source's own eval forward does not use (classifiers,
     a class memory, stages after the last one kept). Every expected weight must be present with its shape, and every weight given
     must be expected; the first that is not raises a CheckpointError naming it (BatchNorm's
@@ -240,7 +240,7 @@ def fit_weights(config: ModelConfig, weights: Mapping[str, torch.Tensor],
     """
     expected = expected_state(config)
     for name, ref in expected.items():
-        source = source_names.get(name, name)
+        source = source_name(name)
         if name not in weights:
             if name.endswith("num_batches_tracked"):
                 continue
@@ -249,7 +249,7 @@ def fit_weights(config: ModelConfig, weights: Mapping[str, torch.Tensor],
         if tuple(weights[name].shape) != tuple(ref.shape):
             raise CheckpointError(f"{what}: {source} is {tuple(weights[name].shape)} but {config.arch} "
                                   f"needs {tuple(ref.shape)} there")
-    extra = [source_names.get(k, k) for k in weights if k not in expected]
+    extra = [source_name(k) for k in weights if k not in expected]
     if extra:
         raise CheckpointError(f"{what}: {len(extra)} weight(s) the {config.arch} model has no place for: "
                               + ", ".join(sorted(extra)[:4]) + (" ..." if len(extra) > 4 else ""))

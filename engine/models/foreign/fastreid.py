@@ -88,14 +88,8 @@ def convert(state: Mapping[str, Any], *, arch: str | None = None, height: int | 
     config = ModelConfig(arch=found, neck=0, height=h, width=w, pretrained="none", imagenet_norm=True,
                          method="global", source="fastreid", layer=4, last_stride=LAST_STRIDE, head=head)
 
-    weights: dict[str, torch.Tensor] = {}
-    names: dict[str, str] = {}
-    for key, value in backbone.items():
-        weights[f"trunk.{key}"] = value
-        names[f"trunk.{key}"] = f"backbone.{key}"
-    for key, value in neck.items():
-        weights[f"head.bn.{key.removeprefix('0.')}"] = value
-        names[f"head.bn.{key.removeprefix('0.')}"] = f"heads.bottleneck.{key}"
+    weights = {f"trunk.{key}": value for key, value in backbone.items()}
+    weights.update({f"head.bn.{key.removeprefix('0.')}": value for key, value in neck.items()})
     left = sorted(k for k in model if not k.startswith(("backbone.", "heads.bottleneck.", "pixel_")))
     unknown = [k for k in left if not k.startswith(("heads.weight", "heads.classifier", "heads.cls_layer"))]
     if unknown:
@@ -107,4 +101,11 @@ def convert(state: Mapping[str, Any], *, arch: str | None = None, height: int | 
              "preprocessing: RGB, ImageNet mean/std (fast-reid's in-model 0-255 normalisation)"]
     if left:
         notes.append("left out (training only): " + ", ".join(left))
-    return Converted(config, fit_weights(config, weights, names, WHAT), notes)
+    return Converted(config, fit_weights(config, weights, source_name, WHAT), notes)
+
+
+def source_name(name: str) -> str:
+    """fast-reid's name of this tool's weight ``name``."""
+    if name.startswith("trunk."):
+        return "backbone." + name.removeprefix("trunk.")
+    return "heads.bottleneck.0." + name.removeprefix("head.bn.") if name.startswith("head.bn.") else name

@@ -98,28 +98,33 @@ def convert(state: Mapping[str, Any], *, arch: str | None = None, height: int | 
                          layer=layer, last_stride=2)
     kept = ("conv1.", "bn1.") + tuple(f"layer{n}." for n in range(1, layer + 1))
     weights: dict[str, torch.Tensor] = {}
-    names: dict[str, str] = {}
     unused = []
     for key, value in base.items():
         if key.startswith(kept):
             weights[f"backbone.body.{key}"] = value
-            names[f"backbone.body.{key}"] = f"model: base.{key}"
         else:
             unused.append(key.split(".")[0])
     for key, value in model.items():
         if key.startswith("neck_conv."):
             weights[f"backbone.neck.{key.removeprefix('neck_conv.')}"] = value
-            names[f"backbone.neck.{key.removeprefix('neck_conv.')}"] = f"model: {key}"
         elif not key.startswith("base."):
             raise CheckpointError(f"{WHAT}: model: {key} is part of no layer this tool knows")
     for key, value in criterion.items():
         if key.startswith("matcher."):
             weights[key] = value
-            names[key] = f"criterion: {key}"
     if unused:
         notes.append("not used by the authors' forward either: base."
                      + ", base.".join(sorted(set(unused))))
     rest = sorted(k for k in criterion if not k.startswith("matcher."))
     if rest:
         notes.append("left out (training only): criterion " + ", ".join(rest))
-    return Converted(config, fit_weights(config, weights, names, WHAT), notes)
+    return Converted(config, fit_weights(config, weights, source_name, WHAT), notes)
+
+
+def source_name(name: str) -> str:
+    """The authors' name of this tool's weight ``name``."""
+    if name.startswith("backbone.body."):
+        return "model: base." + name.removeprefix("backbone.body.")
+    if name.startswith("backbone.neck."):
+        return "model: neck_conv." + name.removeprefix("backbone.neck.")
+    return f"criterion: {name}" if name.startswith("matcher.") else f"model: {name}"
