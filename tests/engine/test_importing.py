@@ -15,7 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from engine.checkpoint import CheckpointError, read_tensor_file, save_checkpoint
+from engine.checkpoint import CheckpointError, read_tensor_file
 from engine.models import ModelConfig, build_model, load_model
 from engine.models.config import IMAGENET_MEAN, IMAGENET_STD
 from engine.models.foreign import NeedsInputSize, convert, detect_foreign
@@ -60,10 +60,11 @@ def _resnet_state(arch: str, seed: int, *, fastreid: bool = False) -> dict[str, 
 def authors_qaconv(arch="resnet18", layer=3, neck=16, hw=(4, 2), class_memory=True, seed=0):
     """A checkpoint as ShengcaiLiao/QAConv main.py saves it."""
     base = _resnet_state(arch, seed)
-    channels = base[f"layer{layer}.0.conv1.weight"].shape[0] * (4 if "layer1.0.conv3.weight" in base else 1)
+    expansion = 4 if "layer1.0.conv3.weight" in base else 1
+    channels = base[f"layer{layer}.0.conv1.weight"].shape[0] * expansion
     g = torch.Generator().manual_seed(seed + 1)
     model = {f"base.{k}": v for k, v in base.items()}
-    model["base.fc.weight"] = torch.randn(1000, base["layer4.0.bn2.weight"].shape[0] * (4 if "layer1.0.conv3.weight" in base else 1), generator=g)
+    model["base.fc.weight"] = torch.randn(1000, 512 * expansion, generator=g)  # torchvision's, unused
     model["base.fc.bias"] = torch.randn(1000, generator=g)
     d = channels
     if neck:
@@ -253,9 +254,10 @@ def _fastreid_reference(src, x, bnneck=True):
     return feat
 
 
-@pytest.mark.parametrize("arch, bnneck, pixel_stats", [("resnet18", True, True),
-                                                         ("resnet50_ibn_a", True, False),
-                                                         ("resnet18_ibn_a", False, False)])
+@pytest.mark.parametrize("arch, bnneck, pixel_stats", [
+    ("resnet18", True, True),
+    pytest.param("resnet50_ibn_a", True, False, marks=pytest.mark.slow),  # BoT R50-IBN itself
+    ("resnet18_ibn_a", False, False)])
 def test_fastreid_converts_exactly(arch, bnneck, pixel_stats):
     src = fastreid_file(arch, seed=5, bnneck=bnneck, pixel_stats=pixel_stats)
     fmt, converted = convert(src)
@@ -445,3 +447,61 @@ def test_build_model_makes_a_qaconv_model_without_a_neck():
     with torch.no_grad():
         maps = model.features(_pixels(2, 64, 32))
     assert maps.shape == (2, 128, 8, 4) == (2, *cfg.feature_shape)
+
+
+class _StandInGlobalModel(torch.nn.Module):
+    """The GlobalModel interface in brief (trunk, BN neck, embeddings stored as [E, 1, 1]) for
+    the session's test until engine.models.global_model is merged."""
+
+    method, has_correspondences = "global", False
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.trunk, channels = build_resnet_trunk(config)
+        self.bn = torch.nn.BatchNorm1d(channels)
+
+    @property
+    def preprocessing(self):
+        return self.config.preprocessing
+
+    def features(self, images):
+        return self.bn(self.trunk(images).mean((2, 3)))
+
+    def backbone_for_maps(self):
+        return _AsMaps(self)
+
+    def score(self, probe, gallery, *, device, **kwargs):
+        from engine.models.scoring import score_global
+
+        flat = [np.asarray(x, np.float32).reshape(len(x), -1) for x in (probe, gallery)]
+        return score_global(flat[0], flat[1], device=device)
+
+
+class _AsMaps(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images):
+        return self.model.features(images)[:, :, None, None]
+
+
+def test_the_session_ranks_with_embeddings_stored_as_maps(tmp_path, tiny_synth):
+    from engine.session import Session
+
+    _, dataset = tiny_synth
+    cfg = ModelConfig(arch="resnet18", neck=0, method="global", head="bnneck", layer=4, last_stride=1,
+                      source="fastreid", height=64, width=32, imagenet_norm=True, pretrained="none")
+    torch.manual_seed(0)
+    model = _StandInGlobalModel(cfg).eval()
+    session = Session(dataset, model, "stand-in", device="cpu", cache_dir=tmp_path, batch_size=8)
+    assert session.prep == cfg.preprocessing and session.method == "global"
+    maps = session.maps()
+    assert maps["q"].shape == (len(session.dataset.query), *cfg.feature_shape) == (len(maps["q"]), 512, 1, 1)
+    session.score(("qg",))
+    distmat = session.distances()
+    q = np.asarray(maps["q"], np.float32)[:, :, 0, 0]
+    g = np.asarray(maps["g"], np.float32)[:, :, 0, 0]
+    cos = (q / np.linalg.norm(q, axis=1, keepdims=True)) @ (g / np.linalg.norm(g, axis=1, keepdims=True)).T
+    np.testing.assert_allclose(distmat, (1 - cos) / 2, atol=1e-5)
