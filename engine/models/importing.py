@@ -28,7 +28,7 @@ from engine.checkpoint import (
 from engine.models.config import ModelConfig
 from engine.models.foreign import NeedsInputSize, convert
 
-__all__ = ["ImportReport", "NeedsInputSize", "import_checkpoint", "native_checkpoint"]
+__all__ = ["ImportReport", "NeedsInputSize", "convert_state", "import_checkpoint", "native_checkpoint"]
 
 OWN_FORMAT = "reid-inspector"
 
@@ -69,6 +69,13 @@ def _is_own(state: Any) -> bool:
 
 def _read(src: Path) -> Any:
     return read_tensor_file(src)
+
+
+def convert_state(state: Any, src: str | os.PathLike, format: str | None = None, *,
+                  arch: str | None = None, height: int | None = None, width: int | None = None):
+    """:func:`engine.models.foreign.convert` of a loaded file, its errors naming ``src``, its
+    weights checked for NaN or infinity; returns the ``Converted``."""
+    return _convert(state, Path(src), format, arch, height, width)[1]
 
 
 def _convert(state: Any, src: Path, format: str | None, arch: str | None,

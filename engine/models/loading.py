@@ -6,8 +6,10 @@ file as data (``weights_only=True``: never code), asks each registered format in
 moves the model it gets to the device in eval mode. Importers of other projects' checkpoints
 plug in with :func:`register_format`; callers (session, CLI, viewer) never change.
 
-Today one format is registered: this tool's own (``"reid-inspector"``: the model settings
-under ``"config"`` and the weights under ``"model"``, as :mod:`engine.train` saves them).
+Registered: this tool's own (``"reid-inspector"``: the model settings under ``"config"`` and
+the weights under ``"model"``, as :mod:`engine.train` saves them), then the other projects'
+formats of :mod:`engine.models.foreign` (converted in memory each time; ``python -m engine
+import`` or :func:`engine.models.importing.native_checkpoint` convert once into a file).
 """
 from __future__ import annotations
 
@@ -161,3 +163,26 @@ def _load_own_checkpoint(state: Mapping[str, Any], path: Path):
 
 
 register_format("reid-inspector", _is_own_checkpoint, _load_own_checkpoint)
+
+
+# --------------------------------------------------------------------------- other projects' formats
+def _foreign_format(name: str):
+    def detect(state: Mapping[str, Any]) -> bool:
+        from engine.models.foreign import detect_foreign
+
+        return detect_foreign(state) == name
+
+    def load(state: Mapping[str, Any], path: Path):
+        from engine.models.importing import convert_state
+        from engine.models.reid import build_model
+
+        converted = convert_state(state, path, name)
+        model = build_model(converted.config)
+        load_state_strict(model, converted.weights, "model weights")
+        return model
+
+    return detect, load
+
+
+for _name in ("qaconv", "torchreid", "fastreid"):
+    register_format(_name, *_foreign_format(_name))

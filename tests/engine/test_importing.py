@@ -505,3 +505,14 @@ def test_the_session_ranks_with_embeddings_stored_as_maps(tmp_path, tiny_synth):
     g = np.asarray(maps["g"], np.float32)[:, :, 0, 0]
     cos = (q / np.linalg.norm(q, axis=1, keepdims=True)) @ (g / np.linalg.norm(g, axis=1, keepdims=True)).T
     np.testing.assert_allclose(distmat, (1 - cos) / 2, atol=1e-5)
+
+
+def test_load_model_opens_a_foreign_file_as_it_is(tmp_path):
+    src = authors_qaconv(seed=2)
+    torch.save(src, tmp_path / "checkpoint.pth.tar")
+    direct = load_model(tmp_path / "checkpoint.pth.tar")
+    assert direct.config.source == "qaconv"
+    import_checkpoint(tmp_path / "checkpoint.pth.tar", tmp_path / "model.pt")
+    converted = load_model(tmp_path / "model.pt")
+    for name, tensor in converted.state_dict().items():
+        assert torch.equal(direct.state_dict()[name], tensor), name
