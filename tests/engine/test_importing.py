@@ -516,3 +516,12 @@ def test_load_model_opens_a_foreign_file_as_it_is(tmp_path):
     converted = load_model(tmp_path / "model.pt")
     for name, tensor in converted.state_dict().items():
         assert torch.equal(direct.state_dict()[name], tensor), name
+
+
+def test_the_authors_older_head_is_refused_by_name():
+    src = authors_qaconv(hw=(4, 2))
+    src["criterion"] = {k.removeprefix("matcher."): v for k, v in src["criterion"].items()}
+    src["criterion"]["fc.weight"] = torch.zeros(1, 16)
+    assert detect_foreign(src) == "qaconv"
+    with pytest.raises(CheckpointError, match="before version 1.2"):
+        convert(src)

@@ -41,11 +41,12 @@ AUTHORS_IMAGENET_NORM = False
 
 
 def detect(state: Mapping[str, Any]) -> bool:
-    """``model`` with ``base.*`` keys and ``criterion`` holding ``matcher.fc.weight``."""
+    """``model`` with ``base.*`` keys and ``criterion`` holding the matcher's ``fc.weight``
+    (``matcher.fc.weight``; ``fc.weight`` in the code before version 1.2)."""
     model, criterion = state.get("model"), state.get("criterion")
     return (isinstance(model, Mapping) and isinstance(criterion, Mapping)
             and any(isinstance(k, str) and k.removeprefix("module.").startswith("base.") for k in model)
-            and any(isinstance(k, str) and k.removeprefix("module.") == "matcher.fc.weight"
+            and any(isinstance(k, str) and k.removeprefix("module.") in ("matcher.fc.weight", "fc.weight")
                     for k in criterion))
 
 
@@ -54,6 +55,11 @@ def convert(state: Mapping[str, Any], *, arch: str | None = None, height: int | 
     """The authors' checkpoint as this tool's QAConv model (``arch`` must agree with the file)."""
     model = strip_prefix(tensors_of(state.get("model"), f"{WHAT}'s 'model'"))
     criterion = strip_prefix(tensors_of(state.get("criterion"), f"{WHAT}'s 'criterion'"))
+    if "fc.weight" in criterion and "matcher.fc.weight" not in criterion:
+        raise CheckpointError(f"{WHAT} comes from the authors' code before version 1.2 (March 2021), "
+                              "whose head weighs the two matching directions apart (criterion fc.weight "
+                              f"{tuple(criterion['fc.weight'].shape)}); this tool's matcher shares one "
+                              "weight, so it is not converted")
     base = {k.removeprefix("base."): v for k, v in model.items() if k.startswith("base.")}
     found, _ = resnet_arch(base, WHAT)
     if arch is not None and arch != found:
