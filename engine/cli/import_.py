@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ValueError(f"--{name} must be a positive number of pixels; got {value}")
-    inputs = [args.src, sidecar_path(args.src)]
+    inputs = [args.src]  # another project's file: no sidecar of ours beside it
     check_output_path(args.out, force=args.force, inputs=inputs)  # before the work
     check_output_path(sidecar_path(args.out), force=True, inputs=inputs, flag="--out's sidecar")
     report = import_checkpoint(args.src, args.out, format=args.format, arch=args.arch,
