@@ -525,3 +525,25 @@ def test_the_authors_older_head_is_refused_by_name():
     assert detect_foreign(src) == "qaconv"
     with pytest.raises(CheckpointError, match="before version 1.2"):
         convert(src)
+
+
+def test_numpy_scores_in_a_file_are_read_as_numbers_and_nothing_more(tmp_path):
+    """torchreid saves rank1 as a NumPy scalar; a NumPy array or any callable stays refused."""
+    torch.save({"state_dict": {"w": torch.zeros(2)}, "rank1": np.float32(0.75), "epoch": 3},
+               tmp_path / "a.pth.tar")
+    state = read_tensor_file(tmp_path / "a.pth.tar")
+    assert float(state["rank1"]) == 0.75
+    # the same file as NumPy 1 wrote it (numpy.core, renamed numpy._core in NumPy 2)
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "a.pth.tar") as zin, \
+            zipfile.ZipFile(tmp_path / "old.pth.tar", "w", zipfile.ZIP_STORED) as zout:
+        for info in zin.infolist():
+            data = zin.read(info.filename)
+            if info.filename.endswith("data.pkl"):
+                data = data.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+            zout.writestr(info, data)
+    assert float(read_tensor_file(tmp_path / "old.pth.tar")["rank1"]) == 0.75
+    torch.save({"rank1": np.zeros(3)}, tmp_path / "b.pth.tar")
+    with pytest.raises(CheckpointError, match="refused for safety"):
+        read_tensor_file(tmp_path / "b.pth.tar")
