@@ -226,6 +226,12 @@ def test_the_input_size_is_asked_for_when_the_file_cannot_tell(tmp_path):
     assert (converted.config.height, converted.config.width) == (80, 16)
     with pytest.raises(CheckpointError, match="5 locations"):
         convert(src, height=64, width=32)
+    torch.save(src, tmp_path / "checkpoint.pth.tar")
+    with pytest.raises(NeedsInputSize) as info:     # what the viewer catches to ask the user
+        native_checkpoint(tmp_path / "checkpoint.pth.tar", tmp_path / "cache")
+    assert str(tmp_path) in str(info.value) and (80, 16) in info.value.candidates
+    path = native_checkpoint(tmp_path / "checkpoint.pth.tar", tmp_path / "cache", height=80, width=16)
+    assert load_model(path).config.feature_size == (5, 1)
 
 
 @pytest.mark.parametrize("damage, named", [
