@@ -14,10 +14,9 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ARCHS", "FEATURE_STRIDE", "HEADS", "IMAGENET_MEAN", "IMAGENET_STD", "METHODS",
-           "IBN_ARCHS", "ModelConfig", "OSNET_ARCHS", "Preprocessing", "SOURCES", "TRAINABLE_ARCHS",
-           "resnet_stride",
-           "trunk_channels"]
+__all__ = ["ARCHS", "FEATURE_STRIDE", "HEADS", "IBN_ARCHS", "IMAGENET_MEAN", "IMAGENET_STD",
+           "METHODS", "OSNET_ARCHS", "SOURCES", "TRAINABLE_ARCHS", "ModelConfig", "Preprocessing",
+           "resnet_stride", "trunk_channels"]
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +148,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         def choice(name: str, options) -> None:
             value = getattr(self, name)
-            if isinstance(value, bool) or value not in options:
+            if type(value) is not type(options[0]) or value not in options:
                 raise ValueError(f"{name} must be one of {', '.join(map(str, options))}; got {value!r}")
 
         choice("arch", ARCHS)
