@@ -393,6 +393,12 @@ def test_a_converted_qaconv_model_evaluates_like_our_own(tmp_path, run_cli, tiny
                                    "--cache-dir", tmp_path / "cache", "--device", "cpu")
     assert code == 0, stderr
     assert "rank-1" in stdout and "qaconv" in stdout
+    # the authors' file given as it is ranks the same (converted in memory)
+    code, direct, stderr = run_cli("evaluate", "--checkpoint", tmp_path / "checkpoint.pth.tar", "--data",
+                                   root, "--cache-dir", tmp_path / "cache2", "--device", "cpu")
+    assert code == 0, stderr
+    rows = [line for line in stdout.splitlines() if line.startswith("qaconv")]
+    assert rows and rows == [line for line in direct.splitlines() if line.startswith("qaconv")]
 
 
 # --------------------------------------------------------------------------- settings and trunks
