@@ -25,6 +25,7 @@ from engine.checkpoint import (
     save_checkpoint,
     sidecar_path,
 )
+from engine.leftovers import remove_stale_temporaries
 from engine.models.config import ModelConfig
 from engine.models.foreign import NeedsInputSize, convert
 
@@ -174,6 +175,7 @@ def native_checkpoint(src: str | os.PathLike, cache_dir: str | os.PathLike | Non
     if target.is_file() and sidecar_path(target).is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(target.parent)  # of conversions killed midway
     report = _import(state, src, target, format, arch, height, width)
     if on_import is not None:
         on_import(report)
