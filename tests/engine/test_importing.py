@@ -316,6 +316,8 @@ def test_fastreid_loads_as_a_global_model(tmp_path):
     (lambda m: m.__setitem__("heads.pool_layer.p", torch.tensor([3.0])), "heads.pool_layer.p"),
     (lambda m: m.__setitem__("backbone.NL_2.0.g.weight", torch.zeros(1)), "non-local"),
     (lambda m: m.pop("backbone.layer4.1.bn2.weight"), "backbone.layer4.1.bn2.weight"),
+    (lambda m: m.update({k.replace("bottleneck.0", "bnneck"): m.pop(k) for k in list(m)
+                         if k.startswith("heads.bottleneck.0.")}), "before version 1.0"),
 ])
 def test_fastreid_refuses_what_it_cannot_map(change, words):
     src = fastreid_file("resnet18", seed=0)

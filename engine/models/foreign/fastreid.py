@@ -14,7 +14,9 @@ them they must be ImageNet's, or the file is refused.
 
 Not converted (a one-line refusal): GeM or other pooling layers with parameters
 (``heads.pool_layer.*``), an embedding convolution in the neck, non-local blocks and
-squeeze-excitation (SBS and other variants).
+squeeze-excitation (SBS and other variants), and files of fast-reid before 1.0 (``heads.bnneck``:
+their stem padded its max-pool as torchvision's does; fast-reid changed it in November 2020).
+The last stride (1) and the average pooling are BoT's defaults: the file records neither.
 """
 from __future__ import annotations
 
@@ -65,6 +67,9 @@ def convert(state: Mapping[str, Any], *, arch: str | None = None, height: int | 
     if odd:
         raise CheckpointError(f"{WHAT} has non-local or squeeze-excitation blocks (backbone.{odd[0]}), "
                               "which this tool does not build")
+    if any(k.startswith("heads.bnneck.") for k in model):
+        raise CheckpointError(f"{WHAT} comes from fast-reid before version 1.0 (heads.bnneck), whose "
+                              "ResNet stem pads its max-pool; only files of 1.0 and later are converted")
     found, deepest = resnet_arch(backbone, WHAT)
     if found.endswith("_ibn_b"):
         raise CheckpointError(f"{WHAT}: fast-reid has no IBN-b ResNet; the file's trunk looks like {found}")
@@ -94,7 +99,9 @@ def convert(state: Mapping[str, Any], *, arch: str | None = None, height: int | 
     unknown = [k for k in left if not k.startswith(("heads.weight", "heads.classifier", "heads.cls_layer"))]
     if unknown:
         raise CheckpointError(f"{WHAT}: {unknown[0]} is part of no layer this tool knows")
-    notes = [f"{found} trunk to layer4, last stride {LAST_STRIDE} (BoT's; the file does not record it)",
+    notes = [f"{found} trunk to layer4, last stride {LAST_STRIDE} (BoT's; the file does not record it), "
+             "fast-reid 1.0's stem (max-pool without padding, November 2020 and later)",
+             "pooling: average (BoT's; a pooling without weights cannot be told from the file)",
              f"head: {'BatchNorm neck' if neck else 'average pooling only'}, "
              f"{config.embedding_dim}-d embeddings",
              f"input {h}x{w}" + ("" if height or width else " (fast-reid's default; the file does not record it)"),
