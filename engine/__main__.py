@@ -1,4 +1,5 @@
-"""Command line: ``python -m engine {synth, train, evaluate, extract, export, sweep, info}``.
+"""Command line: ``python -m engine {synth, train, evaluate, extract, export, sweep, info,
+feedback-bench}``.
 
 Each subcommand lives in ``engine/cli/<name>.py`` and exposes ``add_arguments(parser)``
 and ``run(args) -> int``; this file only finds them and dispatches.
@@ -21,7 +22,7 @@ def _commands() -> dict[str, object]:
             continue
         module = importlib.import_module(f"{cli.__name__}.{info.name}")
         if hasattr(module, "add_arguments") and hasattr(module, "run"):
-            found[info.name] = module
+            found[info.name.replace("_", "-")] = module  # feedback_bench.py: feedback-bench
     return found
 
 
