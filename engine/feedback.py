@@ -53,8 +53,8 @@ class FeedbackParams:
     # Marks may be wrong. A positive counts in proportion to how well the query's own row
     # finds it (its standard score there: weight 0 at trust_lo, 1 from trust_hi on); a negative
     # the query's row finds too well is doubted (weight 1 up to doubt_lo, 0 from doubt_hi on).
-    trust_lo: float = 2.0
-    trust_hi: float = 4.0
+    trust_lo: float = 1.0
+    trust_hi: float = 3.0
     doubt_lo: float = 3.0
     doubt_hi: float = 5.0
 
@@ -116,12 +116,11 @@ class FeedbackRows:
         if self.tlift is not None:
             from engine.postprocess.pipeline import lift_distances
 
-            # Each item alone is the probe (its pivots: its own best matches per camera).
-            rows = np.concatenate([
-                lift_distances(row[None], self.gallery_cams[i:i + 1], self.gallery_times[i:i + 1],
-                               self.gallery_cams, self.gallery_times, self.tlift,
-                               relative=self.rerank is None)
-                for i, row in zip(items, rows, strict=True)])
+            # Each item alone is its probe window (its pivots: its own best matches per
+            # camera): a camera id of its own, which TLift uses for nothing else (9.1).
+            rows = lift_distances(rows, np.arange(len(items)), self.gallery_times[items],
+                                  self.gallery_cams, self.gallery_times, self.tlift,
+                                  relative=self.rerank is None)
         return rows
 
     def gallery_rows(self, items: Sequence[int]) -> np.ndarray:

@@ -67,6 +67,7 @@ class RoundFigures:
     rank1: list[float] = field(default_factory=list)
     mean_ap: list[float] = field(default_factory=list)
     unseen_map: list[float] = field(default_factory=list)
+    unseen_queries: list[int] = field(default_factory=list)  # queries with an unlabelled positive
 
 
 def unseen_ap(row, match, junk, labelled) -> float:
@@ -123,5 +124,7 @@ def simulate(rows: FeedbackRows, method: Callable, query_pids, gallery_pids, que
         metrics = evaluate(dist, query_pids, gallery_pids, query_cams, gallery_cams)
         figures.rank1.append(metrics.rank1)
         figures.mean_ap.append(metrics.mean_ap)
-        figures.unseen_map.append(float(np.nanmean(unseen)) if unseen else float("nan"))
+        counted = [ap for ap in unseen if not np.isnan(ap)]
+        figures.unseen_map.append(float(np.mean(counted)) if counted else float("nan"))
+        figures.unseen_queries.append(len(counted))
     return figures

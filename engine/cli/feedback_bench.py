@@ -5,7 +5,8 @@ from the ground truth (same-camera images of the query's identity are junk, neit
 nor counted; distractors are "not the same"), --noise flips that share of the labels, and each
 method ranks again from the labels so far (engine.analysis.feedback_sim). Printed per stage
 (raw, +RR, +RR+TLift) and round: rank-1, mAP and the mAP over positives not yet labelled
-(labelled items leave the list), and refine's margin over the better baseline on that last one.
+(labelled items leave the list; "counted": the queries that still have such a positive), and
+refine's margin over the better baseline on that last one.
 Query Shift is Rocchio on similarities (s + 0.65 mean s(pos, g) - 0.35 mean s(neg, g)),
 Relevance Score d_neg / (d_neg + d_pos) with the nearest labelled positive and negative; every
 method pins labelled positives first and negatives last (engine.feedback).
@@ -64,6 +65,9 @@ def format_table(stage: str, results: dict, rounds: int) -> str:
         for label, attr in FIGURES:
             values = getattr(figures, attr)
             lines.append(f"{stage:<10} {name:<16} {label:<11}" + "".join(f" {100 * v:6.1f}" for v in values))
+    if "refine" in results:
+        lines.append(f"{stage:<10} {'refine':<16} {'counted':<11}"
+                     + "".join(f" {n:6d}" for n in results["refine"].unseen_queries))
     baselines = [results[m] for m in ("query shift", "relevance score") if m in results]
     if "refine" in results and baselines:
         margin = [100 * (results["refine"].unseen_map[r] - max(b.unseen_map[r] for b in baselines))

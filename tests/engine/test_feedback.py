@@ -127,6 +127,20 @@ def test_baselines_match_their_formulas_brute_force(session):
     np.testing.assert_array_equal(jaccard_rows(enc, [q], qg[q:q + 1])[0], rr.base[q])
 
 
+def test_marks_rows_do_not_depend_on_what_else_is_asked(session):
+    """A gallery item's stage row is the same asked alone or with others (TLift lifts each
+    item as its own probe), so the kept rows never depend on the order of clicks."""
+    from engine.feedback import FeedbackRows
+
+    rerank, tlift = STAGES[2]
+    items = [4, 9, 2, 30]
+    together = FeedbackRows.of_session(session, rerank, tlift).gallery_rows(items)
+    alone = FeedbackRows.of_session(session, rerank, tlift)
+    np.testing.assert_array_equal(together, np.vstack([alone.gallery_rows([i]) for i in items]))
+    raw = FeedbackRows.of_session(session, None, None)
+    np.testing.assert_array_equal(raw.gallery_rows(items), session.distance_block("gg")[:, items].T)
+
+
 def _random_case(seed, q=6, g=30):
     rng = np.random.default_rng(seed)
     dist = np.round(rng.random((q, g)), 1).astype(np.float32)     # ties
@@ -185,6 +199,8 @@ def test_simulation_rounds(session):
         assert len(f.rank1) == len(f.mean_ap) == len(f.unseen_map) == 3
         assert f.rank1[0] == base.rank1 and f.mean_ap[0] == pytest.approx(base.mean_ap)
         assert f.unseen_map[0] == pytest.approx(base.mean_ap)
+        assert f.unseen_queries[0] == base.num_valid
+        assert all(a >= b for a, b in zip(f.unseen_queries[:-1], f.unseen_queries[1:], strict=True))
     # Without feedback the list never changes; pinned positives can only help rank-1.
     assert figures["none"].mean_ap == [base.mean_ap] * 3
     assert figures["refine"].rank1[2] >= base.rank1
@@ -196,7 +212,7 @@ def test_feedback_bench_command(run_cli, tiny_synth, shared_random_checkpoint, s
                              shared_random_checkpoint, "--cache-dir", session.cache_dir, "--rounds", 1, "--per-round", 2,
                              "--noise", 0.1, "--stages", "raw,+RR")
     assert code == 0, err
-    assert "refine - best" in out and "+RR" in out and "unseen mAP" in out
+    assert "refine - best" in out and "+RR" in out and "unseen mAP" in out and "counted" in out
     code, _, err = run_cli("feedback-bench", "--data", root, "--checkpoint", shared_random_checkpoint,
                            "--noise", 1.5)
     assert code == 2 and "--noise" in err
