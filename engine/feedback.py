@@ -250,7 +250,10 @@ def refine(session, query_index: int, positives: Sequence[int] = (), negatives: 
     ``positives``: gallery indices marked the same person, in the order marked; ``negatives``:
     marked not the same. ``rerank`` / ``tlift`` as :meth:`engine.session.Session.distances`.
     Without marks: that method's row for ``query_index``, bit for bit. With marks: the positives
-    first in their order, the negatives last in theirs, the rest by :func:`refine_score`.
+    first in their order, the negatives last in theirs, the rest by :func:`refine_score` with
+    ``params`` (:class:`FeedbackParams`' defaults when None). The first call for a set of stages
+    builds their :class:`FeedbackRows` (the chain's matrix, re-ranking's encoding: seconds at
+    Market size), kept with the session; a viewer warms it with :func:`feedback_rows` in a job.
     """
     rows = feedback_rows(session, rerank, tlift)
     num_q = rows.base.shape[0]
