@@ -154,6 +154,8 @@ class MainWindow(QMainWindow):
         self.plots_dock = None
         self._make_menu()
         self.keys = KeyNavigator(self, state, self.controller.open_selected_match)
+        for action in (self.export_action, self.open_image_action):
+            self.keys.make_global(action)
 
         # ---------------------------------------------------------------- wiring
         self.browser.open_image_requested.connect(self.open_image_as_query)
@@ -218,6 +220,9 @@ class MainWindow(QMainWindow):
 
     def _show_inspector(self, on: bool) -> None:
         self.tabs.setCurrentWidget(self.inspector if on else self.splitter)
+        # The keys follow the page on show, however it was opened (Enter, double-click, the
+        # button, the tab): arrows step from the match view, not from a control it last used.
+        (self.inspector.build() if on else self.grid).setFocus(Qt.FocusReason.OtherFocusReason)
 
     def _tab_changed(self, index: int) -> None:
         if self.tabs.widget(index) is self.inspector:

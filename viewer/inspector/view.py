@@ -70,6 +70,9 @@ class MatchInspector(QWidget):
         self._build_controls()
         self._build_scene()
         self._build_side_panel()
+        # Focused on opening (main window), the drawing takes the keys: viewer.keyboard steps
+        # through results and queries from it.
+        self.setFocusProxy(self.view)
 
         top = QVBoxLayout(self)
         top.setContentsMargins(6, 6, 6, 6)
