@@ -325,6 +325,8 @@ def test_scrolling_to_the_end_shows_more_results(qtbot, window, loaded):
     qtbot.waitUntil(lambda: bar.maximum() > 0, timeout=5000)
     bar.setValue(bar.maximum())
     assert win.state.top_k == 48 and win.display.top_k.value() == 48
+    assert win.statusBar().currentMessage() == ("Top-k raised from 24 to 48 by scrolling past "
+                                                "the last result")
     assert win.grid.model_.rowCount() == 48
     assert grid_gallery_order(win) == list(np.argsort(loaded.raw_distmat[win.state.selected_query])[:48])
 
