@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import os
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QFileDialog,
-    QHBoxLayout,
     QLabel,
     QMainWindow,
     QPushButton,
@@ -34,6 +33,7 @@ from viewer.tasks import LoadRequest, describe_request
 from viewer.widgets.display_options import DisplayOptions
 from viewer.widgets.error_banner import ErrorBanner
 from viewer.widgets.export_dialog import ExportDialog
+from viewer.widgets.flow_layout import FlowRow
 from viewer.widgets.job_progress import JobProgress
 from viewer.widgets.legend import Legend
 from viewer.widgets.loading_page import LoadingPage
@@ -45,16 +45,26 @@ from viewer.widgets.result_grid import ResultGrid
 from viewer.widgets.status_info import StatusInfoWidget
 from viewer.widgets.thumbnails import ThumbnailCache
 
-__all__ = ["MainWindow"]
+__all__ = ["MainWindow", "user_settings"]
 
 IMAGE_FILTER = "Images (*.jpg *.jpeg *.png *.bmp *.webp);;All files (*)"
+
+
+def user_settings() -> QSettings:
+    """What the viewer remembers between launches (the occlusion dock's width): an INI file in
+    the user's configuration folder (QSettings' IniFormat, UserScope; the tests move it)."""
+    return QSettings(QSettings.Format.IniFormat, QSettings.Scope.UserScope, "reid-inspector",
+                     "viewer")
 
 
 class MainWindow(QMainWindow):
     """One viewer window around a :class:`Controller` and its state."""
 
-    def __init__(self, controller: Controller | None = None):
+    def __init__(self, controller: Controller | None = None, *, remember: bool = True):
         super().__init__()
+        # What is remembered between launches (remember=False: nothing read or written, for
+        # screenshots that must not depend on the user's last session).
+        self.settings = user_settings() if remember else None
         self.controller = controller or Controller(ViewerState())
         self.state = state = self.controller.state
         self.thumbnails = ThumbnailCache()
@@ -78,20 +88,17 @@ class MainWindow(QMainWindow):
         # A long title (an occluded ranking's) wraps when the row is crowded, rather than the
         # display options' combos being cut.
         self.results_title.setWordWrap(True)
-        toolbar = QHBoxLayout()
-        toolbar.addWidget(self.results_title)
-        toolbar.addSpacing(12)
-        toolbar.addWidget(self.display)
-        toolbar.addStretch(1)
         self.inspect_button = QPushButton("Inspect match (Enter)")
         self.inspect_button.setToolTip("Open the selected result in the match inspector")
-        toolbar.addWidget(self.inspect_button)
+        # One row when there is room, wrapped when the centre is narrow: its width never sets
+        # the window's minimum (docs/architecture.md "Window layout").
+        toolbar = FlowRow(self.results_title, self.display, self.inspect_button, spacing=12)
         centre = QWidget()
         centre.setObjectName("panel")
         centre_layout = QVBoxLayout(centre)
         centre_layout.setContentsMargins(4, 8, 4, 8)
         centre_layout.addWidget(self.header)
-        centre_layout.addLayout(toolbar)
+        centre_layout.addWidget(toolbar)
         centre_layout.addWidget(self.grid, 1)
         centre_layout.addWidget(self.legend)
 
@@ -145,7 +152,7 @@ class MainWindow(QMainWindow):
         state.events.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
 
         # ---------------------------------------------------------------- occlusion dock
-        self.occlusion = OcclusionDock(OcclusionController(self.controller), self)
+        self.occlusion = OcclusionDock(OcclusionController(self.controller), self, self.settings)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.occlusion)
         self.occlusion.hide()
         state.events.overrides.connect(self._show_results_title)
@@ -291,6 +298,8 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ lifetime
     def closeEvent(self, event) -> None:
+        if self.occlusion.isVisible():
+            self.occlusion.save_width()
         self.keys.uninstall()
         if self.plots_dock is not None:
             self.plots_dock.shutdown()

@@ -29,6 +29,9 @@ class QueryHeader(QFrame):
         self.where = QLabel()
         self.where.setObjectName("dim")
         self.numbers = QLabel()
+        # Long lines wrap rather than widen the centre (and squeeze the query list beside it).
+        for label in (self.title, self.where, self.numbers):
+            label.setWordWrap(True)
         self.note = QLabel()
         self.note.setObjectName("dim")
         self.note.setWordWrap(True)
