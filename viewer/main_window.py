@@ -70,7 +70,8 @@ class MainWindow(QMainWindow):
         self.thumbnails = ThumbnailCache()
         self.last_export = None  # the previous export's choice: the next dialog starts from it
         self.setWindowTitle("ReID Inspector")
-        self.resize(1280, 800)
+        screen = self.screen().availableGeometry()   # a smaller screen: all of it
+        self.resize(min(1280, screen.width()), min(800, screen.height()))
 
         # ---------------------------------------------------------------- centre pieces
         self.browser = QueryBrowser(state, self.thumbnails)
