@@ -194,7 +194,7 @@ def test_external_image_query(qtbot, window, loaded, tmp_path):
     assert items and all(item.status == "" for item in items)  # no right/wrong marks
     logits = session.score_maps(session.maps_for_image(str(path))[None])[0]
     _assert_grid_follows(win, query, distance_from_logits(logits))
-    assert "no right/wrong" in win.header.note.text()
+    assert "no right/wrong" in win.header.note_text
     # Re-ranking covers the external query too (alone as the query set).
     win.postprocess.rerank.setChecked(True)
     _wait_applied(qtbot, win, lambda a: a.rerank is not None)

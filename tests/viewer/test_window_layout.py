@@ -88,3 +88,21 @@ def test_the_query_list_keeps_its_width(qtbot, window):
         assert win.browser.width() == width, size
         assert win.splitter.widget(1).minimumSizeHint().width() == centre
         dock.controller.reset()
+
+
+def test_a_narrow_header_shortens_its_note_to_two_lines(qtbot, window):
+    """At 1024 px with the dock open the header's note is cut to about two lines (whole in its
+    tooltip) so that the grid keeps a row of tiles; wide, it is shown whole."""
+    win = window
+    _settle(qtbot, win, 1600, 1000)
+    header = win.header
+    whole = header.note_text
+    assert whole and header.note.text() == whole and header.note.toolTip() == ""
+    _settle(qtbot, win, 1024, 700)
+    _open_dock(qtbot, win)
+    _settle(qtbot, win, 1024, 700)
+    line = header.note.fontMetrics().lineSpacing()
+    assert header.note.height() <= 2 * line + 4
+    assert header.note.text().endswith("…") and header.note.toolTip() == whole
+    assert whole.startswith(header.note.text()[:-1])
+    assert win.grid.viewport().height() >= 200   # a row of tiles
