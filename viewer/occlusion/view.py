@@ -275,8 +275,8 @@ class OcclusionPanel(QWidget):
         row = QHBoxLayout()
         row.addWidget(QLabel("Fill"))
         row.addWidget(self.fill, 1)
-        for button in (self.rank_button, self.reset_button):
-            row.addWidget(button)
+        row.addWidget(self.rank_button)
+        row.addWidget(self.reset_button)
         self.numbers = QLabel()
         self.numbers.setWordWrap(True)
         self.numbers.setObjectName("title")
@@ -344,8 +344,8 @@ class OcclusionPanel(QWidget):
         form.addRow("Square", self.side)
         form.addRow("Stride", self.stride)
         buttons = QHBoxLayout()
-        for button in (self.compute, self.cancel):
-            buttons.addWidget(button)
+        buttons.addWidget(self.compute)
+        buttons.addWidget(self.cancel)
         buttons.addWidget(self.show_heat)
         sens_layout = QVBoxLayout(sens)
         sens_layout.addLayout(form)
