@@ -173,7 +173,8 @@ def _occlusion_then(window, what: str, then) -> None:
     ('sensitivity'); then call ``then(ok)``."""
     configure_pyqtgraph()
     state = window.state
-    window.resize(1560, 900)
+    screen = window.screen().availableGeometry()   # a 1024 x 700 screen renders at that size
+    window.resize(min(1560, screen.width()), min(900, screen.height()))
     for query in state.visible_queries():
         ranking = state.ranking(query)
         if ranking is not None and ranking.first_hit_rank == 1:
@@ -259,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     from viewer.state import ViewerState
     from viewer.tasks import LoadRequest
 
-    window = MainWindow(Controller(ViewerState()))
+    window = MainWindow(Controller(ViewerState()), remember=args.screenshot is None)
     window.show()
     if splash is not None:
         splash.finish(window)
