@@ -39,7 +39,7 @@ from engine.jobs import check_cancel
 from engine.leftovers import cache_folders, remove_stale_temporaries
 from engine.model_handle import ModelHandle, resolve_device_lazily
 from engine.models.config import Preprocessing
-from engine.models.correspondence import Correspondence, pair_correspondence
+from engine.models.correspondence import Correspondence, global_correspondence, pair_correspondence
 from engine.postprocess.params import RerankParams, TLiftParams, rerank_params, tlift_params
 from engine.postprocess.pipeline import distances_of, post_process
 from engine.postprocess.rerank_sparse import Graph
@@ -162,7 +162,10 @@ class Session:
 
     @property
     def head_ready(self) -> bool:
-        """Whether :meth:`folded_head` can answer without loading the model (and torch)."""
+        """Whether :meth:`correspondences` can answer without loading the model (and torch):
+        the folded head is known (QAConv), or none is needed (the global baseline)."""
+        if self.method == "global":
+            return True
         size = None if self.gallery_maps is None else int(np.prod(self.gallery_maps.shape[2:]))
         return self.handle.head_ready(size)
 
@@ -405,12 +408,16 @@ class Session:
 
     # ------------------------------------------------------------------ one pair
     def correspondences(self, probe_map: np.ndarray, gallery_index: int) -> Correspondence:
-        """QAConv's local matches between a probe map ``[D, h, w]`` and one gallery image.
+        """Local matches between a probe map ``[D, h, w]`` and one gallery image.
 
-        The logit equals the scoring path's logit of the pair (``score_matrix``), and it is
-        split exactly into per-location contributions plus the head's bias (docs/arithmetic.md 2.7).
+        QAConv: the logit equals the scoring path's logit of the pair (``score_matrix``), and it
+        is split exactly into per-location contributions plus the head's bias (docs/arithmetic.md
+        2.7). The global baseline: its cosine of the average-pooled maps, split exactly over
+        locations (docs/arithmetic.md 2.9); no model needed.
         """
         if self.gallery_maps is None:
             self.extract()
+        if self.method == "global":
+            return global_correspondence(probe_map, self.gallery_maps[gallery_index])
         weight, bias, centre = self.folded_head()
         return pair_correspondence(probe_map, self.gallery_maps[gallery_index], weight, bias, centre)
