@@ -407,6 +407,17 @@ class Session:
                                       memory_budget=self.memory_budget), np.float32)
 
     # ------------------------------------------------------------------ one pair
+    def _split_note(self, model) -> str:
+        """What a global model's exact split assumes: an OSNet-style Linear + BN + ReLU head
+        (``head == "fc"``) is affine only with each image's ReLU mask held fixed."""
+        if model is not None:
+            head = getattr(model.config, "head", "pool")
+        else:
+            config = (read_sidecar_config(self.checkpoint, self.model_digest)
+                      if self.checkpoint is not None else None) or {}
+            head = config.get("head", "pool")
+        return "exact given the pair's ReLU masks (the head's Linear + BN + ReLU)" if head == "fc" else ""
+
     def correspondences(self, probe_map: np.ndarray, gallery_index: int) -> Correspondence:
         """Local matches between a probe map ``[D, h, w]`` and one gallery image.
 
@@ -418,6 +429,12 @@ class Session:
         if self.gallery_maps is None:
             self.extract()
         if self.method == "global":
-            return global_correspondence(probe_map, self.gallery_maps[gallery_index])
+            model = self.model if self.model_loaded else None
+            if model is not None and not getattr(model, "has_correspondences", True):
+                raise ValueError(getattr(model, "no_correspondences_reason", None) or
+                                 "this model's pooling is not an average, so its score has no exact "
+                                 "split over image locations; no picture is drawn rather than a wrong one")
+            return global_correspondence(probe_map, self.gallery_maps[gallery_index],
+                                         note=self._split_note(model))
         weight, bias, centre = self.folded_head()
         return pair_correspondence(probe_map, self.gallery_maps[gallery_index], weight, bias, centre)

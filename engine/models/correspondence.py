@@ -84,8 +84,9 @@ class Correspondence(NamedTuple):
 
     @property
     def has_relative(self) -> bool:
-        """Whether :meth:`relative_contribution` differs from :meth:`contribution` (QAConv's head)."""
-        return self.weight is not None and self.centre != 0.0
+        """Whether there is a relative split (QAConv's head); a global model has none (its
+        :meth:`relative_contribution` is the contribution itself)."""
+        return self.method == "qaconv" and self.weight is not None
 
     def relative_contribution(self, side: str) -> np.ndarray:
         """``w * (a - centre)`` (or ``b``): the contribution relative to an average match

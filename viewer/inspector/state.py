@@ -20,14 +20,18 @@ from engine.explain.inspect import (
     band_sums,
     location_centres,
     matched_location,
+    pair_heatmap,
     select_lines,
 )
 from viewer.ranking import rank_query
 
 __all__ = ["InspectorState", "SceneLayout", "MethodScore", "method_scores", "nearest_segment", "KINDS",
-           "LINE_MODES", "LINE_SIDES"]
+           "DEFAULT_KIND", "LINE_MODES", "LINE_SIDES", "kinds_for"]
 
-KINDS = ("similarity", "contribution", "relative")
+# "pair": the pair's whole score carried onto each side's locations (both directions,
+# engine.explain.inspect.pair_heatmap); the others are the correspondence's own maps.
+KINDS = ("pair", "similarity", "contribution", "relative")
+DEFAULT_KIND = "pair"
 LINE_MODES = ("top", "threshold", "off")
 LINE_SIDES = ("probe", "gallery", "both")
 
@@ -128,6 +132,14 @@ def method_scores(rows: dict[str, np.ndarray | None], notes: dict[str, str], gal
     return out
 
 
+def kinds_for(corr: Correspondence | None) -> tuple[str, ...]:
+    """The heatmap kinds that differ for this correspondence: a global model's relative split is
+    its contribution itself (no head), so it is left out."""
+    if corr is not None and not corr.has_relative:
+        return tuple(k for k in KINDS if k != "relative")
+    return KINDS
+
+
 @evented
 @dataclass(eq=False)
 class InspectorState:
@@ -139,8 +151,12 @@ class InspectorState:
     open: bool = False                # the inspector is the visible page
     pair: tuple[int, int] | None = None     # (query number, gallery index) shown, or None
     correspondence: Correspondence | None = None    # of `pair` (None while computing)
+    # Why `pair` has no correspondence (a model whose score does not split exactly), else "".
+    unavailable: str = ""
     scores: tuple = ()                # tuple[MethodScore, ...] of `pair`
-    kind: str = "similarity"          # one of KINDS (relative = contribution vs. an average match)
+    # One of KINDS. The default is the pair heatmap, the most faithful in the deletion test
+    # (README "How faithful is the picture?"); relative = contribution vs. an average match.
+    kind: str = DEFAULT_KIND
     heatmap_on: bool = True
     opacity: float = 0.55             # heatmap opacity in [0, 1]
     line_mode: str = "top"            # one of LINE_MODES
@@ -162,11 +178,13 @@ class InspectorState:
         self.hover = None
         self.pinned = None
 
-    def show(self, pair: tuple[int, int], correspondence: Correspondence | None) -> None:
-        """Show another pair with its correspondence: one event (``pair``, or ``correspondence``
-        for the same pair), so the view redraws once."""
-        with self.events.correspondence.blocked():  # the pair's event redraws it
-            self.correspondence = correspondence
+    def show(self, pair: tuple[int, int], correspondence: Correspondence | None,
+             unavailable: str = "") -> None:
+        """Show another pair with its correspondence (or why it has none): one event (``pair``,
+        or ``correspondence`` for the same pair), so the view redraws once."""
+        with self.events.correspondence.blocked(), self.events.unavailable.blocked():
+            self.correspondence = correspondence  # the pair's event redraws it
+            self.unavailable = unavailable
         if pair == self.pair:
             self.events.correspondence.emit(correspondence, correspondence)
         else:
@@ -174,11 +192,14 @@ class InspectorState:
 
     # ------------------------------------------------------------------ derived numbers
     def heatmap(self, side: str) -> np.ndarray | None:
-        """The ``[H, W]`` map drawn over ``side``'s image: ``a``/``b``, ``w*a``/``w*b`` or
-        ``w*(a-mu)``/``w*(b-mu)``."""
+        """The ``[H, W]`` map drawn over ``side``'s image: the pair heatmap, ``a``/``b``,
+        ``w*a``/``w*b`` or ``w*(a-mu)``/``w*(b-mu)`` (a global model: the matched cosines or its
+        exact split, docs/arithmetic.md 2.9)."""
         corr: Correspondence | None = self.correspondence
         if corr is None:
             return None
+        if self.kind == "pair":
+            return pair_heatmap(corr, side)
         if self.kind == "similarity":
             return corr.heatmap(side)
         if self.kind == "relative":
@@ -263,6 +284,14 @@ class InspectorState:
         """
         return self.kind != "contribution"
 
+    def split_label(self) -> str:
+        """The name of the split the lines, bands and lit-up match use: ``w·(a−μ)``, ``w·a``, or
+        a global model's ``share`` of the cosine."""
+        corr = self.correspondence
+        if corr is not None and not corr.has_relative:
+            return "share"
+        return "w·(a−μ)" if self.relative else "w·a"
+
     def bands(self) -> dict[str, np.ndarray] | None:
         """Contributions per body band (top, middle, bottom thirds): query, gallery, total."""
         corr = self.correspondence
@@ -276,11 +305,14 @@ class InspectorState:
         return {"probe": probe, "gallery": gallery, "total": probe + gallery}
 
     def sums(self) -> list[tuple[str, float, float, float]]:
-        """The logit as the sums the contribution maps add up to: ``(split, query, gallery, bias)``
-        for ``w*a`` and for the relative split."""
+        """The score as the sums the contribution maps add up to: ``(split, query, gallery, bias)``
+        for ``w*a`` and for the relative split (a global model: its one split)."""
         corr = self.correspondence
         if corr is None:
             return []
+        if not corr.has_relative:
+            return [("share", float(corr.probe_contribution.sum(dtype=np.float64)),
+                     float(corr.gallery_contribution.sum(dtype=np.float64)), float(corr.bias))]
         out = []
         for split, maps, bias in (
                 ("w·a", [corr.contribution(s) for s in SIDES], corr.bias),
