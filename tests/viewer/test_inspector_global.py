@@ -87,6 +87,7 @@ def test_a_global_model_is_explained_exactly(qtbot, global_window, global_loaded
     assert float(np.sum(view.heat["probe"].image, dtype=np.float64)) == pytest.approx(score, abs=1e-5)
     assert "relative" not in [view.kind.itemData(i) for i in range(view.kind.count())]
     assert f"cosine {corr.logit:.3f}" in view.sum_text.text()
+    assert f"raw: cosine {corr.logit:.3f}" in view.scores_text.text()
     # lines go to the gallery location with the largest pair term A_i.B_j
     P = np.asarray(session.query_maps[query], np.float64)
     P = P.reshape(P.shape[0], -1)

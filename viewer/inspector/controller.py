@@ -194,7 +194,8 @@ class InspectorController(QObject):
         logits = state.score_row(query) if override is None else override.score_row
         inspector.scores = tuple(method_scores(
             rows, notes, gallery_index, float(logits[gallery_index]),
-            sample.pid, sample.cam, session.gallery_pids, session.gallery_cams))
+            sample.pid, sample.cam, session.gallery_pids, session.gallery_cams,
+            raw_label="cosine" if session.method == "global" else "logit"))
         if missing and not self.controller.jobs.is_busy("inspect-scores"):
             self._compute(session, missing)
 

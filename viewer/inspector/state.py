@@ -98,7 +98,7 @@ class MethodScore:
     """The pair under one post-processing: its value and its rank (protocol count)."""
 
     method: str            # "raw", "+RR", "+RR+TLift"
-    label: str             # "logit" (higher = closer) or "distance" (lower = closer)
+    label: str             # "logit" or "cosine" (higher = closer), or "distance" (lower = closer)
     value: float | None    # None when not available
     rank: int | None       # 1-based, junk not counted; 0 = junk; None when not available
     note: str = ""         # why it is not available
@@ -107,13 +107,15 @@ class MethodScore:
         if self.value is None:
             return f"{self.method}: {self.note or 'not computed'}"
         rank = "" if self.rank is None else (" · junk" if self.rank == 0 else f" · rank {self.rank}")
-        fmt = ".3f" if self.label == "logit" else ".4f"
+        fmt = ".4f" if self.label == "distance" else ".3f"
         return f"{self.method}: {self.label} {self.value:{fmt}}{rank}"
 
 
 def method_scores(rows: dict[str, np.ndarray | None], notes: dict[str, str], gallery_index: int,
-                  raw_logit: float, query_pid, query_cam, gallery_pids, gallery_cams) -> list[MethodScore]:
-    """The pair's value and rank under raw / +RR / +RR+TLift.
+                  raw_logit: float, query_pid, query_cam, gallery_pids, gallery_cams,
+                  raw_label: str = "logit") -> list[MethodScore]:
+    """The pair's value and rank under raw / +RR / +RR+TLift (``raw_label``: what the raw score
+    is, ``"logit"`` for QAConv, ``"cosine"`` for a global model).
 
     ``rows`` maps ``"raw"``, ``"+RR"``, ``"+RR+TLift"`` to the query's distance row ``[g]``
     (None when not computed; ``notes`` then says why).
@@ -121,7 +123,7 @@ def method_scores(rows: dict[str, np.ndarray | None], notes: dict[str, str], gal
     out = []
     for method in ("raw", "+RR", "+RR+TLift"):
         row = rows.get(method)
-        label = "logit" if method == "raw" else "distance"
+        label = raw_label if method == "raw" else "distance"
         if row is None:
             out.append(MethodScore(method, label, None, None, notes.get(method, "not computed")))
             continue
