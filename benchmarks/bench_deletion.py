@@ -139,8 +139,9 @@ def pair_rows(method: str, session, pair: tuple[int, int, bool], colour, rng) ->
 
 
 def summary(rows: list[dict]) -> str:
-    lines = ["| model | pairs | heatmap | AUC (lower = more faithful) | score at 0 / 50 / 100 % removed |",
-             "|---|---|---|---|---|"]
+    lines = ["| model | pairs | heatmap | AUC (lower = more faithful) | AUC scaled to 1 → 0 | "
+             "score at 0 / 50 / 100 % removed |",
+             "|---|---|---|---|---|---|"]
     for method in dict.fromkeys(r["model"] for r in rows):
         for flag in ("true", "false"):
             sel = [r for r in rows if r["model"] == method and r["pair"] == flag]
@@ -155,7 +156,10 @@ def summary(rows: list[dict]) -> str:
                 s0 = np.mean([r["s0"] for r in sel if r["heatmap"] == k])
                 s1 = np.mean([r[f"s{STEPS}"] for r in sel if r["heatmap"] == k])
                 se = auc.std(ddof=1) / np.sqrt(auc.size) if auc.size > 1 else float("nan")
-                lines.append(f"| {method} | {n} {flag} | {k} | {auc.mean():.4f} ± {se:.4f} | "
+                # the mean curve scaled so that it starts at 1 and ends at 0: comparable across
+                # models whose scores have different ranges (random order ~0.5)
+                scaled = (auc.mean() - s1) / (s0 - s1)
+                lines.append(f"| {method} | {n} {flag} | {k} | {auc.mean():.4f} ± {se:.4f} | {scaled:.3f} | "
                              f"{s0:.3f} / {mid:.3f} / {s1:.3f} |")
     return "\n".join(lines)
 

@@ -46,11 +46,11 @@ GAP = 14.0                       # scene pixels between the two images (model-in
 LINE_HIT_PX = 4.0                # the pointer is on a line within this many screen pixels of it
 # The heatmap kinds as the combo box names them, for each way of scoring.
 KIND_TEXT = {
-    "qaconv": {"pair": "this pair's logit on each location (both directions)",
+    "qaconv": {"pair": "this pair: logit per location",
                "similarity": "best-match similarity (a, b)",
                "contribution": "contribution to the logit (w·a, w·b)",
                "relative": "contribution vs. an average match (w·(a−μ))"},
-    "global": {"pair": "this pair's cosine on each location (exact)",
+    "global": {"pair": "this pair: cosine per location",
                "similarity": "cosine of the best pair of locations",
                "contribution": "contribution to the cosine, halves (A·b, a·B)"},
 }
