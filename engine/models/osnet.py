@@ -25,9 +25,9 @@ from __future__ import annotations
 
 from torch import nn
 
-__all__ = ["OSNET_ARCHS", "OSNetTrunk", "build_osnet_trunk", "osnet_arch"]
+__all__ = ["OSNetTrunk", "build_osnet_trunk", "osnet_arch"]
 
-# arch -> channels after the stem and after each stage
+# arch (engine.models.config.OSNET_ARCHS) -> channels after the stem and after each stage
 _WIDTHS = {
     "osnet_x1_0": (64, 256, 384, 512),
     "osnet_x0_75": (48, 192, 288, 384),
@@ -35,7 +35,6 @@ _WIDTHS = {
     "osnet_x0_25": (16, 64, 96, 128),
     "osnet_ain_x1_0": (64, 256, 384, 512),
 }
-OSNET_ARCHS = tuple(_WIDTHS)
 # OSNet-AIN: which blocks of conv2, conv3, conv4 carry the InstanceNorm (the published layout)
 _AIN_BLOCKS = ((True, True), (False, True), (True, False))
 _BLOCKS_PER_STAGE = 2
@@ -151,13 +150,13 @@ class OSNetTrunk(nn.Module):
     Parameters
     ----------
     arch
-        One of ``OSNET_ARCHS``.
+        One of ``engine.models.config.OSNET_ARCHS``.
     """
 
     def __init__(self, arch: str):
         super().__init__()
         if arch not in _WIDTHS:
-            raise ValueError(f"arch must be one of {', '.join(OSNET_ARCHS)}; got {arch!r}")
+            raise ValueError(f"arch must be one of {', '.join(_WIDTHS)}; got {arch!r}")
         c0, c1, c2, c3 = _WIDTHS[arch]
         ain = arch.startswith("osnet_ain")
         self.arch = arch
