@@ -45,15 +45,21 @@ def images():
     return torch.randn(3, 3, 64, 32, generator=torch.Generator().manual_seed(1))
 
 
-def test_state_dict_names_are_trunk_and_head():
-    names = {h: {k for k in model(h, d).state_dict() if not k.startswith("trunk.")} for h, d in HEADS}
+@pytest.fixture(scope="module")
+def models():
+    """One model per head (built once: the tests only read them)."""
+    return {head: model(head, dim) for head, dim in HEADS}
+
+
+def test_state_dict_names_are_trunk_and_head(models):
+    names = {h: {k for k in m.state_dict() if not k.startswith("trunk.")} for h, m in models.items()}
     bn = {f"head.bn.{k}" for k in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")}
     assert names == {"pool": set(), "bnneck": bn, "fc": bn | {"head.linear.weight", "head.linear.bias"}}
 
 
 @pytest.mark.parametrize("head,dim", HEADS)
-def test_features_are_the_peers_eval_arithmetic(head, dim, images):
-    m = model(head, dim)
+def test_features_are_the_peers_eval_arithmetic(head, dim, images, models):
+    m = models[head]
     with torch.no_grad():
         pooled = m.trunk_maps(images).mean(dim=(2, 3))                 # [B, C]
         if head == "fc":
@@ -73,8 +79,8 @@ def test_features_are_the_peers_eval_arithmetic(head, dim, images):
 
 
 @pytest.mark.parametrize("head,dim", HEADS)
-def test_local_embeddings_average_to_the_features(head, dim, images):
-    m = model(head, dim)
+def test_local_embeddings_average_to_the_features(head, dim, images, models):
+    m = models[head]
     with torch.no_grad():
         features = m.features(images)
         local = m.local_embeddings(images)
@@ -86,8 +92,8 @@ def test_local_embeddings_average_to_the_features(head, dim, images):
 
 
 @pytest.mark.parametrize("head,dim", HEADS)
-def test_a_pairs_split_adds_up_to_its_cosine(head, dim, images):
-    m = model(head, dim)
+def test_a_pairs_split_adds_up_to_its_cosine(head, dim, images, models):
+    m = models[head]
     with torch.no_grad():
         features = m.features(images)
         local = m.local_embeddings(images)
@@ -109,7 +115,7 @@ def test_an_unknown_head_is_refused():
         GlobalModel(config, trunk, channels)
 
 
-def test_scores_refuse_maps():
-    m = model("pool", 0)
+def test_scores_refuse_maps(models):
+    m = models["pool"]
     with pytest.raises(ValueError, match="embeddings"):
         m.score(np.zeros((2, 128, 4, 2), np.float32), np.zeros((2, 128), np.float32), device="cpu")

@@ -194,6 +194,7 @@ def test_resnet_fc512_keeps_layer4_at_stride_1(tmp_path):
     assert (config.last_stride, config.head, config.head_dim) == (1, "fc", 512)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (PEERS / "torchreid_osnet_x0_25.npz").exists(),
                     reason=f"the peers' reference cases are not at {PEERS} (set REID_PEERS_DIR)")
 def test_the_peers_osnet_x0_25_case():

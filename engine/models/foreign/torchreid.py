@@ -89,6 +89,23 @@ def _resnet_settings(source: dict, arch: str | None) -> dict[str, Any]:
     return dict(arch=found, layer=4, last_stride=1 if fc512 else 2)
 
 
+def _tool_name(key: str) -> str:
+    """This tool's name of the file's weight ``key``: torchreid's ``fc`` (``fc.0`` Linear,
+    ``fc.1`` BatchNorm1d) is the GlobalModel's head, everything else its trunk."""
+    for fc, head in (("fc.0.", "head.linear."), ("fc.1.", "head.bn.")):
+        if key.startswith(fc):
+            return head + key.removeprefix(fc)
+    return "trunk." + key
+
+
+def _source_name(name: str) -> str:
+    """The inverse of :func:`_tool_name` (what error messages quote)."""
+    for fc, head in (("fc.0.", "head.linear."), ("fc.1.", "head.bn.")):
+        if name.startswith(head):
+            return fc + name.removeprefix(head)
+    return name.removeprefix("trunk.")
+
+
 def convert(state: Mapping[str, Any], *, arch: str | None = None, height: int | None = None,
             width: int | None = None) -> Converted:
     """torchreid ``state`` as this tool's global model (``arch`` must agree with the file)."""
@@ -118,16 +135,7 @@ def convert(state: Mapping[str, Any], *, arch: str | None = None, height: int | 
                              imagenet_norm=True, method="global", source="torchreid", **settings)
     except ValueError as exc:
         raise CheckpointError(f"{WHAT}: {exc}") from None
-    # this tool's name -> the file's
-    renamed = {}
-    for key in source:
-        if key.startswith("fc.0."):
-            renamed["head.linear." + key.removeprefix("fc.0.")] = key
-        elif key.startswith("fc.1."):
-            renamed["head.bn." + key.removeprefix("fc.1.")] = key
-        else:
-            renamed["trunk." + key] = key
-    weights = fit_weights(config, {k: source[v] for k, v in renamed.items()}, renamed, WHAT)
+    weights = fit_weights(config, {_tool_name(k): v for k, v in source.items()}, _source_name, WHAT)
     head = (f"{config.head_dim}-d embedding after fc (Linear + BN + ReLU)" if config.head == "fc"
             else "the pooled trunk output as embedding")
     notes.insert(0, f"torchreid {config.arch}: {head}")
