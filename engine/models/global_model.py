@@ -145,6 +145,10 @@ class GlobalModel(nn.Module):
 
     forward = features
 
+    def backbone_for_maps(self) -> nn.Module:
+        """What the feature store runs over images: the embeddings as ``[B, E, 1, 1]`` maps."""
+        return _EmbeddingsAsMaps(self)
+
     def local_embeddings(self, images: torch.Tensor) -> torch.Tensor:
         """Preprocessed images -> local embeddings ``[B, E, h, w]`` whose average over locations
         is :meth:`features` (to float rounding): the head's folded affine map applied at every
@@ -173,6 +177,15 @@ class GlobalModel(nn.Module):
         embeddings ``[E, h, w]`` (:meth:`local_embeddings` of one image each)."""
         return global_correspondence(_numpy(probe_local), _numpy(gallery_local),
                                      note=_NOTES[self.head.kind])
+
+
+class _EmbeddingsAsMaps(nn.Module):
+    def __init__(self, model: GlobalModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model.features(images)[:, :, None, None]              # [B, E, 1, 1]
 
 
 def _numpy(x) -> np.ndarray:

@@ -74,8 +74,10 @@ def test_features_are_the_peers_eval_arithmetic(head, dim, images, models):
         else:
             expected = pooled
         got = m.features(images)
+        stored = m.backbone_for_maps()(images)         # what the feature store keeps
     assert got.shape == (3, m.embedding_dim) == (3, dim or 128)
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+    assert stored.shape == (3, m.embedding_dim, 1, 1) and torch.equal(stored[:, :, 0, 0], got)
 
 
 @pytest.mark.parametrize("head,dim", HEADS)
