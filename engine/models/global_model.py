@@ -178,6 +178,15 @@ class GlobalModel(nn.Module):
         return global_correspondence(_numpy(probe_local), _numpy(gallery_local),
                                      note=_NOTES[self.head.kind])
 
+    @torch.no_grad()
+    def explain_pair(self, probe_image: torch.Tensor, gallery_image: torch.Tensor) -> Correspondence:
+        """The exact split of the cosine of two preprocessed images ``[3, H, W]`` (each may have
+        its own size): their local embeddings, computed here on the model's device, split by
+        :meth:`correspondences`. What a caller that stores only embeddings explains a pair with."""
+        device = next(self.parameters()).device
+        local = [self.local_embeddings(x[None].to(device))[0] for x in (probe_image, gallery_image)]
+        return self.correspondences(*local)
+
 
 class _EmbeddingsAsMaps(nn.Module):
     def __init__(self, model: GlobalModel):

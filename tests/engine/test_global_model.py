@@ -107,6 +107,9 @@ def test_a_pairs_split_adds_up_to_its_cosine(head, dim, images, models):
     assert abs(total - scores[0, 2]) < 1e-5 and abs(c.logit - scores[0, 2]) < 1e-5
     assert m.has_correspondences and m.method == "global"
     assert ("ReLU" in c.note) == (head == "fc")
+    pair = m.explain_pair(images[0], images[2])                     # from the images themselves
+    assert abs(pair.logit - scores[0, 2]) < 1e-5
+    np.testing.assert_allclose(pair.probe_contribution, c.probe_contribution, atol=1e-7)
 
 
 def test_an_unknown_head_is_refused():
