@@ -47,6 +47,7 @@ def _rows(out: str, prefix: str) -> dict[str, list[str]]:
     return rows
 
 
+@pytest.mark.slow
 def test_compare_prints_each_models_rows_and_the_wins(tiny_synth, tmp_path, run_cli,
                                                       random_checkpoint):
     from engine.session import Session
