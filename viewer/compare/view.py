@@ -213,5 +213,10 @@ class CompareDock(QDockWidget):
         self.visibilityChanged.connect(
             lambda visible: setattr(self.compare_controller.compare, "visible", bool(visible)))
 
+    def closeEvent(self, event) -> None:
+        """Closing the panel stops comparing: tiles without a visible model B would puzzle."""
+        self.compare_controller.close()
+        super().closeEvent(event)
+
     def shutdown(self) -> None:
         self.compare_controller.shutdown()
