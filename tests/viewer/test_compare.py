@@ -86,6 +86,11 @@ def test_compare_panel_lists_ranks_clicks_and_follows_settings(qtbot, window, lo
             f"A #{item.rank}" if item.rank else "A junk",
             f"B #{ranks.rank(state.selected_query, item.gallery_index)}"
             if ranks.rank(state.selected_query, item.gallery_index) else "B junk")
+    query = state.selected_query
+    b_ranking = ranks.ranking(query)
+    assert (f"Model B: AP {metrics.ap[query]:.3f} · first true match at rank "
+            f"{metrics.first_hit_rank[query]}") in win.header.numbers.text()
+    assert b_ranking.first_hit_rank == metrics.first_hit_rank[query]
     # A click on a list entry shows that query in the window, even when a filter hid it.
     entry = panel.b_list.item(0) if panel.b_list.count() else panel.a_list.item(0)
     query = entry.data(panel_role())
@@ -189,3 +194,14 @@ def test_compare_with_a_foreign_model_asks_for_its_size(qtbot, window, converter
     assert results == [False, True] and calls == [(None, None), (64, 32)]
     assert dock.compare_controller.compare.result.note.startswith("checkpoint.pth.tar: ")
     assert_no_job_running(win.controller)
+
+
+@pytest.mark.slow
+def test_launcher_compare_screenshot(launch, data_args, second_checkpoint, tmp_path):
+    out = tmp_path / "compare.png"
+    assert launch(*data_args, "--compare", second_checkpoint, "--no-rerank-cache",
+                  "--screenshot", out) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Model B is one of the run's inputs: the screenshot may not replace it.
+    assert launch(*data_args, "--compare", second_checkpoint, "--screenshot",
+                  second_checkpoint, "--force") == 2
