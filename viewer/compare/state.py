@@ -120,7 +120,8 @@ def score_second_model(source: str, a_session, settings: PostSettings, *, progre
                        width: int | None = None) -> CompareResult | NeedsSize:
     """Open model B on model A's dataset (or reuse ``b_session``), extract, score and rank it
     under ``settings`` and evaluate it; :class:`NeedsSize` when B is another project's file
-    whose input size must be asked for. Its caches are A's cache folder."""
+    whose input size must be asked for. Its caches are A's cache folder; it scores with A's
+    two-stage retrieval K when A uses one."""
     from engine.session import Session
 
     t0 = time.perf_counter()
@@ -132,8 +133,9 @@ def score_second_model(source: str, a_session, settings: PostSettings, *, progre
             return opened
         path, note = opened
         check_cancel(cancel)
+        # A's two-stage retrieval K too (QAConv only): B is scored as A was, in comparable time.
         b_session = Session.open(a_session.dataset, path, device=str(a_session.device),
-                                 cache_dir=a_session.cache_dir)
+                                 cache_dir=a_session.cache_dir, shortlist=a_session.shortlist)
     b_session.extract(progress, cancel)
     a_paths = [s.path for s in a_session.dataset.query + a_session.dataset.gallery]
     if [s.path for s in b_session.dataset.query + b_session.dataset.gallery] != a_paths:
