@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Metrics", "RankedRow", "evaluate", "rank_row"]
+__all__ = ["Metrics", "RankedRow", "ApComparison", "compare_ap", "evaluate", "rank_row"]
 
 # Elements per chunk of rows: bounds the temporaries (the sorted float32 rows, plus the int64
 # order of rows with ties) to a few tens of MB.
@@ -317,3 +317,53 @@ def rank_row(dist_row, query_pid, query_cam, gallery_pids, gallery_cams) -> Rank
         ap=float(ap[0]),
         first_hit_rank=int(first[0]),
     )
+
+
+# Two APs closer than this are a tie: the same ranking of the true matches gives the same AP
+# up to float rounding, whatever the model.
+AP_TIE = 1e-9
+
+
+@dataclass(frozen=True)
+class ApComparison:
+    """Per-query AP of two models on the same queries: who wins each query.
+
+    Attributes
+    ----------
+    ap_a, ap_b : ndarray, float64 [q]
+        Each model's AP (NaN where the query is not valid).
+    valid : ndarray, bool [q]
+        Queries valid for both (the others are in no list).
+    a_wins, b_wins, ties : ndarray, int64
+        Query indices where A's AP is higher, B's is higher, both equal (within
+        :data:`AP_TIE`); the wins ordered by the size of the gap, largest first.
+    """
+
+    ap_a: np.ndarray
+    ap_b: np.ndarray
+    valid: np.ndarray
+    a_wins: np.ndarray
+    b_wins: np.ndarray
+    ties: np.ndarray
+
+    def summary(self) -> str:
+        """``A wins 12, B wins 7, ties 3 (of 22 queries)``."""
+        return (f"A wins {len(self.a_wins)}, B wins {len(self.b_wins)}, ties {len(self.ties)} "
+                f"(of {int(self.valid.sum())} queries)")
+
+
+def compare_ap(ap_a, ap_b) -> ApComparison:
+    """Split the queries by which of two models has the higher AP (``Metrics.ap`` of each,
+    on the same queries in the same order)."""
+    ap_a, ap_b = np.asarray(ap_a, np.float64), np.asarray(ap_b, np.float64)
+    if ap_a.shape != ap_b.shape or ap_a.ndim != 1:
+        raise ValueError(f"per-query APs of different query sets: {ap_a.shape} vs {ap_b.shape}")
+    valid = ~(np.isnan(ap_a) | np.isnan(ap_b))
+    gap = np.where(valid, ap_a - ap_b, 0.0)
+    tied = valid & (np.abs(gap) <= AP_TIE)
+    a_wins = np.flatnonzero(valid & ~tied & (gap > 0))
+    b_wins = np.flatnonzero(valid & ~tied & (gap < 0))
+    return ApComparison(ap_a=ap_a, ap_b=ap_b, valid=valid,
+                        a_wins=a_wins[np.argsort(-gap[a_wins], kind="stable")],
+                        b_wins=b_wins[np.argsort(gap[b_wins], kind="stable")],
+                        ties=np.flatnonzero(tied))

@@ -73,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--inspect", metavar="RANK", type=int,
                         help="with --screenshot: render the match inspector for the first query "
                              "and its result at RANK (1-based, junk not counted) instead")
+    parser.add_argument("--compare", metavar="FILE",
+                        help="also open this second checkpoint (this tool's or another "
+                             "project's) beside the first: the comparison panel and both ranks "
+                             "on every tile; with --screenshot, saved once it is ranked")
     parser.add_argument("--quit-after", metavar="SECONDS", type=float,
                         help="close the window after this many seconds (smoke tests)")
     return parser
@@ -135,11 +139,16 @@ def _show_splash(app):
 
 def _screenshot_inputs(args):
     """What the session of ``args`` reads (checkpoint, dataset, cache), known before loading."""
+    import dataclasses
+
     from engine.outputs import run_inputs
     from viewer.tasks import demo_checkpoint
 
-    return run_inputs(args.checkpoint or demo_checkpoint(), data=args.data,
-                      cache_dir=args.cache_dir)
+    inputs = run_inputs(args.checkpoint or demo_checkpoint(), data=args.data,
+                        cache_dir=args.cache_dir)
+    if getattr(args, "compare", None):
+        inputs = dataclasses.replace(inputs, files=inputs.files + run_inputs(args.compare).files)
+    return inputs
 
 
 def _save_screenshot(window, args) -> bool:
@@ -157,8 +166,12 @@ def _save_screenshot(window, args) -> bool:
         if not pixmap.save(str(tmp), "PNG"):
             raise OSError(f"could not encode the screenshot for {args.screenshot}")
 
+    import dataclasses
+
     session = window.state.session
     inputs = _screenshot_inputs(args) if session is None else session_inputs(session)
+    if session is not None and args.compare:
+        inputs = dataclasses.replace(inputs, files=inputs.files + _screenshot_inputs(args).files)
     try:
         write_output(args.screenshot, save, force=args.force, inputs=inputs, flag="--screenshot")
     except (OSError, ValueError) as exc:
@@ -278,6 +291,15 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("REID_VIEWER_REPORT_PAINT"):
             # For benchmarks/bench_viewer.py, which times the launch from outside.
             print("FIRST_PAINT", flush=True)
+        if args.compare and ok:
+            configure_pyqtgraph()
+            if args.screenshot:
+                window.resize(1560, 900)
+                ctl = window.show_compare().compare_controller
+                ctl.input_size_needed.disconnect(window._ask_compare_size)  # no dialog: fail
+                ctl.finished.connect(lambda done: finish(done))
+            window.compare_with_model(args.compare)
+            return
         if args.screenshot and args.occlusion and ok:
             _occlusion_then(window, args.occlusion, lambda done: finish(done))
         elif args.screenshot and args.inspect is not None and ok:
@@ -293,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
         window.close()
 
     window.controller.load_finished.connect(first_paint)
+    if args.screenshot:  # nobody to answer a dialog: a file that needs its input size fails
+        window.controller.input_size_needed.disconnect(window._ask_load_size)
     if args.quit_after is not None:
         from PySide6.QtCore import QTimer
 

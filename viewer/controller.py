@@ -21,6 +21,7 @@ from viewer.tasks import (
     Computed,
     Loaded,
     LoadRequest,
+    NeedsSize,
     compute_distances,
     evaluate_distances,
     export_ranked_csv,
@@ -49,6 +50,9 @@ class Controller(QObject):
     load_finished = Signal(bool)
     #: Emitted after an export finished: (path, rows) or (path, -1) on failure.
     export_finished = Signal(str, int)
+    #: (viewer.tasks.NeedsSize, LoadRequest): another project's checkpoint whose input size
+    #: must be asked for; the window asks and loads again with it.
+    input_size_needed = Signal(object, object)
 
     def __init__(self, state: ViewerState | None = None, parent: QObject | None = None):
         super().__init__(parent)
@@ -57,7 +61,7 @@ class Controller(QObject):
         self.cache = DistanceCache()
         self.last_request: LoadRequest | None = None
         self._post_worker: Worker | None = None
-        self._load_summary, self._scoring_note = ("", ""), ""
+        self._load_summary, self._scoring_note, self._model_note = ("", ""), "", ""
         self._closed = False
         self._without_metrics: set = set()  # settings whose evaluation found no true match
         self._timer = QTimer(self)
@@ -101,8 +105,14 @@ class Controller(QObject):
             self.state.load_failed = err or JobError("load cancelled", "loading was cancelled")
         QTimer.singleShot(0, self, lambda: self.load_finished.emit(False))
 
-    def _loaded(self, loaded: Loaded) -> None:
+    def _loaded(self, loaded: Loaded | NeedsSize) -> None:
         state = self.state
+        if isinstance(loaded, NeedsSize):
+            request = self.last_request
+            self._load_failed(JobError("input size needed", f"{loaded.message} (choose the input "
+                                       "size to open it with)"))
+            self.input_size_needed.emit(loaded, request)
+            return
         self.jobs.cancel("post")  # anything computed for the previous session is moot
         self.cache.clear()
         self._without_metrics.clear()
@@ -118,7 +128,9 @@ class Controller(QObject):
         if loaded.raw_metrics is None:  # a large set: painted first, evaluated now
             self._evaluate(PostSettings(), loaded.raw_distmat)
         total = sum(loaded.steps.values())
-        self._scoring_note = loaded.scoring_note
+        self._scoring_note, self._model_note = loaded.scoring_note, loaded.model_note
+        if loaded.model_note:
+            state.events.message.emit(loaded.model_note)
         self._load_summary = (f"loaded in {total:.1f} s",
                               "\n".join(f"{k}: {v:.2f} s" for k, v in loaded.steps.items()))
         self._status_loaded()
@@ -137,6 +149,9 @@ class Controller(QObject):
         """Status after loading: time taken, two-stage retrieval, blocks still to score."""
         session = self.state.session
         (last, detail), note = self._load_summary, self._scoring_note
+        if self._model_note:
+            last = "converted model · " + last
+            detail = self._model_note + "\n" + detail
         if note:
             k = session.shortlist if session is not None else None
             last += f" · two-stage retrieval (K={k})" if k is not None else ""

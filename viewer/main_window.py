@@ -34,6 +34,7 @@ from viewer.widgets.display_options import DisplayOptions
 from viewer.widgets.error_banner import ErrorBanner
 from viewer.widgets.export_dialog import ExportDialog
 from viewer.widgets.flow_layout import FlowRow
+from viewer.widgets.input_size_dialog import ask_input_size
 from viewer.widgets.job_progress import JobProgress
 from viewer.widgets.legend import Legend
 from viewer.widgets.loading_page import LoadingPage
@@ -48,6 +49,7 @@ from viewer.widgets.thumbnails import ThumbnailCache
 __all__ = ["MainWindow", "user_settings"]
 
 IMAGE_FILTER = "Images (*.jpg *.jpeg *.png *.bmp *.webp);;All files (*)"
+MODEL_FILTER = "Checkpoints (*.pt *.pth *.pth.tar *.tar);;All files (*)"
 
 
 def user_settings() -> QSettings:
@@ -160,6 +162,8 @@ class MainWindow(QMainWindow):
         state.events.selected_query.connect(self._show_results_title)
 
         self.plots_dock = None
+        self.compare_dock = None
+        self.controller.input_size_needed.connect(self._ask_load_size)
         self._make_menu()
         self.keys = KeyNavigator(self, state, self.controller.open_selected_match)
         for action in (self.export_action, self.open_image_action):
@@ -187,7 +191,8 @@ class MainWindow(QMainWindow):
         self.open_image_action = self._action(file_menu, "Open image as query…", "Ctrl+O",
                                               self.open_image_as_query)
         self._action(file_menu, "Open dataset folder…", None, self.open_dataset)
-        self._action(file_menu, "Open checkpoint…", None, self.open_checkpoint)
+        self._action(file_menu, "Open model…", None, self.open_checkpoint)
+        self._action(file_menu, "Compare with model…", None, self.compare_with_model)
         file_menu.addSeparator()
         self.export_action = self._action(file_menu, "Export ranked lists to CSV…", "Ctrl+E",
                                           self.export_csv)
@@ -264,10 +269,50 @@ class MainWindow(QMainWindow):
         if folder:
             self.start_load(self._request(data=folder))
 
+    def _pick_model(self, title: str) -> str:
+        path, _ = QFileDialog.getOpenFileName(self, title, "", MODEL_FILTER)
+        return path
+
     def open_checkpoint(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open a checkpoint", "", "Checkpoints (*.pt *.pth);;All files (*)")
+        """File > Open model…: this tool's checkpoint, or another project's (converted into the
+        cache on the fly; what was found is shown in the status bar)."""
+        path = self._pick_model("Open a model")
         if path:
-            self.start_load(self._request(checkpoint=path))
+            self.start_load(self._request(checkpoint=path, height=None, width=None))
+
+    def _ask_load_size(self, needs, request) -> None:
+        """The load's checkpoint needs an input size: ask, then load again with it."""
+        size = ask_input_size(self, needs)
+        if size is not None and request is not None:
+            self.start_load(LoadRequest(**{**request.__dict__, "height": size[0],
+                                           "width": size[1]}))
+
+    def compare_with_model(self, path: str | None = None):
+        """File > Compare with model…: a second checkpoint ranked on this dataset beside the
+        first (the comparison dock; built on first use: pyqtgraph loads only then)."""
+        if path is None:
+            path = self._pick_model("Compare with model")
+            if not path:
+                return None
+        dock = self.show_compare()
+        return dock.compare_controller.open(path)
+
+    def show_compare(self):
+        if self.compare_dock is None:
+            from viewer.compare.view import CompareDock
+
+            self.compare_dock = CompareDock(self.controller, self)
+            self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.compare_dock)
+            ctl = self.compare_dock.compare_controller
+            ctl.input_size_needed.connect(self._ask_compare_size)
+        self.compare_dock.show()
+        self.compare_dock.raise_()
+        return self.compare_dock
+
+    def _ask_compare_size(self, needs) -> None:
+        size = ask_input_size(self, needs)
+        if size is not None:
+            self.compare_dock.compare_controller.open(needs.source, *size)
 
     # ------------------------------------------------------------------ actions
     def open_image_as_query(self) -> None:
@@ -304,5 +349,7 @@ class MainWindow(QMainWindow):
         self.keys.uninstall()
         if self.plots_dock is not None:
             self.plots_dock.shutdown()
+        if self.compare_dock is not None:
+            self.compare_dock.shutdown()
         self.controller.shutdown()
         super().closeEvent(event)

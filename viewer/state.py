@@ -177,7 +177,7 @@ class ViewerState:
         signal_group_class=ViewerEvents, patch_setattr=False,
         equality_operators={name: operator.is_ for name in (
             "session", "raw_distmat", "raw_metrics", "distmat", "metrics", "extra_queries",
-            "overrides")})
+            "overrides", "second_ranks")})
 
     session: Any = None               # engine.session.Session once loaded
     raw_distmat: Any = None           # [q, g] float32 without post-processing
@@ -207,6 +207,9 @@ class ViewerState:
     # query -> viewer.ranking.RankingOverride, the list shown instead of the query's own (an
     # occluded copy of it, ...). Replaced, never changed in place: see set_override.
     overrides: Mapping[int, RankingOverride] = field(default_factory=dict)
+    # A second model's ranks of the gallery (viewer.compare.state.SecondRanks), for the same
+    # settings as `applied`, shown on every tile beside this model's; None: no comparison.
+    second_ranks: Any = None
 
     # Changing these keeps the selected gallery image selected (see __setattr__).
     _FOLLOW_SELECTION: ClassVar[tuple[str, ...]] = ("junk_mode", "top_k")

@@ -14,6 +14,8 @@ TEXT = QColor("#1f2328")
 TEXT_DIM = QColor("#656d76")
 TILE_BG = QColor("#ffffff")
 SELECTED_BG = QColor("#e3edf9")
+FIRST_MODEL = QColor("#2b6cb0")  # model A in a comparison (the window's model)
+SECOND_MODEL = QColor("#c26a12") # model B
 
 STATUS_COLORS = {"true": MATCH, "false": MISMATCH, "junk": JUNK, "": UNKNOWN}
 

@@ -27,7 +27,7 @@ __all__ = ["LoadRequest", "Loaded", "describe_request", "Computed", "demo_root",
            "load_session", "compute_distances", "score_rerank_blocks", "pending_blocks",
            "choose_shortlist", "AUTO_SHORTLIST_SECONDS", "score_external", "extra_row",
            "extra_rows", "export_ranked_csv",
-           "safe_evaluate"]
+           "safe_evaluate", "NeedsSize", "open_model"]
 
 
 def demo_root(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -58,6 +58,9 @@ class LoadRequest:
     # Two-stage retrieval: "auto" (when exhaustive scoring would take more than
     # AUTO_SHORTLIST_SECONDS), a number of candidates K, or None to force exhaustive scoring.
     shortlist: int | str | None = "auto"
+    # The input size of another project's checkpoint, when its file does not tell (asked).
+    height: int | None = None
+    width: int | None = None
 
 
 # Two-stage retrieval is chosen when exhaustive scoring (q-g, q-q and g-g) would take longer.
@@ -86,6 +89,35 @@ class Loaded:
     generated_demo: bool = False
     prefetch: bool = False          # score the re-ranking blocks in the background now
     scoring_note: str = ""          # how scoring was chosen (two-stage retrieval or not)
+    model_note: str = ""            # what a converted checkpoint was found to be ("": native)
+
+
+@dataclass(frozen=True)
+class NeedsSize:
+    """Another project's checkpoint whose input size its file does not tell: the user picks
+    one of ``candidates`` (``(height, width)`` pairs) and the load or comparison is asked again."""
+
+    source: str
+    candidates: tuple[tuple[int, int], ...]
+    message: str
+
+
+def open_model(source: str, cache_dir: str | None, height: int | None = None,
+               width: int | None = None) -> tuple[str, str] | NeedsSize:
+    """``(checkpoint of this tool, what was found)`` for any model file (another project's
+    converted once into the cache: :func:`engine.cli._common.native_model`), or
+    :class:`NeedsSize` when the converter needs the input size."""
+    from engine.cli._common import native_model
+    from engine.models import importing
+
+    needs_size = getattr(importing, "NeedsInputSize", None)  # added with the converters
+    try:
+        return native_model(source, cache_dir, height=height, width=width)
+    except Exception as exc:
+        if needs_size is None or not isinstance(exc, needs_size):
+            raise
+        candidates = tuple((int(h), int(w)) for h, w in getattr(exc, "candidates", ()) or ())
+        return NeedsSize(str(source), candidates, str(exc))
 
 
 @dataclass
@@ -121,11 +153,13 @@ def evaluate_distances(session, distmat: np.ndarray, *, progress, cancel) -> Met
     return safe_evaluate(session, distmat)
 
 
-def load_session(request: LoadRequest, *, progress, cancel) -> Loaded:
+def load_session(request: LoadRequest, *, progress, cancel) -> Loaded | NeedsSize:
     """Open dataset and checkpoint, extract and score (cached), compute the raw ranking.
 
     The demo (``request.data is None``) is generated into the cache folder first when absent;
-    its checkpoint is :func:`demo_checkpoint` unless ``request.checkpoint`` is given.
+    its checkpoint is :func:`demo_checkpoint` unless ``request.checkpoint`` is given. Another
+    project's checkpoint is converted first (:func:`open_model`); :class:`NeedsSize` when its
+    input size must be asked for.
     """
     from engine.session import Session
 
@@ -137,6 +171,13 @@ def load_session(request: LoadRequest, *, progress, cancel) -> Loaded:
         hint = (" (the demo checkpoint is made by training on synthetic domain A; "
                 "pass --checkpoint FILE to use another)" if request.checkpoint is None else "")
         raise FileNotFoundError(f"checkpoint {checkpoint} does not exist{hint}")
+    model_note = ""
+    if request.checkpoint is not None:
+        progress("open model", 0, 1)
+        opened = open_model(checkpoint, request.cache_dir, request.height, request.width)
+        if isinstance(opened, NeedsSize):
+            return opened
+        checkpoint, model_note = opened
     data = request.data
     if data is None:
         root = demo_root(request.cache_dir)
@@ -170,7 +211,8 @@ def load_session(request: LoadRequest, *, progress, cancel) -> Loaded:
     steps["raw ranking"] = time.perf_counter() - t0
     steps.update({k: v for k, v in session.timings.steps.items() if k not in ("post-process",)})
     return Loaded(session=session, raw_distmat=raw, raw_metrics=metrics, steps=steps,
-                  generated_demo=generated, prefetch=request.rerank_blocks, scoring_note=note)
+                  generated_demo=generated, prefetch=request.rerank_blocks, scoring_note=note,
+                  model_note=model_note)
 
 
 def choose_shortlist(session, mode: int | str | None, *, progress=None) -> tuple[int | None, str]:

@@ -126,8 +126,10 @@ def tlift_k_for(k: int, query_cams, gallery_cams) -> int:
     return int(min(k, largest))
 
 
-def open_session(args: argparse.Namespace, data, *, blocks: tuple[str, ...] = ("qg",), **options):
-    """The command's :class:`~engine.session.Session` and this process's world.
+def open_session(args: argparse.Namespace, data, *, blocks: tuple[str, ...] = ("qg",),
+                 checkpoint=None, **options):
+    """The command's :class:`~engine.session.Session` (of ``checkpoint``, by default
+    ``--checkpoint``) and this process's world.
 
     Under ``torchrun`` (more than one rank) each rank first does its share of extracting the
     maps and scoring ``blocks`` (:mod:`engine.sharded`); only rank 0 (``world.main``) goes on
@@ -147,9 +149,54 @@ def open_session(args: argparse.Namespace, data, *, blocks: tuple[str, ...] = ("
         world, resolved = init_from_env(resolve_device(args.device))
         device = str(resolved)
         atexit.register(shutdown)
-    session = Session.open(data, args.checkpoint, device=device, cache_dir=args.cache_dir, **options)
+    session = Session.open(data, checkpoint or args.checkpoint, device=device,
+                           cache_dir=args.cache_dir, **options)
     if world.active:
         from engine.sharded import share_work
 
         share_work(session, world, blocks)
     return session, world
+
+
+def native_model(src, cache_dir=None, **overrides) -> tuple[str, str]:
+    """``(path of a checkpoint of this tool, what was found)`` for any model file a user names.
+
+    A checkpoint of this tool whose JSON sidecar records it is returned as it is without
+    reading it (a warm launch needs no torch); anything else goes through
+    :func:`engine.models.importing.native_checkpoint` (``overrides``: ``format``, ``arch``,
+    ``height``, ``width``), which converts another project's file once into the cache. The
+    note is empty for a native file and otherwise says what the conversion found (format,
+    architecture, method, input size), read from the converted checkpoint's sidecar.
+    """
+    from pathlib import Path
+
+    from engine.checkpoint import file_digest, read_sidecar_config
+
+    src = Path(src)
+    if not src.is_file():
+        raise FileNotFoundError(2, "no such checkpoint file", str(src))
+    if not overrides.get("format") and read_sidecar_config(src, file_digest(src)) is not None:
+        return str(src), ""
+    from engine.models.importing import native_checkpoint
+
+    path = Path(native_checkpoint(src, cache_dir, **{k: v for k, v in overrides.items()
+                                                     if v is not None}))
+    if path.resolve() == src.resolve():
+        return str(src), ""
+    return str(path), describe_converted(src, path)
+
+
+def describe_converted(src, path) -> str:
+    """One line on a converted checkpoint: ``model.pth.tar: torchreid osnet_x0_25 (global),
+    input 256 x 128, converted into the cache``."""
+    from pathlib import Path
+
+    from engine.checkpoint import file_digest, read_sidecar_config
+
+    config = read_sidecar_config(path, file_digest(path)) or {}
+    what = " ".join(str(config[k]) for k in ("source", "arch") if config.get(k))
+    if config.get("method"):
+        what += f" ({config['method']})"
+    size = (f", input {config['height']} x {config['width']}"
+            if config.get("height") and config.get("width") else "")
+    return f"{Path(src).name}: {what.strip() or 'converted'}{size}, converted into {path}"

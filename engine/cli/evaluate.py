@@ -12,6 +12,11 @@ written all or none; --csv and --plots are checked before any scoring (engine.ou
 Each row is printed when ready: the raw one before the blocks only re-ranking needs are scored.
 ``--shortlist K`` scores only K candidates per query (two-stage retrieval, engine.shortlist) and
 first prints the first stage's recall of the exhaustive top items per K, measured on sampled queries.
+
+``--compare B`` evaluates a second model on the same queries with the same stages: each stage
+prints model A's row, model B's row, and how many queries each model wins (higher per-query AP)
+and ties. Either checkpoint may be another project's file (converted into the cache first,
+engine.models.importing).
 """
 from __future__ import annotations
 
@@ -50,7 +55,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_data_arguments(parser)
     add_device_argument(parser)
     add_cache_argument(parser)
-    parser.add_argument("--checkpoint", required=True, help="model checkpoint (model.pt)")
+    parser.add_argument("--checkpoint", required=True,
+                        help="model checkpoint (model.pt, or another project's file: converted "
+                             "into the cache first)")
+    parser.add_argument("--compare", default=None, metavar="B",
+                        help="a second checkpoint to evaluate beside --checkpoint on the same "
+                             "queries and stages: prints both rows per stage and the number of "
+                             "queries each model wins (higher AP) and ties; --csv then has a "
+                             "first column 'model' (A or B); not with --plots")
     parser.add_argument("--rerank", action="store_true", help="add k-reciprocal re-ranking rows")
     parser.add_argument("--tlift", action="store_true",
                         help="add temporal lifting rows; TLift needs the images' capture times, "
@@ -87,13 +99,14 @@ def _params(session, args) -> tuple[RerankParams | None, TLiftParams | None]:
     return rr, tlift_from_args(args, session)
 
 
-def stage_distances(session, args):
+def stage_distances(session, args, *, quiet: bool = False):
     """Yield ``(row name, distmat)`` per stage as each is computed: raw, then +RR, +RR+TLift
-    (the +RR matrix lifted: re-ranking runs once) or +TLift, as asked."""
+    (the +RR matrix lifted: re-ranking runs once) or +TLift, as asked. ``quiet``: do not say
+    that TLift is skipped (a second model on the same data)."""
     from engine.analysis.plot_data import iter_stage_distances
 
     rr, tl = _params(session, args)
-    if args.tlift and tl is None:
+    if args.tlift and tl is None and not quiet:
         print(TLIFT_SKIPPED, flush=True)
     names = iter(["raw"] + (["+RR"] if rr else []) + (["+RR+TLift" if rr else "+TLift"] if tl else []))
     for (_, dist), name in zip(iter_stage_distances(session, rr, tl, tlift_alone=False,
@@ -175,11 +188,18 @@ def _at(m, k: int) -> float:
 
 HEADER = (f"{'method':<10} {'stage':<10} {'rank-1':>7} {'rank-5':>7} {'rank-10':>7} "
           f"{'mAP':>7} {'mINP':>7}")
+COMPARE_HEADER = f"{'model':<6}" + HEADER
+CSV_HEADER = "method,stage,rank1,rank5,rank10,mAP,mINP\n"
 
 
 def format_row(method: str, name: str, m) -> str:
     return (f"{method:<10} {name:<10} {100 * _at(m, 1):7.2f} {100 * _at(m, 5):7.2f} "
             f"{100 * _at(m, 10):7.2f} {100 * m.mean_ap:7.2f} {100 * m.mean_inp:7.2f}")
+
+
+def csv_row(method: str, name: str, m) -> str:
+    return (f"{method},{name},{_at(m, 1):.6f},{_at(m, 5):.6f},{_at(m, 10):.6f},"
+            f"{m.mean_ap:.6f},{m.mean_inp:.6f}\n")
 
 
 def format_rows(method: str, rows) -> str:
@@ -195,6 +215,8 @@ def run(args: argparse.Namespace) -> int:
         run_inputs,
         write_output_bytes,
     )
+    if args.compare is not None:
+        return run_compare(args)
     data = load_data(args)
     # Every output is checked before the minutes of extraction and scoring.
     inputs = run_inputs(args.checkpoint, data, cache_dir=args.cache_dir)
@@ -203,7 +225,8 @@ def run(args: argparse.Namespace) -> int:
     if args.plots is not None:
         check_output_folder(args.plots, plot_file_names(), force=args.force, inputs=inputs)
     blocks = ("qg", "qq", "gg") if args.rerank and args.shortlist is None else ("qg",)
-    session, world = open_session(args, data, blocks=blocks, shortlist=args.shortlist)
+    session, world = open_session(args, data, blocks=blocks, shortlist=args.shortlist,
+                                  checkpoint=open_checkpoint(args.checkpoint, args.cache_dir))
     if not world.main:  # a torchrun rank: its share is done, rank 0 ranks and writes
         return 0
     if session.uses_shortlist:
@@ -222,9 +245,7 @@ def run(args: argparse.Namespace) -> int:
             print(format_row(session.method, name, m), flush=True)
     finally:
         if args.csv and rows:
-            text = "method,stage,rank1,rank5,rank10,mAP,mINP\n" + "".join(
-                f"{session.method},{n},{_at(m, 1):.6f},{_at(m, 5):.6f},{_at(m, 10):.6f},"
-                f"{m.mean_ap:.6f},{m.mean_inp:.6f}\n" for n, m in rows)
+            text = CSV_HEADER + "".join(csv_row(session.method, n, m) for n, m in rows)
             write_output_bytes(args.csv, text.encode("utf-8"), force=args.force, inputs=inputs,
                                flag="--csv")
             if sys.exc_info()[0] is not None:
@@ -232,4 +253,70 @@ def run(args: argparse.Namespace) -> int:
     if args.plots:
         written = write_plots(session, args, distances, inputs)
         print(f"wrote {len(written)} plot files to {args.plots}")
+    return 0
+
+
+def open_checkpoint(src: str, cache_dir) -> str:
+    """A checkpoint of this tool for ``src`` (another project's file converted into the cache;
+    what was found is printed)."""
+    from engine.cli._common import native_model
+
+    path, note = native_model(src, cache_dir)
+    if note:
+        print(note, flush=True)
+    return path
+
+
+def _same_items(a, b) -> None:
+    """Refuse to compare per-query APs of two sessions whose query or gallery lists differ (an
+    image one model's extraction found undecodable)."""
+    for split in ("query", "gallery"):
+        if [s.path for s in getattr(a.dataset, split)] != [s.path for s in getattr(b.dataset, split)]:
+            raise ValueError(f"the two models were evaluated on different {split} images "
+                             "(an image failed to decode for one of them); run again: the "
+                             "undecodable images are now left out for both")
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    """``--compare B``: both models' rows per stage, and the queries each wins."""
+    import dataclasses
+
+    from engine.evaluation import compare_ap
+    from engine.outputs import check_output_path, run_inputs, write_output_bytes
+    from engine.session import Session
+
+    if args.plots is not None:
+        raise ValueError("--plots is not available with --compare: write the plots of each "
+                         "model with its own evaluate run")
+    data = load_data(args)
+    a_inputs = run_inputs(args.checkpoint, data, cache_dir=args.cache_dir)
+    b_inputs = run_inputs(args.compare, cache_dir=args.cache_dir)
+    inputs = dataclasses.replace(a_inputs, files=a_inputs.files + b_inputs.files)
+    if args.csv is not None:
+        check_output_path(args.csv, force=args.force, inputs=inputs, flag="--csv")
+    sessions = {}
+    for label, src in (("A", args.checkpoint), ("B", args.compare)):
+        path = open_checkpoint(src, args.cache_dir)
+        sessions[label] = Session.open(data, path, device=args.device, cache_dir=args.cache_dir,
+                                       shortlist=args.shortlist)
+    for label, src in (("A", args.checkpoint), ("B", args.compare)):
+        print(f"{label}: {src} ({sessions[label].method})")
+    a, b = sessions["A"], sessions["B"]
+    rows = []
+    try:
+        print(COMPARE_HEADER)
+        stages = zip(stage_distances(a, args), stage_distances(b, args, quiet=True), strict=True)
+        for (name, dist_a), (_, dist_b) in stages:
+            _same_items(a, b)
+            ma, mb = a.evaluate(dist_a), b.evaluate(dist_b)
+            rows += [("A", a.method, name, ma), ("B", b.method, name, mb)]
+            print(f"{'A':<6}" + format_row(a.method, name, ma))
+            print(f"{'B':<6}" + format_row(b.method, name, mb))
+            print(f"{name}: per-query AP: {compare_ap(ma.ap, mb.ap).summary()}", flush=True)
+    finally:
+        if args.csv and rows:
+            text = "model," + CSV_HEADER + "".join(f"{label}," + csv_row(method, n, m)
+                                                   for label, method, n, m in rows)
+            write_output_bytes(args.csv, text.encode("utf-8"), force=args.force, inputs=inputs,
+                               flag="--csv")
     return 0

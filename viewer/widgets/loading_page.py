@@ -57,7 +57,7 @@ class LoadingPage(QWidget):
         self.details_button.toggled.connect(self.detail.setVisible)
         buttons.addWidget(self.details_button)
         self.open_data = QPushButton("Open dataset…")
-        self.open_checkpoint = QPushButton("Open checkpoint…")
+        self.open_checkpoint = QPushButton("Open model…")
         self.retry = QPushButton("Retry")
         for button in (self.open_data, self.open_checkpoint, self.retry):
             buttons.addWidget(button)

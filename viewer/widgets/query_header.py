@@ -55,7 +55,8 @@ class QueryHeader(QFrame):
         layout.setContentsMargins(10, 8, 10, 8)
         layout.addWidget(self.image)
         layout.addLayout(text, 1)
-        for name in ("selected_query", "distmat", "extra_queries", "session", "overrides"):
+        for name in ("selected_query", "distmat", "extra_queries", "session", "overrides",
+                     "second_ranks"):
             state.events[name].connect(self.refresh)
 
     def refresh(self, _value=None) -> None:
@@ -88,6 +89,12 @@ class QueryHeader(QFrame):
             return
         if described.identity_known:
             self.numbers.setText(f"Ranking: {described.summary()}")
+            second = None if state.second_ranks is None or state.override(query) is not None \
+                else state.second_ranks.ranking(query)
+            if second is not None:  # a second model is compared: its numbers too
+                self.numbers.setText(f"{self.numbers.text()}<br><span style='color:"
+                                     f"{style.SECOND_MODEL.name()}'>Model B: AP {second.ap:.3f} · "
+                                     f"first true match at rank {second.first_hit_rank}</span>")
             note = ("Ranks (here, on the tiles, in the CSV and the inspector) do not count "
                     "same-camera junk.")
         else:

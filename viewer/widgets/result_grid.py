@@ -30,6 +30,24 @@ STATUS_TEXT = {"true": "same identity", "false": "different identity",
                "junk": "same identity, same camera (junk)", "": "identity unknown"}
 
 
+def second_rank(state: ViewerState, item: ResultItem) -> int | None:
+    """The second model's rank of a tile's image (0: junk), or None when there is no second
+    model's list for the query shown (no comparison, an external query, an edited copy)."""
+    ranks = state.second_ranks
+    if ranks is None or state.override(state.selected_query) is not None:
+        return None
+    return ranks.rank(state.selected_query, item.gallery_index)
+
+
+def rank_labels(state: ViewerState, item: ResultItem) -> tuple[str, str]:
+    """The tile's rank (``#3``) and, while a second model is compared, ``("A #3", "B #12")``:
+    the second model's rank takes the place of the movement arrows."""
+    second = second_rank(state, item)
+    if second is None:
+        return format_rank(item.rank), ""
+    return f"A {format_rank(item.rank)}", f"B {format_rank(second)}"
+
+
 class ResultModel(QAbstractListModel):
     """Rows = ``state.results()``: the visible tiles of the selected query."""
 
@@ -64,6 +82,10 @@ class ResultModel(QAbstractListModel):
                      f"distance under {described.label} {item.distance:.4f} (the list's order)"]
             if sample.time is not None:
                 lines.append(f"time {format_time(sample.time)} ({sample.time:.2f} s)")
+            second = second_rank(self.state, item)
+            if second is not None:
+                lines.append(f"{self.state.second_ranks.name}: "
+                             + (f"rank {second}" if second else "junk: not ranked"))
             lines.append("Enter / double-click: open in the match inspector")
             if item.movement is not None:
                 lines.append(f"moved {item.movement:+d} ranks vs. {described.versus}")
@@ -116,9 +138,13 @@ class ResultDelegate(QStyledItemDelegate):
         bold.setBold(True)
         painter.setFont(bold)
         painter.setPen(style.JUNK if junk else style.TEXT)
-        painter.drawText(QRect(left, top, width, 18), Qt.AlignmentFlag.AlignLeft, format_rank(item.rank))
+        label, second = rank_labels(self.state, item)
+        painter.drawText(QRect(left, top, width, 18), Qt.AlignmentFlag.AlignLeft, label)
         moved = format_movement(item.movement)
-        if moved:
+        if second:
+            painter.setPen(style.SECOND_MODEL)
+            painter.drawText(QRect(left, top, width, 18), Qt.AlignmentFlag.AlignRight, second)
+        elif moved:
             painter.setPen(style.MOVED_UP if item.movement > 0 else
                            style.MOVED_DOWN if item.movement < 0 else style.TEXT_DIM)
             painter.drawText(QRect(left, top, width, 18), Qt.AlignmentFlag.AlignRight, moved)
@@ -165,7 +191,7 @@ class ResultGrid(QListView):
         self.selectionModel().currentChanged.connect(self._on_current_changed)
         self.doubleClicked.connect(lambda _index: self.activated_result.emit())
         for name in ("selected_query", "distmat", "junk_mode", "extra_queries", "session",
-                     "overrides", "filter_gallery_cam"):
+                     "overrides", "filter_gallery_cam", "second_ranks"):
             state.events[name].connect(self.refresh)
         state.events.top_k.connect(self._more_or_less)
         state.events.selected_result.connect(self._show_selection)
