@@ -334,6 +334,14 @@ class Controller(QObject):
             queries, indices = [queries[state.selected_query]], [0]
             distmat, scores = override.dist_row[None], override.score_row[None]
 
+        marks = {}   # row -> {gallery index: mark}, the CSV's mark column
+        if state.marks is not None:
+            rows_of = {0: state.selected_query} if override is not None else {q: q for q in indices}
+            for row, query in rows_of.items():
+                key = state.query_key(query)
+                if key is not None:
+                    marks[row] = {m.gallery: m.kind for m in state.marks.marks(key)}
+
         def done(rows: int) -> None:
             state.events.message.emit(f"wrote {rows} rows to {path}")
             self.export_finished.emit(path, rows)
@@ -342,7 +350,7 @@ class Controller(QObject):
                                 list(state.session.dataset.gallery), method=method, top_k=top_k,
                                 query_indices=indices, camera_base=state.session.dataset.camera_base,
                                 inputs=session_inputs(state.session), other_inputs=others,
-                                name="export CSV", pool="io", on_result=done,
+                                marks=marks, name="export CSV", pool="io", on_result=done,
                                 on_error=lambda e: self.export_finished.emit(path, -1),
                                 on_cancel=lambda: self.export_finished.emit(path, -1))
 

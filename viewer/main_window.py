@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QMainWindow,
+    QMenu,
     QPushButton,
     QSplitter,
     QStackedWidget,
@@ -27,6 +28,8 @@ from viewer.controller import Controller
 from viewer.inspector.controller import InspectorController
 from viewer.inspector.tab import InspectorTab
 from viewer.keyboard import KeyNavigator
+from viewer.marks.controller import MarksController
+from viewer.marks.state import DIFFERENT, SAME
 from viewer.occlusion.controller import OcclusionController
 from viewer.occlusion.view import OcclusionDock
 from viewer.state import ViewerState
@@ -152,12 +155,20 @@ class MainWindow(QMainWindow):
         state.events.selected_query.connect(self._show_results_title)
 
         self.plots_dock = None
+        self.marks_ctl = MarksController(self.controller)
         self._make_menu()
-        self.keys = KeyNavigator(self, state, self.controller.open_selected_match)
+        mark = self.marks_ctl.mark_selected
+        self.keys = KeyNavigator(self, state, self.controller.open_selected_match, {
+            Qt.Key.Key_S: lambda: mark(SAME), Qt.Key.Key_D: lambda: mark(DIFFERENT),
+            Qt.Key.Key_C: lambda: mark(None)})
 
         # ---------------------------------------------------------------- wiring
         self.browser.open_image_requested.connect(self.open_image_as_query)
         self.grid.activated_result.connect(self.controller.open_selected_match)
+        self.grid.menu_requested.connect(lambda at: self.marks_menu().exec(at))
+        self.inspector.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.inspector.customContextMenuRequested.connect(
+            lambda pos: self.marks_menu().exec(self.inspector.mapToGlobal(pos)))
         self.inspect_button.clicked.connect(lambda _c=False: self.controller.open_selected_match())
         self.inspector_ctl.inspector.events.open.connect(self._show_inspector)
         self.tabs.currentChanged.connect(self._tab_changed)
@@ -185,6 +196,7 @@ class MainWindow(QMainWindow):
                      lambda: self.inspector.build()._export_dialog())
         file_menu.addSeparator()
         self._action(file_menu, "Quit", QKeySequence.StandardKey.Quit, self.close)
+        self.marks_menu(self.menuBar().addMenu("&Marks"))
         view_menu = self.menuBar().addMenu("&View")
         self._action(view_menu, "Cancel running job / back to the grid", "Esc", self._escape)
         occlusion = self.occlusion.toggleViewAction()
@@ -195,6 +207,19 @@ class MainWindow(QMainWindow):
         # Two-stage retrieval is picked automatically on large sets; this forces exhaustive scoring.
         self._action(view_menu, "Reload with exhaustive scoring", None,
                      lambda: self.start_load(self._request(shortlist=None)))
+
+    def marks_menu(self, menu: QMenu | None = None) -> QMenu:
+        """Mark the selected result (the grid's right-click menu, the inspector's, Marks in
+        the menu bar). The keys are named, not bound: S / D / C are the key navigator's."""
+        menu = menu if menu is not None else QMenu(self)
+        mark = self.marks_ctl.mark_selected
+        for text, slot in (("Same person\tS", lambda: mark(SAME)),
+                           ("Different person\tD", lambda: mark(DIFFERENT)),
+                           ("Clear mark\tC", lambda: mark(None)),
+                           ("Clear all marks of this query",
+                            lambda: self.marks_ctl.clear_query(self.state.selected_query))):
+            self._action(menu, text, None, slot)
+        return menu
 
     def _action(self, menu, text: str, shortcut, slot) -> QAction:
         action = QAction(text, self)

@@ -14,6 +14,9 @@ TEXT = QColor("#1f2328")
 TEXT_DIM = QColor("#656d76")
 TILE_BG = QColor("#ffffff")
 SELECTED_BG = QColor("#e3edf9")
+# The user's marks (relevance feedback): not the identity colours, which say what the data knows.
+MARK_COLORS = {"same": QColor("#1f6feb"), "different": QColor("#bf8700")}
+MARK_BADGES = {"same": "✓ same", "different": "✗ not"}
 
 STATUS_COLORS = {"true": MATCH, "false": MISMATCH, "junk": JUNK, "": UNKNOWN}
 

@@ -320,12 +320,12 @@ def score_external(session, path: str, settings: list[PostSettings], *, progress
 def export_ranked_csv(path: str, distmat: np.ndarray, scores: np.ndarray, queries: list[Sample],
                       gallery: list[Sample], *, method: str, top_k: int | None,
                       query_indices: list[int], progress, cancel, camera_base: int = 1,
-                      inputs=(), other_inputs: tuple[str, ...] = ()) -> int:
+                      inputs=(), other_inputs: tuple[str, ...] = (), marks=None) -> int:
     """Write ranked lists to CSV via :func:`engine.export.write_ranked_csv`; returns rows written.
 
     Refuses to replace the session's ``inputs`` (:func:`engine.outputs.session_inputs`), the
     query images (external ones included) and ``other_inputs`` (the queries left out of
-    ``queries``)."""
+    ``queries``); ``marks``: row -> {gallery index: mark}, the ``mark`` column."""
 
     from engine.export import write_ranked_csv
     from engine.outputs import RunInputs
@@ -335,4 +335,5 @@ def export_ranked_csv(path: str, distmat: np.ndarray, scores: np.ndarray, querie
     inputs = dataclasses.replace(inputs, files=inputs.files + extra)
     return write_ranked_csv(path, distmat, scores, queries, gallery, method=method, top_k=top_k,
                             query_indices=query_indices, camera_base=camera_base, inputs=inputs,
+                            marks=marks,
                             progress=lambda d, t: progress("export", d, t), cancel=cancel)
