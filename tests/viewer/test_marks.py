@@ -174,8 +174,8 @@ def test_marks_rerank_survive_rr_relaunch_and_export(qtbot, window, loaded, refi
     again.controller._loaded(loaded)
     qtbot.waitUntil(lambda: again.state.marks is not None, timeout=10000)
     assert again.state.marks.marks(key) == win.state.marks.marks(key)
-    with qtbot.waitSignal(again.marks_ctl.refined, timeout=20000):
-        again.state.select_query(q)
+    again.state.select_query(q)
+    qtbot.waitUntil(lambda: isinstance(again.state.override(q), FeedbackOverride), timeout=20000)
     assert grid_gallery_order(again)[0] == first and negative not in grid_gallery_order(again)
     again.close()
     assert_no_job_running(again.controller)
