@@ -194,11 +194,9 @@ def feedback_override(query: int, marks: tuple[Mark, ...], dist_row: np.ndarray,
     protocol's ranks, with movement against the query's own list ``own_row`` under the same
     settings."""
     ranking = rank_query(dist_row, own_row, pid, cam, gallery_pids, gallery_cams)
-    same = sum(m.kind == SAME for m in marks)
-    different = len(marks) - same
     description = describe_ranking(
         ranking, method + "+feedback",
-        title=f"Re-ranked from your marks ({marks_summary(same, different)}) · ▲▼ vs. own list",
+        title="Re-ranked from your marks · ▲▼ vs. own list",
         versus="the query's own list without marks",
         note="Marked same person first in the order marked, different person last.")
     return FeedbackOverride(query=query, ranking=ranking, dist_row=np.asarray(dist_row),
