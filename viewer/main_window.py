@@ -155,6 +155,7 @@ class MainWindow(QMainWindow):
         state.events.selected_query.connect(self._show_results_title)
 
         self.plots_dock = None
+        self.path_dock = None
         self.marks_ctl = MarksController(self.controller)
         self._make_menu()
         mark = self.marks_ctl.mark_selected
@@ -204,6 +205,7 @@ class MainWindow(QMainWindow):
         occlusion.setShortcut(QKeySequence("Ctrl+Shift+O"))
         view_menu.addAction(occlusion)
         self._action(view_menu, "Analysis plots…", "Ctrl+Shift+P", self.show_plots)
+        self._action(view_menu, "Person's path (camera × time)", "Ctrl+Shift+T", self.show_path)
         # Two-stage retrieval is picked automatically on large sets; this forces exhaustive scoring.
         self._action(view_menu, "Reload with exhaustive scoring", None,
                      lambda: self.start_load(self._request(shortlist=None)))
@@ -308,6 +310,17 @@ class MainWindow(QMainWindow):
             self.plots_dock.resize(1400, 820)
         self.plots_dock.show()
         self.plots_dock.raise_()
+
+    def show_path(self) -> None:
+        """Open the person's path dock (built on first use, like the plots)."""
+        if self.path_dock is None:
+            from viewer.path.controller import PathController
+            from viewer.path.view import PathDock
+
+            self.path_dock = PathDock(PathController(self.controller), self.thumbnails, self)
+            self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.path_dock)
+        self.path_dock.show()
+        self.path_dock.raise_()
 
     # ------------------------------------------------------------------ lifetime
     def closeEvent(self, event) -> None:

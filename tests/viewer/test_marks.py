@@ -2,19 +2,12 @@
 dataset and checkpoint), marks by key and menu re-ranking the list in a background job, marks
 surviving the RR toggle and a relaunch, and the CSV's mark column.
 
-``engine.feedback.refine`` is another part's; a stand-in with its contract (marked positives
-first in the order marked, negatives last, the applied ranking otherwise) replaces it here.
+``engine.feedback.refine`` is replaced by the stand-in of conftest's ``refine_calls``.
 """
 from __future__ import annotations
 
 import csv
-import shutil
-import sys
-import threading
-import types
-from pathlib import Path
 
-import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
@@ -70,29 +63,6 @@ def test_book_file_round_trip_and_refusals(tmp_path):
 
 
 # ---------------------------------------------------------------------- in the window
-@pytest.fixture
-def refine_calls(monkeypatch, loaded):
-    """A stand-in ``engine.feedback`` (until the engine's is merged) that records its calls."""
-    calls = []
-
-    def refine(session, query_index, positives, negatives, *, rerank=None, tlift=None):
-        calls.append((query_index, list(positives), list(negatives), rerank, tlift,
-                      threading.current_thread() is threading.main_thread()))
-        row = np.array(session.distances(rerank=rerank, tlift=tlift)[query_index], np.float64)
-        low, high = row.min(), row.max()
-        for i, g in enumerate(positives):
-            row[g] = low - len(positives) + i - 1.0
-        for i, g in enumerate(negatives):
-            row[g] = high + 1.0 + i
-        return row.astype(np.float32)
-
-    monkeypatch.setitem(sys.modules, "engine.feedback",
-                        types.SimpleNamespace(refine=refine, __name__="engine.feedback"))
-    yield calls
-    # The marks are kept in the session's (shared) cache folder: leave none for other tests.
-    shutil.rmtree(Path(loaded.session.cache_dir) / "marks", ignore_errors=True)
-
-
 def _query_with_match(session) -> int:
     return next(q for q, s in enumerate(session.dataset.query)
                 if ((session.gallery_pids == s.pid) & (session.gallery_cams != s.cam)).sum() >= 1)
