@@ -27,7 +27,7 @@ from viewer.widgets.thumbnails import ThumbnailCache
 
 __all__ = ["PathDock", "plausibility_color"]
 
-THUMB = (24, 48)
+THUMB = (32, 64)
 UNKNOWN = QColor("#8c959f")
 
 
@@ -104,8 +104,10 @@ class PathDock(QDockWidget):
         plot.clear()
         self.scatter = None
         self.note.setText(model.reason or model.note or
-                          "Click a point to select it in the grid. Legs: green = transit as "
-                          "TLift's pivots expect for the pair, red = far from it, grey = unknown.")
+                          "Black frame: the query; blue: marked same person; faded: the best "
+                          "unmarked results. Legs: green = transit as TLift's pivots expect for "
+                          "the pair, red = far from it, grey = unknown. Click a point to select "
+                          "it in the grid.")
         base = camera_base(self.controller.viewer)
         self.cameras.names = [format_cam(c, base) for c in model.cameras]
         self._fill_table(model, base)
@@ -137,8 +139,9 @@ class PathDock(QDockWidget):
             item.setPos(point.time, row[point.cam])
             item.setToolTip(point.path)
             plot.addItem(item)
-            color = (style.ACCENT if point.kind == QUERY else
+            color = (style.TEXT if point.kind == QUERY else
                      style.JUNK if faded else style.MARK_COLORS["same"])
+
             spots.append({"pos": (point.time, row[point.cam]), "data": point.gallery,
                           "size": THUMB[1] + 6, "symbol": "s",
                           "pen": pg.mkPen(color, width=1 if faded else 3), "brush": None})
@@ -161,6 +164,7 @@ class PathDock(QDockWidget):
                      f"{format_seconds(pair.model.median)} ({pair.model.count})")
             for j, text in enumerate(cells):
                 self.table.setItem(i, j, QTableWidgetItem(text))
+        self.table.resizeColumnsToContents()
 
     def _clicked(self, _scatter, points, _event=None) -> None:
         if len(points):
