@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import QBuffer, QByteArray, QIODevice, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QFileDialog,
@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from viewer.case.controller import CaseController
 from viewer.controller import Controller
 from viewer.inspector.controller import InspectorController
 from viewer.inspector.tab import InspectorTab
@@ -157,6 +158,7 @@ class MainWindow(QMainWindow):
         self.plots_dock = None
         self.path_dock = None
         self.marks_ctl = MarksController(self.controller)
+        self.case_ctl = CaseController(self.marks_ctl)
         self._make_menu()
         mark = self.marks_ctl.mark_selected
         self.keys = KeyNavigator(self, state, self.controller.open_selected_match, {
@@ -193,6 +195,8 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         self.export_action = self._action(file_menu, "Export ranked lists to CSV…", "Ctrl+E",
                                           self.export_csv)
+        self._action(file_menu, "Save case…", "Ctrl+S", self.save_case)
+        self._action(file_menu, "Open case…", None, self.open_case)
         self._action(file_menu, "Export match view to PNG…", None,
                      lambda: self.inspector.build()._export_dialog())
         file_menu.addSeparator()
@@ -321,6 +325,36 @@ class MainWindow(QMainWindow):
             self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.path_dock)
         self.path_dock.show()
         self.path_dock.raise_()
+
+    def path_png(self, size: tuple[int, int] = (1100, 520)) -> bytes:
+        """The path view of the selected query as PNG (drawn now, shown or not)."""
+        if self.path_dock is None:
+            self.show_path()
+            self.path_dock.hide()
+        dock = self.path_dock
+        dock.controller.active = True
+        dock.controller.refresh()
+        dock.controller.active = dock.isVisible()
+        body = dock.widget()
+        if not body.isVisible():
+            body.resize(*size)
+        data = QByteArray()
+        buffer = QBuffer(data)
+        buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+        body.grab().save(buffer, "PNG")
+        return bytes(data.data())
+
+    def save_case(self, folder: str | None = None):
+        """File > Save case: the selected query's case into a folder."""
+        folder = folder or QFileDialog.getExistingDirectory(self, "Save the case into a folder")
+        if folder:
+            return self.case_ctl.save(folder, self.path_png())
+        return None
+
+    def open_case(self, folder: str | None = None) -> bool:
+        """File > Open case: a case folder on the open dataset and checkpoint."""
+        folder = folder or QFileDialog.getExistingDirectory(self, "Open a case folder")
+        return bool(folder) and self.case_ctl.open(folder)
 
     # ------------------------------------------------------------------ lifetime
     def closeEvent(self, event) -> None:

@@ -112,7 +112,7 @@ class MarksController(QObject):
         if not viewer.marks.set(key, gallery_index, kind, time.time()):
             return False
         viewer.marks_changed()
-        self._save()
+        self.save()
         name = viewer.session.dataset.gallery[gallery_index].path.rsplit("/", 1)[-1]
         viewer.events.message.emit(f"{name}: " + (KIND_LABELS[kind] if kind else "mark cleared"))
         self.refine(query)
@@ -123,10 +123,10 @@ class MarksController(QObject):
         key = self.viewer.query_key(query)
         if key is not None and self.viewer.marks is not None and self.viewer.marks.clear_query(key):
             self.viewer.marks_changed()
-            self._save()
+            self.save()
             self.refine(query)
 
-    def _save(self) -> None:
+    def save(self) -> None:
         viewer = self.viewer
         if self.path is None or viewer.marks is None:
             return
