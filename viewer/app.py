@@ -73,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--inspect", metavar="RANK", type=int,
                         help="with --screenshot: render the match inspector for the first query "
                              "and its result at RANK (1-based, junk not counted) instead")
+    parser.add_argument("--reset-settings", action="store_true",
+                        help="forget what the window remembered (RR/TLift toggles and "
+                             "parameters, layout, last dataset and checkpoint, export and case "
+                             "folders) before it opens")
     parser.add_argument("--quit-after", metavar="SECONDS", type=float,
                         help="close the window after this many seconds (smoke tests)")
     return parser
@@ -256,10 +260,19 @@ def main(argv: list[str] | None = None) -> int:
 
     from viewer.controller import Controller
     from viewer.main_window import MainWindow
+    from viewer.settings import remembered_inputs, reset_settings
     from viewer.state import ViewerState
     from viewer.tasks import LoadRequest
 
-    window = MainWindow(Controller(ViewerState()))
+    if args.reset_settings:
+        reset_settings()
+    # A screenshot shows the defaults, whatever this user's window remembers.
+    window = MainWindow(Controller(ViewerState()), remember=args.screenshot is None)
+    if window.settings is not None and args.data is None and args.checkpoint is None:
+        # No inputs named: the last dataset and checkpoint opened, when they are still there.
+        data, checkpoint = remembered_inputs(window.settings)
+        if all(p is None or os.path.exists(p) for p in (data, checkpoint)):
+            args.data, args.checkpoint = data, checkpoint
     window.show()
     if splash is not None:
         splash.finish(window)

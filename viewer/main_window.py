@@ -33,6 +33,7 @@ from viewer.marks.controller import MarksController
 from viewer.marks.state import DIFFERENT, SAME
 from viewer.occlusion.controller import OcclusionController
 from viewer.occlusion.view import OcclusionDock
+from viewer.settings import remember_window, restore_window, user_settings
 from viewer.state import ViewerState
 from viewer.tasks import LoadRequest, describe_request
 from viewer.widgets.display_options import DisplayOptions
@@ -57,8 +58,13 @@ IMAGE_FILTER = "Images (*.jpg *.jpeg *.png *.bmp *.webp);;All files (*)"
 class MainWindow(QMainWindow):
     """One viewer window around a :class:`Controller` and its state."""
 
-    def __init__(self, controller: Controller | None = None):
+    def __init__(self, controller: Controller | None = None, *, remember: bool = True):
         super().__init__()
+        # What is remembered between launches (viewer.settings); remember=False: nothing read
+        # or written.
+        self.settings = user_settings() if remember else None
+        self.last_case_folder = ""
+        self.pending_splitter = None   # the remembered panes, applied when the results show
         self.controller = controller or Controller(ViewerState())
         self.state = state = self.controller.state
         self.thumbnails = ThumbnailCache()
@@ -184,6 +190,8 @@ class MainWindow(QMainWindow):
         self.loading.retry_requested.connect(self.retry_load)
         state.events.session.connect(self._show_page)
         self._show_page()
+        if self.settings is not None:
+            restore_window(self, self.settings)
 
     # ------------------------------------------------------------------ menu
     def _make_menu(self) -> None:
@@ -260,6 +268,9 @@ class MainWindow(QMainWindow):
     def _show_page(self, _value=None) -> None:
         session = self.state.session
         self.pages.setCurrentIndex(1 if session is not None else 0)
+        if session is not None and self.pending_splitter is not None:
+            self.splitter.restoreState(self.pending_splitter)   # the panes as last time
+            self.pending_splitter = None
         if session is not None:
             self.setWindowTitle(f"ReID Inspector — {session.dataset.root}")
 
@@ -346,18 +357,23 @@ class MainWindow(QMainWindow):
 
     def save_case(self, folder: str | None = None):
         """File > Save case: the selected query's case into a folder."""
-        folder = folder or QFileDialog.getExistingDirectory(self, "Save the case into a folder")
+        folder = folder or QFileDialog.getExistingDirectory(self, "Save the case into a folder",
+                                                            self.last_case_folder)
         if folder:
+            self.last_case_folder = os.path.dirname(os.path.abspath(folder))
             return self.case_ctl.save(folder, self.path_png())
         return None
 
     def open_case(self, folder: str | None = None) -> bool:
         """File > Open case: a case folder on the open dataset and checkpoint."""
-        folder = folder or QFileDialog.getExistingDirectory(self, "Open a case folder")
+        folder = folder or QFileDialog.getExistingDirectory(self, "Open a case folder",
+                                                            self.last_case_folder)
         return bool(folder) and self.case_ctl.open(folder)
 
     # ------------------------------------------------------------------ lifetime
     def closeEvent(self, event) -> None:
+        if self.settings is not None:
+            remember_window(self, self.settings)
         self.keys.uninstall()
         if self.plots_dock is not None:
             self.plots_dock.shutdown()

@@ -24,6 +24,17 @@ def pytest_collection_modifyitems(config, items):
                                                       "does not support raise"))
 
 
+@pytest.fixture(autouse=True)
+def user_settings_folder(tmp_path):
+    """The viewer's remembered settings (viewer.settings.user_settings) go to a temporary
+    folder, a fresh one per test: nothing of the user's is read or written."""
+    from PySide6.QtCore import QSettings
+
+    folder = tmp_path / "settings"
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(folder))
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory):
     """Synthetic domain B at a tiny size (timestamps included): 12 test identities."""
