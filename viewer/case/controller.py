@@ -78,7 +78,7 @@ class CaseController(QObject):
             rows.append((item.path, item.pid, format_cam(item.cam, base), item.time, rank,
                          float(scores[m.gallery]), m.kind))
         rows[1:] = sorted(rows[1:], key=lambda r: (r[3] is None, r[3] or 0.0))
-        sheet = [(s.path, f"{format_cam(s.cam, base)} {format_time(s.time)}\n"
+        sheet = [(s.path, f"{format_cam(s.cam, base)} · {format_time(s.time)}\n"
                           + ("query" if s is sample else os.path.basename(s.path)))
                  for s in confirmed_in_time_order(sample, gallery, marks)]
         files = {CASE_FILE: json.dumps(record, indent=1).encode("utf-8"),

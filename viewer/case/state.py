@@ -121,15 +121,17 @@ def sightings_csv(rows: Sequence[tuple]) -> bytes:
     return out.getvalue().encode("utf-8")
 
 
-def contact_sheet(images: Sequence[tuple[str, str]], *, size: tuple[int, int] = (96, 192),
+def contact_sheet(images: Sequence[tuple[str, str]], *, size: tuple[int, int] = (128, 256),
                   per_row: int = 8) -> bytes:
     """A PNG of ``images`` ((path, caption), in the order given), each resized to ``size`` with
-    its caption under it; an unreadable image is a grey tile named so."""
-    from PIL import Image, ImageDraw
+    its caption (two lines, each cut to the tile's width) under it; an unreadable image is a
+    grey tile named so."""
+    from PIL import Image, ImageDraw, ImageFont
 
     from engine.data import read_image_rgb
 
     w, h = size
+    font = ImageFont.load_default(size=12)
     cap = 34
     count = max(len(images), 1)
     cols = min(per_row, count)
@@ -142,10 +144,12 @@ def contact_sheet(images: Sequence[tuple[str, str]], *, size: tuple[int, int] = 
             tile = Image.fromarray(read_image_rgb(path)).resize((w, h), Image.BILINEAR)
         except (OSError, ValueError):
             tile = Image.new("RGB", (w, h), (200, 200, 200))
-            caption = f"unreadable: {os.path.basename(path)}"
+            caption = f"unreadable\n{os.path.basename(path)}"
         sheet.paste(tile, (x, y))
         for j, line in enumerate(caption.split("\n")[:2]):
-            draw.text((x, y + h + 3 + 14 * j), line[:18], fill=(31, 35, 40))
+            while line and draw.textlength(line, font=font) > w:
+                line = line[:-2] + "…"
+            draw.text((x, y + h + 3 + 15 * j), line, fill=(31, 35, 40), font=font)
     out = io.BytesIO()
     sheet.save(out, format="PNG")
     return out.getvalue()

@@ -143,7 +143,6 @@ class MarksController(QObject):
         marks = () if key is None or viewer.marks is None else viewer.marks.marks(key)
         current = viewer.override(query)
         if not marks:
-            self.main.jobs.cancel(f"feedback-{query}")
             if isinstance(current, FeedbackOverride):
                 viewer.set_override(query, None)
             self.refined.emit(query)
@@ -160,7 +159,7 @@ class MarksController(QObject):
             if session is not viewer.session or settings != viewer.applied:
                 return  # the settings changed meanwhile: _settings_changed asked again
             if viewer.marks.marks(key) != marks:
-                return  # a newer mark's job is on its way
+                return  # a newer mark's job is on its way (each is short: none is cancelled)
             other = viewer.override(query)
             if other is not None and not isinstance(other, FeedbackOverride):
                 return
@@ -174,7 +173,7 @@ class MarksController(QObject):
 
         return self.main.jobs.submit(refine_job, session, query, positives, negatives,
                                      settings.rerank, settings.tlift, name="re-rank from marks",
-                                     group=f"feedback-{query}", on_result=done)
+                                     on_result=done)
 
     def _settings_changed(self) -> None:
         """RR/TLift changed: the marked lists were ranked under the old settings."""
