@@ -167,3 +167,34 @@ def test_marks_menu_marks_the_tile_under_the_pointer(qtbot, window, refine_calls
     with qtbot.waitSignal(win.marks_ctl.refined, timeout=20000):
         menu.actions()[3].trigger()   # clear all: the query's own list again
     assert win.state.override(q) is None and win.state.marks.counts(win.state.query_key(q)) == (0, 0)
+
+
+def test_marking_in_the_match_inspector(qtbot, window, refine_calls):
+    """S / D while the inspector shows a pair mark that pair's result; its caption says so."""
+    win = window
+    qtbot.waitUntil(lambda: win.state.marks is not None, timeout=10000)
+    q = _query_with_match(win.state.session)
+    win.state.select_query(q)
+    win.state.selected_result = 2
+    win.grid.setFocus()
+    qtbot.keyClick(win.grid, Qt.Key.Key_Return)
+    view = win.inspector.build()
+    qtbot.waitUntil(lambda: win.inspector_ctl.is_ready(), timeout=30000)
+    _q, first = win.inspector_ctl.inspector.pair
+    with qtbot.waitSignal(win.marks_ctl.refined, timeout=20000):
+        qtbot.keyClick(QApplication.focusWidget() or win, Qt.Key.Key_S)
+    # Marked the same person: it leads the list and stays the inspected pair, captioned.
+    assert win.state.mark_of(q, first) == SAME
+    assert win.inspector_ctl.inspector.pair == (q, first)
+    assert win.state.results()[0].gallery_index == first
+    assert "✓ same" in view.captions["gallery"].textItem.toPlainText()
+    # D on the next result: it goes to the end and the tile in its place is inspected next.
+    win.state.selected_result = 3
+    qtbot.waitUntil(lambda: win.inspector_ctl.inspector.pair[1] != first, timeout=5000)
+    _q, second = win.inspector_ctl.inspector.pair
+    with qtbot.waitSignal(win.marks_ctl.refined, timeout=20000):
+        qtbot.keyClick(QApplication.focusWidget() or win, Qt.Key.Key_D)
+    assert win.state.mark_of(q, second) == DIFFERENT
+    assert win.state.selected_result == 3
+    assert second not in [it.gallery_index for it in win.state.results()]
+    assert win.inspector_ctl.inspector.pair[1] == win.state.selected_item().gallery_index

@@ -165,10 +165,17 @@ class MarksController(QObject):
                 return
             own = viewer.distance_row(query)
             sample = viewer.query_sample(query)
+            place = viewer.selected_result if query == viewer.selected_query else None
+            selected = viewer.selected_item() if place is not None else None
             viewer.set_override(query, feedback_override(
                 query, marks, row, own, viewer.score_row(query), sample.pid, sample.cam,
                 session.gallery_pids, session.gallery_cams,
                 method=settings.method(viewer.base_method), settings=settings))
+            now = viewer.selected_item()
+            if selected is not None and (now is None or now.gallery_index != selected.gallery_index):
+                # The selected image left the tiles (marked different): the tile in its place is
+                # selected, not the top of the list, so marking down a list walks on.
+                viewer.selected_result = min(place, max(len(viewer.results()) - 1, 0))
             self.refined.emit(query)
 
         return self.main.jobs.submit(refine_job, session, query, positives, negatives,
@@ -183,8 +190,9 @@ class MarksController(QObject):
         for query in stale:
             if query != viewer.selected_query:
                 viewer.set_override(query, None)
-        if viewer.selected_query in stale:
-            self.refine(viewer.selected_query)
+        # The selected query's list under the new settings (also when a job for the old ones,
+        # whose result will be dropped, has not shown one yet).
+        self._sync_selected()
 
     def _sync_selected(self) -> None:
         """A query with marks is shown re-ranked from them when it is selected."""
