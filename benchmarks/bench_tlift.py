@@ -63,12 +63,9 @@ def make_case(p, g, cameras=6, hours=2.0, seed=0):
             rng.integers(0, cameras, g), rng.random(g) * span)
 
 
-def market_case(seed=0, dim=32):
-    """Cameras and times of Market-scale synthetic queries and gallery, similarities from features.
-
-    Similarities are ``(1 + cos) / 2`` of random identity features plus per-image noise, so true
-    matches score high and TLift's pivots behave as on real scores.
-    """
+def market_features(seed=0, dim=32):
+    """Unit features of Market-scale synthetic queries and gallery (random identity features plus
+    per-image noise), with their cameras and times: ``(qf, gf, q_cams, q_times, g_cams, g_times)``."""
     from engine.data.synthetic import MARKET_SCALE
     from engine.data.synthetic.benchmark import _settings, plan_benchmark
     from engine.data.synthetic.domains import get_domain
@@ -84,13 +81,21 @@ def market_case(seed=0, dim=32):
         x = people[[im.detection.person for im in items]] + rng.normal(size=(len(items), dim))
         return x / np.linalg.norm(x, axis=1, keepdims=True)
 
-    scores = (1.0 + features(query) @ features(gallery).T) / 2.0
-
     def column(items, field):
         return np.array([getattr(im.detection, field) for im in items])
 
-    return (scores, column(query, "cam"), column(query, "time"),
+    return (features(query), features(gallery), column(query, "cam"), column(query, "time"),
             column(gallery, "cam"), column(gallery, "time"))
+
+
+def market_case(seed=0, dim=32):
+    """Cameras and times of Market-scale synthetic queries and gallery, similarities from features.
+
+    Similarities are ``(1 + cos) / 2`` of random identity features plus per-image noise, so true
+    matches score high and TLift's pivots behave as on real scores.
+    """
+    qf, gf, q_cams, q_times, g_cams, g_times = market_features(seed, dim)
+    return (1.0 + qf @ gf.T) / 2.0, q_cams, q_times, g_cams, g_times
 
 
 def main(argv=None) -> int:

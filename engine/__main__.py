@@ -1,7 +1,9 @@
-"""Command line: ``python -m engine {synth, train, evaluate, extract, export, sweep, info}``.
+"""Command line: ``python -m engine {synth, train, evaluate, extract, export, sweep, info, import,
+feedback-bench}``.
 
-Each subcommand lives in ``engine/cli/<name>.py`` and exposes ``add_arguments(parser)``
-and ``run(args) -> int``; this file only finds them and dispatches.
+Each subcommand lives in ``engine/cli/<name>.py`` (``import_.py`` for ``import``, a Python
+keyword) and exposes ``add_arguments(parser)`` and ``run(args) -> int``; this file only finds
+them and dispatches.
 """
 from __future__ import annotations
 
@@ -21,7 +23,8 @@ def _commands() -> dict[str, object]:
             continue
         module = importlib.import_module(f"{cli.__name__}.{info.name}")
         if hasattr(module, "add_arguments") and hasattr(module, "run"):
-            found[info.name] = module
+            # import_.py: "import"; feedback_bench.py: "feedback-bench"
+            found[info.name.removesuffix("_").replace("_", "-")] = module
     return found
 
 

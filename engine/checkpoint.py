@@ -56,8 +56,9 @@ def read_tensor_file(path: str | os.PathLike, what: str = "checkpoint") -> Any:
     """``torch.load`` onto the CPU with ``weights_only=True``, failing in our words.
 
     Never torch's advice to retry with ``weights_only=False``: a file that is missing, damaged,
-    not a torch file, or that holds objects other than plain tensors, numbers, strings, lists
-    and dicts (refused for safety) raises :class:`CheckpointError` naming it.
+    not a torch file, or that holds objects other than plain tensors, numbers (NumPy scalars
+    included: other projects save their scores so), strings, lists and dicts (refused for
+    safety) raises :class:`CheckpointError` naming it.
     """
     import pickle
     import warnings
@@ -73,7 +74,8 @@ def read_tensor_file(path: str | os.PathLike, what: str = "checkpoint") -> Any:
             # Torch's notes on foreign pickle data ("file an issue ...") are not for our users:
             # such a file either loads as plain tensors or is refused below in our words.
             warnings.filterwarnings("ignore", message=".*pickle protocol", category=UserWarning)
-            return torch.load(path, map_location="cpu", weights_only=True)
+            with _numpy_scalars_allowed():
+                return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         # torch's own files are zip archives; anything else failing to unpickle is foreign.
         if "weights_only" in str(exc) and zipfile.is_zipfile(path):
@@ -83,6 +85,27 @@ def read_tensor_file(path: str | os.PathLike, what: str = "checkpoint") -> Any:
         raise CheckpointError(f"{what} {path} is damaged or not a torch weights file") from exc
     except Exception as exc:  # torch raises several types for truncated or foreign files
         raise CheckpointError(f"{what} {path} is damaged or not a torch weights file") from exc
+
+
+def _numpy_scalars_allowed():
+    """A context in which ``weights_only`` loading also reads NumPy scalars (a number, e.g.
+    torchreid's ``rank1``: a dtype and the scalar's bytes; data only, nothing else of NumPy, no
+    arrays, no callables). A torch without ``safe_globals`` (before 2.5) keeps refusing them."""
+    import contextlib
+
+    import numpy as np
+    import torch
+
+    if not hasattr(torch.serialization, "safe_globals"):
+        return contextlib.nullcontext()
+
+    dtypes = [type(np.dtype(t)) for t in ("float16", "float32", "float64", "int32", "int64", "bool")]
+    core = getattr(np, "_core", None) or np.core  # NumPy 2 renamed np.core
+    scalar = core.multiarray.scalar
+    allowed = [scalar, np.dtype, *dtypes]
+    if tuple(int(x) for x in torch.__version__.split(".")[:2]) >= (2, 6):
+        allowed.append((scalar, "numpy.core.multiarray.scalar"))  # written under NumPy 1
+    return torch.serialization.safe_globals(allowed)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

@@ -24,7 +24,7 @@ import numpy as np
 
 from engine.cache_files import read_json_object
 from engine.data import Sample, read_image_rgb
-from engine.jobs import check_cancel
+from engine.jobs import check_cancel, report
 from engine.models.config import Preprocessing
 from engine.utils import atomic_write_text
 
@@ -122,6 +122,7 @@ def extract_maps(backbone: torch.nn.Module, paths: Sequence[str], prep: Preproce
                                          shuffle=False)
     done = 0
     use_amp = device.type == "cuda"
+    report(progress, 0, len(paths))  # the stage shows (and is timed) from its start
     for batch, reasons in loader:
         check_cancel(cancel)
         if bad is not None:
@@ -134,8 +135,7 @@ def extract_maps(backbone: torch.nn.Module, paths: Sequence[str], prep: Preproce
             out = np.empty((len(paths),) + maps.shape[1:], np.float16)
         out[done:done + len(maps)] = maps
         done += len(maps)
-        if progress is not None:
-            progress(done, len(paths))
+        report(progress, done, len(paths))
     if out is None:  # no images at all
         raise ValueError("no images to extract features from")
     return out

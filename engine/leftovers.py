@@ -79,7 +79,7 @@ def remove_stale_temporaries(*folders: str | os.PathLike) -> int:
 def cache_folders(cache_dir: str | os.PathLike) -> list[Path]:
     """The folders of a cache directory where our temporaries are written."""
     root = Path(cache_dir)
-    folders = [root, root / "scores", root / "demo"]
+    folders = [root, root / "scores", root / "demo", root / "imported"]
     try:
         folders += [p for p in (root / "features").iterdir() if p.is_dir()]
     except OSError:

@@ -97,9 +97,7 @@ class ModelHandle:
                 from engine.models import load_model
 
                 model = load_model(self.checkpoint, self.device)
-                cfg = model.config
-                if (Preprocessing(cfg.height, cfg.width, cfg.imagenet_norm) != self.prep
-                        or cfg.method != self.method):
+                if model.preprocessing != self.prep or model.method != self.method:
                     raise ValueError(f"the settings in the JSON sidecar of {self.checkpoint} differ "
                                      "from the checkpoint's; delete the sidecar and reopen")
                 self._model = model

@@ -38,7 +38,7 @@ from engine.features import FeatureStore, load_input
 from engine.jobs import check_cancel
 from engine.leftovers import cache_folders, remove_stale_temporaries
 from engine.model_handle import ModelHandle, resolve_device_lazily
-from engine.models.config import Preprocessing
+from engine.models.config import ModelConfig
 from engine.models.correspondence import Correspondence, pair_correspondence
 from engine.postprocess.params import RerankParams, TLiftParams, rerank_params, tlift_params
 from engine.postprocess.pipeline import distances_of, post_process
@@ -94,9 +94,11 @@ class Session:
         self.features = FeatureStore(self.cache_dir)
         remove_stale_temporaries(*cache_folders(self.cache_dir))
         self.batch_size, self.memory_budget = batch_size, memory_budget
-        cfg = config if model is None else {k: getattr(model.config, k) for k in _KEY_SETTINGS}
-        self.prep = Preprocessing(cfg["height"], cfg["width"], cfg["imagenet_norm"])
-        self.handle = ModelHandle(model, checkpoint, device, prep=self.prep, method=cfg["method"],
+        if model is None:  # the settings of the checkpoint's sidecar; the model's own otherwise
+            self.prep, method = ModelConfig.from_dict(config).preprocessing, config["method"]
+        else:
+            self.prep, method = model.preprocessing, model.method
+        self.handle = ModelHandle(model, checkpoint, device, prep=self.prep, method=method,
                                   digest=model_digest, cache_dir=self.cache_dir)
         self.query_maps: np.ndarray | None = None
         self.gallery_maps: np.ndarray | None = None

@@ -177,7 +177,8 @@ def _occlusion_then(window, what: str, then) -> None:
     ('sensitivity'); then call ``then(ok)``."""
     configure_pyqtgraph()
     state = window.state
-    window.resize(1560, 900)
+    screen = window.screen().availableGeometry()   # a 1024 x 700 screen renders at that size
+    window.resize(min(1560, screen.width()), min(900, screen.height()))
     for query in state.visible_queries():
         ranking = state.ranking(query)
         if ranking is not None and ranking.first_hit_rank == 1:

@@ -31,6 +31,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
 from engine.jobs import Cancelled
+from viewer.progress import ProgressClock, StageTime
 from viewer.state import JobError, ViewerState
 
 __all__ = ["Worker", "JobService", "job_error"]
@@ -51,6 +52,8 @@ SHARED_IMPORTS = ("colorama",)
 
 # Progress signals are rate-limited: the engine may report thousands of steps a second.
 _PROGRESS_INTERVAL = 0.03
+# Stages and jobs that ran at least this long are logged at INFO (shorter ones at DEBUG).
+LOG_SECONDS = 1.0
 
 
 def job_error(title: str, exc: BaseException) -> JobError:
@@ -136,6 +139,14 @@ class _Job:
     group: str | None
     busy: bool      # shown in the window's progress bar
     report: bool    # failures and cancellations reported to the window
+    clock: ProgressClock    # its stages' durations, logged
+    started: float = 0.0
+
+
+def _log_stage(job: str, ended: StageTime | None) -> None:
+    if ended is not None:
+        log.log(logging.INFO if ended.seconds >= LOG_SECONDS else logging.DEBUG,
+                "%s: %s", job, ended)
 
 
 def _import_shared() -> None:
@@ -191,12 +202,13 @@ class JobService(QObject):
                report: bool = True, **kwargs: Any) -> Worker:
         """Run ``fn(*args, **kwargs)`` on ``pool``; the callbacks run on the GUI thread."""
         worker = Worker(fn, *args, name=name, **kwargs)
-        job = _Job(worker, group, busy, report)
+        job = _Job(worker, group, busy, report, ProgressClock(), time.monotonic())
         state = self.state
 
         def progress(stage: str, done: int, total: int) -> None:
             if self._closed:
                 return
+            _log_stage(name, job.clock.update(stage, done, total))
             if busy:
                 state.progress = (stage, done, total)
             if on_progress is not None:
@@ -239,6 +251,10 @@ class JobService(QObject):
 
     def _finished(self, job: _Job) -> None:
         self._jobs.remove(job)
+        _log_stage(job.worker.name, job.clock.finish())
+        seconds = time.monotonic() - job.started
+        log.log(logging.INFO if seconds >= LOG_SECONDS else logging.DEBUG,
+                "%s: finished after %.1f s", job.worker.name, seconds)
         if self._closed or not job.busy:
             return
         # Jobs whose end the GUI has not handled yet, even if their thread is done: their

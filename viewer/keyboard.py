@@ -1,15 +1,19 @@
 """Keyboard navigation: up/down or j/k through queries, left/right through results, Enter opens
-the selected match; the window adds its own keys (S / D / C: mark the selected result).
+the selected match; the window's application-wide shortcuts; and the window's own keys (S / D / C:
+mark the selected result).
 
 An application event filter sees the keys before the focused widget does, so the keys work
 wherever the focus is in the window, except in widgets that need them for typing or stepping a
-value (line edits, spin boxes, combo boxes), which keep them.
+value (line edits, spin boxes, combo boxes), which keep them. The shortcuts made global with
+:meth:`KeyNavigator.make_global` (Ctrl+E, Ctrl+O) fire wherever the focus is, also in a text
+field whose platform key bindings claim the same keys (Ctrl+E is "end of line" under X11).
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from PySide6.QtCore import QEvent, QObject, Qt
+from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractSpinBox,
     QApplication,
@@ -44,9 +48,19 @@ class KeyNavigator(QObject):
             Qt.Key.Key_Enter: on_activate,
             **(more or {}),
         }
+        self.global_keys: set[QKeySequence] = set()
         QApplication.instance().installEventFilter(self)
 
+    def make_global(self, action: QAction) -> None:
+        """Let ``action``'s shortcut fire wherever the focus is, in any of the app's windows."""
+        action.setShortcutContext(Qt.ShortcutContext.ApplicationShortcut)
+        self.global_keys.update(action.shortcuts())
+
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.ShortcutOverride:
+            # A focused text field asks first whether it may keep the keys; for a global
+            # shortcut it may not (filtered, the event stays unaccepted: the shortcut fires).
+            return QKeySequence(event.keyCombination()) in self.global_keys
         if event.type() != QEvent.Type.KeyPress:
             return False
         action = self.actions.get(Qt.Key(event.key()))

@@ -12,7 +12,6 @@ from PySide6.QtCore import QBuffer, QByteArray, QIODevice, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QFileDialog,
-    QHBoxLayout,
     QLabel,
     QMainWindow,
     QMenu,
@@ -39,6 +38,7 @@ from viewer.tasks import LoadRequest, describe_request
 from viewer.widgets.display_options import DisplayOptions
 from viewer.widgets.error_banner import ErrorBanner
 from viewer.widgets.export_dialog import ExportDialog
+from viewer.widgets.flow_layout import FlowRow
 from viewer.widgets.job_progress import JobProgress
 from viewer.widgets.legend import Legend
 from viewer.widgets.loading_page import LoadingPage
@@ -50,7 +50,7 @@ from viewer.widgets.result_grid import ResultGrid
 from viewer.widgets.status_info import StatusInfoWidget
 from viewer.widgets.thumbnails import ThumbnailCache
 
-__all__ = ["MainWindow"]
+__all__ = ["MainWindow", "user_settings"]
 
 IMAGE_FILTER = "Images (*.jpg *.jpeg *.png *.bmp *.webp);;All files (*)"
 
@@ -60,8 +60,8 @@ class MainWindow(QMainWindow):
 
     def __init__(self, controller: Controller | None = None, *, remember: bool = True):
         super().__init__()
-        # What is remembered between launches (viewer.settings); remember=False: nothing read
-        # or written.
+        # What is remembered between launches (viewer.settings; remember=False: nothing read or
+        # written, for screenshots that must not depend on the user's last session).
         self.settings = user_settings() if remember else None
         self.last_case_folder = ""
         self.pending_splitter = None   # the remembered panes, applied when the results show
@@ -70,7 +70,8 @@ class MainWindow(QMainWindow):
         self.thumbnails = ThumbnailCache()
         self.last_export = None  # the previous export's choice: the next dialog starts from it
         self.setWindowTitle("ReID Inspector")
-        self.resize(1280, 800)
+        screen = self.screen().availableGeometry()   # a smaller screen: all of it
+        self.resize(min(1280, screen.width()), min(800, screen.height()))
 
         # ---------------------------------------------------------------- centre pieces
         self.browser = QueryBrowser(state, self.thumbnails)
@@ -88,20 +89,17 @@ class MainWindow(QMainWindow):
         # A long title (an occluded ranking's) wraps when the row is crowded, rather than the
         # display options' combos being cut.
         self.results_title.setWordWrap(True)
-        toolbar = QHBoxLayout()
-        toolbar.addWidget(self.results_title)
-        toolbar.addSpacing(12)
-        toolbar.addWidget(self.display)
-        toolbar.addStretch(1)
         self.inspect_button = QPushButton("Inspect match (Enter)")
         self.inspect_button.setToolTip("Open the selected result in the match inspector")
-        toolbar.addWidget(self.inspect_button)
+        # One row when there is room, wrapped when the centre is narrow: its width never sets
+        # the window's minimum (docs/architecture.md "Window layout").
+        toolbar = FlowRow(self.results_title, self.display, self.inspect_button, spacing=12)
         centre = QWidget()
         centre.setObjectName("panel")
         centre_layout = QVBoxLayout(centre)
         centre_layout.setContentsMargins(4, 8, 4, 8)
         centre_layout.addWidget(self.header)
-        centre_layout.addLayout(toolbar)
+        centre_layout.addWidget(toolbar)
         centre_layout.addWidget(self.grid, 1)
         centre_layout.addWidget(self.legend)
 
@@ -155,7 +153,7 @@ class MainWindow(QMainWindow):
         state.events.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
 
         # ---------------------------------------------------------------- occlusion dock
-        self.occlusion = OcclusionDock(OcclusionController(self.controller), self)
+        self.occlusion = OcclusionDock(OcclusionController(self.controller), self, self.settings)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.occlusion)
         self.occlusion.hide()
         state.events.overrides.connect(self._show_results_title)
@@ -170,6 +168,8 @@ class MainWindow(QMainWindow):
         self.keys = KeyNavigator(self, state, self.controller.open_selected_match, {
             Qt.Key.Key_S: lambda: mark(SAME), Qt.Key.Key_D: lambda: mark(DIFFERENT),
             Qt.Key.Key_C: lambda: mark(None)})
+        for action in (self.export_action, self.open_image_action):
+            self.keys.make_global(action)
 
         # ---------------------------------------------------------------- wiring
         self.browser.open_image_requested.connect(self.open_image_as_query)
@@ -257,6 +257,9 @@ class MainWindow(QMainWindow):
 
     def _show_inspector(self, on: bool) -> None:
         self.tabs.setCurrentWidget(self.inspector if on else self.splitter)
+        # The keys follow the page on show, however it was opened (Enter, double-click, the
+        # button, the tab): arrows step from the match view, not from a control it last used.
+        (self.inspector.build() if on else self.grid).setFocus(Qt.FocusReason.OtherFocusReason)
 
     def _tab_changed(self, index: int) -> None:
         if self.tabs.widget(index) is self.inspector:
@@ -374,6 +377,8 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event) -> None:
         if self.settings is not None:
             remember_window(self, self.settings)
+        if self.occlusion.isVisible():
+            self.occlusion.save_width()
         self.keys.uninstall()
         if self.plots_dock is not None:
             self.plots_dock.shutdown()

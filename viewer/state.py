@@ -533,9 +533,20 @@ class ViewerState:
                          if i < current and it.status != "junk"]
             if len(ahead) >= abs(step) or step < 0 or self.top_k >= self.max_top_k:
                 break
-            self.top_k = min(self.top_k + max(self.MORE_STEP, step), self.max_top_k)
+            self.show_more(self.top_k + max(self.MORE_STEP, step), "to step past the last result")
         if ahead:
             self.selected_result = ahead[min(abs(step), len(ahead)) - 1]
+
+    def show_more(self, top_k: int, why: str) -> None:
+        """Raise top-k to ``top_k`` (at most the gallery) to show what the user went to, and say
+        so in the status bar: the setting never changes silently."""
+        top_k = min(top_k, self.max_top_k)
+        if top_k <= self.top_k:
+            return
+        before = self.top_k
+        # Without the follow rule of __setattr__: a longer list keeps every tile where it was.
+        self._assign("top_k", top_k)
+        self.events.message.emit(f"Top-k raised from {before} to {top_k} {why}")
 
     @property
     def max_top_k(self) -> int:
@@ -558,8 +569,9 @@ class ViewerState:
         if shown > self.top_k:
             if not extend:
                 return False
-            # Assigned without the follow rule of __setattr__: the image is selected next.
-            self._assign("top_k", min(self.max_top_k, -(-shown // self.MORE_STEP) * self.MORE_STEP))
+            rank = int(ranking.ranks[position])
+            self.show_more(-(-shown // self.MORE_STEP) * self.MORE_STEP,
+                           f"to show the result at rank {rank}" if rank > 0 else "to show that result")
         index = next((i for i, item in enumerate(self.results())
                       if item.gallery_index == gallery_index), None)
         if index is None:  # filtered out (another gallery camera)

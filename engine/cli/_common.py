@@ -93,6 +93,9 @@ _RANGES: dict[str, tuple[float, float, bool]] = {
     "alpha": (0.0, 1e6, False),
     "shortlist": (1, 1_000_000, True),
     "top_k": (1, math.inf, True),
+    "rounds": (0, 1000, True),
+    "per_round": (1, math.inf, True),
+    "noise": (0.0, 1.0, False),
 }
 
 

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from engine.data.samplers import SAMPLERS
     from engine.data.transforms import OCCLUSIONS
-    from engine.models.config import ARCHS, METHODS
+    from engine.models.config import METHODS, TRAINABLE_ARCHS
     from engine.train import LOSSES, TrainConfig
 
     add_data_arguments(parser)
@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder for checkpoints")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     m = parser.add_argument_group("model")
-    m.add_argument("--arch", default="resnet50", choices=ARCHS, help="backbone (default resnet50)")
+    m.add_argument("--arch", default="resnet50", choices=TRAINABLE_ARCHS, help="backbone (default resnet50)")
     m.add_argument("--neck", type=int, default=128, help="feature channels D (default 128)")
     m.add_argument("--height", type=int, default=384, help="input height, multiple of 16 (default 384)")
     m.add_argument("--width", type=int, default=128, help="input width, multiple of 16 (default 128)")

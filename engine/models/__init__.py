@@ -17,6 +17,8 @@ _HOMES = {
     "ModelConfig": "config", "Preprocessing": "config",
     "Correspondence": "correspondence", "pair_correspondence": "correspondence",
     "load_model": "loading", "register_format": "loading",
+    "NeedsInputSize": "importing", "import_checkpoint": "importing",
+    "native_checkpoint": "importing", "build_resnet_trunk": "resnets",
     "ReIDModelProtocol": "protocol",
     "QAConv": "qaconv",
     "ReIDModel": "reid", "build_model": "reid",

@@ -1,9 +1,10 @@
-"""Backbone: a torchvision ResNet cut after a stage, a 3x3 neck, unit-norm local features.
+"""Backbone: a ResNet trunk cut after a stage, a 3x3 neck, unit-norm local features.
 
-docs/arithmetic.md section 1. ``build_backbone`` is the public factory; ``_resnet_backbone`` the one
-private builder it calls (torchvision's ``resnet.py`` pattern): a depth, the last stage kept
-and the neck width, not a class per variant. The backbone returns feature maps only; the
-QAConv matcher, the global baseline and the viewer each take the maps from there.
+docs/arithmetic.md section 1. ``build_backbone`` is the public factory; the trunk comes from the
+one ResNet builder, :func:`engine.models.resnets.build_resnet_trunk` (depth, IBN variant, last
+stage kept, its stride, stem), with torchvision's parameter names. The backbone returns
+feature maps only; the QAConv matcher, the global baseline and the viewer each take the maps
+from there.
 
 Pretrained weights are never downloaded: ``"auto"`` looks for torchvision's ImageNet file in
 the torch hub cache (where an earlier ``torchvision`` download would have left it), a path
@@ -12,10 +13,10 @@ initialisation after one clear warning.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import warnings
-from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.models.config import ModelConfig, Preprocessing
+from engine.models.config import ModelConfig, Preprocessing, trunk_channels
+from engine.models.resnets import build_resnet_trunk
 
 __all__ = [
     "FeatureMapBackbone",
@@ -37,23 +39,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# depth -> (block, blocks per stage, torchvision's ImageNet weight enum), by name: torchvision
-# is imported only when a backbone is built (it costs seconds at start-up, e.g. the viewer's).
-_RESNETS = {
-    18: ("BasicBlock", (2, 2, 2, 2), "ResNet18_Weights"),
-    34: ("BasicBlock", (3, 4, 6, 3), "ResNet34_Weights"),
-    50: ("Bottleneck", (3, 4, 6, 3), "ResNet50_Weights"),
-    101: ("Bottleneck", (3, 4, 23, 3), "ResNet101_Weights"),
-    152: ("Bottleneck", (3, 8, 36, 3), "ResNet152_Weights"),
-}
-
-
-def _tv_resnet():
-    from torchvision.models import resnet
-
-    return resnet
+# depth -> torchvision's ImageNet weight enum, by name: torchvision is imported only when its
+# file names are looked up (it costs seconds at start-up, e.g. the viewer's).
+_TV_WEIGHTS = {18: "ResNet18_Weights", 34: "ResNet34_Weights", 50: "ResNet50_Weights",
+               101: "ResNet101_Weights", 152: "ResNet152_Weights"}
 _STAGES = ("layer1", "layer2", "layer3", "layer4")
-_STEM = ("conv1", "bn1", "relu", "maxpool")
 
 # One warning per (depth, reason) per process: the message matters once, not per model built.
 _warned: set[tuple[int, str]] = set()
@@ -61,18 +51,15 @@ _warned: set[tuple[int, str]] = set()
 
 def stage_channels(depth: int, last_stage: str = "layer3") -> int:
     """Output channels of ``last_stage`` for a ResNet of ``depth`` (256 for 18/34 at layer3)."""
-    block, _, _ = _check_depth_stage(depth, last_stage)
-    return 64 * 2 ** _STAGES.index(last_stage) * block.expansion
+    _check_depth_stage(depth, last_stage)
+    return trunk_channels(f"resnet{depth}", _STAGES.index(last_stage) + 1)
 
 
-def _check_depth_stage(depth: int, last_stage: str):
-    if depth not in _RESNETS:
-        raise ValueError(f"depth must be one of {sorted(_RESNETS)}; got {depth!r}")
-    if last_stage not in _STAGES:
-        raise ValueError(f"last_stage must be one of {', '.join(_STAGES)}; got {last_stage!r}")
-    block, layers, weights = _RESNETS[depth]
-    tv = _tv_resnet()
-    return getattr(tv, block), layers, getattr(tv, weights)
+def _check_depth_stage(depth: int, last_stage: str) -> None:
+    if depth not in _TV_WEIGHTS:
+        raise ValueError(f"depth must be one of {sorted(_TV_WEIGHTS)}; got {depth!r}")
+    if last_stage not in _STAGES[1:]:
+        raise ValueError(f"last_stage must be one of {', '.join(_STAGES[1:])}; got {last_stage!r}")
 
 
 class FeatureMapBackbone(nn.Module):
@@ -85,17 +72,21 @@ class FeatureMapBackbone(nn.Module):
     in_channels
         Channels that ``body`` outputs.
     neck_channels
-        ``D``, the channels of the returned maps.
+        ``D``, the channels of the returned maps; 0: no neck (the body's own channels, as the
+        authors' QAConv allows).
     """
 
     def __init__(self, body: nn.Sequential, in_channels: int, neck_channels: int):
         super().__init__()
         self.body = body
-        self.neck = nn.Conv2d(in_channels, neck_channels, kernel_size=3, padding=1, bias=True)
-        self.out_channels = neck_channels
+        if neck_channels:
+            self.neck = nn.Conv2d(in_channels, neck_channels, kernel_size=3, padding=1, bias=True)
+        else:
+            self.neck = nn.Identity()
+        self.out_channels = neck_channels or in_channels
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """``images [B, 3, H, W]`` -> unit-norm feature maps ``[B, D, H/16, W/16]``."""
+        """``images [B, 3, H, W]`` -> unit-norm feature maps ``[B, D, H/s, W/s]``."""
         maps = self.neck(self.body(images))   # [B, D, h, w]
         return F.normalize(maps, p=2.0, dim=1)
 
@@ -107,7 +98,10 @@ def cached_imagenet_weights(depth: int) -> Path | None:
     where torchvision stores a download. Prefers ``IMAGENET1K_V1`` (the weights the
     published method used), then newer versions. Never downloads anything.
     """
-    _, _, weight_enum = _check_depth_stage(depth, "layer3")
+    _check_depth_stage(depth, "layer3")
+    from torchvision.models import resnet as tv_resnet
+
+    weight_enum = getattr(tv_resnet, _TV_WEIGHTS[depth])
     folder = Path(torch.hub.get_dir()) / "checkpoints"
     for weights in weight_enum:  # enum order: V1 first
         candidate = folder / os.path.basename(weights.url)
@@ -138,10 +132,10 @@ def _read_resnet_state(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def _load_trunk_weights(resnet: nn.Module, keep: Sequence[str], state: dict,
-                        source: str) -> None:
-    """Copy the weights of the kept modules; everything they need must be present and fit."""
-    own = {k: v for k, v in resnet.state_dict().items() if k.split(".")[0] in keep}
+def _load_trunk_weights(trunk: nn.Module, state: dict, source: str) -> None:
+    """Copy the trunk's weights from ``state`` (torchvision's names); everything the trunk
+    needs must be present and fit, the rest (deeper stages, ``fc``) is ignored."""
+    own = trunk.state_dict()
     missing = sorted(k for k in own if k not in state)
     wrong = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
              for k, v in own.items() if k in state and state[k].shape != v.shape]
@@ -152,7 +146,7 @@ def _load_trunk_weights(resnet: nn.Module, keep: Sequence[str], state: dict,
         if missing:
             detail.append("missing: " + ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else ""))
         raise ValueError(f"the weights in {source} do not fit this ResNet ({' | '.join(detail)})")
-    resnet.load_state_dict({k: state[k] for k in own}, strict=False)
+    trunk.load_state_dict({k: state[k] for k in own})
 
 
 def _warn_random_init(depth: int, reason: str) -> None:
@@ -166,22 +160,16 @@ def _warn_random_init(depth: int, reason: str) -> None:
     warnings.warn(message, UserWarning, stacklevel=3)
 
 
-def _resnet_backbone(depth: int, last_stage: str, neck_channels: int,
-                     pretrained: str | os.PathLike) -> FeatureMapBackbone:
+def _resnet_backbone(config: ModelConfig) -> FeatureMapBackbone:
     """The one builder behind :func:`build_backbone` (see there)."""
-    block, layers, _ = _check_depth_stage(depth, last_stage)
-    if not isinstance(neck_channels, int) or neck_channels < 1:
-        raise ValueError(f"neck_channels must be a positive integer; got {neck_channels!r}")
-    resnet = _tv_resnet().ResNet(block, list(layers))
-    keep = _STEM + _STAGES[: _STAGES.index(last_stage) + 1]
-
-    pretrained = str(pretrained)
+    body, channels = build_resnet_trunk(config)
+    depth, pretrained = config.depth, str(config.pretrained)
     if pretrained == "auto":
-        path = cached_imagenet_weights(depth)
+        path = cached_imagenet_weights(depth) if config.ibn is None else None
         if path is None:
             _warn_random_init(depth, "no ImageNet weights in the torch hub cache (nothing is downloaded)")
         else:
-            _load_trunk_weights(resnet, keep, _read_resnet_state(path), str(path))
+            _load_trunk_weights(body, _read_resnet_state(path), str(path))
             log.info("ResNet-%d: ImageNet weights loaded from %s", depth, path)
     elif pretrained == "none":
         log.debug("ResNet-%d: random initialisation (pretrained='none')", depth)
@@ -190,11 +178,9 @@ def _resnet_backbone(depth: int, last_stage: str, neck_channels: int,
         if not path.is_file():
             raise FileNotFoundError(f"pretrained weights file {path} does not exist "
                                     "(pretrained must be 'auto', 'none' or a path)")
-        _load_trunk_weights(resnet, keep, _read_resnet_state(path), str(path))
+        _load_trunk_weights(body, _read_resnet_state(path), str(path))
         log.info("ResNet-%d: weights loaded from %s", depth, path)
-
-    body = nn.Sequential(OrderedDict((name, getattr(resnet, name)) for name in keep))
-    return FeatureMapBackbone(body, stage_channels(depth, last_stage), neck_channels)
+    return FeatureMapBackbone(body, channels, config.neck)
 
 
 def build_backbone(config: ModelConfig | None = None, *, depth: int | None = None,
@@ -205,12 +191,14 @@ def build_backbone(config: ModelConfig | None = None, *, depth: int | None = Non
     Parameters
     ----------
     config
-        Model settings; supplies ``depth``, ``neck_channels`` and ``pretrained`` unless they
-        are given explicitly.
+        Model settings: the trunk (``arch``, ``layer``, ``last_stride``, ``source``),
+        ``neck`` and ``pretrained``; ``depth``, ``neck_channels`` and ``pretrained`` given
+        explicitly override them.
     depth
         ResNet depth: 18, 34, 50, 101 or 152.
     last_stage
-        Last ResNet stage kept; the method uses ``"layer3"`` (stride 16).
+        Last ResNet stage kept when no ``config`` is given; the method uses ``"layer3"``
+        (stride 16).
     neck_channels
         ``D``, channels of the returned maps (default 128).
     pretrained
@@ -219,15 +207,16 @@ def build_backbone(config: ModelConfig | None = None, *, depth: int | None = Non
     Returns
     -------
     FeatureMapBackbone
-        ``images [B, 3, H, W]`` -> unit-norm maps ``[B, D, H/16, W/16]``.
+        ``images [B, 3, H, W]`` -> unit-norm maps ``[B, D, H/s, W/s]``, ``s = config.stride``.
     """
-    if config is not None:
-        depth = config.depth if depth is None else depth
-        neck_channels = config.neck if neck_channels is None else neck_channels
-        pretrained = config.pretrained if pretrained is None else pretrained
-    return _resnet_backbone(50 if depth is None else depth, last_stage,
-                            128 if neck_channels is None else neck_channels,
-                            "auto" if pretrained is None else pretrained)
+    if config is None:
+        _check_depth_stage(50 if depth is None else depth, last_stage)
+        config = ModelConfig(arch=f"resnet{50 if depth is None else depth}",
+                             layer=_STAGES.index(last_stage) + 1, pretrained="auto")
+    changes = {"arch": None if depth is None else f"resnet{depth}", "neck": neck_channels,
+               "pretrained": None if pretrained is None else str(pretrained)}
+    config = dataclasses.replace(config, **{k: v for k, v in changes.items() if v is not None})
+    return _resnet_backbone(config)
 
 
 def freeze_backbone_bn(backbone: nn.Module) -> nn.Module:

@@ -6,8 +6,10 @@ file as data (``weights_only=True``: never code), asks each registered format in
 moves the model it gets to the device in eval mode. Importers of other projects' checkpoints
 plug in with :func:`register_format`; callers (session, CLI, viewer) never change.
 
-Today one format is registered: this tool's own (``"reid-inspector"``: the model settings
-under ``"config"`` and the weights under ``"model"``, as :mod:`engine.train` saves them).
+Registered: this tool's own (``"reid-inspector"``: the model settings under ``"config"`` and
+the weights under ``"model"``, as :mod:`engine.train` saves them), then the other projects'
+formats of :mod:`engine.models.foreign` (converted in memory each time; ``python -m engine
+import`` or :func:`engine.models.importing.native_checkpoint` convert once into a file).
 """
 from __future__ import annotations
 
@@ -122,8 +124,14 @@ def check_model_state(state: Mapping[str, Any], path: str | os.PathLike) -> None
     if not isinstance(weights, dict) or not all(
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()):
         raise CheckpointError(f"{path} holds no model weights (a dict of named tensors)")
-    trunk_channels = 256 if cfg.depth < 50 else 1024
-    expected = {"backbone.neck.weight": (cfg.neck, trunk_channels, 3, 3)}
+    expected: dict[str, tuple[int, ...]] = {}
+    if cfg.stores_embeddings:  # a GlobalModel: trunk.* and its head
+        if cfg.head == "fc":
+            expected["head.linear.weight"] = (cfg.head_dim, cfg.trunk_channels)
+        elif cfg.head == "bnneck":
+            expected["head.bn.weight"] = (cfg.trunk_channels,)
+    elif cfg.neck:
+        expected["backbone.neck.weight"] = (cfg.neck, cfg.trunk_channels, 3, 3)
     if cfg.method == "qaconv":
         h, w = cfg.feature_size
         expected["matcher.fc.weight"] = (1, h * w)
@@ -134,6 +142,7 @@ def check_model_state(state: Mapping[str, Any], path: str | os.PathLike) -> None
         if tuple(weights[name].shape) != shape:
             raise CheckpointError(f"{path}: the checkpoint does not fit its own settings: {name} is "
                                   f"{tuple(weights[name].shape)} but {cfg.arch}, neck {cfg.neck}, "
+                                  f"layer {cfg.layer}, "
                                   f"{cfg.height}x{cfg.width} needs {shape}")
     bad = nonfinite_tensors(weights)
     if bad:
@@ -154,3 +163,26 @@ def _load_own_checkpoint(state: Mapping[str, Any], path: Path):
 
 
 register_format("reid-inspector", _is_own_checkpoint, _load_own_checkpoint)
+
+
+# --------------------------------------------------------------------------- other projects' formats
+def _foreign_format(name: str):
+    def detect(state: Mapping[str, Any]) -> bool:
+        from engine.models.foreign import detect_foreign
+
+        return detect_foreign(state) == name
+
+    def load(state: Mapping[str, Any], path: Path):
+        from engine.models.importing import convert_state
+        from engine.models.reid import build_model
+
+        converted = convert_state(state, path, name)
+        model = build_model(converted.config)
+        load_state_strict(model, converted.weights, "model weights")
+        return model
+
+    return detect, load
+
+
+for _name in ("qaconv", "torchreid", "fastreid"):
+    register_format(_name, *_foreign_format(_name))

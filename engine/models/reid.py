@@ -32,14 +32,14 @@ def pooled_embeddings(maps) -> np.ndarray:
 
 
 class ReIDModel(nn.Module):
-    """Backbone (ResNet to layer3 + neck) and, for QAConv, the matcher."""
+    """Backbone (ResNet to ``config.layer`` + neck) and, for QAConv, the matcher."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
         self.backbone = build_backbone(config)
         h, w = config.feature_size
-        self.matcher = QAConv(config.neck, h, w) if config.method == "qaconv" else None
+        self.matcher = QAConv(config.embedding_dim, h, w) if config.method == "qaconv" else None
         # docs/arithmetic.md section 1 keeps the trunk's BatchNorm statistics frozen, which preserves ImageNet
         # statistics; a trunk trained from random initialisation has none worth keeping, so
         # training code turns this off for it.
@@ -103,5 +103,25 @@ class ReIDModel(nn.Module):
         return self.matcher.correspondences(probe_map, gallery_map)
 
 
-def build_model(config: ModelConfig) -> ReIDModel:
-    return ReIDModel(config)
+def build_model(config: ModelConfig):
+    """The model ``config`` describes, randomly initialised (or from ``config.pretrained``).
+
+    A QAConv model or this tool's global baseline (a neck, maps) is a :class:`ReIDModel`; a
+    global model without a neck (another project's: ResNet or OSNet trunk, pooled, a head) is
+    a :class:`engine.models.global_model.GlobalModel` over the trunk of its architecture.
+    """
+    if not config.stores_embeddings:
+        if config.is_osnet:
+            raise ValueError(f"{config.arch} is a global model (method 'global', neck 0)")
+        return ReIDModel(config)
+    from engine.models.global_model import GlobalModel
+
+    if config.is_osnet:
+        from engine.models.osnet import build_osnet_trunk
+
+        trunk, channels = build_osnet_trunk(config.arch)
+    else:
+        from engine.models.resnets import build_resnet_trunk
+
+        trunk, channels = build_resnet_trunk(config)
+    return GlobalModel(config, trunk, channels)

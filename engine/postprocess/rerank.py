@@ -23,7 +23,8 @@ import numpy as np
 from engine.jobs import CancelFn, ProgressFn, check_cancel, report
 from engine.postprocess.params import RerankParams
 
-__all__ = ["Neighbours", "check_finite", "check_params", "expand", "re_rank", "re_rank_blocks", "top_ranks"]
+__all__ = ["Encoding", "Neighbours", "check_finite", "check_params", "encode_blocks", "encoding", "expand",
+           "jaccard_rows", "re_rank", "re_rank_blocks", "top_ranks"]
 
 # Elements (rows x N) of the distance/argsort temporaries per chunk: ~ 4 MB float32 + 8 MB int64.
 _ROW_CHUNK_ELEMENTS = 1_000_000
@@ -442,6 +443,100 @@ def _checked_blocks(q_g, q_q, g_g) -> _Blocks:
     return blocks
 
 
+class Encoding(NamedTuple):
+    """Every item's k-reciprocal encoding ``V`` (after query expansion, docs/arithmetic.md 8.5
+    and 8.6) and its inverted index over the gallery rows: what the Jaccard term of any row
+    needs (:func:`jaccard_rows`), so rows other than the queries' can be re-ranked too."""
+
+    num_q: int
+    ptr: np.ndarray       # [N + 1] CSR row pointers of V
+    cols: np.ndarray      # CSR columns
+    vals: np.ndarray      # CSR values (float32)
+    inv_ptr: np.ndarray   # [N + 1] gallery entries grouped by column
+    inv_rows: np.ndarray  # gallery index (0-based) of each grouped entry
+    inv_vals: np.ndarray
+    col_max: np.ndarray   # [N] float32: the maxima D is normalised by
+
+
+def _checked_ranks(blocks, k1: int, k2: int, ranks, progress, cancel, total: int) -> np.ndarray:
+    """The rank head of width ``max(k1 + 1, k2)``: computed, or cut from ``ranks``."""
+    n = blocks.num_all
+    width = min(n, max(k1 + 1, k2))
+    if ranks is None:
+        return _top_ranks(blocks, width, progress, cancel, 0, total)  # [N, width]
+    if ranks.shape[0] != n or ranks.shape[1] < width:
+        raise ValueError(f"ranks must have shape ({n}, >= {width}) for k1={k1}, k2={k2}; got {ranks.shape}")
+    return ranks[:, :width]
+
+
+def encode_blocks(blocks, k1: int, k2: int, *, progress: ProgressFn | None = None,
+                  cancel: CancelFn | None = None, ranks: np.ndarray | None = None,
+                  expansions: dict | None = None, total: int | None = None) -> Encoding:
+    """The :class:`Encoding` of a distance source with the interface of :class:`_Blocks`
+    (see :func:`re_rank_blocks`): sections 8.2 to 8.6 for all ``N`` items."""
+    num_q, n = blocks.num_q, blocks.num_all
+    if not (blocks.col_max > 0).all():
+        bad = int(np.flatnonzero(~(blocks.col_max > 0))[0])
+        raise ValueError(
+            f"re-ranking divides every column of the distance matrix by its maximum; column {bad} "
+            "has a maximum <= 0 (distances must be non-negative and not all zero)"
+        )
+    ranks = _checked_ranks(blocks, k1, k2, ranks, progress, cancel, n if total is None else total)
+    check_cancel(cancel)
+    # COO support of V, sorted by row then column: a function of the lists and k1 only.
+    rows, cols = _expanded(ranks, k1, {} if expansions is None else expansions)
+    vals = _encode(blocks, rows, cols)
+    ptr = _row_pointers(rows, n)
+    if k2 != 1:
+        check_cancel(cancel)
+        ptr, cols, vals = _query_expansion(ptr, cols, vals, ranks[:, :k2])
+    # Inverted index over gallery rows only: the result keeps gallery columns of the Jaccard term.
+    g_start = ptr[num_q]
+    gal_rows = np.repeat(np.arange(num_q, n), np.diff(ptr[num_q:])) - num_q
+    by_col = _group_by(cols[g_start:], n)  # grouping only
+    inv_ptr = np.concatenate([[0], np.cumsum(np.bincount(cols[g_start:], minlength=n))])
+    return Encoding(num_q, ptr, cols, vals, inv_ptr, gal_rows[by_col], vals[g_start:][by_col],
+                    np.ascontiguousarray(blocks.col_max, dtype=np.float32))
+
+
+def encoding(q_g, q_q, g_g, k1: int = RerankParams.k1, k2: int = RerankParams.k2, *,
+             neighbours: Neighbours | None = None, cancel: CancelFn | None = None) -> Encoding:
+    """The :class:`Encoding` of dense blocks, as :func:`re_rank` computes it (``neighbours``
+    as there)."""
+    q_g, q_q, g_g = _validate(q_g, q_q, g_g, k1, k2, 0.0)
+    if neighbours is None:
+        blocks, ranks, expansions = _checked_blocks(q_g, q_q, g_g), None, None
+    else:
+        blocks = _Blocks(q_g, q_q, g_g, col_max=neighbours.col_max)
+        ranks, expansions = neighbours.ranks, neighbours.expansions
+    return encode_blocks(blocks, int(k1), int(k2), cancel=cancel, ranks=ranks, expansions=expansions)
+
+
+def jaccard_rows(enc: Encoding, items, gallery_dist, lambda_value: float = RerankParams.lambda_value,
+                 out: np.ndarray | None = None) -> np.ndarray:
+    """Re-ranked distances ``[r, g]`` (float32, section 8.8) of any items to the gallery.
+
+    ``items [r]``: indices among the ``N = q + g`` items (a gallery item ``j`` is ``q + j``);
+    ``gallery_dist [r, g]``: their input distances to the gallery (``D[q + j, item]``: a row of
+    ``q_g`` for a query, a column of ``g_g`` for a gallery item). For query items this is
+    :func:`re_rank`'s row, bit for bit.
+    """
+    from engine.postprocess import _rerank_kernels
+
+    items = np.asarray(items, dtype=np.int64).reshape(-1)
+    starts, stops = enc.ptr[items], enc.ptr[items + 1]
+    lengths = stops - starts
+    ptr = np.concatenate([[0], np.cumsum(lengths)])
+    pos = np.repeat(starts - ptr[:-1], lengths) + np.arange(ptr[-1])
+    dist = np.ascontiguousarray(gallery_dist, dtype=np.float32).reshape(len(items), -1)
+    out = np.empty(dist.shape, np.float32) if out is None else out
+    lam = float(lambda_value)
+    _rerank_kernels.jaccard_rows(0, len(items), ptr, enc.cols[pos], enc.vals[pos], enc.inv_ptr,
+                                 enc.inv_rows, enc.inv_vals, dist, enc.col_max[items],
+                                 np.float32(1.0 - lam), np.float32(lam), out)
+    return out
+
+
 def re_rank_blocks(blocks, k1: int, k2: int, lam: float, *, progress: ProgressFn | None = None,
                    cancel: CancelFn | None = None, ranks: np.ndarray | None = None,
                    expansions: dict | None = None) -> np.ndarray:
@@ -453,49 +548,20 @@ def re_rank_blocks(blocks, k1: int, k2: int, lam: float, *, progress: ProgressFn
     distances are finite (:func:`check_finite`) and the parameters (:func:`check_params`).
     """
     num_q, n = blocks.num_q, blocks.num_all
-    if not (blocks.col_max > 0).all():
-        bad = int(np.flatnonzero(~(blocks.col_max > 0))[0])
-        raise ValueError(
-            f"re-ranking divides every column of the distance matrix by its maximum; column {bad} "
-            "has a maximum <= 0 (distances must be non-negative and not all zero)"
-        )
     total = n + num_q
-    width = min(n, max(k1 + 1, k2))
-    if ranks is None:
-        ranks = _top_ranks(blocks, width, progress, cancel, 0, total)  # [N, width]
-    elif ranks.shape[0] != n or ranks.shape[1] < width:
-        raise ValueError(f"ranks must have shape ({n}, >= {width}) for k1={k1}, k2={k2}; got {ranks.shape}")
-    else:
-        ranks = ranks[:, :width]
-
-    check_cancel(cancel)
-    # COO support of V, sorted by row then column: a function of the lists and k1 only.
-    rows, cols = _expanded(ranks, k1, {} if expansions is None else expansions)
-    vals = _encode(blocks, rows, cols)
-    ptr = _row_pointers(rows, n)
-    if k2 != 1:
-        check_cancel(cancel)
-        ptr, cols, vals = _query_expansion(ptr, cols, vals, ranks[:, :k2])
-
-    # Inverted index over gallery rows only: the result keeps gallery columns of the Jaccard term.
-    g_start = ptr[num_q]
-    gal_rows = np.repeat(np.arange(num_q, n), np.diff(ptr[num_q:])) - num_q
-    by_col = _group_by(cols[g_start:], n)  # grouping only
-    inv_rows = gal_rows[by_col]  # gallery index (0-based) of each entry, grouped by column
-    inv_vals = vals[g_start:][by_col]
-    inv_ptr = np.concatenate([[0], np.cumsum(np.bincount(cols[g_start:], minlength=n))])
-
+    enc = encode_blocks(blocks, k1, k2, progress=progress, cancel=cancel, ranks=ranks,
+                        expansions=expansions, total=total)
     from engine.postprocess import _rerank_kernels
 
     num_g = n - num_q
     result = np.empty((num_q, num_g), dtype=np.float32)
     q_g = np.ascontiguousarray(blocks.q_g, dtype=np.float32)
-    col_max = np.ascontiguousarray(blocks.col_max, dtype=np.float32)
     step = max(1, _ROW_CHUNK_ELEMENTS // num_g)
     for start in range(0, num_q, step):
         check_cancel(cancel)
         stop = min(start + step, num_q)
-        _rerank_kernels.jaccard_rows(start, stop, ptr, cols, vals, inv_ptr, inv_rows, inv_vals, q_g,
-                                     col_max, np.float32(1.0 - lam), np.float32(lam), result[start:stop])
+        _rerank_kernels.jaccard_rows(start, stop, enc.ptr, enc.cols, enc.vals, enc.inv_ptr,
+                                     enc.inv_rows, enc.inv_vals, q_g, enc.col_max,
+                                     np.float32(1.0 - lam), np.float32(lam), result[start:stop])
         report(progress, n + stop, total)
     return result

@@ -51,10 +51,9 @@ def image_samples():
     return write
 
 
-@pytest.fixture
-def random_checkpoint(tmp_path):
-    """A randomly initialised small model (ResNet-18, 32 x 16 input, D = 8) saved as
-    ``tmp_path / "model.pt"`` (with its JSON sidecar)."""
+def _save_random_checkpoint(path):
+    """A randomly initialised small model (ResNet-18, 32 x 16 input, D = 8) saved as ``path``
+    (with its JSON sidecar); the same weights every time."""
     import torch
 
     from engine.checkpoint import save_checkpoint
@@ -62,9 +61,21 @@ def random_checkpoint(tmp_path):
 
     cfg = ModelConfig(arch="resnet18", neck=8, height=32, width=16, pretrained="none")
     torch.manual_seed(0)
-    path = tmp_path / "model.pt"
     save_checkpoint(path, {"config": cfg.to_dict(), "model": build_model(cfg).state_dict()})
     return path
+
+
+@pytest.fixture
+def random_checkpoint(tmp_path):
+    """A randomly initialised small model (ResNet-18, 32 x 16 input, D = 8) saved as
+    ``tmp_path / "model.pt"`` (with its JSON sidecar)."""
+    return _save_random_checkpoint(tmp_path / "model.pt")
+
+
+@pytest.fixture(scope="session")
+def shared_random_checkpoint(tmp_path_factory):
+    """:func:`random_checkpoint` written once per test run, for module-scoped fixtures (read only)."""
+    return _save_random_checkpoint(tmp_path_factory.mktemp("shared_model") / "model.pt")
 
 
 @pytest.fixture(scope="session")

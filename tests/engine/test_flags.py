@@ -30,6 +30,9 @@ from tests.engine.test_bad_input import cli, one_error_line, tiny_run  # noqa: F
     ("sweep", ["--param", "k", "--values", "1.5"], "--values"),
     ("sweep", ["--param", "k", "--values", "0"], "--values"),
     ("sweep", ["--param", "sigma", "--values", "100", "1e-300"], "--values of sigma"),
+    ("feedback-bench", ["--noise", "1.5"], "--noise"),
+    ("feedback-bench", ["--rounds", "-1"], "--rounds"),
+    ("feedback-bench", ["--per-round", "0"], "--per-round"),
 ])
 def test_out_of_range_flags_are_refused_before_the_data_is_read(tmp_path, capsys, command, flags,
                                                                named):

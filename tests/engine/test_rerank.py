@@ -12,8 +12,9 @@ from engine.postprocess import re_rank, rerank
 REFERENCE = Path(__file__).resolve().parent.parent / "data" / "reference"
 
 
-def loop_re_rank(q_g, q_q, g_g, k1=20, k2=6, lambda_value=0.3):
-    """docs/arithmetic.md section 8 row by row with dense matrices (Zhong et al.'s formulation)."""
+def loop_re_rank(q_g, q_q, g_g, k1=20, k2=6, lambda_value=0.3, all_rows=False):
+    """docs/arithmetic.md section 8 row by row with dense matrices (Zhong et al.'s formulation);
+    ``all_rows``: the rows of every item (queries, then gallery) instead of the queries'."""
     num_q = q_g.shape[0]
     full = np.block([[q_q, q_g], [q_g.T, g_g]]).astype(np.float32)
     dist = (full / full.max(axis=0)).T  # D~
@@ -38,11 +39,12 @@ def loop_re_rank(q_g, q_q, g_g, k1=20, k2=6, lambda_value=0.3):
         v[i, expansion] = weight / weight.sum()
     if k2 != 1:
         v = np.stack([v[rank[i, :k2]].mean(axis=0) for i in range(n)])
-    jaccard = np.empty((num_q, n), dtype=np.float32)
-    for i in range(num_q):
+    num_rows = n if all_rows else num_q
+    jaccard = np.empty((num_rows, n), dtype=np.float32)
+    for i in range(num_rows):
         overlap = np.minimum(v[i][None, :], v).sum(axis=1)
         jaccard[i] = 1 - overlap / (2 - overlap)
-    final = jaccard * (1 - lambda_value) + dist[:num_q] * lambda_value
+    final = jaccard * (1 - lambda_value) + dist[:num_rows] * lambda_value
     return final[:, num_q:]
 
 
@@ -183,6 +185,27 @@ def test_precomputed_neighbours_give_the_same_result():
         re_rank(q_g, q_q, g_g, 12, 6, 0.3, neighbours=near)   # needs 13 columns
     with pytest.raises(ValueError, match="NaN or inf"):
         top_ranks(q_g, q_q, np.where(g_g > 3, np.inf, g_g), 12)
+
+
+@pytest.mark.parametrize("k1, k2, lam, symmetric", [(20, 6, 0.3, True), (5, 1, 0.0, False),
+                                                    (7, 3, 0.5, True)])
+def test_any_item_rows_agree_with_the_loop(k1, k2, lam, symmetric):
+    """jaccard_rows re-ranks gallery items as rows too (an item marked as the same person is
+    another query); query rows are re_rank's bit for bit."""
+    from engine.postprocess.rerank import encoding, jaccard_rows, top_ranks
+
+    rng = np.random.default_rng(k1 + k2)
+    q, g = 6, 40
+    q_g, q_q, g_g = _euclidean_blocks(rng, q, g, decimals=2, symmetric=symmetric)
+    expected = loop_re_rank(q_g, q_q, g_g, k1, k2, lam, all_rows=True)   # [q + g, g]
+    near = top_ranks(q_g, q_q, g_g, 31)
+    for enc in (encoding(q_g, q_q, g_g, k1, k2), encoding(q_g, q_q, g_g, k1, k2, neighbours=near)):
+        items = np.array([q + 3, 1, q + 17, q + 3, 0])
+        rows = np.stack([q_g[i] if i < q else g_g[:, i - q] for i in items])
+        np.testing.assert_allclose(jaccard_rows(enc, items, rows, lam), expected[items],
+                                   atol=1e-5, rtol=0)
+        np.testing.assert_array_equal(jaccard_rows(enc, np.arange(q), q_g, lam),
+                                      re_rank(q_g, q_q, g_g, k1, k2, lam))
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])

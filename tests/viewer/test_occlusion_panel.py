@@ -248,3 +248,46 @@ def test_rank_change_map_agrees_with_the_square_placed_by_hand(qtbot, panel):
     override = win.state.override(win.state.selected_query)
     assert override.before.first_hit_rank == result.before_rank
     assert override.ranking.first_hit_rank == result.before_rank + result.values.ravel()[cell]
+
+
+def test_the_sensitivity_map_is_cleared_when_its_fill_or_ranking_changes(qtbot, panel):
+    """A map is shown only under the settings it was made with: its fill, and for the rank
+    change its ranking (re-ranking on or off); the logit map does not depend on re-ranking."""
+    win, occ = panel
+    p = win.occlusion.panel
+
+    def compute(mode: str):
+        p.mode.setCurrentIndex(p.mode.findData(mode))
+        with qtbot.waitSignal(occ.sensitivity_finished, timeout=30000) as blocker:
+            p.compute.click()
+        assert blocker.args == [True] and occ.state.sensitivity.mode == mode
+        assert p.canvas.heat.isVisible() and p.sens_text.text()
+        return occ.state.sensitivity
+
+    def assert_cleared(message="Sensitivity map cleared"):
+        assert occ.state.sensitivity is None and occ.state.running == ""
+        assert not p.canvas.heat.isVisible() and p.sens_text.text() == ""
+        assert win.statusBar().currentMessage().startswith(message)
+
+    logit_map = compute("logit")
+    win.postprocess.rerank.setChecked(True)
+    qtbot.waitUntil(lambda: win.state.applied.rerank is not None, timeout=60000)
+    assert occ.state.sensitivity is logit_map   # QAConv logits: the same with or without RR
+    p.fill.setCurrentIndex(p.fill.findData("noise"))
+    assert_cleared()
+
+    rank_map = compute("rank")
+    assert rank_map.fill == "noise" and "+rr" in rank_map.ranking
+    win.postprocess.rerank.setChecked(False)
+    qtbot.waitUntil(lambda: win.state.applied.rerank is None, timeout=60000)
+    assert_cleared()
+    # One being computed when the fill changes is stopped, and nothing stale arrives after.
+    p.mode.setCurrentIndex(p.mode.findData("logit"))
+    p.side.setValue(4)
+    p.stride.setValue(1)
+    p.compute.click()
+    qtbot.waitUntil(lambda: occ.state.sens_progress not in (None, (0, 0)), timeout=20000)
+    with qtbot.waitSignal(occ.sensitivity_finished, timeout=30000) as blocker:
+        p.fill.setCurrentIndex(p.fill.findData("white"))
+    assert blocker.args == [False]
+    assert_cleared("sensitivity map: cancelled")

@@ -102,7 +102,7 @@ def test_an_external_image_is_described_with_the_stages_applied_to_it(qtbot, win
     query = state.selected_query
     assert state.is_extra(query)
     assert win.header.numbers.text() == "Ranking: qaconv+rr"
-    assert "TLift is not applied" in win.header.note.text()
+    assert "TLift is not applied" in win.header.note_text
     assert "distance under qaconv+rr " in _tooltip(win)
     view = _open_inspector(qtbot, win)
     assert view.title.text().endswith("under qaconv+rr")
@@ -153,7 +153,7 @@ def test_one_description_of_an_occluded_ranking_everywhere(qtbot, occluded, tmp_
     # Header, results title, tiles, inspector title and CSV: the same words and numbers.
     assert win.header.numbers.text() == f"Ranking: {described.summary()}"
     assert "qaconv of the occluded copy" in win.header.numbers.text()
-    assert "ranked alone and without TLift" in win.header.note.text()
+    assert "ranked alone and without TLift" in win.header.note_text
     assert win.results_title.text() == described.title
     assert "distance under qaconv of the occluded copy " in _tooltip(win)
     assert "vs. the query without occlusion" in _tooltip(win)

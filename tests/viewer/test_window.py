@@ -194,7 +194,7 @@ def test_external_image_query(qtbot, window, loaded, tmp_path):
     assert items and all(item.status == "" for item in items)  # no right/wrong marks
     logits = session.score_maps(session.maps_for_image(str(path))[None])[0]
     _assert_grid_follows(win, query, distance_from_logits(logits))
-    assert "no right/wrong" in win.header.note.text()
+    assert "no right/wrong" in win.header.note_text
     # Re-ranking covers the external query too (alone as the query set).
     win.postprocess.rerank.setChecked(True)
     _wait_applied(qtbot, win, lambda a: a.rerank is not None)
@@ -325,6 +325,8 @@ def test_scrolling_to_the_end_shows_more_results(qtbot, window, loaded):
     qtbot.waitUntil(lambda: bar.maximum() > 0, timeout=5000)
     bar.setValue(bar.maximum())
     assert win.state.top_k == 48 and win.display.top_k.value() == 48
+    assert win.statusBar().currentMessage() == ("Top-k raised from 24 to 48 by scrolling past "
+                                                "the last result")
     assert win.grid.model_.rowCount() == 48
     assert grid_gallery_order(win) == list(np.argsort(loaded.raw_distmat[win.state.selected_query])[:48])
 

@@ -35,6 +35,7 @@ from viewer import style
 from viewer.formatting import camera_base, format_cam, format_rank, format_time
 from viewer.inspector.state import InspectorState, SceneLayout, nearest_segment
 from viewer.state import ViewerState
+from viewer.widgets.flow_layout import FlowRow, joined
 
 __all__ = ["MatchInspector"]
 
@@ -70,11 +71,14 @@ class MatchInspector(QWidget):
         self._build_controls()
         self._build_scene()
         self._build_side_panel()
+        # Focused on opening (main window), the drawing takes the keys: viewer.keyboard steps
+        # through results and queries from it.
+        self.setFocusProxy(self.view)
 
         top = QVBoxLayout(self)
         top.setContentsMargins(6, 6, 6, 6)
-        top.addLayout(self.nav_row)
-        top.addLayout(self.display_row)
+        top.addWidget(self.nav_row)
+        top.addWidget(self.display_row)
         body = QHBoxLayout()
         body.addWidget(self.view, 1)
         body.addWidget(self.side, 0)
@@ -107,7 +111,6 @@ class MatchInspector(QWidget):
 
     def _build_controls(self) -> None:
         state, ins = self.state, self.inspector
-        self.nav_row = row = QHBoxLayout()
         self.back_button = self._button("◀ Grid (Esc)", "Back to the ranked results", self.ctl.close)
         self.prev_query = self._button("▲ Query", "Previous query (Up)", lambda: state.step_query(-1))
         self.next_query = self._button("▼ Query", "Next query (Down)", lambda: state.step_query(+1))
@@ -116,13 +119,12 @@ class MatchInspector(QWidget):
         self.export_button = self._button("Export PNG…", "Save this view as a PNG image", self._export_dialog)
         self.title = QLabel()
         self.title.setObjectName("big")
-        for w in (self.back_button, self.prev_query, self.next_query, self.prev_result, self.next_result):
-            row.addWidget(w)
-        row.addSpacing(12)
-        row.addWidget(self.title, 1)
-        row.addWidget(self.export_button)
+        self.title.setWordWrap(True)
+        # Both rows wrap when narrow (the occlusion dock open at 1024 px): their width never
+        # sets the window's minimum.
+        self.nav_row = FlowRow(self.back_button, self.prev_query, self.next_query, self.prev_result,
+                               self.next_result, self.title, self.export_button)
 
-        self.display_row = row = QHBoxLayout()
         self.heatmap_on = QCheckBox("Heatmap")
         self.heatmap_on.toggled.connect(lambda on: setattr(ins, "heatmap_on", bool(on)))
         self.kind = QComboBox()
@@ -167,13 +169,9 @@ class MatchInspector(QWidget):
         self.line_side.addItem("both directions", "both")
         self.line_side.currentIndexChanged.connect(
             lambda _i: setattr(ins, "line_side", self.line_side.currentData()))
-        for w in (self.heatmap_on, self.kind, QLabel("opacity"), self.opacity):
-            row.addWidget(w)
-        row.addSpacing(14)
-        for w in (QLabel("Lines:"), self.line_mode, self.top_n, self.threshold, self.threshold_label,
-                  self.line_side):
-            row.addWidget(w)
-        row.addStretch(1)
+        self.display_row = FlowRow(self.heatmap_on, self.kind, joined(QLabel("opacity"), self.opacity),
+                                   joined(QLabel("Lines:"), self.line_mode), self.top_n,
+                                   self.threshold, self.threshold_label, self.line_side)
 
     def _build_scene(self) -> None:
         self.view = pg.GraphicsLayoutWidget()

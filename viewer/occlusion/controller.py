@@ -83,7 +83,9 @@ class OcclusionController(QObject):
         self._before: dict = {}  # {(session, query, settings): OccludedRanking}, the latest
         for name in ("selected_query", "session"):
             self.viewer.events[name].connect(lambda _v: self.sync_query())
+        self._sens_mode = ""  # the mode of the sensitivity map being computed
         self.viewer.events.applied.connect(lambda _v: self._settings_changed())
+        self.state.events.fill.connect(lambda _v: self._drop_sensitivity("the fill changed"))
 
     # ------------------------------------------------------------------ query
     def set_active(self, active: bool) -> None:
@@ -206,6 +208,11 @@ class OcclusionController(QObject):
 
     def _settings_changed(self) -> None:
         self._update_note()
+        shown = self.state.sensitivity
+        if (shown is not None and shown.mode == "rank") or (
+                self.state.running == "sensitivity" and self._sens_mode == "rank"):
+            # A rank-change map ranks with re-ranking as applied (a logit map does not).
+            self._drop_sensitivity("the post-processing changed")
         if self._last is not None and self.shown() is not None:
             self._rank(*self._last)  # post-processing changed: rank it again the new way
 
@@ -256,6 +263,7 @@ class OcclusionController(QObject):
             return
         state.running = "sensitivity"
         state.sens_progress = (0, 0)
+        self._sens_mode = state.mode
 
         def done(result: SensitivityResult) -> None:
             state.running = ""
@@ -282,3 +290,11 @@ class OcclusionController(QObject):
 
     def cancel_sensitivity(self) -> None:
         self.main.jobs.cancel("sensitivity")
+
+    def _drop_sensitivity(self, why: str) -> None:
+        """Clear the map (and stop the one being computed): it was made under other settings."""
+        if self.state.sensitivity is None and self.state.running != "sensitivity":
+            return
+        self.cancel_sensitivity()
+        self.state.sensitivity = None
+        self.viewer.events.message.emit(f"Sensitivity map cleared: {why}; compute it again")

@@ -37,6 +37,8 @@ from viewer.occlusion.state import (
     OcclusionOverride,
     before_after_text,
 )
+from viewer.progress import ProgressClock
+from viewer.widgets.job_progress import show_progress
 
 __all__ = ["OcclusionDock", "OcclusionPanel", "rgb_pixmap"]
 
@@ -292,21 +294,28 @@ class OcclusionPanel(QWidget):
         tiles = QHBoxLayout()
         for tile in self.tiles:
             tiles.addWidget(tile)
+        tiles.addStretch(1)
         self.new_sample = QPushButton("New sample")
-        tiles.addWidget(self.new_sample)
         self.new_sample.setToolTip("Draw new random boxes (the transforms training uses)")
         self.new_sample.clicked.connect(lambda: controller.new_previews())
         previews_layout = QVBoxLayout(previews)
         previews_layout.addLayout(tiles)
         previews_hint = QLabel("Click one to rank it as the query.")
         previews_hint.setObjectName("dim")
-        previews_layout.addWidget(previews_hint)
+        previews_hint.setWordWrap(True)
+        under = QHBoxLayout()
+        under.addWidget(previews_hint, 1)
+        under.addWidget(self.new_sample)
+        previews_layout.addLayout(under)
 
         # Sensitivity map.
         sens = QGroupBox("Sensitivity map")
         self.mode = QComboBox()
         for key, label in SENSITIVITY_MODES.items():
             self.mode.addItem(label, key)
+        # As wide as the dock allows (the list shows the entries whole).
+        self.mode.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.mode.setMinimumContentsLength(12)
         self.mode.currentIndexChanged.connect(
             lambda _i: setattr(state, "mode", self.mode.currentData()))
         self.side = QSpinBox()
@@ -324,6 +333,7 @@ class OcclusionPanel(QWidget):
         self.cancel = QPushButton("Cancel")
         self.cancel.clicked.connect(controller.cancel_sensitivity)
         self.progress = QProgressBar()
+        self._clock = ProgressClock()
         self.show_heat = QCheckBox("Show heatmap")
         self.show_heat.toggled.connect(lambda on: setattr(state, "show_heatmap", on))
         self.sens_text = QLabel()
@@ -342,6 +352,11 @@ class OcclusionPanel(QWidget):
         sens_layout.addLayout(buttons)
         sens_layout.addWidget(self.progress)
         sens_layout.addWidget(self.sens_text)
+
+        for button in (self.rank_button, self.reset_button, self.new_sample, self.compute, self.cancel):
+            # As wide as the text, not the style's 80 px: the dock fits beside the window's
+            # centre at 1024 px.
+            button.setMinimumWidth(button.fontMetrics().horizontalAdvance(button.text()) + 20)
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
@@ -404,20 +419,27 @@ class OcclusionPanel(QWidget):
         self.cancel.setEnabled(running == "sensitivity")
         self.progress.setVisible(running == "sensitivity")
         if state.sens_progress is not None:
-            done, total = state.sens_progress
-            self.progress.setRange(0, max(total, 0))
-            self.progress.setValue(min(done, total))
+            show_progress(self.progress, self._clock, "sensitivity", *state.sens_progress, label="")
         self.show_heat.setEnabled(state.sensitivity is not None)
         self.sens_text.setText("" if state.sensitivity is None else state.sensitivity.describe())
 
 
 class OcclusionDock(QDockWidget):
-    """A dock holding the :class:`OcclusionPanel`, built when first shown."""
+    """A dock holding the :class:`OcclusionPanel`, built when first shown.
 
-    def __init__(self, controller: OcclusionController, parent=None):
+    It is never narrower than the panel's content (nothing is cut off: it scrolls vertically,
+    never sideways) and opens at the width it had last time (``settings`` key
+    :data:`WIDTH_KEY`), else at :data:`DEFAULT_WIDTH`, as far as the window leaves room.
+    """
+
+    WIDTH_KEY = "occlusion/dock_width"
+    DEFAULT_WIDTH = 340
+
+    def __init__(self, controller: OcclusionController, parent=None, settings=None):
         super().__init__("Occlusion", parent)
         self.setObjectName("occlusionDock")
         self.controller = controller
+        self.settings = settings    # a QSettings, or None: nothing remembered
         self.panel: OcclusionPanel | None = None
         self.setAllowedAreas(Qt.DockWidgetArea.LeftDockWidgetArea
                              | Qt.DockWidgetArea.RightDockWidgetArea)
@@ -430,8 +452,30 @@ class OcclusionDock(QDockWidget):
             scroll.setWidgetResizable(True)
             scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
             scroll.setWidget(self.panel)
+            bar = scroll.verticalScrollBar().sizeHint().width()
+            scroll.setMinimumWidth(self.panel.minimumSizeHint().width() + bar + 2 * scroll.frameWidth())
             self.setWidget(scroll)
-            window = self.parent()
-            if hasattr(window, "resizeDocks"):
-                window.resizeDocks([self], [380], Qt.Orientation.Horizontal)
+        if visible and not self.isFloating():
+            # Once the dock is laid out: a width asked for before that is not kept.
+            QTimer.singleShot(0, self._restore_width)
+        elif not visible:
+            self.save_width()
         self.controller.set_active(visible)
+
+    def saved_width(self) -> int:
+        value = None if self.settings is None else self.settings.value(self.WIDTH_KEY)
+        try:
+            return max(int(value), 0)
+        except (TypeError, ValueError):
+            return self.DEFAULT_WIDTH
+
+    def _restore_width(self) -> None:
+        window = self.parent()
+        if self.isVisible() and not self.isFloating() and hasattr(window, "resizeDocks"):
+            window.resizeDocks([self], [max(self.saved_width(), self.minimumSizeHint().width())],
+                               Qt.Orientation.Horizontal)
+
+    def save_width(self) -> None:
+        """Remember the width for the next opening and the next launch."""
+        if self.settings is not None and self.panel is not None and not self.isFloating():
+            self.settings.setValue(self.WIDTH_KEY, self.width())

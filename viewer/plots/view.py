@@ -44,6 +44,8 @@ from viewer.plots.render import (
     image_png,
 )
 from viewer.plots.state import plot_request, query_marks
+from viewer.progress import ProgressClock
+from viewer.widgets.job_progress import show_progress
 
 __all__ = ["PlotTile", "PlotsPanel"]
 
@@ -142,7 +144,8 @@ class PlotsPanel(QWidget):
                                   "QAConv appendix's values (40 TLift runs, in the background)")
         self.cancel_sweep = QPushButton("Cancel")
         self.sweep_bar = QProgressBar()
-        self.sweep_bar.setMaximumWidth(140)
+        self.sweep_bar.setMaximumWidth(180)
+        self._sweep_clock = ProgressClock()
         self.sweep.controls.addWidget(self.sweep_bar)
         self.sweep.controls.addWidget(self.cancel_sweep)
         self.sweep.controls.addWidget(self.run_sweep)
@@ -303,9 +306,8 @@ class PlotsPanel(QWidget):
         self.cancel_sweep.setVisible(running)
         self.run_sweep.setEnabled(not running and self.state.has_times)
         if running:
-            done, total = self.plots.sweep_progress
-            self.sweep_bar.setRange(0, max(total, 1))
-            self.sweep_bar.setValue(done)
+            show_progress(self.sweep_bar, self._sweep_clock, "sweep", *self.plots.sweep_progress,
+                          label="")
         sweep = self.plots.sweep
         if self.state.session is None:
             text = ""

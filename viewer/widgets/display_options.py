@@ -3,9 +3,10 @@ gallery camera."""
 from __future__ import annotations
 
 from PySide6.QtCore import QSignalBlocker
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSizePolicy, QSpinBox, QWidget
+from PySide6.QtWidgets import QComboBox, QLabel, QSizePolicy, QSpinBox, QWidget
 
 from viewer.state import ViewerState
+from viewer.widgets.flow_layout import FlowLayout, joined
 
 __all__ = ["DisplayOptions"]
 
@@ -39,16 +40,11 @@ class DisplayOptions(QWidget):
             combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
             combo.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
 
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(QLabel("Top-k"))
-        layout.addWidget(self.top_k)
-        layout.addSpacing(10)
-        layout.addWidget(QLabel("Junk"))
-        layout.addWidget(self.junk)
-        layout.addSpacing(10)
-        layout.addWidget(QLabel("Gallery"))
-        layout.addWidget(self.camera)
+        # Each label with its control; the pairs wrap onto a second row when the centre is
+        # narrow (the occlusion dock open at 1024 px).
+        layout = FlowLayout(self, spacing=14)
+        for text, control in (("Top-k", self.top_k), ("Junk", self.junk), ("Gallery", self.camera)):
+            layout.addWidget(joined(QLabel(text), control))
 
         self.top_k.valueChanged.connect(lambda v: setattr(state, "top_k", int(v)))
         self.junk.currentIndexChanged.connect(

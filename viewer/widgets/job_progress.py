@@ -4,9 +4,10 @@ from __future__ import annotations
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
 
+from viewer.progress import ProgressClock
 from viewer.state import ViewerState
 
-__all__ = ["JobProgress", "describe_stage"]
+__all__ = ["JobProgress", "describe_stage", "show_progress"]
 
 # Engine stage names -> what the user reads; unknown stages are shown as they are.
 STAGE_LABELS = {
@@ -27,8 +28,22 @@ def describe_stage(stage: str) -> str:
     return STAGE_LABELS.get(stage, stage[:1].upper() + stage[1:])
 
 
+def show_progress(bar: QProgressBar, clock: ProgressClock, stage: str, done: int, total: int, *,
+                  label: str | None = None) -> None:
+    """Show a job's report on ``bar``: its range and value, and ``clock``'s words for it
+    ("LABEL 1200/3400 · about 40 s left"; ``label`` as in :meth:`ProgressClock.text`)."""
+    if total <= 0:
+        bar.setRange(0, 0)  # indeterminate
+    else:
+        bar.setRange(0, total)
+        bar.setValue(min(done, total))
+    bar.setFormat(clock.text(stage, done, total, label=label))
+
+
 class JobProgress(QWidget):
-    """Bound to ``state.busy`` and ``state.progress``; hidden while idle."""
+    """Bound to ``state.busy`` and ``state.progress``; hidden while idle. The bar reads
+    ``"STAGE 1200/3400 · about 40 s left"`` (:class:`viewer.progress.ProgressClock`; the stage
+    left out where the label above says it)."""
 
     cancel_requested = Signal()
 
@@ -42,6 +57,7 @@ class JobProgress(QWidget):
         self.bar = QProgressBar()
         self.bar.setTextVisible(True)
         self.bar.setMinimumWidth(160)
+        self.clock = ProgressClock()
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setToolTip("Stop the running job; the window keeps its current results")
         self.cancel_button.clicked.connect(self.cancel_requested)
@@ -65,14 +81,11 @@ class JobProgress(QWidget):
             self.bar.setRange(0, 1)
             self.bar.setValue(0)
             self.stage.clear()
+            self.clock.finish()
             return
         stage, done, total = progress
         label = describe_stage(stage)
         self.stage.setText(label)
         self.bar.setToolTip(label)
-        if total <= 0:
-            self.bar.setRange(0, 0)  # indeterminate
-        else:
-            self.bar.setRange(0, total)
-            self.bar.setValue(min(done, total))
-        self.bar.setFormat("%p%" if self.stage.isVisibleTo(self) else f"{stage}: %p%")
+        show_progress(self.bar, self.clock, stage, done, total,
+                      label="" if self.stage.isVisibleTo(self) else stage)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 
+from PySide6.QtCore import QRect, Qt
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QVBoxLayout
 
 from viewer import style
@@ -34,9 +35,13 @@ class QueryHeader(QFrame):
         self.marks.setToolTip("Your marks of this query's results: S same person, D different "
                               "person, C clear (or right-click a result); the list re-ranks "
                               "from them")
+        # Long lines wrap rather than widen the centre (and squeeze the query list beside it).
+        for label in (self.title, self.where, self.numbers, self.marks):
+            label.setWordWrap(True)
         self.note = QLabel()
         self.note.setObjectName("dim")
         self.note.setWordWrap(True)
+        self.note_text = ""   # the whole note; the label may show it shortened (_fit_note)
 
         self.first_match = QPushButton("Go to first true match")
         self.first_match.setToolTip("Select the first result of the same identity on another "
@@ -64,8 +69,9 @@ class QueryHeader(QFrame):
         if state.session is None or not 0 <= query < state.num_queries:
             self.image.clear()
             self.title.setText("No query selected")
-            for label in (self.where, self.numbers, self.marks, self.note):
+            for label in (self.where, self.numbers, self.marks):
                 label.clear()
+            self._set_note("")
             self.first_match.setEnabled(False)
             return
         sample = state.query_sample(query)
@@ -87,7 +93,7 @@ class QueryHeader(QFrame):
         self.first_match.setEnabled(described is not None and described.first_hit_rank > 0)
         if described is None:
             self.numbers.setText("Ranking: computing…")
-            self.note.clear()
+            self._set_note("")
             return
         if described.identity_known:
             self.numbers.setText(f"Ranking: {described.summary()}")
@@ -96,4 +102,24 @@ class QueryHeader(QFrame):
         else:
             self.numbers.setText(f"Ranking: {described.label}")
             note = "No identity, so no right/wrong marks."
-        self.note.setText(" ".join(filter(None, (note, described.note))))
+        self._set_note(" ".join(filter(None, (note, described.note))))
+
+    def _set_note(self, text: str) -> None:
+        self.note_text = text
+        self._fit_note()
+
+    def _fit_note(self) -> None:
+        """The note whole when it takes two lines at most; narrower (the occlusion dock open at
+        1024 px), shortened with "…" to about two lines, whole in its tooltip: the grid below
+        keeps its height."""
+        text, fm = self.note_text, self.note.fontMetrics()
+        width = max(self.note.width(), 1)
+        wrapped = fm.boundingRect(QRect(0, 0, width, 1 << 20), Qt.TextFlag.TextWordWrap, text)
+        whole = wrapped.height() <= 2 * fm.lineSpacing()
+        self.note.setToolTip("" if whole else text)
+        self.note.setText(text if whole else
+                          fm.elidedText(text, Qt.TextElideMode.ElideRight, int(1.7 * width)))
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._fit_note()

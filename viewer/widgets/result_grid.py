@@ -218,9 +218,7 @@ class ResultGrid(QListView):
         state = self.state
         if state.session is None:
             return
-        limit = state.max_top_k
-        if state.top_k < limit:
-            state.top_k = min(state.top_k + state.MORE_STEP, limit)
+        state.show_more(state.top_k + state.MORE_STEP, "by scrolling past the last result")
 
     def _more_or_less(self, _top_k: int) -> None:
         # Same query, longer or shorter list: keep the scroll position.

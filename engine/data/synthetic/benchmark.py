@@ -430,6 +430,8 @@ def _render_all(settings: dict, persons: list[Person], images: list[SyntheticIma
             infos[start + k] = info
 
     batches = [(s, images[s:s + step]) for s in range(0, total, step)]
+    if progress:
+        progress("rendering", 0, total)  # the count shows (and is timed) from the start
     if workers <= 1:
         render = _Renderer(settings, persons)
         for start, batch in batches:
