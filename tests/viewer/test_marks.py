@@ -198,3 +198,31 @@ def test_marking_in_the_match_inspector(qtbot, window, refine_calls):
     assert win.state.selected_result == 3
     assert second not in [it.gallery_index for it in win.state.results()]
     assert win.inspector_ctl.inspector.pair[1] == win.state.selected_item().gallery_index
+
+
+def test_marks_with_the_engines_refine(qtbot, window, loaded):
+    """The real engine.feedback.refine behind the window: a true match marked the same person
+    leads, a result marked different goes last; the marks file is removed afterwards."""
+    import shutil
+    from pathlib import Path
+
+    win = window
+    qtbot.waitUntil(lambda: win.state.marks is not None, timeout=10000)
+    session = win.state.session
+    q = _query_with_match(session)
+    win.state.select_query(q)
+    sample = session.dataset.query[q]
+    hits = ((session.gallery_pids == sample.pid) & (session.gallery_cams != sample.cam)).nonzero()[0]
+    first = int(win.state.results()[0].gallery_index)
+    try:
+        with qtbot.waitSignal(win.marks_ctl.refined, timeout=60000):
+            win.marks_ctl.mark(q, int(hits[-1]), SAME)
+        with qtbot.waitSignal(win.marks_ctl.refined, timeout=60000):
+            win.marks_ctl.mark(q, first if first != int(hits[-1]) else
+                               int(win.state.results()[1].gallery_index), DIFFERENT)
+        assert win.state.error is None, win.state.error
+        shown = win.state.shown_ranking(q)
+        assert int(shown.order[0]) == int(hits[-1])
+        assert int(shown.order[-1]) == win.state.marks.negatives(win.state.query_key(q))[0]
+    finally:
+        shutil.rmtree(Path(session.cache_dir) / "marks", ignore_errors=True)
