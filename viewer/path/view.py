@@ -136,6 +136,7 @@ class PathDock(QDockWidget):
             item.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations)
             item.setOffset(-pixmap.width() / 2, -pixmap.height() / 2)
             item.setOpacity(0.35 if faded else 1.0)
+            item.setZValue(5 if faded else 10)   # a candidate never hides a sighting
             item.setPos(point.time, row[point.cam])
             item.setToolTip(point.path)
             plot.addItem(item)
