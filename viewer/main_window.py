@@ -359,13 +359,25 @@ class MainWindow(QMainWindow):
         return bytes(data.data())
 
     def save_case(self, folder: str | None = None):
-        """File > Save case: the selected query's case into a folder."""
+        """File > Save case: the selected query's case into a folder (once the path view can
+        score its legs; ``case_ctl.saved`` says when it is written)."""
         folder = folder or QFileDialog.getExistingDirectory(self, "Save the case into a folder",
                                                             self.last_case_folder)
-        if folder:
-            self.last_case_folder = os.path.dirname(os.path.abspath(folder))
-            return self.case_ctl.save(folder, self.path_png())
-        return None
+        if not folder:
+            return None
+        self.last_case_folder = os.path.dirname(os.path.abspath(folder))
+        if self.path_dock is None:
+            self.show_path()
+            self.path_dock.hide()
+        path = self.path_dock.controller
+        if not path.ready():   # the legs' transits first (a background job), then the case
+            def then() -> None:
+                path.transits_ready.disconnect(then)
+                self.case_ctl.save(folder, self.path_png())
+
+            path.transits_ready.connect(then)
+            return None
+        return self.case_ctl.save(folder, self.path_png())
 
     def open_case(self, folder: str | None = None) -> bool:
         """File > Open case: a case folder on the open dataset and checkpoint."""

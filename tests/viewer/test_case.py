@@ -63,6 +63,9 @@ def test_saved_case_reopens_to_the_same_screen(qtbot, window, refine_calls, tmp_
     sheet = Image.open(folder / "contact_sheet.png")
     assert sheet.width > sheet.height  # query + 2 confirmed sightings side by side
     assert Image.open(folder / "path.png").size[0] > 200
+    # The path view was drawn with its legs scored (the pair transits were waited for).
+    path = win.path_dock.controller.model
+    assert path.legs and all(0.0 <= leg.plausibility <= 1.0 for leg in path.legs)
 
     # Another screen: RR off, marks of the query cleared, another query selected.
     win.marks_ctl.clear_query(q)

@@ -87,3 +87,15 @@ def test_path_dock_follows_marks_and_selects_on_click(qtbot, window, refine_call
     assert win.state.selected_item().gallery_index == int(target.data())
     win.path_dock.hide()
     qtbot.waitUntil(lambda: not ctl.active, timeout=2000)
+
+
+def test_path_dock_without_timestamps_says_why(qtbot, window, monkeypatch):
+    from viewer.state import ViewerState
+
+    monkeypatch.setattr(ViewerState, "has_times", property(lambda self: False))
+    win = window
+    win.show_path()
+    ctl = win.path_dock.controller
+    assert ctl.model.reason and "no capture times" in ctl.model.reason
+    assert win.path_dock.note.text() == ctl.model.reason and win.path_dock.scatter is None
+    assert ctl.ready()   # nothing to wait for: a case is saved at once

@@ -32,6 +32,8 @@ class PathController(QObject):
     """Builds the path of the selected query while the view is shown."""
 
     changed = Signal()
+    #: The session's pair transits arrived (the path can be drawn with its legs scored).
+    transits_ready = Signal()
 
     def __init__(self, controller: Controller, parent: QObject | None = None):
         super().__init__(parent or controller)
@@ -58,11 +60,16 @@ class PathController(QObject):
             def done(result) -> None:
                 if session is viewer.session:
                     self._transits = (session, k, result)
+                    self.transits_ready.emit()
                     self.refresh()
 
             self.main.jobs.submit(pivot_transits_job, session, k, name="camera-pair transits",
                                   group="path", pool="io", busy=False, on_result=done)
         return None
+
+    def ready(self) -> bool:
+        """Whether the path can be drawn in full now (else the transits are being computed)."""
+        return not self.viewer.has_times or self.transits() is not None
 
     def refresh(self) -> None:
         if not self.active:
