@@ -329,23 +329,26 @@ class MainWindow(QMainWindow):
         self.plots_dock.show()
         self.plots_dock.raise_()
 
-    def show_path(self) -> None:
-        """Open the person's path dock (built on first use, like the plots)."""
+    def _built_path_dock(self):
+        """The person's path dock, built (hidden) on first need: pyqtgraph loads only then."""
         if self.path_dock is None:
             from viewer.path.controller import PathController
             from viewer.path.view import PathDock
 
             self.path_dock = PathDock(PathController(self.controller), self.thumbnails, self)
             self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.path_dock)
-        self.path_dock.show()
-        self.path_dock.raise_()
+            self.path_dock.hide()
+        return self.path_dock
+
+    def show_path(self) -> None:
+        """View > Person's path."""
+        dock = self._built_path_dock()
+        dock.show()
+        dock.raise_()
 
     def path_png(self, size: tuple[int, int] = (1100, 520)) -> bytes:
         """The path view of the selected query as PNG (drawn now, shown or not)."""
-        if self.path_dock is None:
-            self.show_path()
-            self.path_dock.hide()
-        dock = self.path_dock
+        dock = self._built_path_dock()
         dock.controller.active = True
         dock.controller.refresh()
         dock.controller.active = dock.isVisible()
@@ -366,16 +369,15 @@ class MainWindow(QMainWindow):
         if not folder:
             return None
         self.last_case_folder = os.path.dirname(os.path.abspath(folder))
-        if self.path_dock is None:
-            self.show_path()
-            self.path_dock.hide()
-        path = self.path_dock.controller
+        path = self._built_path_dock().controller
         if not path.ready():   # the legs' transits first (a background job), then the case
             def then() -> None:
                 path.transits_ready.disconnect(then)
                 self.case_ctl.save(folder, self.path_png())
 
             path.transits_ready.connect(then)
+            self.state.events.message.emit("saving the case once the camera-pair transits are "
+                                           "computed…")
             return None
         return self.case_ctl.save(folder, self.path_png())
 
