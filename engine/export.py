@@ -26,7 +26,8 @@ match
 method
     The post-processing applied to that query's list, e.g. ``qaconv``, ``qaconv+rr``,
     ``qaconv+rr+tlift``; TLift is not applied to a query without a timestamp (an external image),
-    so its rows never name it.
+    so its rows never name it. ``+feedback`` ends it for a list re-ranked from the user's marks
+    in the viewer (``engine.feedback.refine``).
 mark
     The user's relevance-feedback mark on that gallery image for that query in the viewer:
     ``same`` (same person), ``different``, or empty when unmarked (always empty from the CLI).
@@ -35,7 +36,7 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -88,7 +89,8 @@ def ranked_rows(distmat, scores, queries: Sequence[Sample], gallery: Sequence[Sa
                 method: str, top_k: int | None = None,
                 query_indices: Sequence[int] | None = None,
                 camera_base: int = 0,
-                marks: Mapping[int, Mapping[int, str]] | None = None) -> Iterator[tuple]:
+                marks: Mapping[int, Mapping[int, str]] | None = None,
+                refined: Collection[int] = ()) -> Iterator[tuple]:
     """Yield one tuple of :data:`COLUMNS` values per ranked item, query by query.
 
     Parameters
@@ -110,6 +112,8 @@ def ranked_rows(distmat, scores, queries: Sequence[Sample], gallery: Sequence[Sa
         Added to the 0-based camera indices written (``Dataset.camera_base``).
     marks : mapping, optional
         Row of ``distmat`` -> {gallery index: ``"same"`` | ``"different"``}, the ``mark`` column.
+    refined : collection of int
+        Rows of ``distmat`` re-ranked from marks: their ``method`` ends in ``+feedback``.
     """
     distmat = np.asarray(distmat)
     scores = np.asarray(scores)
@@ -125,7 +129,7 @@ def ranked_rows(distmat, scores, queries: Sequence[Sample], gallery: Sequence[Sa
     indices = range(num_q) if query_indices is None else query_indices
     for qi in indices:
         query = queries[qi]
-        applied = method_for(query, method)
+        applied = method_for(query, method) + ("+feedback" if qi in refined else "")
         order = np.argsort(distmat[qi].astype(np.float32))[:count]  # same order as evaluation
         matches = [_match(query, gallery[gi]) for gi in order]
         ranks = protocol_ranks([m == "junk" for m in matches])
@@ -143,7 +147,8 @@ def write_ranked_csv(path: str | os.PathLike, distmat, scores, queries: Sequence
                      query_indices: Sequence[int] | None = None,
                      progress: ProgressFn | None = None, cancel: CancelFn | None = None,
                      inputs: RunInputs | Sequence[str] = (), camera_base: int = 0,
-                     marks: Mapping[int, Mapping[int, str]] | None = None) -> int:
+                     marks: Mapping[int, Mapping[int, str]] | None = None,
+                     refined: Collection[int] = ()) -> int:
     """Write ranked lists to ``path`` as CSV (see the module notes for the columns).
 
     The caller has decided that an existing regular file at ``path`` may be replaced (``--force``
@@ -179,7 +184,7 @@ def write_ranked_csv(path: str | os.PathLike, distmat, scores, queries: Sequence
                 check_cancel(cancel)
                 for row in ranked_rows(distmat, scores, queries, gallery, method=method,
                                        top_k=top_k, query_indices=(qi,), camera_base=camera_base,
-                                       marks=marks):
+                                       marks=marks, refined=refined):
                     writer.writerow(row)
                     rows += 1
                 report(progress, done, len(indices))

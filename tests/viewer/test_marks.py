@@ -134,6 +134,19 @@ def test_marks_rerank_survive_rr_relaunch_and_export(qtbot, window, loaded, refi
     assert marked == {gallery[first].path: SAME, gallery[negative].path: DIFFERENT}
     assert rows[0]["gallery"] == gallery[first].path
     assert rows[0]["method"].endswith("+feedback")
+    # Every query: the marked one's list re-ranked from its marks as on screen, the others not.
+    out_all = tmp_path / "all.csv"
+    with qtbot.waitSignal(win.controller.export_finished, timeout=20000):
+        win.controller.export(str(out_all), all_queries=True, top_k=2)
+    with open(out_all, newline="") as fh:
+        rows = [dict(zip(COLUMNS, r, strict=True)) for r in list(csv.reader(fh))[1:]]
+    query_path = session.dataset.query[q].path
+    mine = [r for r in rows if r["query"] == query_path]
+    assert mine[0]["gallery"] == gallery[first].path and mine[0]["mark"] == SAME
+    assert all(r["method"].endswith("+feedback") for r in mine)
+    assert not any(r["method"].endswith("+feedback") or r["mark"] for r in rows
+                   if r["query"] != query_path)
+    assert refine_calls[-1][5] is False   # refined in the export job, off the GUI thread
 
     # Relaunch: a new window on the same data and checkpoint reads the marks back and shows the
     # query re-ranked from them when it is selected.
