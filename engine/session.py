@@ -39,7 +39,7 @@ from engine.jobs import check_cancel
 from engine.leftovers import cache_folders, remove_stale_temporaries
 from engine.model_handle import ModelHandle, resolve_device_lazily
 from engine.models.config import ModelConfig
-from engine.models.correspondence import Correspondence, pair_correspondence
+from engine.models.correspondence import Correspondence, global_correspondence, pair_correspondence
 from engine.postprocess.params import RerankParams, TLiftParams, rerank_params, tlift_params
 from engine.postprocess.pipeline import distances_of, post_process
 from engine.postprocess.rerank_sparse import Graph
@@ -164,7 +164,10 @@ class Session:
 
     @property
     def head_ready(self) -> bool:
-        """Whether :meth:`folded_head` can answer without loading the model (and torch)."""
+        """Whether :meth:`correspondences` can answer without loading the model (and torch):
+        the folded head is known (QAConv), or none is needed (the global baseline)."""
+        if self.method == "global":
+            return True
         size = None if self.gallery_maps is None else int(np.prod(self.gallery_maps.shape[2:]))
         return self.handle.head_ready(size)
 
@@ -406,13 +409,34 @@ class Session:
                                       memory_budget=self.memory_budget), np.float32)
 
     # ------------------------------------------------------------------ one pair
-    def correspondences(self, probe_map: np.ndarray, gallery_index: int) -> Correspondence:
-        """QAConv's local matches between a probe map ``[D, h, w]`` and one gallery image.
+    def _split_note(self, model) -> str:
+        """What a global model's exact split assumes: an OSNet-style Linear + BN + ReLU head
+        (``head == "fc"``) is affine only with each image's ReLU mask held fixed."""
+        if model is not None:
+            head = getattr(model.config, "head", "pool")
+        else:
+            config = (read_sidecar_config(self.checkpoint, self.model_digest)
+                      if self.checkpoint is not None else None) or {}
+            head = config.get("head", "pool")
+        return "exact given the pair's ReLU masks (the head's Linear + BN + ReLU)" if head == "fc" else ""
 
-        The logit equals the scoring path's logit of the pair (``score_matrix``), and it is
-        split exactly into per-location contributions plus the head's bias (docs/arithmetic.md 2.7).
+    def correspondences(self, probe_map: np.ndarray, gallery_index: int) -> Correspondence:
+        """Local matches between a probe map ``[D, h, w]`` and one gallery image.
+
+        QAConv: the logit equals the scoring path's logit of the pair (``score_matrix``), and it
+        is split exactly into per-location contributions plus the head's bias (docs/arithmetic.md
+        2.7). The global baseline: its cosine of the average-pooled maps, split exactly over
+        locations (docs/arithmetic.md 2.9); no model needed.
         """
         if self.gallery_maps is None:
             self.extract()
+        if self.method == "global":
+            model = self.model if self.model_loaded else None
+            if model is not None and not getattr(model, "has_correspondences", True):
+                raise ValueError(getattr(model, "no_correspondences_reason", None) or
+                                 "this model's pooling is not an average, so its score has no exact "
+                                 "split over image locations; no picture is drawn rather than a wrong one")
+            return global_correspondence(probe_map, self.gallery_maps[gallery_index],
+                                         note=self._split_note(model))
         weight, bias, centre = self.folded_head()
         return pair_correspondence(probe_map, self.gallery_maps[gallery_index], weight, bias, centre)

@@ -16,7 +16,7 @@ import numpy as np
 from engine.models.correspondence import Correspondence
 
 __all__ = ["Line", "SIDES", "band_sums", "band_of_rows", "location_centres", "select_lines",
-           "matched_location", "BAND_NAMES"]
+           "matched_location", "pair_heatmap", "BAND_NAMES"]
 
 SIDES = ("probe", "gallery")
 BAND_NAMES = ("top", "middle", "bottom")
@@ -87,3 +87,24 @@ def matched_location(corr: Correspondence, side: str, index: int) -> Line:
         raise IndexError(f"location {index} is outside the map ({sim.size} locations)")
     return Line(side, int(index), int(corr.matches(side)[index]), float(sim[index]),
                 float(corr.contribution(side).reshape(-1)[index]))
+
+
+def pair_heatmap(corr: Correspondence, side: str = "probe") -> np.ndarray:
+    """The pair's whole score carried onto ``side``'s locations, ``float32 [H, W]``.
+
+    QAConv: each location's relative contribution ``w*(a-mu)`` plus the ``w*(b-mu)`` of every
+    location of the other side whose best match it is (each ``b`` is the similarity of one
+    match, so it belongs to that location); with the relative bias they add up to the logit.
+    Global models: the location's row of pair terms, ``A_i.b / (N |a||b|)``, which alone add up
+    to the score (twice the halved contribution, docs/arithmetic.md 2.9). Unlike ``w*a``, it
+    changes with the pair: what this result owes to each location, both directions included.
+    """
+    if side not in SIDES:
+        raise ValueError(f"side must be one of {SIDES}; got {side!r}")
+    own = corr.relative_contribution(side)
+    if corr.method == "global":
+        return (2.0 * own).astype(np.float32)
+    other = "gallery" if side == "probe" else "probe"
+    routed = np.bincount(corr.matches(other), weights=corr.relative_contribution(other).ravel(),
+                         minlength=own.size)
+    return (own.astype(np.float64) + routed.reshape(own.shape)).astype(np.float32)

@@ -1,4 +1,7 @@
-"""One pair's local matches under QAConv and the exact split of its logit (NumPy only, no torch).
+"""One pair's local matches and the exact split of its score (NumPy only, no torch).
+
+QAConv: :func:`pair_correspondence`. Global (pooled-feature) models: :func:`global_correspondence`
+(docs/arithmetic.md 2.9), which returns the same structure so the inspector draws both alike.
 
 QAConv's eval-mode logit is additive over local matches (docs/arithmetic.md 2.7): with the folded head
 ``w [hw]``, ``c`` and the best-match cosines ``a`` (probe side) and ``b`` (gallery side),
@@ -16,7 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["Correspondence", "pair_correspondence"]
+__all__ = ["Correspondence", "global_correspondence", "pair_correspondence"]
 
 
 class Correspondence(NamedTuple):
@@ -46,6 +49,11 @@ class Correspondence(NamedTuple):
     centre
         A typical best-match similarity (the matcher's first BatchNorm mean, ``mu``), for
         :meth:`relative_contribution`; 0 when not given.
+    method
+        ``"qaconv"`` (the split of a logit, above) or ``"global"`` (the split of the cosine of
+        two average-pooled embeddings, :func:`global_correspondence`).
+    note
+        What the split assumes, for the user (e.g. a head's ReLU masks held fixed); "" if nothing.
 
     Notes
     -----
@@ -65,6 +73,8 @@ class Correspondence(NamedTuple):
     bias: float
     weight: np.ndarray | None = None
     centre: float = 0.0
+    method: str = "qaconv"
+    note: str = ""
 
     def heatmap(self, side: str) -> np.ndarray:
         return self.probe_heatmap if side == "probe" else self.gallery_heatmap
@@ -72,13 +82,24 @@ class Correspondence(NamedTuple):
     def contribution(self, side: str) -> np.ndarray:
         return self.probe_contribution if side == "probe" else self.gallery_contribution
 
+    @property
+    def has_relative(self) -> bool:
+        """Whether there is a relative split (QAConv's head); a global model has none (its
+        :meth:`relative_contribution` is the contribution itself)."""
+        return self.method == "qaconv" and self.weight is not None
+
     def relative_contribution(self, side: str) -> np.ndarray:
-        """``w * (a - centre)`` (or ``b``): the contribution relative to an average match."""
+        """``w * (a - centre)`` (or ``b``): the contribution relative to an average match
+        (the contribution itself when there is no head: global models)."""
+        if not self.has_relative:
+            return self.contribution(side)
         return (self.contribution(side) - self.weight * np.float32(self.centre)).astype(np.float32)
 
     @property
     def relative_bias(self) -> float:
         """The bias of the relative split: ``bias + 2 * centre * sum(w)``."""
+        if not self.has_relative:
+            return self.bias
         return float(self.bias + 2.0 * self.centre * self.weight.sum(dtype=np.float64))
 
     def matches(self, side: str) -> np.ndarray:
@@ -137,3 +158,66 @@ def pair_correspondence(probe_map, gallery_map, weight, bias: float,
         probe_contribution=probe_contribution.reshape(shape),
         gallery_contribution=gallery_contribution.reshape(shape), bias=bias,
         weight=w.reshape(shape), centre=float(centre))
+
+
+def global_correspondence(probe_local, gallery_local, *, note: str = "") -> Correspondence:
+    """The exact split of a global model's score, the cosine of two average-pooled embeddings.
+
+    With local embeddings ``A_i`` (``N`` probe locations) and ``B_j`` (``M`` gallery locations)
+    whose averages ``a``, ``b`` are the two embeddings, ``cos(a, b) = sum_ij A_i.B_j /
+    (N M |a| |b|)`` (docs/arithmetic.md 2.9). The pair terms ``P_ij`` sum to the score; probe
+    location ``i`` contributes its row ``sum_j P_ij = A_i.b / (N |a| |b|)``, gallery location
+    ``j`` its column ``a.B_j / (M |a| |b|)``. Each side's contributions alone add up to the
+    score, so each is given here halved: query + gallery add up to it as QAConv's do (bias 0).
+
+    Each location's match is the location of the other side with the largest pair term; the
+    heatmaps hold the cosine of the two local embeddings so matched (0 for a zero vector).
+
+    Parameters
+    ----------
+    probe_local, gallery_local
+        Local embeddings ``[E, h, w]`` and ``[E, h', w']`` (any float dtype, computed in
+        float64) whose averages over locations are the embeddings the model ranks by: for this
+        project's global baseline, the unit-norm feature maps themselves.
+    note
+        What the split assumes (e.g. ``"exact given the pair's ReLU masks"``), shown to the user.
+
+    Returns
+    -------
+    Correspondence
+        ``method="global"``; ``logit`` is the cosine; ``weight`` None (no head: the relative
+        split is the contribution itself).
+    """
+    maps = [np.asarray(m) for m in (probe_local, gallery_local)]
+    for m, name in zip(maps, ("probe_local", "gallery_local"), strict=True):
+        if m.ndim != 3:
+            raise ValueError(f"{name} must be local embeddings [E, h, w]; got shape {m.shape}")
+    if maps[0].shape[0] != maps[1].shape[0]:
+        raise ValueError(f"probe and gallery embeddings differ in size: {maps[0].shape[0]} vs "
+                         f"{maps[1].shape[0]}")
+    A, B = (m.reshape(m.shape[0], -1).astype(np.float64) for m in maps)   # [E, N], [E, M]
+    n, m_ = A.shape[1], B.shape[1]
+    a, b = A.mean(axis=1), B.mean(axis=1)
+    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
+    if na == 0.0 or nb == 0.0:
+        raise ValueError("an embedding is zero: its cosine, and so its split, is undefined")
+    dots = A.T @ B                                                       # [N, M]
+    scale = 1.0 / (n * m_ * na * nb)
+    probe_contribution = dots.sum(axis=1) * scale                        # A_i.b / (N|a||b|)
+    gallery_contribution = dots.sum(axis=0) * scale                      # a.B_j / (M|a||b|)
+    probe_to_gallery, gallery_to_probe = dots.argmax(axis=1), dots.argmax(axis=0)
+    norm_a, norm_b = np.linalg.norm(A, axis=0), np.linalg.norm(B, axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cosines = np.nan_to_num(dots / np.outer(norm_a, norm_b), nan=0.0, posinf=0.0, neginf=0.0)
+    probe_sim = cosines[np.arange(n), probe_to_gallery]
+    gallery_sim = cosines[gallery_to_probe, np.arange(m_)]
+    score = float(a @ b / (na * nb))
+    ps, gs = maps[0].shape[1:], maps[1].shape[1:]
+    return Correspondence(
+        probe_heatmap=probe_sim.reshape(ps).astype(np.float32),
+        gallery_heatmap=gallery_sim.reshape(gs).astype(np.float32),
+        probe_to_gallery=probe_to_gallery.astype(np.int64),
+        gallery_to_probe=gallery_to_probe.astype(np.int64), logit=score,
+        probe_contribution=(0.5 * probe_contribution).reshape(ps).astype(np.float32),
+        gallery_contribution=(0.5 * gallery_contribution).reshape(gs).astype(np.float32),
+        bias=0.0, weight=None, centre=0.0, method="global", note=note)

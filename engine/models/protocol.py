@@ -33,7 +33,8 @@ class ReIDModelProtocol(Protocol):
         What :func:`engine.models.preprocess` does to RGB images before :meth:`features`:
         input size, scaling to [0, 1], mean / std.
     has_correspondences
-        Whether :meth:`correspondences` explains a pair; False for global models.
+        Whether :meth:`correspondences` explains a pair exactly: QAConv and average-pooled
+        global models do (docs/arithmetic.md 2.7, 2.9); max- or GeM-pooled ones do not.
     """
 
     @property
@@ -58,6 +59,7 @@ class ReIDModelProtocol(Protocol):
         ...
 
     def correspondences(self, probe_map: Any, gallery_map: Any) -> Correspondence:
-        """One pair's local matches and the exact split of its score; raises ``ValueError``
-        when :attr:`has_correspondences` is False."""
+        """One pair's local matches and the exact split of its score (a global model: of its
+        local embeddings, ``[E, h, w]``); raises ``ValueError`` when :attr:`has_correspondences`
+        is False."""
         ...

@@ -4,7 +4,8 @@
 call; it implements :class:`engine.models.protocol.ReIDModelProtocol`: ``preprocessing``,
 ``features`` (images -> unit-norm maps), ``score`` (maps x maps -> scores, chunked) and
 ``correspondences`` (one pair's local matches). The global baseline shares the backbone and
-ranks by the cosine of average-pooled maps; it has no correspondences.
+ranks by the cosine of average-pooled maps; its correspondences are the exact split of that
+cosine over locations (docs/arithmetic.md 2.9).
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from torch import nn
 
 from engine.models.backbone import build_backbone, freeze_backbone_bn
 from engine.models.config import ModelConfig, Preprocessing
-from engine.models.correspondence import Correspondence
+from engine.models.correspondence import Correspondence, global_correspondence
 from engine.models.qaconv import QAConv
 from engine.models.scoring import DEFAULT_SCORING_BUDGET, score_global, score_matrix
 
@@ -63,8 +64,9 @@ class ReIDModel(nn.Module):
 
     @property
     def has_correspondences(self) -> bool:
-        """Whether :meth:`correspondences` can explain a pair (QAConv: yes; global: no)."""
-        return self.matcher is not None
+        """Whether :meth:`correspondences` can explain a pair exactly: yes for both methods
+        (the baseline's average pooling splits exactly, docs/arithmetic.md 2.9)."""
+        return True
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """``images [B, 3, H, W]`` (from :func:`engine.models.preprocess`) -> unit-norm maps
@@ -97,10 +99,15 @@ class ReIDModel(nn.Module):
         return out
 
     def correspondences(self, probe_map, gallery_map) -> Correspondence:
-        """One pair's local matches and the exact split of its logit (QAConv only)."""
+        """One pair's local matches and the exact split of its score: QAConv's logit, or the
+        baseline's cosine of the average-pooled maps (the maps are its local embeddings)."""
         if self.matcher is None:
-            raise ValueError("local correspondences need a QAConv model; this is the global baseline")
+            return global_correspondence(np.asarray(_numpy(probe_map)), np.asarray(_numpy(gallery_map)))
         return self.matcher.correspondences(probe_map, gallery_map)
+
+
+def _numpy(x):
+    return x.detach().float().cpu().numpy() if isinstance(x, torch.Tensor) else x
 
 
 def build_model(config: ModelConfig):

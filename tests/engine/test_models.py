@@ -37,14 +37,12 @@ def test_reid_model_implements_the_protocol(method):
     assert maps.shape == (3, 16, *model.preprocessing.feature_size) == (3, 16, 4, 2)
     scores = model.score(maps, maps, device="cpu")
     assert scores.shape == (3, 3) and scores.dtype == np.float32
-    assert model.has_correspondences == (method == "qaconv")
-    if model.has_correspondences:
-        corr = model.correspondences(maps[0], maps[1])
-        assert corr.logit == pytest.approx(float(scores[0, 1]), abs=1e-4)
-    else:
+    assert model.has_correspondences  # both split their score exactly (docs/arithmetic.md 2.7, 2.9)
+    corr = model.correspondences(maps[0], maps[1])
+    assert corr.method == method
+    assert corr.logit == pytest.approx(float(scores[0, 1]), abs=1e-4)
+    if method == "global":
         np.testing.assert_allclose(np.diag(scores), 1.0, atol=1e-5)  # cosine of an image with itself
-        with pytest.raises(ValueError, match="global baseline"):
-            model.correspondences(maps[0], maps[1])
 
 
 def test_one_rule_gives_the_feature_map_size():

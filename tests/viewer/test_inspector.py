@@ -81,7 +81,13 @@ def test_enter_opens_the_inspector_and_it_draws_the_engines_numbers(qtbot, windo
     a, b, p2g, g2p = _brute_force(session, session.query_maps[query], gallery_index)
     w, c, mu = _head(session)
     h, wd = corr.probe_heatmap.shape
-    # Heatmaps shown: similarity, then both contribution kinds.
+    # Heatmaps shown: by default the pair's logit on each location, then similarity and both
+    # contribution kinds.
+    rel_a, rel_b = (w * (a - mu)).reshape(h, wd), (w * (b - mu)).reshape(h, wd)
+    pair = rel_a.ravel().copy()
+    np.add.at(pair, g2p, rel_b.ravel())
+    np.testing.assert_allclose(view.heat["probe"].image, pair.reshape(h, wd), atol=1e-4)
+    ins.kind = "similarity"
     np.testing.assert_allclose(view.heat["probe"].image, a.reshape(h, wd), atol=1e-5)
     np.testing.assert_allclose(view.heat["gallery"].image, b.reshape(h, wd), atol=1e-5)
     ins.kind = "contribution"

@@ -4,8 +4,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.models.correspondence import pair_correspondence
-from viewer.inspector.state import InspectorState, SceneLayout, method_scores, nearest_segment
+from engine.explain.inspect import pair_heatmap
+from engine.models.correspondence import global_correspondence, pair_correspondence
+from viewer.inspector.state import (
+    DEFAULT_KIND,
+    KINDS,
+    InspectorState,
+    SceneLayout,
+    kinds_for,
+    method_scores,
+    nearest_segment,
+)
 
 
 def _corr(seed=0, h=8, w=4, c=6):
@@ -34,6 +43,7 @@ def test_levels_lines_pins_and_bands():
     assert state.heatmap("probe") is None and state.lines() == [] and state.bands() is None
     corr = _corr()
     state.show((0, 5), corr)
+    state.kind = "similarity"
     lo, hi = state.levels()
     values = np.r_[corr.probe_heatmap.ravel(), corr.gallery_heatmap.ravel()]
     assert (lo, hi) == pytest.approx((values.min(), values.max()))
@@ -123,3 +133,44 @@ def test_nearest_segment_measures_to_the_segment_not_its_box():
     assert index == 0 and dist == pytest.approx(80 / np.sqrt(2))
     assert nearest_segment(segments, 12.0, 50.0) == (1, pytest.approx(2.0))   # past the end
     assert nearest_segment(np.zeros((0, 4)), 1.0, 1.0) == (-1, float("inf"))
+
+
+def test_the_default_heatmap_follows_the_pair_and_adds_up_to_the_score():
+    """Two results of one query: the default heatmap differs (the head's weights alone would
+    not), and with the relative bias it adds up to each pair's logit."""
+    rng = np.random.default_rng(7)
+    h, w, c = 8, 4, 6
+    maps = rng.normal(size=(3, c, h, w))
+    maps /= np.linalg.norm(maps, axis=1, keepdims=True)
+    weight = rng.normal(size=h * w)
+    state = InspectorState()
+    assert state.kind == DEFAULT_KIND == "pair"
+    shown = []
+    for g in (1, 2):
+        corr = pair_correspondence(maps[0], maps[g], weight, -1.5, centre=0.2)
+        state.show((0, g), corr)
+        np.testing.assert_array_equal(state.heatmap("probe"), pair_heatmap(corr, "probe"))
+        assert state.heatmap("probe").sum(dtype=np.float64) + corr.relative_bias == pytest.approx(
+            corr.logit, abs=1e-5)
+        shown.append(state.heatmap("probe"))
+    assert not np.allclose(shown[0], shown[1], atol=1e-3)
+    lo, hi = state.levels()
+    assert lo == -hi > -np.inf
+
+
+def test_a_global_models_split_in_the_inspector_state():
+    rng = np.random.default_rng(3)
+    A, B = rng.normal(size=(2, 6, 8, 4)) + 0.2
+    corr = global_correspondence(A, B)
+    assert kinds_for(corr) == tuple(k for k in KINDS if k != "relative")
+    state = InspectorState()
+    state.show((0, 1), corr)
+    assert state.split_label() == "share"
+    (split, p, g, b), = state.sums()
+    assert p + g + b == pytest.approx(corr.logit, abs=1e-5)
+    assert state.heatmap("probe").sum(dtype=np.float64) == pytest.approx(corr.logit, abs=1e-5)
+    assert state.bands()["total"].sum() == pytest.approx(corr.logit, abs=1e-5)
+    # lines: each query location to the gallery location with the largest pair term
+    Af, Bf = A.reshape(6, -1), B.reshape(6, -1)
+    for line in state.lines():
+        assert line.target == int(np.argmax(Af[:, line.source] @ Bf))

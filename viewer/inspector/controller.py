@@ -2,7 +2,8 @@
 its scores under raw / +RR / +RR+TLift come from the engine.
 
 A pair's correspondence is one small matrix product (NumPy, about 0.1 ms at the demo's 16 x 8
-maps), computed on the GUI thread once the model's folded head is known. The head
+maps), computed on the GUI thread once the model's folded head is known (QAConv; a global model's
+split needs none). A model whose score has no exact split gets a message instead of a picture. The head
 needs the model (and torch, seconds) only the first time for a checkpoint; that first load runs
 as a background job, and the head is cached on disk for the next launch. Distances of the
 post-processing not currently applied are computed in the background too, and only when the
@@ -73,7 +74,7 @@ class InspectorController(QObject):
     def is_ready(self) -> bool:
         """The pair's correspondence and every score that can be computed are there."""
         ins = self.inspector
-        return (ins.correspondence is not None and not self.state.busy
+        return ((ins.correspondence is not None or bool(ins.unavailable)) and not self.state.busy
                 and not any(s.note == "computing…" for s in ins.scores)
                 and not self.controller.jobs.is_busy("inspect-head")
                 and not self.controller.jobs.is_busy("inspect-scores"))
@@ -81,6 +82,7 @@ class InspectorController(QObject):
     def _session_changed(self, _session=None) -> None:
         self.inspector.pair = None
         self.inspector.correspondence = None
+        self.inspector.unavailable = ""
         self.inspector.scores = ()
 
     def _follow(self, _value=None) -> None:
@@ -116,7 +118,12 @@ class InspectorController(QObject):
         if pair != inspector.pair or inspector.correspondence is None or probe is not self._probe:
             self._probe = probe
             if session.head_ready:
-                inspector.show(pair, session.correspondences(self.probe_map(query), gallery_index))
+                try:
+                    corr = session.correspondences(self.probe_map(query), gallery_index)
+                except ValueError as exc:  # no exact split for this model: say so, draw none
+                    inspector.show(pair, None, str(exc))
+                else:
+                    inspector.show(pair, corr)
             else:
                 inspector.show(pair, None)
                 self._load_head(session)
@@ -187,7 +194,8 @@ class InspectorController(QObject):
         logits = state.score_row(query) if override is None else override.score_row
         inspector.scores = tuple(method_scores(
             rows, notes, gallery_index, float(logits[gallery_index]),
-            sample.pid, sample.cam, session.gallery_pids, session.gallery_cams))
+            sample.pid, sample.cam, session.gallery_pids, session.gallery_cams,
+            raw_label="cosine" if session.method == "global" else "logit"))
         if missing and not self.controller.jobs.is_busy("inspect-scores"):
             self._compute(session, missing)
 

@@ -20,14 +20,18 @@ from engine.explain.inspect import (
     band_sums,
     location_centres,
     matched_location,
+    pair_heatmap,
     select_lines,
 )
 from viewer.ranking import rank_query
 
 __all__ = ["InspectorState", "SceneLayout", "MethodScore", "method_scores", "nearest_segment", "KINDS",
-           "LINE_MODES", "LINE_SIDES"]
+           "DEFAULT_KIND", "LINE_MODES", "LINE_SIDES", "kinds_for"]
 
-KINDS = ("similarity", "contribution", "relative")
+# "pair": the pair's whole score carried onto each side's locations (both directions,
+# engine.explain.inspect.pair_heatmap); the others are the correspondence's own maps.
+KINDS = ("pair", "similarity", "contribution", "relative")
+DEFAULT_KIND = "pair"
 LINE_MODES = ("top", "threshold", "off")
 LINE_SIDES = ("probe", "gallery", "both")
 
@@ -94,7 +98,7 @@ class MethodScore:
     """The pair under one post-processing: its value and its rank (protocol count)."""
 
     method: str            # "raw", "+RR", "+RR+TLift"
-    label: str             # "logit" (higher = closer) or "distance" (lower = closer)
+    label: str             # "logit" or "cosine" (higher = closer), or "distance" (lower = closer)
     value: float | None    # None when not available
     rank: int | None       # 1-based, junk not counted; 0 = junk; None when not available
     note: str = ""         # why it is not available
@@ -103,13 +107,15 @@ class MethodScore:
         if self.value is None:
             return f"{self.method}: {self.note or 'not computed'}"
         rank = "" if self.rank is None else (" · junk" if self.rank == 0 else f" · rank {self.rank}")
-        fmt = ".3f" if self.label == "logit" else ".4f"
+        fmt = ".4f" if self.label == "distance" else ".3f"
         return f"{self.method}: {self.label} {self.value:{fmt}}{rank}"
 
 
 def method_scores(rows: dict[str, np.ndarray | None], notes: dict[str, str], gallery_index: int,
-                  raw_logit: float, query_pid, query_cam, gallery_pids, gallery_cams) -> list[MethodScore]:
-    """The pair's value and rank under raw / +RR / +RR+TLift.
+                  raw_logit: float, query_pid, query_cam, gallery_pids, gallery_cams,
+                  raw_label: str = "logit") -> list[MethodScore]:
+    """The pair's value and rank under raw / +RR / +RR+TLift (``raw_label``: what the raw score
+    is, ``"logit"`` for QAConv, ``"cosine"`` for a global model).
 
     ``rows`` maps ``"raw"``, ``"+RR"``, ``"+RR+TLift"`` to the query's distance row ``[g]``
     (None when not computed; ``notes`` then says why).
@@ -117,7 +123,7 @@ def method_scores(rows: dict[str, np.ndarray | None], notes: dict[str, str], gal
     out = []
     for method in ("raw", "+RR", "+RR+TLift"):
         row = rows.get(method)
-        label = "logit" if method == "raw" else "distance"
+        label = raw_label if method == "raw" else "distance"
         if row is None:
             out.append(MethodScore(method, label, None, None, notes.get(method, "not computed")))
             continue
@@ -126,6 +132,14 @@ def method_scores(rows: dict[str, np.ndarray | None], notes: dict[str, str], gal
         value = raw_logit if method == "raw" else float(row[gallery_index])
         out.append(MethodScore(method, label, value, rank))
     return out
+
+
+def kinds_for(corr: Correspondence | None) -> tuple[str, ...]:
+    """The heatmap kinds that differ for this correspondence: a global model's relative split is
+    its contribution itself (no head), so it is left out."""
+    if corr is not None and not corr.has_relative:
+        return tuple(k for k in KINDS if k != "relative")
+    return KINDS
 
 
 @evented
@@ -139,8 +153,12 @@ class InspectorState:
     open: bool = False                # the inspector is the visible page
     pair: tuple[int, int] | None = None     # (query number, gallery index) shown, or None
     correspondence: Correspondence | None = None    # of `pair` (None while computing)
+    # Why `pair` has no correspondence (a model whose score does not split exactly), else "".
+    unavailable: str = ""
     scores: tuple = ()                # tuple[MethodScore, ...] of `pair`
-    kind: str = "similarity"          # one of KINDS (relative = contribution vs. an average match)
+    # One of KINDS. The default is the pair heatmap, the most faithful in the deletion test
+    # (README "How faithful is the picture?"); relative = contribution vs. an average match.
+    kind: str = DEFAULT_KIND
     heatmap_on: bool = True
     opacity: float = 0.55             # heatmap opacity in [0, 1]
     line_mode: str = "top"            # one of LINE_MODES
@@ -162,11 +180,13 @@ class InspectorState:
         self.hover = None
         self.pinned = None
 
-    def show(self, pair: tuple[int, int], correspondence: Correspondence | None) -> None:
-        """Show another pair with its correspondence: one event (``pair``, or ``correspondence``
-        for the same pair), so the view redraws once."""
-        with self.events.correspondence.blocked():  # the pair's event redraws it
-            self.correspondence = correspondence
+    def show(self, pair: tuple[int, int], correspondence: Correspondence | None,
+             unavailable: str = "") -> None:
+        """Show another pair with its correspondence (or why it has none): one event (``pair``,
+        or ``correspondence`` for the same pair), so the view redraws once."""
+        with self.events.correspondence.blocked(), self.events.unavailable.blocked():
+            self.correspondence = correspondence  # the pair's event redraws it
+            self.unavailable = unavailable
         if pair == self.pair:
             self.events.correspondence.emit(correspondence, correspondence)
         else:
@@ -174,11 +194,14 @@ class InspectorState:
 
     # ------------------------------------------------------------------ derived numbers
     def heatmap(self, side: str) -> np.ndarray | None:
-        """The ``[H, W]`` map drawn over ``side``'s image: ``a``/``b``, ``w*a``/``w*b`` or
-        ``w*(a-mu)``/``w*(b-mu)``."""
+        """The ``[H, W]`` map drawn over ``side``'s image: the pair heatmap, ``a``/``b``,
+        ``w*a``/``w*b`` or ``w*(a-mu)``/``w*(b-mu)`` (a global model: the matched cosines or its
+        exact split, docs/arithmetic.md 2.9)."""
         corr: Correspondence | None = self.correspondence
         if corr is None:
             return None
+        if self.kind == "pair":
+            return pair_heatmap(corr, side)
         if self.kind == "similarity":
             return corr.heatmap(side)
         if self.kind == "relative":
@@ -263,6 +286,14 @@ class InspectorState:
         """
         return self.kind != "contribution"
 
+    def split_label(self) -> str:
+        """The name of the split the lines, bands and lit-up match use: ``w·(a−μ)``, ``w·a``, or
+        a global model's ``share`` of the cosine."""
+        corr = self.correspondence
+        if corr is not None and not corr.has_relative:
+            return "share"
+        return "w·(a−μ)" if self.relative else "w·a"
+
     def bands(self) -> dict[str, np.ndarray] | None:
         """Contributions per body band (top, middle, bottom thirds): query, gallery, total."""
         corr = self.correspondence
@@ -276,11 +307,14 @@ class InspectorState:
         return {"probe": probe, "gallery": gallery, "total": probe + gallery}
 
     def sums(self) -> list[tuple[str, float, float, float]]:
-        """The logit as the sums the contribution maps add up to: ``(split, query, gallery, bias)``
-        for ``w*a`` and for the relative split."""
+        """The score as the sums the contribution maps add up to: ``(split, query, gallery, bias)``
+        for ``w*a`` and for the relative split (a global model: its one split)."""
         corr = self.correspondence
         if corr is None:
             return []
+        if not corr.has_relative:
+            return [("share", float(corr.probe_contribution.sum(dtype=np.float64)),
+                     float(corr.gallery_contribution.sum(dtype=np.float64)), float(corr.bias))]
         out = []
         for split, maps, bias in (
                 ("w·a", [corr.contribution(s) for s in SIDES], corr.bias),

@@ -1,4 +1,5 @@
-"""The match inspector: query and one result side by side with QAConv's local matches drawn.
+"""The match inspector: query and one result side by side with the local matches drawn (QAConv's,
+or the exact split of a global model's cosine).
 
 Thin: everything it draws comes from :class:`viewer.inspector.state.InspectorState` (heatmaps,
 levels, lines, the lit-up match, band sums), which takes it from the engine. One pyqtgraph
@@ -33,7 +34,7 @@ from engine.explain.inspect import BAND_NAMES, SIDES
 from engine.outputs import session_inputs, write_output
 from viewer import style
 from viewer.formatting import camera_base, format_cam, format_rank, format_time
-from viewer.inspector.state import InspectorState, SceneLayout, nearest_segment
+from viewer.inspector.state import InspectorState, SceneLayout, kinds_for, nearest_segment
 from viewer.state import ViewerState
 from viewer.widgets.flow_layout import FlowRow, joined
 
@@ -44,6 +45,29 @@ CONTRIBUTION_MAP = "CET-D1"      # diverging, blue < 0 < red, white at the centr
 LINE_MAP = "plasma"
 GAP = 14.0                       # scene pixels between the two images (model-input pixels)
 LINE_HIT_PX = 4.0                # the pointer is on a line within this many screen pixels of it
+# The heatmap kinds as the combo box names them, for each way of scoring.
+KIND_TEXT = {
+    "qaconv": {"pair": "this pair: logit per location",
+               "similarity": "best-match similarity (a, b)",
+               "contribution": "contribution to the logit (w·a, w·b)",
+               "relative": "contribution vs. an average match (w·(a−μ))"},
+    "global": {"pair": "this pair: cosine per location",
+               "similarity": "cosine of the best pair of locations",
+               "contribution": "contribution to the cosine, halves (A·b, a·B)"},
+}
+KIND_TIP = {
+    "qaconv": "This pair: each location's w·(a−μ) plus that of the other side's locations that "
+              "matched it; they add up to the logit (with the bias) and follow the pair. The most "
+              "faithful in the deletion test (README).\nSimilarity: how well each location is found "
+              "in the other image.\nContribution: each location's share of the logit (they add up "
+              "to it with the bias).\nvs. an average match: the same, less what a typical match (μ) "
+              "would give.",
+    "global": "This pair: each location's terms A_i·B_j summed over the other image, "
+              "cos(a, b) = Σ_ij A_i·B_j / (N M |a| |b|); one side's add up to the cosine. "
+              "The most faithful in the deletion test (README).\nCosine: each location and the "
+              "location of the other image with the largest term.\nContribution: the same split, "
+              "halved, so that query + gallery add up to the cosine.",
+}
 STATUS_TEXT = {"true": "same identity", "false": "different identity",
                "junk": "same identity, same camera (junk)", "": "identity unknown"}
 
@@ -128,13 +152,8 @@ class MatchInspector(QWidget):
         self.heatmap_on = QCheckBox("Heatmap")
         self.heatmap_on.toggled.connect(lambda on: setattr(ins, "heatmap_on", bool(on)))
         self.kind = QComboBox()
-        self.kind.addItem("best-match similarity (a, b)", "similarity")
-        self.kind.addItem("contribution to the logit (w·a, w·b)", "contribution")
-        self.kind.addItem("contribution vs. an average match (w·(a−μ))", "relative")
-        self.kind.setToolTip("Similarity: how well each location is found in the other image.\n"
-                             "Contribution: each location's share of the logit (they add up to it "
-                             "with the bias).\nvs. an average match: the same, less what a "
-                             "typical match (μ) would give; it shows what this pair adds.")
+        self._kinds_method = None
+        self._fill_kinds("qaconv")
         self.kind.currentIndexChanged.connect(lambda _i: setattr(ins, "kind", self.kind.currentData()))
         # As wide as its shorter entries (the list shows them whole): the row fits 1024 px.
         self.kind.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
@@ -222,8 +241,9 @@ class MatchInspector(QWidget):
         self.scores_text.setWordWrap(True)
         self.sum_text = QLabel()
         self.sum_text.setWordWrap(True)
-        self.sum_text.setToolTip("QAConv's logit is exactly additive: every location's contribution "
-                                 "(w·a on the query, w·b on the gallery) plus the head's bias")
+        self.sum_text.setToolTip("The score is exactly additive over locations: QAConv's logit is "
+                                 "every location's w·a (query) and w·b (gallery) plus the head's "
+                                 "bias; a global model's cosine is the sum of its pair terms")
         self.focus_text = QLabel()
         self.focus_text.setWordWrap(True)
         self.focus_text.setObjectName("dim")
@@ -256,6 +276,21 @@ class MatchInspector(QWidget):
         lay.addStretch(1)
 
     # ------------------------------------------------------------------ state -> widgets
+    def _fill_kinds(self, method: str) -> None:
+        """The combo box's kinds for this way of scoring (a global model has no relative split)."""
+        if method == self._kinds_method:
+            return
+        self._kinds_method = method
+        corr = self.inspector.correspondence
+        texts = KIND_TEXT.get(method, KIND_TEXT["qaconv"])
+        with QSignalBlocker(self.kind):
+            self.kind.clear()
+            for kind in kinds_for(corr):
+                self.kind.addItem(texts[kind], kind)
+        self.kind.setToolTip(KIND_TIP.get(method, KIND_TIP["qaconv"]))
+        if self.kind.findData(self.inspector.kind) < 0:
+            self.inspector.kind = self.kind.itemData(0)
+
     def _show_controls(self, _value=None) -> None:
         ins = self.inspector
         for widget, value in ((self.heatmap_on, None), (self.kind, ins.kind),
@@ -311,6 +346,9 @@ class MatchInspector(QWidget):
         query, gallery_index = ins.pair
         samples = {"probe": state.query_sample(query), "gallery": session.dataset.gallery[gallery_index]}
         corr = ins.correspondence
+        if corr is not None:
+            self._fill_kinds(corr.method)
+            self._show_controls()
         map_h, map_w = (corr.probe_heatmap.shape if corr is not None
                         else session.prep.feature_size)
         self.layout_ = layout = SceneLayout(map_h, map_w, float(session.prep.height),
@@ -373,19 +411,27 @@ class MatchInspector(QWidget):
         lines = [s.text() for s in ins.scores]
         self.scores_text.setText("<b>Score of this pair</b><br>" + "<br>".join(lines))
         if ins.correspondence is None:
-            self.sum_text.setText("computing the local matches…")
+            self.sum_text.setText(f"<b>No picture</b>: {ins.unavailable}" if ins.unavailable
+                                  else "computing the local matches…")
+            return
+        corr = ins.correspondence
+        rows = "".join(
+            f"<tr><td>{split}</td><td align=right>{p:+.3f}</td><td align=right>{g:+.3f}</td>"
+            f"<td align=right>{b:+.3f}</td><td align=right>{p + g + b:.3f}</td></tr>"
+            for split, p, g, b in ins.sums())
+        score = "logit" if corr.has_relative else "cosine"
+        if corr.has_relative:
+            foot = f"μ = {corr.centre:.3f}: a typical match's similarity"
         else:
-            corr = ins.correspondence
-            rows = "".join(
-                f"<tr><td>{split}</td><td align=right>{p:+.3f}</td><td align=right>{g:+.3f}</td>"
-                f"<td align=right>{b:+.3f}</td><td align=right>{p + g + b:.3f}</td></tr>"
-                for split, p, g, b in ins.sums())
-            self.sum_text.setText(
-                f"<b>Contributions add up to the logit {corr.logit:.3f}</b>"
-                "<table cellspacing=0 cellpadding=1><tr><td></td><td>Σ query</td><td>Σ gallery</td>"
-                f"<td>bias</td><td>= logit</td></tr>{rows}</table>"
-                f"<span style='color:#656d76'>μ = {corr.centre:.3f}: a typical match's "
-                "similarity</span>")
+            foot = ("exact: cos(a, b) = Σ<sub>ij</sub> A<sub>i</sub>·B<sub>j</sub> / (N M |a| |b|); "
+                    "each side's terms alone add up to the cosine, shown halved here")
+            if corr.note:
+                foot += f"; {corr.note}"
+        self.sum_text.setText(
+            f"<b>Contributions add up to the {score} {corr.logit:.3f}</b>"
+            "<table cellspacing=0 cellpadding=1><tr><td></td><td>Σ query</td><td>Σ gallery</td>"
+            f"<td>bias</td><td>= {score}</td></tr>{rows}</table>"
+            f"<span style='color:#656d76'>{foot}</span>")
 
     def _show_bands(self) -> None:
         bands = self.inspector.bands()
@@ -394,8 +440,7 @@ class MatchInspector(QWidget):
             self.bands_text.clear()
             return
         total = bands["total"]
-        self.bands_title.setText("<b>Per body band</b>: Σ " + ("w·(a−μ)" if self.inspector.relative
-                                                                else "w·a") + ", query + gallery")
+        self.bands_title.setText(f"<b>Per body band</b>: Σ {self.inspector.split_label()}, query + gallery")
         cmap = self.cmaps[CONTRIBUTION_MAP]
         m = float(np.abs(total).max()) or 1.0
         brushes = [cmap.map(0.5 + 0.5 * v / m, mode="qcolor") for v in total]
@@ -481,7 +526,7 @@ class MatchInspector(QWidget):
         row, col = divmod(focus.source, layout.map_w)
         trow, tcol = divmod(focus.target, layout.map_w)
         pinned = " (pinned)" if ins.pinned is not None else ""
-        split = "w·(a−μ)" if ins.relative else "w·a"
+        split = ins.split_label()
         self.focus_text.setText(
             f"<b>{names[focus.side]} row {row}, col {col}{pinned}</b> → {names[other]} row {trow}, "
             f"col {tcol}<br>similarity {focus.similarity:.3f} · contribution {split} "
@@ -527,7 +572,7 @@ class MatchInspector(QWidget):
         other = "gallery" if line.side == "probe" else "probe"
         w = self.layout_.map_w
         (row, col), (trow, tcol) = divmod(line.source, w), divmod(line.target, w)
-        split = "w·(a−μ)" if self.inspector.relative else "w·a"
+        split = self.inspector.split_label()
         return (f"{names[line.side]} row {row}, col {col} → {names[other]} row {trow}, col {tcol} · "
                 f"similarity {line.similarity:.3f} · {split} {line.contribution:+.3f}")
 
