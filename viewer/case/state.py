@@ -131,7 +131,10 @@ def contact_sheet(images: Sequence[tuple[str, str]], *, size: tuple[int, int] = 
     from engine.data import read_image_rgb
 
     w, h = size
-    font = ImageFont.load_default(size=12)
+    try:
+        font = ImageFont.load_default(size=12)   # Pillow >= 10.1: a scalable font
+    except TypeError:
+        font = ImageFont.load_default()
     cap = 34
     count = max(len(images), 1)
     cols = min(per_row, count)
