@@ -26,13 +26,17 @@ match
 method
     The post-processing applied to that query's list, e.g. ``qaconv``, ``qaconv+rr``,
     ``qaconv+rr+tlift``; TLift is not applied to a query without a timestamp (an external image),
-    so its rows never name it.
+    so its rows never name it. ``+feedback`` ends it for a list re-ranked from the user's marks
+    in the viewer (``engine.feedback.refine``).
+mark
+    The user's relevance-feedback mark on that gallery image for that query in the viewer:
+    ``same`` (same person), ``different``, or empty when unmarked (always empty from the CLI).
 """
 from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +48,7 @@ from engine.outputs import RunInputs, write_output
 __all__ = ["COLUMNS", "method_for", "protocol_ranks", "ranked_rows", "write_ranked_csv"]
 
 COLUMNS = ("query", "query_pid", "query_cam", "rank", "gallery", "gallery_pid", "gallery_cam",
-           "gallery_time", "score", "distance", "match", "method")
+           "gallery_time", "score", "distance", "match", "method", "mark")
 
 
 def _cell(value) -> str:
@@ -84,7 +88,9 @@ def method_for(query: Sample, method: str) -> str:
 def ranked_rows(distmat, scores, queries: Sequence[Sample], gallery: Sequence[Sample], *,
                 method: str, top_k: int | None = None,
                 query_indices: Sequence[int] | None = None,
-                camera_base: int = 0) -> Iterator[tuple]:
+                camera_base: int = 0,
+                marks: Mapping[int, Mapping[int, str]] | None = None,
+                refined: Collection[int] = ()) -> Iterator[tuple]:
     """Yield one tuple of :data:`COLUMNS` values per ranked item, query by query.
 
     Parameters
@@ -104,6 +110,10 @@ def ranked_rows(distmat, scores, queries: Sequence[Sample], gallery: Sequence[Sa
         Which rows of ``distmat`` to write, in this order; None = all.
     camera_base : int
         Added to the 0-based camera indices written (``Dataset.camera_base``).
+    marks : mapping, optional
+        Row of ``distmat`` -> {gallery index: ``"same"`` | ``"different"``}, the ``mark`` column.
+    refined : collection of int
+        Rows of ``distmat`` re-ranked from marks: their ``method`` ends in ``+feedback``.
     """
     distmat = np.asarray(distmat)
     scores = np.asarray(scores)
@@ -119,22 +129,26 @@ def ranked_rows(distmat, scores, queries: Sequence[Sample], gallery: Sequence[Sa
     indices = range(num_q) if query_indices is None else query_indices
     for qi in indices:
         query = queries[qi]
-        applied = method_for(query, method)
+        applied = method_for(query, method) + ("+feedback" if qi in refined else "")
         order = np.argsort(distmat[qi].astype(np.float32))[:count]  # same order as evaluation
         matches = [_match(query, gallery[gi]) for gi in order]
         ranks = protocol_ranks([m == "junk" for m in matches])
+        marked = (marks or {}).get(qi, {})
         for gi, rank, match in zip(order, ranks, matches, strict=True):
             item = gallery[gi]
             yield (query.path, _cell(query.pid), _cam(query.cam, camera_base), _cell(int(rank) or None),
                    item.path, _cell(item.pid), _cam(item.cam, camera_base), _cell(item.time),
-                   _cell(scores[qi, gi]), _cell(distmat[qi, gi]), match, applied)
+                   _cell(scores[qi, gi]), _cell(distmat[qi, gi]), match, applied,
+                   marked.get(int(gi), ""))
 
 
 def write_ranked_csv(path: str | os.PathLike, distmat, scores, queries: Sequence[Sample],
                      gallery: Sequence[Sample], *, method: str, top_k: int | None = None,
                      query_indices: Sequence[int] | None = None,
                      progress: ProgressFn | None = None, cancel: CancelFn | None = None,
-                     inputs: RunInputs | Sequence[str] = (), camera_base: int = 0) -> int:
+                     inputs: RunInputs | Sequence[str] = (), camera_base: int = 0,
+                     marks: Mapping[int, Mapping[int, str]] | None = None,
+                     refined: Collection[int] = ()) -> int:
     """Write ranked lists to ``path`` as CSV (see the module notes for the columns).
 
     The caller has decided that an existing regular file at ``path`` may be replaced (``--force``
@@ -169,7 +183,8 @@ def write_ranked_csv(path: str | os.PathLike, distmat, scores, queries: Sequence
             for done, qi in enumerate(indices, start=1):
                 check_cancel(cancel)
                 for row in ranked_rows(distmat, scores, queries, gallery, method=method,
-                                       top_k=top_k, query_indices=(qi,), camera_base=camera_base):
+                                       top_k=top_k, query_indices=(qi,), camera_base=camera_base,
+                                       marks=marks, refined=refined):
                     writer.writerow(row)
                     rows += 1
                 report(progress, done, len(indices))

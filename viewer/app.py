@@ -77,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also open this second checkpoint (this tool's or another "
                              "project's) beside the first: the comparison panel and both ranks "
                              "on every tile; with --screenshot, saved once it is ranked")
+    parser.add_argument("--reset-settings", action="store_true",
+                        help="forget what the window remembered (RR/TLift toggles and "
+                             "parameters, layout, last dataset and checkpoint, export and case "
+                             "folders) before it opens")
     parser.add_argument("--quit-after", metavar="SECONDS", type=float,
                         help="close the window after this many seconds (smoke tests)")
     return parser
@@ -270,10 +274,19 @@ def main(argv: list[str] | None = None) -> int:
 
     from viewer.controller import Controller
     from viewer.main_window import MainWindow
+    from viewer.settings import remembered_inputs, reset_settings
     from viewer.state import ViewerState
     from viewer.tasks import LoadRequest
 
+    if args.reset_settings:
+        reset_settings()
+    # A screenshot shows the defaults, whatever this user's window remembers.
     window = MainWindow(Controller(ViewerState()), remember=args.screenshot is None)
+    if window.settings is not None and args.data is None and args.checkpoint is None:
+        # No inputs named: the last dataset and checkpoint opened, when they are still there.
+        data, checkpoint = remembered_inputs(window.settings)
+        if all(p is None or os.path.exists(p) for p in (data, checkpoint)):
+            args.data, args.checkpoint = data, checkpoint
     window.show()
     if splash is not None:
         splash.finish(window)

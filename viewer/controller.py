@@ -349,6 +349,17 @@ class Controller(QObject):
             queries, indices = [queries[state.selected_query]], [0]
             distmat, scores = override.dist_row[None], override.score_row[None]
 
+        marks = {}      # row -> {gallery index: mark}, the CSV's mark column
+        feedback = {}   # row -> (positives, negatives): re-ranked in the job, as on screen
+        if state.marks is not None:
+            rows_of = {0: state.selected_query} if override is not None else {q: q for q in indices}
+            for row, query in rows_of.items():
+                key = state.query_key(query)
+                if key is not None and state.marks.marks(key):
+                    marks[row] = {m.gallery: m.kind for m in state.marks.marks(key)}
+                    if override is None:  # (the one list of an override is already as shown)
+                        feedback[row] = (state.marks.positives(key), state.marks.negatives(key))
+
         def done(rows: int) -> None:
             state.events.message.emit(f"wrote {rows} rows to {path}")
             self.export_finished.emit(path, rows)
@@ -357,7 +368,8 @@ class Controller(QObject):
                                 list(state.session.dataset.gallery), method=method, top_k=top_k,
                                 query_indices=indices, camera_base=state.session.dataset.camera_base,
                                 inputs=session_inputs(state.session), other_inputs=others,
-                                name="export CSV", pool="io", on_result=done,
+                                marks=marks, feedback=feedback, session=state.session,
+                                settings=state.applied, name="export CSV", pool="io", on_result=done,
                                 on_error=lambda e: self.export_finished.emit(path, -1),
                                 on_cancel=lambda: self.export_finished.emit(path, -1))
 

@@ -1,5 +1,6 @@
 """Keyboard navigation: up/down or j/k through queries, left/right through results, Enter opens
-the selected match; and the window's application-wide shortcuts.
+the selected match; the window's application-wide shortcuts; and the window's own keys (S / D / C:
+mark the selected result).
 
 An application event filter sees the keys before the focused widget does, so the keys work
 wherever the focus is in the window, except in widgets that need them for typing or stepping a
@@ -32,7 +33,8 @@ _TEXT_WIDGETS = (QLineEdit, QAbstractSpinBox, QComboBox, QPlainTextEdit)
 class KeyNavigator(QObject):
     """Installed on the application; acts only on key presses meant for ``window``."""
 
-    def __init__(self, window: QWidget, state: ViewerState, on_activate: Callable[[], None]):
+    def __init__(self, window: QWidget, state: ViewerState, on_activate: Callable[[], None],
+                 more: dict[Qt.Key, Callable[[], None]] | None = None):
         super().__init__(window)
         self.window, self.state, self.on_activate = window, state, on_activate
         self.actions = {
@@ -44,6 +46,7 @@ class KeyNavigator(QObject):
             Qt.Key.Key_Right: lambda: state.step_result(+1),
             Qt.Key.Key_Return: on_activate,
             Qt.Key.Key_Enter: on_activate,
+            **(more or {}),
         }
         self.global_keys: set[QKeySequence] = set()
         QApplication.instance().installEventFilter(self)

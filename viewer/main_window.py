@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import os
 
-from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtCore import QBuffer, QByteArray, QIODevice, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QFileDialog,
     QLabel,
     QMainWindow,
+    QMenu,
     QPushButton,
     QSplitter,
     QStackedWidget,
@@ -22,12 +23,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from viewer.case.controller import CaseController
 from viewer.controller import Controller
 from viewer.inspector.controller import InspectorController
 from viewer.inspector.tab import InspectorTab
 from viewer.keyboard import KeyNavigator
+from viewer.marks.controller import MarksController
+from viewer.marks.state import DIFFERENT, SAME
 from viewer.occlusion.controller import OcclusionController
 from viewer.occlusion.view import OcclusionDock
+from viewer.settings import remember_window, restore_window, user_settings
 from viewer.state import ViewerState
 from viewer.tasks import LoadRequest, describe_request
 from viewer.widgets.display_options import DisplayOptions
@@ -52,21 +57,16 @@ IMAGE_FILTER = "Images (*.jpg *.jpeg *.png *.bmp *.webp);;All files (*)"
 MODEL_FILTER = "Checkpoints (*.pt *.pth *.pth.tar *.tar);;All files (*)"
 
 
-def user_settings() -> QSettings:
-    """What the viewer remembers between launches (the occlusion dock's width): an INI file in
-    the user's configuration folder (QSettings' IniFormat, UserScope; the tests move it)."""
-    return QSettings(QSettings.Format.IniFormat, QSettings.Scope.UserScope, "reid-inspector",
-                     "viewer")
-
-
 class MainWindow(QMainWindow):
     """One viewer window around a :class:`Controller` and its state."""
 
     def __init__(self, controller: Controller | None = None, *, remember: bool = True):
         super().__init__()
-        # What is remembered between launches (remember=False: nothing read or written, for
-        # screenshots that must not depend on the user's last session).
+        # What is remembered between launches (viewer.settings; remember=False: nothing read or
+        # written, for screenshots that must not depend on the user's last session).
         self.settings = user_settings() if remember else None
+        self.last_case_folder = ""
+        self.pending_splitter = None   # the remembered panes, applied when the results show
         self.controller = controller or Controller(ViewerState())
         self.state = state = self.controller.state
         self.thumbnails = ThumbnailCache()
@@ -164,14 +164,24 @@ class MainWindow(QMainWindow):
         self.plots_dock = None
         self.compare_dock = None
         self.controller.input_size_needed.connect(self._ask_load_size)
+        self.path_dock = None
+        self.marks_ctl = MarksController(self.controller)
+        self.case_ctl = CaseController(self.marks_ctl)
         self._make_menu()
-        self.keys = KeyNavigator(self, state, self.controller.open_selected_match)
+        mark = self.marks_ctl.mark_selected
+        self.keys = KeyNavigator(self, state, self.controller.open_selected_match, {
+            Qt.Key.Key_S: lambda: mark(SAME), Qt.Key.Key_D: lambda: mark(DIFFERENT),
+            Qt.Key.Key_C: lambda: mark(None)})
         for action in (self.export_action, self.open_image_action):
             self.keys.make_global(action)
 
         # ---------------------------------------------------------------- wiring
         self.browser.open_image_requested.connect(self.open_image_as_query)
         self.grid.activated_result.connect(self.controller.open_selected_match)
+        self.grid.menu_requested.connect(lambda at: self.marks_menu().exec(at))
+        self.inspector.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.inspector.customContextMenuRequested.connect(
+            lambda pos: self.marks_menu().exec(self.inspector.mapToGlobal(pos)))
         self.inspect_button.clicked.connect(lambda _c=False: self.controller.open_selected_match())
         self.inspector_ctl.inspector.events.open.connect(self._show_inspector)
         self.tabs.currentChanged.connect(self._tab_changed)
@@ -184,6 +194,8 @@ class MainWindow(QMainWindow):
         self.loading.retry_requested.connect(self.retry_load)
         state.events.session.connect(self._show_page)
         self._show_page()
+        if self.settings is not None:
+            restore_window(self, self.settings)
 
     # ------------------------------------------------------------------ menu
     def _make_menu(self) -> None:
@@ -196,10 +208,13 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         self.export_action = self._action(file_menu, "Export ranked lists to CSV…", "Ctrl+E",
                                           self.export_csv)
+        self._action(file_menu, "Save case…", "Ctrl+S", self.save_case)
+        self._action(file_menu, "Open case…", None, self.open_case)
         self._action(file_menu, "Export match view to PNG…", None,
                      lambda: self.inspector.build()._export_dialog())
         file_menu.addSeparator()
         self._action(file_menu, "Quit", QKeySequence.StandardKey.Quit, self.close)
+        self.marks_menu(self.menuBar().addMenu("&Marks"))
         view_menu = self.menuBar().addMenu("&View")
         self._action(view_menu, "Cancel running job / back to the grid", "Esc", self._escape)
         occlusion = self.occlusion.toggleViewAction()
@@ -207,9 +222,23 @@ class MainWindow(QMainWindow):
         occlusion.setShortcut(QKeySequence("Ctrl+Shift+O"))
         view_menu.addAction(occlusion)
         self._action(view_menu, "Analysis plots…", "Ctrl+Shift+P", self.show_plots)
+        self._action(view_menu, "Person's path (camera × time)", "Ctrl+Shift+T", self.show_path)
         # Two-stage retrieval is picked automatically on large sets; this forces exhaustive scoring.
         self._action(view_menu, "Reload with exhaustive scoring", None,
                      lambda: self.start_load(self._request(shortlist=None)))
+
+    def marks_menu(self, menu: QMenu | None = None) -> QMenu:
+        """Mark the selected result (the grid's right-click menu, the inspector's, Marks in
+        the menu bar). The keys are named, not bound: S / D / C are the key navigator's."""
+        menu = menu if menu is not None else QMenu(self)
+        mark = self.marks_ctl.mark_selected
+        for text, slot in (("Same person\tS", lambda: mark(SAME)),
+                           ("Different person\tD", lambda: mark(DIFFERENT)),
+                           ("Clear mark\tC", lambda: mark(None)),
+                           ("Clear all marks of this query",
+                            lambda: self.marks_ctl.clear_query(self.state.selected_query))):
+            self._action(menu, text, None, slot)
+        return menu
 
     def _action(self, menu, text: str, shortcut, slot) -> QAction:
         action = QAction(text, self)
@@ -247,6 +276,9 @@ class MainWindow(QMainWindow):
     def _show_page(self, _value=None) -> None:
         session = self.state.session
         self.pages.setCurrentIndex(1 if session is not None else 0)
+        if session is not None and self.pending_splitter is not None:
+            self.splitter.restoreState(self.pending_splitter)   # the panes as last time
+            self.pending_splitter = None
         if session is not None:
             self.setWindowTitle(f"ReID Inspector — {session.dataset.root}")
 
@@ -342,8 +374,68 @@ class MainWindow(QMainWindow):
         self.plots_dock.show()
         self.plots_dock.raise_()
 
+    def _built_path_dock(self):
+        """The person's path dock, built (hidden) on first need: pyqtgraph loads only then."""
+        if self.path_dock is None:
+            from viewer.path.controller import PathController
+            from viewer.path.view import PathDock
+
+            self.path_dock = PathDock(PathController(self.controller), self.thumbnails, self)
+            self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.path_dock)
+            self.path_dock.hide()
+        return self.path_dock
+
+    def show_path(self) -> None:
+        """View > Person's path."""
+        dock = self._built_path_dock()
+        dock.show()
+        dock.raise_()
+
+    def path_png(self, size: tuple[int, int] = (1100, 520)) -> bytes:
+        """The path view of the selected query as PNG (drawn now, shown or not)."""
+        dock = self._built_path_dock()
+        dock.controller.active = True
+        dock.controller.refresh()
+        dock.controller.active = dock.isVisible()
+        body = dock.widget()
+        if not body.isVisible():
+            body.resize(*size)
+        data = QByteArray()
+        buffer = QBuffer(data)
+        buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+        body.grab().save(buffer, "PNG")
+        return bytes(data.data())
+
+    def save_case(self, folder: str | None = None):
+        """File > Save case: the selected query's case into a folder (once the path view can
+        score its legs; ``case_ctl.saved`` says when it is written)."""
+        folder = folder or QFileDialog.getExistingDirectory(self, "Save the case into a folder",
+                                                            self.last_case_folder)
+        if not folder:
+            return None
+        self.last_case_folder = os.path.dirname(os.path.abspath(folder))
+        path = self._built_path_dock().controller
+        if not path.ready():   # the legs' transits first (a background job), then the case
+            def then() -> None:
+                path.transits_ready.disconnect(then)
+                self.case_ctl.save(folder, self.path_png())
+
+            path.transits_ready.connect(then)
+            self.state.events.message.emit("saving the case once the camera-pair transits are "
+                                           "computed…")
+            return None
+        return self.case_ctl.save(folder, self.path_png())
+
+    def open_case(self, folder: str | None = None) -> bool:
+        """File > Open case: a case folder on the open dataset and checkpoint."""
+        folder = folder or QFileDialog.getExistingDirectory(self, "Open a case folder",
+                                                            self.last_case_folder)
+        return bool(folder) and self.case_ctl.open(folder)
+
     # ------------------------------------------------------------------ lifetime
     def closeEvent(self, event) -> None:
+        if self.settings is not None:
+            remember_window(self, self.settings)
         if self.occlusion.isVisible():
             self.occlusion.save_width()
         self.keys.uninstall()

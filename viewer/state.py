@@ -177,7 +177,7 @@ class ViewerState:
         signal_group_class=ViewerEvents, patch_setattr=False,
         equality_operators={name: operator.is_ for name in (
             "session", "raw_distmat", "raw_metrics", "distmat", "metrics", "extra_queries",
-            "overrides", "second_ranks")})
+            "overrides", "second_ranks", "marks")})
 
     session: Any = None               # engine.session.Session once loaded
     raw_distmat: Any = None           # [q, g] float32 without post-processing
@@ -210,6 +210,11 @@ class ViewerState:
     # A second model's ranks of the gallery (viewer.compare.state.SecondRanks), for the same
     # settings as `applied`, shown on every tile beside this model's; None: no comparison.
     second_ranks: Any = None
+
+    # The user's same / different marks of every query (viewer.marks.state.MarkBook) for the
+    # session's dataset and checkpoint; None before they are read. Changed in place, then
+    # announced by marks_changed().
+    marks: Any = None
 
     # Changing these keeps the selected gallery image selected (see __setattr__).
     _FOLLOW_SELECTION: ClassVar[tuple[str, ...]] = ("junk_mode", "top_k")
@@ -332,6 +337,22 @@ class ViewerState:
             self.metrics = metrics
             self.distmat = distmat
         self._reselect(item, extend=True)
+
+    def marks_changed(self) -> None:
+        """The mark book changed in place: tiles and the header read it again."""
+        self.events.marks.emit(self.marks, self.marks)
+
+    def query_key(self, query: int) -> str | None:
+        """The name marks are kept under: a dataset query's path (None for an external image,
+        which has no marks)."""
+        if self.session is None or not 0 <= query < self.num_dataset_queries:
+            return None
+        return self.session.dataset.query[query].path
+
+    def mark_of(self, query: int, gallery_index: int) -> str | None:
+        """The user's mark of a gallery image for ``query``: ``same``, ``different`` or None."""
+        key = self.query_key(query)
+        return None if key is None or self.marks is None else self.marks.kind_of(key, gallery_index)
 
     def extra_rows_changed(self) -> None:
         """External queries got rows for more settings (their ``rows`` grew in place): rankings

@@ -16,6 +16,9 @@ TILE_BG = QColor("#ffffff")
 SELECTED_BG = QColor("#e3edf9")
 FIRST_MODEL = QColor("#2b6cb0")  # model A in a comparison (the window's model)
 SECOND_MODEL = QColor("#c26a12") # model B
+# The user's marks (relevance feedback): not the identity colours, which say what the data knows.
+MARK_COLORS = {"same": QColor("#1f6feb"), "different": QColor("#bf8700")}
+MARK_BADGES = {"same": "✓ same", "different": "✗ not"}
 
 STATUS_COLORS = {"true": MATCH, "false": MISMATCH, "junk": JUNK, "": UNKNOWN}
 

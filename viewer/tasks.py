@@ -362,19 +362,34 @@ def score_external(session, path: str, settings: list[PostSettings], *, progress
 def export_ranked_csv(path: str, distmat: np.ndarray, scores: np.ndarray, queries: list[Sample],
                       gallery: list[Sample], *, method: str, top_k: int | None,
                       query_indices: list[int], progress, cancel, camera_base: int = 1,
-                      inputs=(), other_inputs: tuple[str, ...] = ()) -> int:
+                      inputs=(), other_inputs: tuple[str, ...] = (), marks=None,
+                      feedback=None, session=None, settings=None) -> int:
     """Write ranked lists to CSV via :func:`engine.export.write_ranked_csv`; returns rows written.
 
     Refuses to replace the session's ``inputs`` (:func:`engine.outputs.session_inputs`), the
     query images (external ones included) and ``other_inputs`` (the queries left out of
-    ``queries``)."""
+    ``queries``); ``marks``: row -> {gallery index: mark}, the ``mark`` column. ``feedback``:
+    row -> (positives, negatives): those rows (dataset queries, numbered as in ``session``) are
+    re-ranked from their marks first (``engine.feedback.refine`` under ``settings``), as the
+    window shows them."""
 
     from engine.export import write_ranked_csv
     from engine.outputs import RunInputs
+
+    if feedback:
+        from engine.feedback import refine
+
+        distmat = np.array(distmat, dtype=np.float32, copy=True)
+        for done, (row, (positives, negatives)) in enumerate(sorted(feedback.items())):
+            check_cancel(cancel)
+            progress("re-rank the marked queries", done, len(feedback))
+            distmat[row] = refine(session, row, positives, negatives, rerank=settings.rerank,
+                                  tlift=settings.tlift)
 
     inputs = RunInputs.of(inputs)
     extra = tuple(s.path for s in queries) + tuple(other_inputs)
     inputs = dataclasses.replace(inputs, files=inputs.files + extra)
     return write_ranked_csv(path, distmat, scores, queries, gallery, method=method, top_k=top_k,
                             query_indices=query_indices, camera_base=camera_base, inputs=inputs,
+                            marks=marks, refined=tuple(feedback or ()),
                             progress=lambda d, t: progress("export", d, t), cancel=cancel)

@@ -26,7 +26,7 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(autouse=True)
 def user_settings_folder(tmp_path):
-    """The viewer's remembered settings (viewer.main_window.user_settings) go to a temporary
+    """The viewer's remembered settings (viewer.settings.user_settings) go to a temporary
     folder, a fresh one per test: nothing of the user's is read or written."""
     from PySide6.QtCore import QSettings
 
@@ -149,3 +149,34 @@ def reversed_override(state, loaded, query):
                            description=describe_ranking(ranking, "qaconv", probe="list shown",
                                                         title="Farthest first",
                                                         versus="the query's own list"))
+
+
+@pytest.fixture
+def refine_calls(monkeypatch, loaded):
+    """A stand-in ``engine.feedback`` with refine's contract (marked positives first in the
+    order marked, negatives last, the applied ranking otherwise) that records its calls: the
+    viewer's tests do not depend on the engine's method."""
+    import shutil
+    import sys
+    import threading
+    import types
+    from pathlib import Path
+
+    calls = []
+
+    def refine(session, query_index, positives, negatives, *, rerank=None, tlift=None):
+        calls.append((query_index, list(positives), list(negatives), rerank, tlift,
+                      threading.current_thread() is threading.main_thread()))
+        row = np.array(session.distances(rerank=rerank, tlift=tlift)[query_index], np.float64)
+        low, high = row.min(), row.max()
+        for i, g in enumerate(positives):
+            row[g] = low - len(positives) + i - 1.0
+        for i, g in enumerate(negatives):
+            row[g] = high + 1.0 + i
+        return row.astype(np.float32)
+
+    monkeypatch.setitem(sys.modules, "engine.feedback",
+                        types.SimpleNamespace(refine=refine, __name__="engine.feedback"))
+    yield calls
+    # The marks are kept in the session's (shared) cache folder: leave none for other tests.
+    shutil.rmtree(Path(loaded.session.cache_dir) / "marks", ignore_errors=True)

@@ -10,7 +10,7 @@ import pytest
 from PySide6.QtCore import Qt
 
 from engine.data.samples import Dataset, Sample
-from engine.export import ranked_rows
+from engine.export import COLUMNS, ranked_rows
 from viewer.tasks import LoadRequest, describe_request
 from viewer.widgets.export_dialog import ExportChoice, ExportDialog
 from viewer.widgets.query_browser import count_text
@@ -75,7 +75,7 @@ def test_csv_method_of_a_query_without_time_drops_tlift():
     timed = Sample("/q.jpg", 1, 1, 5.0)
     rows = list(ranked_rows([[0.5], [0.4]], [[1.0], [2.0]], [external, timed], gallery,
                             method="qaconv+rr+tlift"))
-    assert [r[-1] for r in rows] == ["qaconv+rr", "qaconv+rr+tlift"]
+    assert [r[COLUMNS.index("method")] for r in rows] == ["qaconv+rr", "qaconv+rr+tlift"]
 
 
 def test_identity_filter_that_is_not_a_number_says_so(qtbot, window):

@@ -112,6 +112,7 @@ class MatchInspector(QWidget):
         for name in ("pair", "correspondence"):
             ins.events[name].connect(self.refresh)
         ins.events.scores.connect(self._show_scores)
+        self.state.events.marks.connect(self._show_mark)
         for name in ("kind", "heatmap_on", "opacity"):
             ins.events[name].connect(self._draw_heatmaps)
         ins.events.kind.connect(lambda _k: self._show_bands())
@@ -321,6 +322,16 @@ class MatchInspector(QWidget):
             self._image_cache[path] = image
         return image
 
+    def _show_mark(self, *_args) -> None:
+        """The result's caption: its rank and the user's mark (``✓ same`` / ``✗ not``)."""
+        if self.inspector.pair is None or self.state.session is None:
+            return
+        query, gallery_index = self.inspector.pair
+        item = self._current_item(gallery_index)
+        mark = self.state.mark_of(query, gallery_index)
+        text = f"result {'' if item is None else format_rank(item.rank)}".strip()
+        self.captions["gallery"].setText(text + (f" · {style.MARK_BADGES[mark]}" if mark else ""))
+
     def refresh(self, _value=None) -> None:
         """A new pair (or its correspondence arrived): redraw everything."""
         ins, state = self.inspector, self.state
@@ -353,7 +364,7 @@ class MatchInspector(QWidget):
         described = state.describe(query)  # the list the pair is ranked in
         probe = "" if described is None else described.probe
         self.captions["probe"].setText(f"query, {probe}" if probe else "query")
-        self.captions["gallery"].setText(f"result {rank}".strip())
+        self._show_mark()
         for side in SIDES:
             self.captions[side].setPos(layout.origin(side), -1)
         self.vb.setRange(QRectF(0, -12, layout.width, layout.image_h + 12), padding=0.01)

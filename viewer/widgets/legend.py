@@ -13,7 +13,7 @@ LEGEND_ENTRIES = [
     ("border", style.MATCH, "same identity"),
     ("border", style.MISMATCH, "different identity"),
     ("dashed", style.JUNK, "junk (same ID and camera): not ranked"),
-    ("text", style.TEXT_DIM, "▲▼ ranks moved by RR/TLift"),
+    ("text", style.TEXT_DIM, "▲▼ moved · ✓✗ marks"),
 ]
 
 

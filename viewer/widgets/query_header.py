@@ -8,6 +8,7 @@ from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QVBoxLay
 
 from viewer import style
 from viewer.formatting import camera_base, format_cam, format_time
+from viewer.marks.state import marks_summary
 from viewer.state import ViewerState
 from viewer.widgets.thumbnails import ThumbnailCache
 
@@ -30,8 +31,12 @@ class QueryHeader(QFrame):
         self.where = QLabel()
         self.where.setObjectName("dim")
         self.numbers = QLabel()
+        self.marks = QLabel()
+        self.marks.setToolTip("Your marks of this query's results: S same person, D different "
+                              "person, C clear (or right-click a result); the list re-ranks "
+                              "from them")
         # Long lines wrap rather than widen the centre (and squeeze the query list beside it).
-        for label in (self.title, self.where, self.numbers):
+        for label in (self.title, self.where, self.numbers, self.marks):
             label.setWordWrap(True)
         self.note = QLabel()
         self.note.setObjectName("dim")
@@ -44,7 +49,7 @@ class QueryHeader(QFrame):
         self.first_match.clicked.connect(lambda: state.select_first_true_match())
         text = QVBoxLayout()
         text.setSpacing(2)
-        for label in (self.title, self.where, self.numbers, self.note):
+        for label in (self.title, self.where, self.numbers, self.marks, self.note):
             text.addWidget(label)
         buttons = QHBoxLayout()
         buttons.addWidget(self.first_match)
@@ -56,7 +61,7 @@ class QueryHeader(QFrame):
         layout.addWidget(self.image)
         layout.addLayout(text, 1)
         for name in ("selected_query", "distmat", "extra_queries", "session", "overrides",
-                     "second_ranks"):
+                     "second_ranks", "marks"):
             state.events[name].connect(self.refresh)
 
     def refresh(self, _value=None) -> None:
@@ -65,7 +70,7 @@ class QueryHeader(QFrame):
         if state.session is None or not 0 <= query < state.num_queries:
             self.image.clear()
             self.title.setText("No query selected")
-            for label in (self.where, self.numbers):
+            for label in (self.where, self.numbers, self.marks):
                 label.clear()
             self._set_note("")
             self.first_match.setEnabled(False)
@@ -82,6 +87,10 @@ class QueryHeader(QFrame):
             when = format_time(sample.time)
             self.where.setText(f"camera {format_cam(sample.cam, camera_base(self.state))}"
                                + (f" · t {when}" if when else "") + f" · {name}")
+        key = state.query_key(query)
+        same, different = (0, 0) if key is None or state.marks is None else state.marks.counts(key)
+        self.marks.setText("" if key is None else
+                           f"Marks: {marks_summary(same, different)} (S / D / C on a result)")
         self.first_match.setEnabled(described is not None and described.first_hit_rank > 0)
         if described is None:
             self.numbers.setText("Ranking: computing…")

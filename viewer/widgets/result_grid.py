@@ -1,12 +1,13 @@
 """The ranked results: top-k gallery tiles with rank, score, camera, time, movement and a border
-coloured by identity (green right, red wrong, grey junk).
+coloured by identity (green right, red wrong, grey junk); the user's marks as a badge (blue
+"same", amber "not") with a frame of the mark's colour round the tile.
 
 A tile is painted by a delegate from the state's :class:`~viewer.ranking.ResultItem` and a cached
 thumbnail, so only the tiles in view cost anything to draw.
 """
 from __future__ import annotations
 
-from PySide6.QtCore import QAbstractListModel, QModelIndex, QRect, QSize, Qt, Signal
+from PySide6.QtCore import QAbstractListModel, QModelIndex, QPoint, QRect, QSize, Qt, Signal
 from PySide6.QtGui import QFont, QPainter, QPen
 from PySide6.QtWidgets import QAbstractItemView, QListView, QStyle, QStyledItemDelegate
 
@@ -19,6 +20,7 @@ from viewer.formatting import (
     format_time,
     method_value_label,
 )
+from viewer.marks.state import KIND_LABELS
 from viewer.ranking import ResultItem
 from viewer.state import ViewerState
 from viewer.widgets.thumbnails import ThumbnailCache
@@ -86,7 +88,11 @@ class ResultModel(QAbstractListModel):
             if second is not None:
                 lines.append(f"{self.state.second_ranks.name}: "
                              + (f"rank {second}" if second else "junk: not ranked"))
+            mark = self.state.mark_of(self.state.selected_query, item.gallery_index)
+            if mark is not None:
+                lines.append(f"your mark: {KIND_LABELS[mark]}")
             lines.append("Enter / double-click: open in the match inspector")
+            lines.append("S / D / C or right-click: mark same person / different person / clear")
             if item.movement is not None:
                 lines.append(f"moved {item.movement:+d} ranks vs. {described.versus}")
             return "\n".join(lines)
@@ -112,7 +118,10 @@ class ResultDelegate(QStyledItemDelegate):
         junk = item.status == "junk"
         painter.save()
         painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        mark = self.state.mark_of(self.state.selected_query, item.gallery_index)
         painter.setPen(QPen(style.ACCENT, 2) if selected else QPen(style.JUNK.lighter(130), 1))
+        if mark is not None and not selected:
+            painter.setPen(QPen(style.MARK_COLORS[mark], 3))
         painter.setBrush(style.SELECTED_BG if selected else style.TILE_BG)
         painter.drawRoundedRect(rect, 5, 5)
 
@@ -131,6 +140,8 @@ class ResultDelegate(QStyledItemDelegate):
         painter.drawPixmap(frame.left() + (frame.width() - pixmap.width()) // 2,
                            frame.top() + (frame.height() - pixmap.height()) // 2, pixmap)
         painter.setOpacity(1.0)
+        if mark is not None:
+            self._badge(painter, option, frame, mark)
 
         top = frame.bottom() + 4
         left, width = rect.left() + 6, rect.width() - 12
@@ -166,10 +177,27 @@ class ResultDelegate(QStyledItemDelegate):
         painter.restore()
 
 
+    @staticmethod
+    def _badge(painter: QPainter, option, frame: QRect, mark: str) -> None:
+        """The user's mark over the image's top edge: ``✓ same`` or ``✗ not``."""
+        font = QFont(option.font)
+        font.setBold(True)
+        font.setPointSizeF(max(option.font.pointSizeF() - 1.0, 7.0))
+        painter.setFont(font)
+        badge = QRect(frame.left() + 4, frame.top() + 4, frame.width() - 8, 18)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(style.MARK_COLORS[mark])
+        painter.drawRoundedRect(badge, 4, 4)
+        painter.setPen(style.TILE_BG)
+        painter.drawText(badge, Qt.AlignmentFlag.AlignCenter, style.MARK_BADGES[mark])
+
+
 class ResultGrid(QListView):
     """Tiles of the selected query's ranked list; click selects, Enter/double-click activates."""
 
     activated_result = Signal()
+    #: Right-click on a tile (already selected): the global position for the marks menu.
+    menu_requested = Signal(QPoint)
 
     def __init__(self, state: ViewerState, thumbnails: ThumbnailCache, parent=None):
         super().__init__(parent)
@@ -195,7 +223,18 @@ class ResultGrid(QListView):
             state.events[name].connect(self.refresh)
         state.events.top_k.connect(self._more_or_less)
         state.events.selected_result.connect(self._show_selection)
+        state.events.marks.connect(lambda *_a: self.viewport().update())
+        self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.verticalScrollBar().valueChanged.connect(self._scrolled)
+        self.customContextMenuRequested.connect(self._context_menu)
+
+    def _context_menu(self, pos: QPoint) -> None:
+        """Right-click selects the tile under the pointer and asks for the marks menu."""
+        index = self.indexAt(pos)
+        if not index.isValid():
+            return
+        self.state.selected_result = index.row()
+        self.menu_requested.emit(self.viewport().mapToGlobal(pos))
 
     def _scrolled(self, value: int) -> None:
         """Scrolling to the end of the list shows more results (as Right past the last tile)."""
