@@ -66,12 +66,16 @@ def configure_threads(threads: int | None = None) -> int:
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
     os.environ["OMP_NUM_THREADS"] = str(threads)
-    os.environ["NUMBA_NUM_THREADS"] = str(threads)
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.set_num_threads(threads)
     numba = sys.modules.get("numba")
-    if numba is not None:
+    if numba is None:
+        os.environ["NUMBA_NUM_THREADS"] = str(threads)  # the size of its pool, read at import
+    else:
+        # Its pool is sized already: a changed NUMBA_NUM_THREADS would make its next
+        # compilation fail ("cannot set NUMBA_NUM_THREADS ... once the threads have been
+        # launched"), so only the threads in use change.
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     return threads
 

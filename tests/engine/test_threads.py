@@ -35,7 +35,10 @@ def test_threads_are_set(clean_env):
     assert torch.get_num_threads() == 1  # torch already imported: applied at once
     import numba
 
-    assert numba.get_num_threads() == 1 and os.environ["NUMBA_NUM_THREADS"] == "1"  # TLift's kernels
+    assert numba.get_num_threads() == 1  # TLift's kernels
+    # numba was imported (its pool sized): its variable is left alone, or its next compilation
+    # would fail; before numba is imported, the variable sizes the pool.
+    assert "NUMBA_NUM_THREADS" not in os.environ
     clean_env.delenv("OMP_NUM_THREADS")
     assert configure_threads() == min(DEFAULT_THREADS, os.cpu_count() or 1)
 
@@ -81,3 +84,27 @@ def test_cli_and_launcher_accept_threads():
     args = parser.parse_args(["evaluate", "--data", "d", "--checkpoint", "c", "--threads", "1"])
     assert args.threads == 1
     assert viewer_parser().parse_args(["--threads", "2"]).threads == 2
+
+
+def test_numba_still_compiles_after_the_threads_change_once_its_pool_runs(clean_env):
+    # An in-process command (--threads 1) after numba's threads were launched used to set
+    # NUMBA_NUM_THREADS, and numba's next compilation then failed.
+    import numba
+    import numpy as np
+
+    @numba.njit(parallel=True, cache=False)
+    def total(x):
+        out = 0.0
+        for i in numba.prange(len(x)):
+            out += x[i]
+        return out
+
+    assert total(np.ones(64)) == 64.0  # the pool is launched
+    configure_threads(1)
+
+    @numba.njit(cache=False)
+    def plus_one(x):
+        return x + 1
+
+    assert plus_one(1) == 2  # compiled after the change
+    assert numba.get_num_threads() == 1
