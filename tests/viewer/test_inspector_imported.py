@@ -109,6 +109,18 @@ def test_an_imported_osnet_pair_is_split_exactly_from_its_images(qtbot, osnet_wi
     qtbot.waitUntil(win.inspector_ctl.is_ready, timeout=60000)
 
 
+def test_an_imported_model_with_no_exact_split_gets_a_message(qtbot, osnet_window, monkeypatch):
+    from engine.models.global_model import GlobalModel
+
+    monkeypatch.setattr(GlobalModel, "has_correspondences", property(lambda self: False))
+    win = osnet_window
+    view = _open(qtbot, win, position=1)
+    ins = win.inspector_ctl.inspector
+    assert ins.correspondence is None and "exact" in ins.unavailable
+    assert "No picture" in view.sum_text.text() and view.line_segments() == []
+    assert win.state.error is None  # said in the panel, not reported as a failure
+
+
 def test_tiles_name_the_raw_score_of_each_method():
     from viewer.formatting import format_method_value, method_value_label
 
