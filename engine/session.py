@@ -95,9 +95,14 @@ class Session:
         remove_stale_temporaries(*cache_folders(self.cache_dir))
         self.batch_size, self.memory_budget = batch_size, memory_budget
         if model is None:  # the settings of the checkpoint's sidecar; the model's own otherwise
-            self.prep, method = ModelConfig.from_dict(config).preprocessing, config["method"]
+            settings = ModelConfig.from_dict(config)
+            self.prep, method = settings.preprocessing, config["method"]
         else:
+            settings = getattr(model, "config", None)
             self.prep, method = model.preprocessing, model.method
+        #: The feature store holds embeddings ``[E, 1, 1]`` (an imported global model), so a
+        #: pair is explained from its two images (:meth:`explain_pair`), not from stored maps.
+        self.stores_embeddings = bool(getattr(settings, "stores_embeddings", False))
         self.handle = ModelHandle(model, checkpoint, device, prep=self.prep, method=method,
                                   digest=model_digest, cache_dir=self.cache_dir)
         self.query_maps: np.ndarray | None = None
@@ -431,12 +436,39 @@ class Session:
         if self.gallery_maps is None:
             self.extract()
         if self.method == "global":
+            if self.stores_embeddings:
+                raise ValueError("this model's stored embeddings have no locations: explain the "
+                                 "pair from its images (Session.explain_pair)")
             model = self.model if self.model_loaded else None
-            if model is not None and not getattr(model, "has_correspondences", True):
-                raise ValueError(getattr(model, "no_correspondences_reason", None) or
-                                 "this model's pooling is not an average, so its score has no exact "
-                                 "split over image locations; no picture is drawn rather than a wrong one")
+            _check_exact(model)
             return global_correspondence(probe_map, self.gallery_maps[gallery_index],
                                          note=self._split_note(model))
         weight, bias, centre = self.folded_head()
         return pair_correspondence(probe_map, self.gallery_maps[gallery_index], weight, bias, centre)
+
+    def explain_pair(self, query_image: str | np.ndarray, gallery_index: int, cancel=None) -> Correspondence:
+        """The exact split of a pair's score computed from its two images: the query's (a file
+        path or an RGB array: a dataset query, an external image, an edited copy) and gallery
+        image ``gallery_index``. What explains a model whose feature store holds embeddings
+        (:attr:`stores_embeddings`): its local embeddings are recomputed from the images
+        (:meth:`engine.models.global_model.GlobalModel.explain_pair`; the OSNet fc head's split
+        is exact given the pair's ReLU masks, docs/arithmetic.md 2.9). Loads the model (torch):
+        run it in a background job. ``ValueError`` when the model's score has no exact split."""
+        model = self.model
+        _check_exact(model)
+        if not hasattr(model, "explain_pair"):
+            raise ValueError(f"{type(model).__name__} explains a pair from its feature maps "
+                             "(Session.correspondences)")
+        check_cancel(cancel)
+        probe = load_input(query_image, self.prep)
+        gallery = load_input(self.dataset.gallery[gallery_index].path, self.prep)
+        check_cancel(cancel)
+        return model.explain_pair(probe, gallery)
+
+
+def _check_exact(model) -> None:
+    """``ValueError`` saying why when a loaded ``model`` has no exact split of its score."""
+    if model is not None and not getattr(model, "has_correspondences", True):
+        raise ValueError(getattr(model, "no_correspondences_reason", None) or
+                         "this model's pooling is not an average, so its score has no exact "
+                         "split over image locations; no picture is drawn rather than a wrong one")

@@ -20,8 +20,16 @@ def format_rank(rank: int) -> str:
 
 
 def method_value_label(method: str) -> str:
-    """What a tile's number is under a method: the logit raw, the distance after RR/TLift."""
-    return "logit" if "+" not in method else "dist"
+    """What a tile's number is under a method: the raw score (QAConv's logit, a global model's
+    cosine), the distance after RR/TLift."""
+    if "+" in method:
+        return "dist"
+    return "cosine" if method.startswith("global") else "logit"
+
+
+def format_method_value(label: str, value: float) -> str:
+    """``logit 3.21``, ``cosine 0.874``, ``dist 0.412``: a tile's number (:func:`method_value_label`)."""
+    return f"{label} {value:.2f}" if label == "logit" else f"{label} {value:.3f}"
 
 
 def format_cam(cam: int | None, base: int = 1) -> str:

@@ -3,7 +3,9 @@ its scores under raw / +RR / +RR+TLift come from the engine.
 
 A pair's correspondence is one small matrix product (NumPy, about 0.1 ms at the demo's 16 x 8
 maps), computed on the GUI thread once the model's folded head is known (QAConv; a global model's
-split needs none). A model whose score has no exact split gets a message instead of a picture. The head
+split needs none). An imported global model stores embeddings, not maps: its pair is explained
+from the two images by the model (a forward pass each) in a background job. A model whose score
+has no exact split gets a message instead of a picture. The head
 needs the model (and torch, seconds) only the first time for a checkpoint; that first load runs
 as a background job, and the head is cached on disk for the next launch. Distances of the
 post-processing not currently applied are computed in the background too, and only when the
@@ -22,7 +24,7 @@ from viewer.tasks import compute_distances
 
 log = logging.getLogger(__name__)
 
-__all__ = ["InspectorController", "load_folded_head"]
+__all__ = ["InspectorController", "explain_pair", "load_folded_head"]
 
 
 def load_folded_head(session, *, progress, cancel):
@@ -32,6 +34,15 @@ def load_folded_head(session, *, progress, cancel):
     head = session.folded_head()
     progress("load the model for the match inspector", 1, 1)
     return head
+
+
+def explain_pair(session, query_image, gallery_index: int, *, progress, cancel):
+    """Background job: the exact split of one pair from its two images (a model that stores
+    embeddings, :meth:`engine.session.Session.explain_pair`; loads the model on first use)."""
+    progress("explain the pair", 0, 1)
+    corr = session.explain_pair(query_image, gallery_index, cancel=cancel)
+    progress("explain the pair", 1, 1)
+    return corr
 
 
 class InspectorController(QObject):
@@ -77,6 +88,7 @@ class InspectorController(QObject):
         return ((ins.correspondence is not None or bool(ins.unavailable)) and not self.state.busy
                 and not any(s.note == "computing…" for s in ins.scores)
                 and not self.controller.jobs.is_busy("inspect-head")
+                and not self.controller.jobs.is_busy("inspect-pair")
                 and not self.controller.jobs.is_busy("inspect-scores"))
 
     def _session_changed(self, _session=None) -> None:
@@ -117,7 +129,10 @@ class InspectorController(QObject):
         probe = self.state.override(query)  # e.g. an occluded copy, when the grid ranks it
         if pair != inspector.pair or inspector.correspondence is None or probe is not self._probe:
             self._probe = probe
-            if session.head_ready:
+            if session.stores_embeddings:  # no maps stored: the model explains the two images
+                inspector.show(pair, None)
+                self._explain(session, pair, probe)
+            elif session.head_ready:
                 try:
                     corr = session.correspondences(self.probe_map(query), gallery_index)
                 except ValueError as exc:  # no exact split for this model: say so, draw none
@@ -128,6 +143,29 @@ class InspectorController(QObject):
                 inspector.show(pair, None)
                 self._load_head(session)
         self.update_scores()
+
+    def _explain(self, session, pair: tuple[int, int], probe) -> None:
+        """Split ``pair``'s score from its images in the background: the query's file (a dataset
+        query or an external image) or the edited copy the grid ranks, and the gallery image."""
+        query, gallery_index = pair
+        image = (probe.image if probe is not None and probe.image is not None
+                 else self.state.query_sample(query).path)
+
+        def current() -> bool:
+            return (session is self.state.session and self.inspector.pair == pair
+                    and self._probe is probe)
+
+        def explained(corr) -> None:
+            if current():
+                self.inspector.show(pair, corr)
+
+        def failed(err) -> None:  # e.g. no exact split for this model: say so, draw none
+            if current():
+                self.inspector.show(pair, None, err.message)
+
+        self.controller.jobs.submit(explain_pair, session, image, gallery_index,
+                                    name="explain the pair", group="inspect-pair",
+                                    on_result=explained, on_error=failed, busy=False, report=False)
 
     def _load_head(self, session) -> None:
         if self.controller.jobs.is_busy("inspect-head"):

@@ -415,9 +415,10 @@ class MatchInspector(QWidget):
                                   else "computing the local matches…")
             return
         corr = ins.correspondence
+        d = 3 if corr.has_relative else 4  # a cosine's halves: 0.500 + 0.500 would not read 0.999
         rows = "".join(
-            f"<tr><td>{split}</td><td align=right>{p:+.3f}</td><td align=right>{g:+.3f}</td>"
-            f"<td align=right>{b:+.3f}</td><td align=right>{p + g + b:.3f}</td></tr>"
+            f"<tr><td>{split}</td><td align=right>{p:+.{d}f}</td><td align=right>{g:+.{d}f}</td>"
+            f"<td align=right>{b:+.{d}f}</td><td align=right>{p + g + b:.{d}f}</td></tr>"
             for split, p, g, b in ins.sums())
         score = "logit" if corr.has_relative else "cosine"
         if corr.has_relative:

@@ -23,7 +23,8 @@ class Legend(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.setToolTip("Tile: rank and movement; identity and camera; the value the list is "
-                        "ordered by (QAConv logit without post-processing, higher = more similar; "
+                        "ordered by (without post-processing QAConv's logit or a global model's "
+                        "cosine, higher = more similar; "
                         "distance with RR/TLift, lower = closer) and capture time (h:mm:ss.s).\n"
                         "Ranks follow the Market-1501 protocol: junk items are shown (greyed) or "
                         "hidden but never counted, so ranks agree with the header, the CSV and "

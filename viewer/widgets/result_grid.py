@@ -15,6 +15,7 @@ from viewer import style
 from viewer.formatting import (
     camera_base,
     format_cam,
+    format_method_value,
     format_movement,
     format_rank,
     format_time,
@@ -101,7 +102,7 @@ class ResultModel(QAbstractListModel):
 
 class ResultDelegate(QStyledItemDelegate):
     """Paints one tile: coloured frame, thumbnail, ``#rank`` + movement, identity/camera, the
-    active method's value (logit or distance), capture time."""
+    active method's value (logit, cosine or distance), capture time."""
 
     def __init__(self, state: ViewerState, thumbnails: ThumbnailCache, parent=None):
         super().__init__(parent)
@@ -170,9 +171,8 @@ class ResultDelegate(QStyledItemDelegate):
         painter.drawText(line2, Qt.AlignmentFlag.AlignLeft, who)
         painter.drawText(line2, Qt.AlignmentFlag.AlignRight, format_cam(sample.cam, camera_base(self.state)))
         label = method_value_label(self.state.describe(self.state.selected_query).method)
-        value = item.score if label == "logit" else item.distance
-        painter.drawText(line3, Qt.AlignmentFlag.AlignLeft,
-                         f"{label} {value:.2f}" if label == "logit" else f"{label} {value:.3f}")
+        value = item.distance if label == "dist" else item.score
+        painter.drawText(line3, Qt.AlignmentFlag.AlignLeft, format_method_value(label, value))
         painter.drawText(line4, Qt.AlignmentFlag.AlignLeft, format_time(sample.time))
         painter.restore()
 
