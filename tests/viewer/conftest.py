@@ -5,6 +5,7 @@ Qt warnings fail every test in this folder; every test ends with no job thread r
 """
 from __future__ import annotations
 
+import contextlib
 import os
 
 import numpy as np
@@ -83,9 +84,10 @@ def loaded(load_request):
     return load_session(load_request, progress=lambda *a: None, cancel=lambda: False)
 
 
-@pytest.fixture
-def window(qtbot, loaded):
-    """A main window holding the loaded session (as a finished load job would leave it)."""
+@contextlib.contextmanager
+def window_holding(qtbot, loaded):
+    """A 1280 x 800 main window holding ``loaded`` (as a finished load job would leave it);
+    closed at the end, with no job left running."""
     from viewer.controller import Controller
     from viewer.main_window import MainWindow
     from viewer.state import ViewerState
@@ -98,6 +100,13 @@ def window(qtbot, loaded):
     yield win
     win.close()
     assert_no_job_running(win.controller)
+
+
+@pytest.fixture
+def window(qtbot, loaded):
+    """A main window holding the loaded session."""
+    with window_holding(qtbot, loaded) as win:
+        yield win
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 
-from tests.viewer.conftest import assert_no_job_running
+from tests.viewer.conftest import window_holding
 
 
 def _open(qtbot, win, position: int):
@@ -56,18 +56,8 @@ def global_loaded(tiny_data, tiny_checkpoint, tmp_path_factory):
 
 @pytest.fixture
 def global_window(qtbot, global_loaded):
-    from viewer.controller import Controller
-    from viewer.main_window import MainWindow
-    from viewer.state import ViewerState
-
-    win = MainWindow(Controller(ViewerState()))
-    qtbot.addWidget(win)
-    win.resize(1280, 800)
-    win.show()
-    win.controller._loaded(global_loaded)
-    yield win
-    win.close()
-    assert_no_job_running(win.controller)
+    with window_holding(qtbot, global_loaded) as win:
+        yield win
 
 
 def test_a_global_model_is_explained_exactly(qtbot, global_window, global_loaded, monkeypatch):

@@ -12,7 +12,7 @@ import torch
 from PySide6.QtCore import Qt
 
 from tests.engine.torchreid_layout import seeded_state, torchreid_checkpoint
-from tests.viewer.conftest import assert_no_job_running
+from tests.viewer.conftest import window_holding
 
 
 @pytest.fixture(scope="module")
@@ -32,18 +32,8 @@ def osnet_loaded(tiny_data, tmp_path_factory):
 
 @pytest.fixture
 def osnet_window(qtbot, osnet_loaded):
-    from viewer.controller import Controller
-    from viewer.main_window import MainWindow
-    from viewer.state import ViewerState
-
-    win = MainWindow(Controller(ViewerState()))
-    qtbot.addWidget(win)
-    win.resize(1280, 800)
-    win.show()
-    win.controller._loaded(osnet_loaded)
-    yield win
-    win.close()
-    assert_no_job_running(win.controller)
+    with window_holding(qtbot, osnet_loaded) as win:
+        yield win
 
 
 def _open(qtbot, win, position: int):
