@@ -11,12 +11,21 @@
   :mod:`engine.tiles`) one process uses: rank ``r`` scores bands ``r``, ``r + N``, ... and saves
   them.
 
+- with two-stage retrieval (``--shortlist K``, :mod:`engine.shortlist`), every rank runs the
+  cheap first stage on the whole block (the same candidates, or K-neighbour lists, everywhere)
+  and scores with QAConv its contiguous share of the candidate pairs: whole batches of
+  :func:`engine.shortlist.score_pairs` (:func:`engine.shortlist.pair_share`). The candidates'
+  logits (``4 p K`` bytes for q-g; 4 bytes per distinct pair of a graph), not dense blocks,
+  are gathered on rank 0 (``gather_object``), which fills q-g / assembles the q-q and g-g
+  graphs and stores them under the keys one process uses.
+
 Rank 0 then goes on as one process would: it loads every tile, stores each block, ranks,
-re-ranks and writes. Each tile is computed by the same code on the same inputs as in one
-process, so the rows and files are identical, and the cache holds what one process leaves
-(the viewer opens it without scoring anything again). The ranks exchange only small messages
-(the undecodable images they met, barriers); the maps and tiles pass through the cache folder,
-which every rank must see (one machine, or a file system shared by the nodes).
+re-ranks and writes. Each tile, and each batch of candidate pairs, is computed by the same
+code on the same inputs as in one process, so the rows and files are identical, and the cache
+holds what one process leaves (the viewer opens it without scoring anything again). The ranks
+exchange only small messages (the undecodable images they met, candidate logits, barriers);
+the maps and tiles pass through the cache folder, which every rank must see (one machine, or
+a file system shared by the nodes).
 """
 from __future__ import annotations
 
@@ -74,6 +83,15 @@ def _extract_shares(session, world: World) -> None:
         dist.barrier()
 
 
+def _gather_on_main(world: World):
+    """``gather(part)``: every rank's ``part`` on rank 0, in rank order; None on the others."""
+    def gather(part):
+        parts = [None] * world.size if world.main else None
+        dist.gather_object(part, parts, dst=0)
+        return parts
+    return gather
+
+
 def share_work(session, world: World, blocks: tuple[str, ...] = ("qg",)) -> None:
     """This rank's share of extracting ``session``'s maps and scoring ``blocks``; returns when
     every rank is done (see the module's notes)."""
@@ -81,6 +99,6 @@ def share_work(session, world: World, blocks: tuple[str, ...] = ("qg",)) -> None
         return
     _extract_shares(session, world)
     for name in blocks:
-        session.blocks.score_share(name, world.rank, world.size)
+        session.blocks.score_share(name, world.rank, world.size, _gather_on_main(world))
     dist.barrier()
     log.info("rank %d of %d: its share of extraction and scoring is done", world.rank, world.size)

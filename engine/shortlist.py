@@ -25,6 +25,8 @@ README). For each probe its ``K`` best items are kept and QAConv scores only tho
 """
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -38,8 +40,8 @@ if TYPE_CHECKING:  # torch is imported when scoring, so the viewer can read DEFA
 
 __all__ = ["BANDS", "DEFAULT_SHORTLIST", "RECALL_NEEDED", "RECALL_PROBES", "RECALL_TOP", "band_features",
            "estimate_fill", "first_stage_ranks", "lossless_shortlist", "recall_at", "sampled_ranks",
-           "stage_one", "top_candidates", "score_pairs", "shortlist_block", "shortlist_graph",
-           "shortlist_pairs"]
+           "stage_one", "top_candidates", "pair_share", "score_pairs", "shortlist_block",
+           "shortlist_graph", "shortlist_pairs"]
 
 #: Default K, chosen from benchmarks/bench_scale.py on the Market-scale synthetic set (benchmarks/README.md).
 DEFAULT_SHORTLIST = 600
@@ -235,52 +237,108 @@ def _score_pairs(matcher, probe_maps, gallery_maps, rows, cols, *, device, progr
         cached = _locations(gallery_maps, np.arange(len(gallery_maps)))
     total, done = len(rows), 0
     report(progress, 0, total)
-    i = 0
-    while i < len(probes):
+    for i, stop in _probe_batches(counts, hw, channels):
         check_cancel(cancel)
-        # Probes per batch: similarities and gathered maps within about _BATCH_BYTES.
-        per_probe = int(counts[i]) * hw * (hw + channels) * 4
-        batch = int(max(1, min(len(probes) - i, _BATCH_BYTES // max(per_probe, 1))))
-        width = int(counts[i:i + batch].max())
-        valid = np.arange(width)[None, :] < counts[i:i + batch, None]
-        pos = starts[i:i + batch, None] + np.minimum(np.arange(width)[None, :], counts[i:i + batch, None] - 1)
+        batch = stop - i
+        width = int(counts[i:stop].max())
+        valid = np.arange(width)[None, :] < counts[i:stop, None]
+        pos = starts[i:stop, None] + np.minimum(np.arange(width)[None, :], counts[i:stop, None] - 1)
         slots = cols[order[pos]].reshape(-1)
         gal = np.take(cached, slots, axis=0) if cached is not None else _locations(gallery_maps, slots)
         gal = torch.from_numpy(gal).to(device, dtype).view(batch, width * hw, channels)
-        probe = torch.from_numpy(_locations(probe_maps, probes[i:i + batch])).to(device, dtype)
+        probe = torch.from_numpy(_locations(probe_maps, probes[i:stop])).to(device, dtype)
         with torch.autocast(device_type=device.type, enabled=False):
             sim = torch.bmm(probe, gal.transpose(1, 2)).view(batch, hw, width, hw)   # [b, s, k, r]
             logits = torch.matmul(weight, sim.amax(dim=3).float())                  # [b, k]
             logits += sim.amax(dim=1).float() @ weight + bias
         values = logits.cpu().numpy()
         out[order[pos[valid]]] = values[valid]
-        done += int(counts[i:i + batch].sum())
+        done += int(counts[i:stop].sum())
         report(progress, done, total)
-        i += batch
     return out
+
+
+def _probe_batches(counts: np.ndarray, hw: int, channels: int):
+    """The batches ``(first, stop)`` of probes (indices into the distinct probes, whose pair
+    counts are ``counts``) that :func:`score_pairs` matches at once: similarities and gathered
+    maps within about ``$REID_PAIR_BATCH_BYTES`` (default ``_BATCH_BYTES``)."""
+    limit = int(os.environ.get("REID_PAIR_BATCH_BYTES") or _BATCH_BYTES)
+    i = 0
+    while i < len(counts):
+        per_probe = int(counts[i]) * hw * (hw + channels) * 4
+        batch = int(max(1, min(len(counts) - i, limit // max(per_probe, 1))))
+        yield i, i + batch
+        i += batch
+
+
+def pair_share(rows: np.ndarray, hw: int, channels: int, rank: int, size: int) -> tuple[int, int]:
+    """Rank ``rank`` of ``size``'s contiguous share ``[start, stop)`` of pairs sorted by probe
+    (``rows``): whole batches of :func:`score_pairs`.
+
+    A batch's logits depend in their last bits on what else is in it (the matrix products'
+    shapes change), so a share that cuts no batch, scored alone, gives the same bits as the
+    whole list: that is how a distributed run matches one process.
+    """
+    rows = np.asarray(rows, np.int64)
+    if np.any(np.diff(rows) < 0):
+        raise ValueError("the pairs must be sorted by probe")
+    _, starts, counts = np.unique(rows, return_index=True, return_counts=True)
+    firsts = [first for first, _ in _probe_batches(counts, hw, channels)]
+    n = len(firsts)
+
+    def at(batch: int) -> int:
+        return len(rows) if batch >= n else int(starts[firsts[batch]])
+
+    return at(rank * n // size), at((rank + 1) * n // size)
+
+
+#: ``(rank, size, gather)`` of a distributed run: ``gather(part)`` hands rank 0 every rank's
+#: ``part`` in rank order and the other ranks None.
+Share = tuple[int, int, Callable[[np.ndarray], "list[np.ndarray] | None"]]
+
+
+def _score_shared(matcher, a, b, rows, cols, share: Share | None, **kw) -> np.ndarray | None:
+    """:func:`score_pairs` of every pair; with ``share``, this rank scores its
+    :func:`pair_share` and rank 0 gets the whole list (the other ranks None)."""
+    if share is None:
+        return score_pairs(matcher, a, b, rows, cols, **kw)
+    rank, size, gather = share
+    start, stop = pair_share(rows, matcher.hw, matcher.num_features, rank, size)
+    parts = gather(score_pairs(matcher, a, b, rows[start:stop], cols[start:stop], **kw))
+    return None if parts is None else np.concatenate(parts)
 
 
 def shortlist_block(matcher: QAConv, probe_maps, gallery_maps, k: int, *,
                     device: torch.device | str = "cpu", progress: ProgressFn | None = None,
-                    cancel: CancelFn | None = None) -> tuple[np.ndarray, np.ndarray]:
+                    cancel: CancelFn | None = None,
+                    share: Share | None = None) -> tuple[np.ndarray, np.ndarray] | None:
     """Query x gallery logits ``[p, g]`` with only each probe's ``K`` candidates scored.
 
     Returns ``(logits, candidates)``: ``candidates [p, K]`` int32. Every other pair gets
-    :func:`estimate_fill`'s logit from its first-stage score.
+    :func:`estimate_fill`'s logit from its first-stage score. With ``share`` (a distributed
+    run), every rank finds the same candidates, scores its :func:`pair_share` of them, and
+    rank 0 gathers the candidates' logits and returns the block; the other ranks return None.
+    (With ``K >= g``, exhaustive scoring, rank 0 scores the whole block.)
     """
     from engine.models.scoring import score_matrix
 
+    main = share is None or share[0] == 0
     p, g = len(probe_maps), len(gallery_maps)
     if k >= g:  # every pair is a candidate: exhaustive scoring, bit for bit
+        if not main:
+            return None
         cand = np.broadcast_to(np.arange(g, dtype=np.int32), (p, g)).copy()
         return score_matrix(matcher, probe_maps, gallery_maps, device=device, progress=progress,
                             cancel=cancel), cand
-    out = np.empty((p, g), np.float32)
+    out = np.empty((p, g), np.float32) if main else None
     cand = top_candidates(band_features(probe_maps), band_features(gallery_maps), k, dense_out=out,
                           cancel=cancel)
     rows = np.repeat(np.arange(p), cand.shape[1])
-    logits = score_pairs(matcher, probe_maps, gallery_maps, rows, cand.reshape(-1), device=device,
-                         progress=progress, cancel=cancel).reshape(cand.shape)
+    logits = _score_shared(matcher, probe_maps, gallery_maps, rows, cand.reshape(-1), share,
+                           device=device, progress=progress, cancel=cancel)
+    if logits is None:
+        return None
+    logits = logits.reshape(cand.shape)
     if logits.size:
         estimate_fill(out, cand, logits)
     return out, cand
@@ -324,12 +382,15 @@ def shortlist_pairs(neighbours: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def shortlist_graph(matcher: QAConv, maps, k: int, *, device: torch.device | str = "cpu",
-                    progress: ProgressFn | None = None,
-                    cancel: CancelFn | None = None) -> tuple[np.ndarray, np.ndarray]:
+                    progress: ProgressFn | None = None, cancel: CancelFn | None = None,
+                    share: Share | None = None) -> tuple[np.ndarray, np.ndarray] | None:
     """Each item's ``K`` nearest items by the first stage (itself included) and their QAConv logits.
 
     Returns ``(neighbours [n, K] int32, logits [n, K] float32)``; the pair ``(i, j)`` is scored
-    once, probe ``min(i, j)``, gallery ``max(i, j)``.
+    once, probe ``min(i, j)``, gallery ``max(i, j)``. With ``share`` (a distributed run), every
+    rank finds the same neighbours, scores its :func:`pair_share` of the distinct pairs, and
+    rank 0 gathers their logits and returns the graph; the other ranks return None. (With
+    ``K >= n``, the exhaustive block, rank 0 scores it whole.)
     """
     from engine.models.scoring import score_matrix
 
@@ -337,12 +398,16 @@ def shortlist_graph(matcher: QAConv, maps, k: int, *, device: torch.device | str
     emb = band_features(maps)
     neighbours = top_candidates(emb, emb, k, cancel=cancel)
     if k >= n:  # every pair: the symmetric exhaustive block, bit for bit
+        if share is not None and share[0] != 0:
+            return None
         block = score_matrix(matcher, maps, maps, device=device, symmetric=True, progress=progress,
                              cancel=cancel)
         return neighbours, np.take_along_axis(block, neighbours.astype(np.int64), axis=1)
     lo, hi = shortlist_pairs(neighbours)
-    pair_logits = score_pairs(matcher, maps, maps, lo, hi, device=device, progress=progress,
-                              cancel=cancel)
+    pair_logits = _score_shared(matcher, maps, maps, lo, hi, share, device=device,
+                                progress=progress, cancel=cancel)
+    if pair_logits is None:
+        return None
     r = np.repeat(np.arange(n, dtype=np.int64), neighbours.shape[1])
     c = neighbours.reshape(-1).astype(np.int64)
     pos = np.searchsorted(lo * n + hi, np.minimum(r, c) * n + np.maximum(r, c))
