@@ -11,12 +11,14 @@
   :mod:`engine.tiles`) one process uses: rank ``r`` scores bands ``r``, ``r + N``, ... and saves
   them.
 
-- with two-stage retrieval (``--shortlist K``, :mod:`engine.shortlist`), every rank runs the
-  cheap first stage on the whole block (the same candidates, or K-neighbour lists, everywhere)
-  and scores with QAConv its contiguous share of the candidate pairs: whole batches of
-  :func:`engine.shortlist.score_pairs` (:func:`engine.shortlist.pair_share`). The candidates'
-  logits (``4 p K`` bytes for q-g; 4 bytes per distinct pair of a graph), not dense blocks,
-  are gathered on rank 0 (``gather_object``), which fills q-g / assembles the q-q and g-g
+- with two-stage retrieval (``--shortlist K``, :mod:`engine.shortlist`), each rank scores
+  with QAConv its contiguous share of the candidate pairs: whole batches of
+  :func:`engine.shortlist.score_pairs` (:func:`engine.shortlist.pair_share`), whose
+  candidates it finds itself (q-g: rank 0 runs the cheap first stage for every query, as the
+  fill needs its scores). For q-q and g-g each rank finds the K neighbours of its share of the
+  items and the lists (``4 n K`` bytes) are gathered on every rank (the pairs to score follow
+  from all of them). The candidates' logits (``4 q K`` bytes for q-g; 4 bytes per distinct
+  pair of a graph), not dense blocks, are gathered on rank 0, which fills q-g / assembles the
   graphs and stores them under the keys one process uses.
 
 Rank 0 then goes on as one process would: it loads every tile, stores each block, ranks,
@@ -84,10 +86,14 @@ def _extract_shares(session, world: World) -> None:
 
 
 def _gather_on_main(world: World):
-    """``gather(part)``: every rank's ``part`` on rank 0, in rank order; None on the others."""
-    def gather(part):
-        parts = [None] * world.size if world.main else None
-        dist.gather_object(part, parts, dst=0)
+    """``gather(part, everywhere=False)``: every rank's ``part`` in rank order, on rank 0 (None
+    on the others) or on every rank."""
+    def gather(part, everywhere: bool = False):
+        parts = [None] * world.size if world.main or everywhere else None
+        if everywhere:
+            dist.all_gather_object(parts, part)
+        else:
+            dist.gather_object(part, parts, dst=0)
         return parts
     return gather
 

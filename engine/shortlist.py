@@ -61,6 +61,8 @@ RECALL_NEEDED = 0.99
 _FILL_GAP = 1e-3
 # Slope (logits per unit of first-stage score) when no line can be fitted to the candidates.
 _FALLBACK_SLOPE = 10.0
+# Floats of first-stage scores per chunk of rows in top_candidates.
+_CANDIDATE_FLOATS = 16 << 20
 # Bytes of similarities and gathered gallery maps per batch of probes in candidate scoring.
 _BATCH_BYTES = 48 << 20
 # Gallery maps are converted to compute-ready columns once when they take at most this many bytes.
@@ -120,8 +122,7 @@ def top_candidates(a_bands: np.ndarray, b_bands: np.ndarray, k: int, *,
     """
     k = min(int(k), len(b_bands))
     out = np.empty((len(a_bands), k), np.int32)
-    # Rows per chunk: about 64 MB of [rows, g] float32 buffers (bands + 3 of them).
-    step = max(1, (16 << 20) // max(len(b_bands) * (a_bands.shape[1] + 3), 1))
+    step = _candidate_step(len(b_bands), a_bands.shape[1])
     b_cols = _band_columns(b_bands)
     for start in range(0, len(a_bands), step):
         check_cancel(cancel)
@@ -138,6 +139,22 @@ def top_candidates(a_bands: np.ndarray, b_bands: np.ndarray, k: int, *,
         order = np.lexsort((head, -vals), axis=1) if head.size else head
         out[start:stop] = np.take_along_axis(head, order, axis=1)
     return out
+
+
+def _candidate_step(g: int, bands: int) -> int:
+    """Rows per chunk of :func:`top_candidates`: about ``4 _CANDIDATE_FLOATS`` bytes of
+    ``[rows, g]`` float32 buffers (bands + 3 of them)."""
+    return max(1, _CANDIDATE_FLOATS // max(g * (bands + 3), 1))
+
+
+def _candidates_of_rows(a_bands: np.ndarray, b_bands: np.ndarray, k: int, lo: int, hi: int,
+                        cancel: CancelFn | None = None) -> np.ndarray:
+    """Rows ``[lo, hi)`` of ``top_candidates(a_bands, b_bands, k)``, bit for bit: computed in
+    the whole call's chunks (a chunk's scores depend in their last bits on its rows, which
+    could swap near-tied candidates)."""
+    step = _candidate_step(len(b_bands), a_bands.shape[1])
+    c0, c1 = lo // step * step, min(len(a_bands), -(-hi // step) * step)
+    return top_candidates(a_bands[c0:c1], b_bands, k, cancel=cancel)[lo - c0:hi - c0]
 
 
 def first_stage_ranks(exhaustive: np.ndarray, first_stage: np.ndarray, top: int = RECALL_TOP) -> np.ndarray:
@@ -293,8 +310,9 @@ def pair_share(rows: np.ndarray, hw: int, channels: int, rank: int, size: int) -
 
 
 #: ``(rank, size, gather)`` of a distributed run: ``gather(part)`` hands rank 0 every rank's
-#: ``part`` in rank order and the other ranks None.
-Share = tuple[int, int, Callable[[np.ndarray], "list[np.ndarray] | None"]]
+#: ``part`` in rank order and the other ranks None; ``gather(part, everywhere=True)`` hands
+#: them to every rank.
+Share = tuple[int, int, Callable[..., "list[np.ndarray] | None"]]
 
 
 def _score_shared(matcher, a, b, rows, cols, share: Share | None, **kw) -> np.ndarray | None:
@@ -316,8 +334,9 @@ def shortlist_block(matcher: QAConv, probe_maps, gallery_maps, k: int, *,
 
     Returns ``(logits, candidates)``: ``candidates [p, K]`` int32. Every other pair gets
     :func:`estimate_fill`'s logit from its first-stage score. With ``share`` (a distributed
-    run), every rank finds the same candidates, scores its :func:`pair_share` of them, and
-    rank 0 gathers the candidates' logits and returns the block; the other ranks return None.
+    run), each rank finds the candidates of its :func:`pair_share` of the probes (rank 0 those
+    of every probe: the fill needs their scores) and scores them; rank 0 gathers the
+    candidates' logits and returns the block; the other ranks return None.
     (With ``K >= g``, exhaustive scoring, rank 0 scores the whole block.)
     """
     from engine.models.scoring import score_matrix
@@ -331,13 +350,24 @@ def shortlist_block(matcher: QAConv, probe_maps, gallery_maps, k: int, *,
         return score_matrix(matcher, probe_maps, gallery_maps, device=device, progress=progress,
                             cancel=cancel), cand
     out = np.empty((p, g), np.float32) if main else None
-    cand = top_candidates(band_features(probe_maps), band_features(gallery_maps), k, dense_out=out,
-                          cancel=cancel)
-    rows = np.repeat(np.arange(p), cand.shape[1])
-    logits = _score_shared(matcher, probe_maps, gallery_maps, rows, cand.reshape(-1), share,
-                           device=device, progress=progress, cancel=cancel)
-    if logits is None:
-        return None
+    rows = np.repeat(np.arange(p), k)
+    a_bands, b_bands = band_features(probe_maps), band_features(gallery_maps)
+    if main:  # the first stage of every probe: the fill needs its scores
+        cand = top_candidates(a_bands, b_bands, k, dense_out=out, cancel=cancel)
+    if share is None:
+        logits = score_pairs(matcher, probe_maps, gallery_maps, rows, cand.reshape(-1),
+                             device=device, progress=progress, cancel=cancel)
+    else:
+        rank, size, gather = share
+        start, stop = pair_share(rows, matcher.hw, matcher.num_features, rank, size)
+        mine = (cand[start // k:stop // k] if main else
+                _candidates_of_rows(a_bands, b_bands, k, start // k, stop // k, cancel))
+        logits = gather(score_pairs(matcher, probe_maps, gallery_maps, rows[start:stop],
+                                    mine.reshape(-1), device=device, progress=progress,
+                                    cancel=cancel))
+        if logits is None:
+            return None
+        logits = np.concatenate(logits)
     logits = logits.reshape(cand.shape)
     if logits.size:
         estimate_fill(out, cand, logits)
@@ -387,16 +417,22 @@ def shortlist_graph(matcher: QAConv, maps, k: int, *, device: torch.device | str
     """Each item's ``K`` nearest items by the first stage (itself included) and their QAConv logits.
 
     Returns ``(neighbours [n, K] int32, logits [n, K] float32)``; the pair ``(i, j)`` is scored
-    once, probe ``min(i, j)``, gallery ``max(i, j)``. With ``share`` (a distributed run), every
-    rank finds the same neighbours, scores its :func:`pair_share` of the distinct pairs, and
-    rank 0 gathers their logits and returns the graph; the other ranks return None. (With
+    once, probe ``min(i, j)``, gallery ``max(i, j)``. With ``share`` (a distributed run), each
+    rank finds the neighbours of its contiguous share of the items and the lists are gathered
+    on every rank; each then scores its :func:`pair_share` of the distinct pairs, and rank 0
+    gathers their logits and returns the graph; the other ranks return None. (With
     ``K >= n``, the exhaustive block, rank 0 scores it whole.)
     """
     from engine.models.scoring import score_matrix
 
     n = len(maps)
     emb = band_features(maps)
-    neighbours = top_candidates(emb, emb, k, cancel=cancel)
+    if share is None or k >= n:
+        neighbours = top_candidates(emb, emb, k, cancel=cancel)
+    else:  # each rank's rows; the lists are gathered on every rank (n K int32)
+        rank, size, gather = share
+        mine = _candidates_of_rows(emb, emb, k, rank * n // size, (rank + 1) * n // size, cancel)
+        neighbours = np.concatenate(gather(mine, everywhere=True))
     if k >= n:  # every pair: the symmetric exhaustive block, bit for bit
         if share is not None and share[0] != 0:
             return None

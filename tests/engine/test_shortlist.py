@@ -214,10 +214,12 @@ def _as_ranks(size, run):
     meet = threading.Barrier(size)
 
     def rank(r):
-        def gather(part):
+        def gather(part, everywhere=False):
             parts[r] = part
             meet.wait()
-            return list(parts) if r == 0 else None
+            got = list(parts) if r == 0 or everywhere else None
+            meet.wait()  # every rank has read parts before the next gather writes them
+            return got
         results[r] = run((r, size, gather))
 
     threads = [threading.Thread(target=rank, args=(r,)) for r in range(size)]
@@ -231,10 +233,13 @@ def _as_ranks(size, run):
 @pytest.mark.parametrize("size", [2, 3])
 def test_ranks_sharing_the_candidate_pairs_give_one_process_block_and_graphs_bit_for_bit(
         matcher, monkeypatch, size):
+    from engine import shortlist
     from engine.shortlist import pair_share
 
     # Small batches of probes, so that the pairs are spread over several of them (and ranks).
     monkeypatch.setenv("REID_PAIR_BATCH_BYTES", str(4 * 7 * 8 * (8 + 16) * 4))
+    # ... and the first stage in chunks of 3 rows, which the ranks' shares of the items cut.
+    monkeypatch.setattr(shortlist, "_CANDIDATE_FLOATS", 3 * 41 * (4 + 3))
     q, g = _maps(23, 5, groups=6), _maps(41, 6, groups=6)
     k = 7
     one = shortlist_block(matcher, q, g, k=k)
