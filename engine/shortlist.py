@@ -22,6 +22,9 @@ README). For each probe its ``K`` best items are kept and QAConv scores only tho
   neighbours and their logits, ``[n, K]``. Each unordered pair is scored once, with the lower
   index as probe (as the symmetric exhaustive scoring does), so both directions hold the same
   number. :func:`engine.postprocess.rerank_sparse.re_rank_shortlist` re-ranks on this graph.
+- Under ``torchrun`` (``share``, :mod:`engine.sharded`): each rank scores a contiguous share of
+  the candidate pairs made of whole batches of :func:`score_pairs` (:func:`pair_share`), so the
+  logits rank 0 gathers are one process's, bit for bit.
 """
 from __future__ import annotations
 
