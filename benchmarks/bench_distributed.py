@@ -7,6 +7,7 @@ as the ranks have in all (N ranks x 1 thread against 1 process x N threads), on 
 synthetic set, the same model and the same global batch. Ratios > 1: the ranks are faster.
 
     python benchmarks/bench_distributed.py [--ranks 2] [--ids 40] [--steps 8] [--batch 32]
+        [--shortlist 50] [--scoring-only]
 """
 from __future__ import annotations
 
@@ -82,6 +83,9 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=32, help="global batch")
     parser.add_argument("--effect-steps", type=int, default=2,
                         help="steps after which the BatchNorm settings' weights are compared")
+    parser.add_argument("--shortlist", type=int, default=50,
+                        help="K of the two-stage retrieval run timed with evaluate")
+    parser.add_argument("--scoring-only", action="store_true", help="skip the training figures")
     args = parser.parse_args()
     n = args.ranks
     from engine.data.synthetic import generate
@@ -98,61 +102,96 @@ def main() -> int:
         print(f"{n} Gloo ranks x 1 thread against 1 process x {n} threads; resnet18 to layer3, "
               f"128x64 input (8x4 maps, D=64), global batch {args.batch}, {args.steps} steps; "
               f"load {os.getloadavg()[0]:.1f}")
-        t1, out1, err1 = run([*train, "--out", tmp / "one"], 1, n)
-        tn, outn, errn = run([*train, "--out", tmp / "ranks"], n, 1)
-        ips1, ipsn = images_per_s(out1), images_per_s(outn)
-        print(f"training   1 process {ips1:6.1f} img/s, {n} ranks {ipsn:6.1f} img/s: x{ipsn / ips1:.2f} "
-              f"(wall with start-up {t1:.0f} s vs {tn:.0f} s)")
-        print(f"peak RSS   1 process {peak_rss(err1)} MB; per rank {peak_rss(errn)} MB")
-        # What synchronising the trunk's BatchNorms changes, after a few steps (later on, runs
-        # from random weights drift apart even between 1 and 2 threads of one process).
-        short = [*train[:-4], "--max-batches", args.effect_steps, "--workers", "0"]
-        run([*short, "--out", tmp / "e-one"], 1, 1)
-        for label, out, ranks, extra in (
-                (f"1 process, {n} threads (float-order noise)", "e-threads", 1, []),
-                (f"{n} ranks, BatchNorm synchronised", "e-sync", n, []),
-                (f"{n} ranks, BatchNorm per rank (--no-sync-bn)", "e-local", n, ["--no-sync-bn"])):
-            run([*short, "--out", tmp / out, *extra], ranks, 1 if ranks > 1 else n)
-            gap = max_weight_gap(tmp / "e-one" / "model.pt", tmp / out / "model.pt")
-            print(f"after {args.effect_steps} steps, {label:<46}: weights differ from 1 process x 1 "
-                  f"thread by at most {gap:.1e}")
-
-        import torch
-
-        from engine.checkpoint import save_checkpoint
-        from engine.models import ModelConfig, build_model
-
-        cfg = ModelConfig(arch="resnet18", neck=64, height=128, width=64, pretrained="none")
-        torch.manual_seed(0)
-        net = build_model(cfg)
-        ckpt = tmp / "random.pt"
-        save_checkpoint(ckpt, {"config": cfg.to_dict(), "model": net.state_dict()})
-        evaluate = ["evaluate", "--data", data, "--checkpoint", ckpt, "--device", "cpu", "--rerank"]
-        s1, _, e1 = run([*evaluate, "--cache-dir", tmp / "c1"], 1, n)
-        sn, _, en = run([*evaluate, "--cache-dir", tmp / "cn"], n, 1)
-        print(f"evaluate (extract + score q-g, q-q, g-g + RR): 1 process {s1:.1f} s, {n} ranks "
-              f"{sn:.1f} s: x{s1 / sn:.2f}; peak RSS 1 process {peak_rss(e1)} MB, per rank {peak_rss(en)} MB")
-
-        def counts(config):
-            model = build_model(config)
-            trunk = sum(p.numel() for p in model.backbone.parameters())
-            chans = sum(m.num_features for m in model.backbone.modules()
-                        if isinstance(m, torch.nn.BatchNorm2d))
-            head = sum(p.numel() for p in model.matcher.parameters())
-            d, h, w = config.feature_shape
-            return d * h * w, trunk, chans, head
-
-        published = ModelConfig(arch="resnet50", neck=128, height=384, width=128, pretrained="none")
-        print("\nper training step, each rank sends about as much as it receives:")
-        for label, ranks, batch, config in (
-                (f"this run ({n} ranks, batch {args.batch})", n, args.batch, cfg),
-                ("published setting (8 ranks, batch 64, ResNet-50 to layer3, 384x128, D=128)", 8, 64,
-                 published)):
-            volume = traffic(batch, ranks, *counts(config))
-            print(f"  {label}: {sum(volume.values()) / 2**20:.1f} MiB in all")
-            for what, value in volume.items():
-                print(f"    {what:<36} {value / 2**20:9.3f} MiB")
+        if not args.scoring_only:
+            train_figures(args, train, tmp)
+        evaluate_figures(args, data, tmp)
     return 0
+
+
+def train_figures(args, train: list, tmp: Path) -> None:
+    """Training images/s and peak RSS, and what synchronising the BatchNorms changes."""
+    n = args.ranks
+    t1, out1, err1 = run([*train, "--out", tmp / "one"], 1, n)
+    tn, outn, errn = run([*train, "--out", tmp / "ranks"], n, 1)
+    ips1, ipsn = images_per_s(out1), images_per_s(outn)
+    print(f"training   1 process {ips1:6.1f} img/s, {n} ranks {ipsn:6.1f} img/s: x{ipsn / ips1:.2f} "
+          f"(wall with start-up {t1:.0f} s vs {tn:.0f} s)")
+    print(f"peak RSS   1 process {peak_rss(err1)} MB; per rank {peak_rss(errn)} MB")
+    # What synchronising the trunk's BatchNorms changes, after a few steps (later on, runs
+    # from random weights drift apart even between 1 and 2 threads of one process).
+    short = [*train[:-4], "--max-batches", args.effect_steps, "--workers", "0"]
+    run([*short, "--out", tmp / "e-one"], 1, 1)
+    for label, out, ranks, extra in (
+            (f"1 process, {n} threads (float-order noise)", "e-threads", 1, []),
+            (f"{n} ranks, BatchNorm synchronised", "e-sync", n, []),
+            (f"{n} ranks, BatchNorm per rank (--no-sync-bn)", "e-local", n, ["--no-sync-bn"])):
+        run([*short, "--out", tmp / out, *extra], ranks, 1 if ranks > 1 else n)
+        gap = max_weight_gap(tmp / "e-one" / "model.pt", tmp / out / "model.pt")
+        print(f"after {args.effect_steps} steps, {label:<46}: weights differ from 1 process x 1 "
+              f"thread by at most {gap:.1e}")
+
+
+def evaluate_figures(args, data: Path, tmp: Path) -> None:
+    """Evaluate's wall time and peak RSS, exhaustive and two-stage (and what the ranks gather),
+    and the traffic per training step."""
+    import torch
+
+    from engine.checkpoint import save_checkpoint
+    from engine.models import ModelConfig, build_model
+    from engine.session import Session
+    from engine.shortlist import shortlist_pairs
+
+    n = args.ranks
+    cfg = ModelConfig(arch="resnet18", neck=64, height=128, width=64, pretrained="none")
+    torch.manual_seed(0)
+    net = build_model(cfg)
+    ckpt = tmp / "random.pt"
+    save_checkpoint(ckpt, {"config": cfg.to_dict(), "model": net.state_dict()})
+    evaluate = ["evaluate", "--data", data, "--checkpoint", ckpt, "--device", "cpu", "--rerank"]
+    s1, _, e1 = run([*evaluate, "--cache-dir", tmp / "c1"], 1, n)
+    sn, _, en = run([*evaluate, "--cache-dir", tmp / "cn"], n, 1)
+    print(f"evaluate (extract + score q-g, q-q, g-g + RR): 1 process {s1:.1f} s, {n} ranks "
+          f"{sn:.1f} s: x{s1 / sn:.2f}; peak RSS 1 process {peak_rss(e1)} MB, per rank {peak_rss(en)} MB")
+    # Two-stage retrieval on the maps the runs above left (both cache folders hold them).
+    k = args.shortlist
+    shortlisted = [*evaluate, "--shortlist", k]
+    s1, out1, e1 = run([*shortlisted, "--cache-dir", tmp / "c1"], 1, n)
+    sn, outn, en = run([*shortlisted, "--cache-dir", tmp / "cn"], n, 1)
+    same = [r for r in out1.splitlines() if r.startswith("qaconv")] == \
+        [r for r in outn.splitlines() if r.startswith("qaconv")]
+    print(f"evaluate --shortlist {k} (score q-g and the q-q / g-g graphs + RR): 1 process "
+          f"{s1:.1f} s, {n} ranks {sn:.1f} s: x{s1 / sn:.2f}; rows identical: {same}; peak RSS "
+          f"1 process {peak_rss(e1)} MB, per rank {peak_rss(en)} MB")
+    session = Session.open(data, ckpt, device="cpu", cache_dir=tmp / "cn", shortlist=k)
+    q, g = len(session.dataset.query), len(session.dataset.gallery)
+    session.prepare(rerank=True)
+    pairs = {name: len(shortlist_pairs(nb)[0]) for name, (nb, _) in session.blocks.graphs.items()}
+    lists = sum(nb.nbytes for nb, _ in session.blocks.graphs.values())
+    logits = 4 * (q * k + sum(pairs.values()))
+    print(f"  gathered: candidate logits on rank 0 {logits / 2**10:.0f} KiB (q-g {q} x {k}, "
+          f"distinct graph pairs {pairs}); K-neighbour lists on every rank "
+          f"{lists / 2**10:.0f} KiB; the dense q-g, q-q, g-g blocks would be "
+          f"{4 * (q + g) ** 2 / 2**10:.0f} KiB")
+
+    def counts(config):
+        model = build_model(config)
+        trunk = sum(p.numel() for p in model.backbone.parameters())
+        chans = sum(m.num_features for m in model.backbone.modules()
+                    if isinstance(m, torch.nn.BatchNorm2d))
+        head = sum(p.numel() for p in model.matcher.parameters())
+        d, h, w = config.feature_shape
+        return d * h * w, trunk, chans, head
+
+    published = ModelConfig(arch="resnet50", neck=128, height=384, width=128, pretrained="none")
+    print("\nper training step, each rank sends about as much as it receives:")
+    for label, ranks, batch, config in (
+            (f"this run ({n} ranks, batch {args.batch})", n, args.batch, cfg),
+            ("published setting (8 ranks, batch 64, ResNet-50 to layer3, 384x128, D=128)", 8, 64,
+             published)):
+        volume = traffic(batch, ranks, *counts(config))
+        print(f"  {label}: {sum(volume.values()) / 2**20:.1f} MiB in all")
+        for what, value in volume.items():
+            print(f"    {what:<36} {value / 2**20:9.3f} MiB")
 
 
 if __name__ == "__main__":

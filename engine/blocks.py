@@ -133,8 +133,12 @@ class BlockCache:
 
     def stored(self, name: str, shortlist: int | None = None) -> bool:
         """Whether block ``name`` is in the cache folder, scored exhaustively (``shortlist``
-        None) or by two-stage retrieval with that K (its q-g block)."""
-        return self.store.has(self.key(name) if shortlist is None else self.shortlist_key(name, shortlist))
+        None) or by two-stage retrieval with that K (q-g's block, q-q's or g-g's graph)."""
+        if shortlist is None:
+            return self.store.has(self.key(name))
+        key = self.shortlist_key(name, shortlist)
+        parts = ("",) if name == "qg" else (":neighbours", ":logits")
+        return all(self.store.has(key + part) for part in parts)
 
     # ------------------------------------------------------------------ scoring
     def score(self, blocks: tuple[str, ...] = ("qg",), progress=None, cancel=None) -> None:
@@ -162,13 +166,25 @@ class BlockCache:
         self.logits[name] = np.asarray(block, np.float32)
         self.timings[f"score {name}"] = time.perf_counter() - t0
 
-    def score_share(self, name: str, rank: int, size: int, progress=None, cancel=None) -> None:
-        """A distributed run's part of block ``name``: score and save this rank's tiles (bands
-        ``rank``, ``rank + size``, ...) unless the block is stored already. Once every rank has
-        done so, :meth:`score` loads the tiles and stores the block as one process would."""
+    def score_share(self, name: str, rank: int, size: int, gather=None, progress=None,
+                    cancel=None) -> None:
+        """A distributed run's part of block ``name``, unless the block is stored already.
+
+        Exhaustive scoring: score and save this rank's tiles (bands ``rank``, ``rank + size``,
+        ...); once every rank has done so, :meth:`score` loads the tiles and stores the block
+        as one process would. Two-stage retrieval: score this rank's share of the candidate
+        pairs; ``gather(part)`` (every rank's ``part`` on rank 0, in rank order; None on the
+        others) brings the logits to rank 0, which assembles the block or graph and stores it
+        as one process would (:func:`engine.shortlist.shortlist_block`).
+        """
         if self.uses_shortlist:
-            raise ValueError("two-stage retrieval (--shortlist) is not split over ranks; "
-                             "run it in one process")
+            if gather is None:
+                raise ValueError("two-stage retrieval split over ranks needs a gather function")
+            if not self.stored(name, self.shortlist):  # the same answer on every rank
+                maps = self._maps(progress, cancel)
+                self._score_shortlisted(name, maps[name[0]], maps[name[1]], progress, cancel,
+                                        share=(rank, size, gather))
+            return
         key = self.key(name)
         if self.store.has(key):
             return
@@ -201,30 +217,38 @@ class BlockCache:
         discard_tiles(tiles)
         return block
 
-    def _score_shortlisted(self, name: str, a, b, progress, cancel) -> None:
-        """A block by two-stage retrieval: q-g dense with fills, q-q / g-g as neighbour graphs."""
+    def _score_shortlisted(self, name: str, a, b, progress, cancel, share=None) -> None:
+        """A block by two-stage retrieval: q-g dense with fills, q-q / g-g as neighbour graphs.
+
+        ``share``: a distributed run's ``(rank, size, gather)``; only rank 0 keeps and stores
+        the result (see :meth:`score_share`)."""
         from engine.shortlist import shortlist_block, shortlist_graph
 
         k = int(self.shortlist)
         key = self.shortlist_key(name, k)
         t0 = time.perf_counter()
         prog = None if progress is None else (lambda d, t: progress(f"score {name} (K={k})", d, t))
+        kw = dict(device=self.handle.device, progress=prog, cancel=cancel, share=share)
         if name == "qg":
-            block = self.store.load(key, (len(a), len(b)))
+            block = None if share else self.store.load(key, (len(a), len(b)))
             self.cache_hits[f"scores {name}"] = block is not None
             if block is None:
-                block, _ = shortlist_block(self.handle.model.matcher, a, b, k, device=self.handle.device,
-                                           progress=prog, cancel=cancel)
+                found = shortlist_block(self.handle.model.matcher, a, b, k, **kw)
+                if found is None:
+                    return  # another rank's share is done; rank 0 stores the block
+                block = found[0]
                 self.store.save(key, block)
             self.logits[name] = block
         else:
             shape = (len(a), min(k, len(a)))
-            nb = self.store.load(key + ":neighbours", shape, np.int32)
+            nb = None if share else self.store.load(key + ":neighbours", shape, np.int32)
             logits = None if nb is None else self.store.load(key + ":logits", shape)
             self.cache_hits[f"scores {name}"] = logits is not None
             if logits is None:
-                nb, logits = shortlist_graph(self.handle.model.matcher, a, k, device=self.handle.device,
-                                             progress=prog, cancel=cancel)
+                found = shortlist_graph(self.handle.model.matcher, a, k, **kw)
+                if found is None:
+                    return
+                nb, logits = found
                 self.store.save(key + ":neighbours", nb)
                 self.store.save(key + ":logits", logits)
             self.graphs[name] = (nb, logits)

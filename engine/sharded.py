@@ -11,12 +11,23 @@
   :mod:`engine.tiles`) one process uses: rank ``r`` scores bands ``r``, ``r + N``, ... and saves
   them.
 
+- with two-stage retrieval (``--shortlist K``, :mod:`engine.shortlist`), each rank scores
+  with QAConv its contiguous share of the candidate pairs: whole batches of
+  :func:`engine.shortlist.score_pairs` (:func:`engine.shortlist.pair_share`), whose
+  candidates it finds itself (q-g: rank 0 runs the cheap first stage for every query, as the
+  fill needs its scores). For q-q and g-g each rank finds the K neighbours of its share of the
+  items and the lists (``4 n K`` bytes) are gathered on every rank (the pairs to score follow
+  from all of them). The candidates' logits (``4 q K`` bytes for q-g; 4 bytes per distinct
+  pair of a graph), not dense blocks, are gathered on rank 0, which fills q-g / assembles the
+  graphs and stores them under the keys one process uses.
+
 Rank 0 then goes on as one process would: it loads every tile, stores each block, ranks,
-re-ranks and writes. Each tile is computed by the same code on the same inputs as in one
-process, so the rows and files are identical, and the cache holds what one process leaves
-(the viewer opens it without scoring anything again). The ranks exchange only small messages
-(the undecodable images they met, barriers); the maps and tiles pass through the cache folder,
-which every rank must see (one machine, or a file system shared by the nodes).
+re-ranks and writes. Each tile, and each batch of candidate pairs, is computed by the same
+code on the same inputs as in one process, so the rows and files are identical, and the cache
+holds what one process leaves (the viewer opens it without scoring anything again). The ranks
+exchange only small messages (the undecodable images they met, candidate logits, barriers);
+the maps and tiles pass through the cache folder, which every rank must see (one machine, or
+a file system shared by the nodes).
 """
 from __future__ import annotations
 
@@ -74,6 +85,19 @@ def _extract_shares(session, world: World) -> None:
         dist.barrier()
 
 
+def _gather_on_main(world: World):
+    """``gather(part, everywhere=False)``: every rank's ``part`` in rank order, on rank 0 (None
+    on the others) or on every rank."""
+    def gather(part, everywhere: bool = False):
+        parts = [None] * world.size if world.main or everywhere else None
+        if everywhere:
+            dist.all_gather_object(parts, part)
+        else:
+            dist.gather_object(part, parts, dst=0)
+        return parts
+    return gather
+
+
 def share_work(session, world: World, blocks: tuple[str, ...] = ("qg",)) -> None:
     """This rank's share of extracting ``session``'s maps and scoring ``blocks``; returns when
     every rank is done (see the module's notes)."""
@@ -81,6 +105,6 @@ def share_work(session, world: World, blocks: tuple[str, ...] = ("qg",)) -> None
         return
     _extract_shares(session, world)
     for name in blocks:
-        session.blocks.score_share(name, world.rank, world.size)
+        session.blocks.score_share(name, world.rank, world.size, _gather_on_main(world))
     dist.barrier()
     log.info("rank %d of %d: its share of extraction and scoring is done", world.rank, world.size)

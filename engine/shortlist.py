@@ -22,9 +22,14 @@ README). For each probe its ``K`` best items are kept and QAConv scores only tho
   neighbours and their logits, ``[n, K]``. Each unordered pair is scored once, with the lower
   index as probe (as the symmetric exhaustive scoring does), so both directions hold the same
   number. :func:`engine.postprocess.rerank_sparse.re_rank_shortlist` re-ranks on this graph.
+- Under ``torchrun`` (``share``, :mod:`engine.sharded`): each rank scores a contiguous share of
+  the candidate pairs made of whole batches of :func:`score_pairs` (:func:`pair_share`), so the
+  logits rank 0 gathers are one process's, bit for bit.
 """
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -38,8 +43,8 @@ if TYPE_CHECKING:  # torch is imported when scoring, so the viewer can read DEFA
 
 __all__ = ["BANDS", "DEFAULT_SHORTLIST", "RECALL_NEEDED", "RECALL_PROBES", "RECALL_TOP", "band_features",
            "estimate_fill", "first_stage_ranks", "lossless_shortlist", "recall_at", "sampled_ranks",
-           "stage_one", "top_candidates", "score_pairs", "shortlist_block", "shortlist_graph",
-           "shortlist_pairs"]
+           "stage_one", "top_candidates", "pair_share", "score_pairs", "shortlist_block",
+           "shortlist_graph", "shortlist_pairs"]
 
 #: Default K, chosen from benchmarks/bench_scale.py on the Market-scale synthetic set (benchmarks/README.md).
 DEFAULT_SHORTLIST = 600
@@ -59,6 +64,8 @@ RECALL_NEEDED = 0.99
 _FILL_GAP = 1e-3
 # Slope (logits per unit of first-stage score) when no line can be fitted to the candidates.
 _FALLBACK_SLOPE = 10.0
+# Floats of first-stage scores per chunk of rows in top_candidates.
+_CANDIDATE_FLOATS = 16 << 20
 # Bytes of similarities and gathered gallery maps per batch of probes in candidate scoring.
 _BATCH_BYTES = 48 << 20
 # Gallery maps are converted to compute-ready columns once when they take at most this many bytes.
@@ -118,8 +125,7 @@ def top_candidates(a_bands: np.ndarray, b_bands: np.ndarray, k: int, *,
     """
     k = min(int(k), len(b_bands))
     out = np.empty((len(a_bands), k), np.int32)
-    # Rows per chunk: about 64 MB of [rows, g] float32 buffers (bands + 3 of them).
-    step = max(1, (16 << 20) // max(len(b_bands) * (a_bands.shape[1] + 3), 1))
+    step = _candidate_step(len(b_bands), a_bands.shape[1])
     b_cols = _band_columns(b_bands)
     for start in range(0, len(a_bands), step):
         check_cancel(cancel)
@@ -136,6 +142,22 @@ def top_candidates(a_bands: np.ndarray, b_bands: np.ndarray, k: int, *,
         order = np.lexsort((head, -vals), axis=1) if head.size else head
         out[start:stop] = np.take_along_axis(head, order, axis=1)
     return out
+
+
+def _candidate_step(g: int, bands: int) -> int:
+    """Rows per chunk of :func:`top_candidates`: about ``4 _CANDIDATE_FLOATS`` bytes of
+    ``[rows, g]`` float32 buffers (bands + 3 of them)."""
+    return max(1, _CANDIDATE_FLOATS // max(g * (bands + 3), 1))
+
+
+def _candidates_of_rows(a_bands: np.ndarray, b_bands: np.ndarray, k: int, lo: int, hi: int,
+                        cancel: CancelFn | None = None) -> np.ndarray:
+    """Rows ``[lo, hi)`` of ``top_candidates(a_bands, b_bands, k)``, bit for bit: computed in
+    the whole call's chunks (a chunk's scores depend in their last bits on its rows, which
+    could swap near-tied candidates)."""
+    step = _candidate_step(len(b_bands), a_bands.shape[1])
+    c0, c1 = lo // step * step, min(len(a_bands), -(-hi // step) * step)
+    return top_candidates(a_bands[c0:c1], b_bands, k, cancel=cancel)[lo - c0:hi - c0]
 
 
 def first_stage_ranks(exhaustive: np.ndarray, first_stage: np.ndarray, top: int = RECALL_TOP) -> np.ndarray:
@@ -235,52 +257,121 @@ def _score_pairs(matcher, probe_maps, gallery_maps, rows, cols, *, device, progr
         cached = _locations(gallery_maps, np.arange(len(gallery_maps)))
     total, done = len(rows), 0
     report(progress, 0, total)
-    i = 0
-    while i < len(probes):
+    for i, stop in _probe_batches(counts, hw, channels):
         check_cancel(cancel)
-        # Probes per batch: similarities and gathered maps within about _BATCH_BYTES.
-        per_probe = int(counts[i]) * hw * (hw + channels) * 4
-        batch = int(max(1, min(len(probes) - i, _BATCH_BYTES // max(per_probe, 1))))
-        width = int(counts[i:i + batch].max())
-        valid = np.arange(width)[None, :] < counts[i:i + batch, None]
-        pos = starts[i:i + batch, None] + np.minimum(np.arange(width)[None, :], counts[i:i + batch, None] - 1)
+        batch = stop - i
+        width = int(counts[i:stop].max())
+        valid = np.arange(width)[None, :] < counts[i:stop, None]
+        pos = starts[i:stop, None] + np.minimum(np.arange(width)[None, :], counts[i:stop, None] - 1)
         slots = cols[order[pos]].reshape(-1)
         gal = np.take(cached, slots, axis=0) if cached is not None else _locations(gallery_maps, slots)
         gal = torch.from_numpy(gal).to(device, dtype).view(batch, width * hw, channels)
-        probe = torch.from_numpy(_locations(probe_maps, probes[i:i + batch])).to(device, dtype)
+        probe = torch.from_numpy(_locations(probe_maps, probes[i:stop])).to(device, dtype)
         with torch.autocast(device_type=device.type, enabled=False):
             sim = torch.bmm(probe, gal.transpose(1, 2)).view(batch, hw, width, hw)   # [b, s, k, r]
             logits = torch.matmul(weight, sim.amax(dim=3).float())                  # [b, k]
             logits += sim.amax(dim=1).float() @ weight + bias
         values = logits.cpu().numpy()
         out[order[pos[valid]]] = values[valid]
-        done += int(counts[i:i + batch].sum())
+        done += int(counts[i:stop].sum())
         report(progress, done, total)
-        i += batch
     return out
+
+
+def _probe_batches(counts: np.ndarray, hw: int, channels: int):
+    """The batches ``(first, stop)`` of probes (indices into the distinct probes, whose pair
+    counts are ``counts``) that :func:`score_pairs` matches at once: similarities and gathered
+    maps within about ``$REID_PAIR_BATCH_BYTES`` (default ``_BATCH_BYTES``)."""
+    limit = int(os.environ.get("REID_PAIR_BATCH_BYTES") or _BATCH_BYTES)
+    i = 0
+    while i < len(counts):
+        per_probe = int(counts[i]) * hw * (hw + channels) * 4
+        batch = int(max(1, min(len(counts) - i, limit // max(per_probe, 1))))
+        yield i, i + batch
+        i += batch
+
+
+def pair_share(rows: np.ndarray, hw: int, channels: int, rank: int, size: int) -> tuple[int, int]:
+    """Rank ``rank`` of ``size``'s contiguous share ``[start, stop)`` of pairs sorted by probe
+    (``rows``): whole batches of :func:`score_pairs`.
+
+    A batch's logits depend in their last bits on what else is in it (the matrix products'
+    shapes change), so a share that cuts no batch, scored alone, gives the same bits as the
+    whole list: that is how a distributed run matches one process.
+    """
+    rows = np.asarray(rows, np.int64)
+    if np.any(np.diff(rows) < 0):
+        raise ValueError("the pairs must be sorted by probe")
+    _, starts, counts = np.unique(rows, return_index=True, return_counts=True)
+    firsts = [first for first, _ in _probe_batches(counts, hw, channels)]
+    n = len(firsts)
+
+    def at(batch: int) -> int:
+        return len(rows) if batch >= n else int(starts[firsts[batch]])
+
+    return at(rank * n // size), at((rank + 1) * n // size)
+
+
+#: ``(rank, size, gather)`` of a distributed run: ``gather(part)`` hands rank 0 every rank's
+#: ``part`` in rank order and the other ranks None; ``gather(part, everywhere=True)`` hands
+#: them to every rank.
+Share = tuple[int, int, Callable[..., "list[np.ndarray] | None"]]
+
+
+def _score_shared(matcher, a, b, rows, cols, share: Share | None, **kw) -> np.ndarray | None:
+    """:func:`score_pairs` of every pair; with ``share``, this rank scores its
+    :func:`pair_share` and rank 0 gets the whole list (the other ranks None)."""
+    if share is None:
+        return score_pairs(matcher, a, b, rows, cols, **kw)
+    rank, size, gather = share
+    start, stop = pair_share(rows, matcher.hw, matcher.num_features, rank, size)
+    parts = gather(score_pairs(matcher, a, b, rows[start:stop], cols[start:stop], **kw))
+    return None if parts is None else np.concatenate(parts)
 
 
 def shortlist_block(matcher: QAConv, probe_maps, gallery_maps, k: int, *,
                     device: torch.device | str = "cpu", progress: ProgressFn | None = None,
-                    cancel: CancelFn | None = None) -> tuple[np.ndarray, np.ndarray]:
+                    cancel: CancelFn | None = None,
+                    share: Share | None = None) -> tuple[np.ndarray, np.ndarray] | None:
     """Query x gallery logits ``[p, g]`` with only each probe's ``K`` candidates scored.
 
     Returns ``(logits, candidates)``: ``candidates [p, K]`` int32. Every other pair gets
-    :func:`estimate_fill`'s logit from its first-stage score.
+    :func:`estimate_fill`'s logit from its first-stage score. With ``share`` (a distributed
+    run), each rank finds the candidates of its :func:`pair_share` of the probes (rank 0 those
+    of every probe: the fill needs their scores) and scores them; rank 0 gathers the
+    candidates' logits and returns the block; the other ranks return None.
+    (With ``K >= g``, exhaustive scoring, rank 0 scores the whole block.)
     """
     from engine.models.scoring import score_matrix
 
+    main = share is None or share[0] == 0
     p, g = len(probe_maps), len(gallery_maps)
     if k >= g:  # every pair is a candidate: exhaustive scoring, bit for bit
+        if not main:
+            return None
         cand = np.broadcast_to(np.arange(g, dtype=np.int32), (p, g)).copy()
         return score_matrix(matcher, probe_maps, gallery_maps, device=device, progress=progress,
                             cancel=cancel), cand
-    out = np.empty((p, g), np.float32)
-    cand = top_candidates(band_features(probe_maps), band_features(gallery_maps), k, dense_out=out,
-                          cancel=cancel)
-    rows = np.repeat(np.arange(p), cand.shape[1])
-    logits = score_pairs(matcher, probe_maps, gallery_maps, rows, cand.reshape(-1), device=device,
-                         progress=progress, cancel=cancel).reshape(cand.shape)
+    out = np.empty((p, g), np.float32) if main else None
+    rows = np.repeat(np.arange(p), k)
+    a_bands, b_bands = band_features(probe_maps), band_features(gallery_maps)
+    if main:  # the first stage of every probe: the fill needs its scores
+        cand = top_candidates(a_bands, b_bands, k, dense_out=out, cancel=cancel)
+    if share is None:
+        logits = score_pairs(matcher, probe_maps, gallery_maps, rows, cand.reshape(-1),
+                             device=device, progress=progress, cancel=cancel)
+    else:
+        rank, size, gather = share
+        start, stop = pair_share(rows, matcher.hw, matcher.num_features, rank, size)
+        mine = (cand[start // k:stop // k] if main else
+                _candidates_of_rows(a_bands, b_bands, k, start // k, stop // k, cancel))
+        logits = gather(score_pairs(matcher, probe_maps, gallery_maps, rows[start:stop],
+                                    mine.reshape(-1), device=device, progress=progress,
+                                    cancel=cancel))
+        if logits is None:
+            return None
+        logits = np.concatenate(logits)
+    logits = logits.reshape(cand.shape)
     if logits.size:
         estimate_fill(out, cand, logits)
     return out, cand
@@ -324,25 +415,38 @@ def shortlist_pairs(neighbours: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def shortlist_graph(matcher: QAConv, maps, k: int, *, device: torch.device | str = "cpu",
-                    progress: ProgressFn | None = None,
-                    cancel: CancelFn | None = None) -> tuple[np.ndarray, np.ndarray]:
+                    progress: ProgressFn | None = None, cancel: CancelFn | None = None,
+                    share: Share | None = None) -> tuple[np.ndarray, np.ndarray] | None:
     """Each item's ``K`` nearest items by the first stage (itself included) and their QAConv logits.
 
     Returns ``(neighbours [n, K] int32, logits [n, K] float32)``; the pair ``(i, j)`` is scored
-    once, probe ``min(i, j)``, gallery ``max(i, j)``.
+    once, probe ``min(i, j)``, gallery ``max(i, j)``. With ``share`` (a distributed run), each
+    rank finds the neighbours of its contiguous share of the items and the lists are gathered
+    on every rank; each then scores its :func:`pair_share` of the distinct pairs, and rank 0
+    gathers their logits and returns the graph; the other ranks return None. (With
+    ``K >= n``, the exhaustive block, rank 0 scores it whole.)
     """
     from engine.models.scoring import score_matrix
 
     n = len(maps)
     emb = band_features(maps)
-    neighbours = top_candidates(emb, emb, k, cancel=cancel)
+    if share is None or k >= n:
+        neighbours = top_candidates(emb, emb, k, cancel=cancel)
+    else:  # each rank's rows; the lists are gathered on every rank (n K int32)
+        rank, size, gather = share
+        mine = _candidates_of_rows(emb, emb, k, rank * n // size, (rank + 1) * n // size, cancel)
+        neighbours = np.concatenate(gather(mine, everywhere=True))
     if k >= n:  # every pair: the symmetric exhaustive block, bit for bit
+        if share is not None and share[0] != 0:
+            return None
         block = score_matrix(matcher, maps, maps, device=device, symmetric=True, progress=progress,
                              cancel=cancel)
         return neighbours, np.take_along_axis(block, neighbours.astype(np.int64), axis=1)
     lo, hi = shortlist_pairs(neighbours)
-    pair_logits = score_pairs(matcher, maps, maps, lo, hi, device=device, progress=progress,
-                              cancel=cancel)
+    pair_logits = _score_shared(matcher, maps, maps, lo, hi, share, device=device,
+                                progress=progress, cancel=cancel)
+    if pair_logits is None:
+        return None
     r = np.repeat(np.arange(n, dtype=np.int64), neighbours.shape[1])
     c = neighbours.reshape(-1).astype(np.int64)
     pos = np.searchsorted(lo * n + hi, np.minimum(r, c) * n + np.maximum(r, c))

@@ -224,7 +224,7 @@ def run(args: argparse.Namespace) -> int:
         check_output_path(args.csv, force=args.force, inputs=inputs, flag="--csv")
     if args.plots is not None:
         check_output_folder(args.plots, plot_file_names(), force=args.force, inputs=inputs)
-    blocks = ("qg", "qq", "gg") if args.rerank and args.shortlist is None else ("qg",)
+    blocks = ("qg", "qq", "gg") if args.rerank else ("qg",)
     session, world = open_session(args, data, blocks=blocks, shortlist=args.shortlist,
                                   checkpoint=open_checkpoint(args.checkpoint, args.cache_dir))
     if not world.main:  # a torchrun rank: its share is done, rank 0 ranks and writes

@@ -146,6 +146,40 @@ def test_sharded_evaluate_matches_one_process_bit_for_bit(tiny_synth, random_che
     assert not list((tmp_path / "c2" / "scores" / "tiles").glob("*/*.npy"))
 
 
+@pytest.mark.slow
+def test_sharded_two_stage_retrieval_matches_one_process_bit_for_bit(tiny_synth, random_checkpoint,
+                                                                     tmp_path, run_cli, monkeypatch):
+    from engine.session import Session
+
+    root, dataset = tiny_synth
+    k = 5  # well below the gallery's size: the q-q and g-g graphs are sparse
+    assert k < len(dataset.query) < len(dataset.gallery)
+    common = ["--data", root, "--checkpoint", random_checkpoint, "--device", "cpu", "--threads", "1"]
+    evaluate = ["evaluate", *common, "--shortlist", k, "--rerank", "--tlift"]
+    # One probe per batch of candidate pairs: the pairs are spread over both ranks.
+    monkeypatch.setenv("REID_PAIR_BATCH_BYTES", "1")
+    done = torchrun("-m", "engine", *evaluate, "--cache-dir", tmp_path / "c2",
+                    "--csv", tmp_path / "two.csv")
+    assert done.returncode == 0, done.stderr[-3000:]
+    code, out, err = run_cli(*evaluate, "--cache-dir", tmp_path / "c1", "--csv", tmp_path / "one.csv")
+    assert code == 0, err
+    rows = [line for line in out.splitlines() if line.startswith("qaconv")]
+    assert len(rows) == 3 and rows == [line for line in done.stdout.splitlines() if line.startswith("qaconv")]
+    assert (tmp_path / "two.csv").read_bytes() == (tmp_path / "one.csv").read_bytes()
+    # The block and graphs rank 0 assembled are stored as one process stores them, bit for bit,
+    # and the viewer's session opens them without scoring.
+    one = Session.open(root, random_checkpoint, device="cpu", cache_dir=tmp_path / "c1", shortlist=k)
+    two = Session.open(root, random_checkpoint, device="cpu", cache_dir=tmp_path / "c2", shortlist=k)
+    assert all(two.blocks.stored(name, k) for name in ("qg", "qq", "gg"))
+    for session in (one, two):
+        session.prepare(rerank=True)
+    assert all(two.cache_hits.values()), two.cache_hits
+    assert (two.blocks.logits["qg"] == one.blocks.logits["qg"]).all()
+    for name in ("qq", "gg"):
+        for a, b in zip(two.blocks.graphs[name], one.blocks.graphs[name], strict=True):
+            assert a.shape[1] == k and (a == b).all()
+
+
 @pytest.mark.cuda
 @pytest.mark.parametrize("gpus", ["one", "all"])
 def test_nccl_ranks_on_the_visible_gpus_train_and_evaluate_like_one_process(tiny_synth, random_checkpoint,
