@@ -297,7 +297,6 @@ def test_fastreid_stem_is_not_torchvisions():
 
 
 def test_fastreid_loads_as_a_global_model(tmp_path):
-    pytest.importorskip("engine.models.global_model", reason="GlobalModel (i20-osnet) not merged yet")
     src = fastreid_file("resnet18", seed=5)
     torch.save(src, tmp_path / "model_final.pth")
     import_checkpoint(tmp_path / "model_final.pth", tmp_path / "m.pt", height=64, width=32)
@@ -344,7 +343,6 @@ def test_every_format_is_detected_and_nothing_else():
 @pytest.mark.skipif(not (PEERS / "torchreid_osnet_x0_25.pth.tar").is_file(),
                     reason="the peers' reference cases (shared/reference/peers) are absent")
 def test_torchreid_file_is_detected_when_its_converter_is_present():
-    pytest.importorskip("engine.models.foreign.torchreid", reason="torchreid converter (i20-osnet) not merged yet")
     assert detect_foreign(read_tensor_file(PEERS / "torchreid_osnet_x0_25.pth.tar")) == "torchreid"
 
 
@@ -463,44 +461,6 @@ def test_build_model_makes_a_qaconv_model_without_a_neck():
     assert maps.shape == (2, 128, 8, 4) == (2, *cfg.feature_shape)
 
 
-class _StandInGlobalModel(torch.nn.Module):
-    """The GlobalModel interface in brief (trunk, BN neck, embeddings stored as [E, 1, 1]) for
-    the session's test until engine.models.global_model is merged."""
-
-    method, has_correspondences = "global", False
-
-    def __init__(self, config):
-        super().__init__()
-        self.config = config
-        self.trunk, channels = build_resnet_trunk(config)
-        self.bn = torch.nn.BatchNorm1d(channels)
-
-    @property
-    def preprocessing(self):
-        return self.config.preprocessing
-
-    def features(self, images):
-        return self.bn(self.trunk(images).mean((2, 3)))
-
-    def backbone_for_maps(self):
-        return _AsMaps(self)
-
-    def score(self, probe, gallery, *, device, **kwargs):
-        from engine.models.scoring import score_global
-
-        flat = [np.asarray(x, np.float32).reshape(len(x), -1) for x in (probe, gallery)]
-        return score_global(flat[0], flat[1], device=device)
-
-
-class _AsMaps(torch.nn.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, images):
-        return self.model.features(images)[:, :, None, None]
-
-
 def test_the_session_ranks_with_embeddings_stored_as_maps(tmp_path, tiny_synth):
     from engine.session import Session
 
@@ -508,8 +468,8 @@ def test_the_session_ranks_with_embeddings_stored_as_maps(tmp_path, tiny_synth):
     cfg = ModelConfig(arch="resnet18", neck=0, method="global", head="bnneck", layer=4, last_stride=1,
                       source="fastreid", height=64, width=32, imagenet_norm=True, pretrained="none")
     torch.manual_seed(0)
-    model = _StandInGlobalModel(cfg).eval()
-    session = Session(dataset, model, "stand-in", device="cpu", cache_dir=tmp_path, batch_size=8)
+    model = build_model(cfg).eval()  # a GlobalModel: ResNet-18 trunk, BN neck
+    session = Session(dataset, model, "random", device="cpu", cache_dir=tmp_path, batch_size=8)
     assert session.prep == cfg.preprocessing and session.method == "global"
     maps = session.maps()
     assert maps["q"].shape == (len(session.dataset.query), *cfg.feature_shape) == (len(maps["q"]), 512, 1, 1)
