@@ -16,6 +16,28 @@ def tiny_synth(tmp_path_factory):
     return root, dataset
 
 
+@pytest.fixture(scope="module")
+def tiny_run(tiny_synth, tmp_path_factory):
+    """A dataset folder and a one-batch checkpoint (ResNet-18, 64 x 32, D = 16) trained on it."""
+    import torch
+
+    from engine.models.config import ModelConfig
+    from engine.train import TrainConfig, fit
+
+    root, dataset = tiny_synth
+    model = ModelConfig(arch="resnet18", neck=16, height=64, width=32, pretrained="none")
+    train = TrainConfig(batch_size=8, max_epochs=1, max_batches=1, workers=0, rotation=0)
+    path = fit(dataset, model, train, tmp_path_factory.mktemp("run"), device=torch.device("cpu"))
+    return root, path
+
+
+def one_error_line(err: str) -> str:
+    """The one ``error:`` line of a command's stderr (and no traceback)."""
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
 @pytest.fixture
 def run_cli(capsys):
     """``python -m engine ARGV`` in this process: ``run_cli(*argv) -> (exit code, stdout, stderr)``."""

@@ -17,31 +17,17 @@ from engine.models import load_model
 from engine.models.config import ModelConfig
 from engine.outputs import OutputRefused, check_output_path
 from engine.train import TrainConfig, fit
+from tests.engine.conftest import one_error_line
 
 TINY_MODEL = ModelConfig(arch="resnet18", neck=16, height=64, width=32, pretrained="none")
 TINY_TRAIN = TrainConfig(batch_size=8, max_epochs=1, max_batches=1, workers=0, rotation=0)
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tiny_synth, tmp_path_factory):
-    """A dataset folder and a one-batch checkpoint trained on it."""
-    root, dataset = tiny_synth
-    out = tmp_path_factory.mktemp("run")
-    path = fit(dataset, TINY_MODEL, TINY_TRAIN, out, device=CPU)
-    return root, path
-
-
 def cli(capsys, *argv) -> tuple[int, str, str]:
     code = main([str(a) for a in argv])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
-
-
-def one_error_line(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
 
 
 # --------------------------------------------------------------------------- 1. exports

@@ -6,7 +6,7 @@ import pytest
 
 from engine.cli._common import max_threads, tlift_k_for
 from engine.postprocess.tlift import tlift
-from tests.engine.test_bad_input import cli, one_error_line, tiny_run  # noqa: F401 (a fixture)
+from tests.engine.conftest import one_error_line
 
 
 @pytest.mark.parametrize("command,flags,named", [
@@ -34,17 +34,17 @@ from tests.engine.test_bad_input import cli, one_error_line, tiny_run  # noqa: F
     ("feedback-bench", ["--rounds", "-1"], "--rounds"),
     ("feedback-bench", ["--per-round", "0"], "--per-round"),
 ])
-def test_out_of_range_flags_are_refused_before_the_data_is_read(tmp_path, capsys, command, flags,
+def test_out_of_range_flags_are_refused_before_the_data_is_read(tmp_path, run_cli, command, flags,
                                                                named):
     # Neither the data nor the checkpoint exists: the flags are checked first.
-    code, _, err = cli(capsys, command, "--data", tmp_path / "none", "--checkpoint",
+    code, _, err = run_cli(command, "--data", tmp_path / "none", "--checkpoint",
                        tmp_path / "none.pt", *flags)
     line = one_error_line(err)
     assert code == 2 and named in line and "none" not in line
 
 
-def test_flags_at_their_bounds_are_accepted(tmp_path, capsys):
-    code, _, err = cli(capsys, "evaluate", "--data", tmp_path / "none", "--checkpoint", tmp_path / "c",
+def test_flags_at_their_bounds_are_accepted(tmp_path, run_cli):
+    code, _, err = run_cli("evaluate", "--data", tmp_path / "none", "--checkpoint", tmp_path / "c",
                        "--threads", max_threads(), "--sigma", "1e-150", "--tau", "1e150",
                        "--tlift-k", 10**20, "--lambda-value", "1")
     assert code == 2 and "does not exist" in one_error_line(err)  # past the flags, at the data
@@ -80,7 +80,7 @@ def test_tlift_at_the_bounds_of_sigma_and_tau_stays_finite(sigma, tau):
     assert np.isfinite(tlift(scores, qc, qt, gc, gt, sigma=sigma, tau=tau, alpha=1e6)).all()
 
 
-def test_evaluate_with_a_huge_tlift_k_gives_the_rows_of_the_clamped_one(tiny_run, tmp_path, capsys):  # noqa: F811
+def test_evaluate_with_a_huge_tlift_k_gives_the_rows_of_the_clamped_one(tiny_run, tmp_path, run_cli):
     from engine.data import load_dataset
 
     root, ckpt = tiny_run
@@ -89,7 +89,7 @@ def test_evaluate_with_a_huge_tlift_k_gives_the_rows_of_the_clamped_one(tiny_run
     gc = np.array([s.cam for s in dataset.gallery])
     rows = []
     for k in (tlift_k_for(10**6, qc, gc), 10**6, 10**20):
-        code, out, err = cli(capsys, "evaluate", "--data", root, "--checkpoint", ckpt, "--device", "cpu",
+        code, out, err = run_cli("evaluate", "--data", root, "--checkpoint", ckpt, "--device", "cpu",
                              "--cache-dir", tmp_path, "--tlift", "--tlift-k", k)
         assert code == 0, err
         rows.append([line for line in out.splitlines() if "+TLift" in line])
