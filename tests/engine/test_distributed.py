@@ -120,6 +120,19 @@ def test_a_killed_rank_stops_the_run_and_resume_continues_under_another_world_si
     assert load_checkpoint(out / "last.pt")["epoch"] == done + 2
 
 
+def _two_ranks_print_and_write_what_one_process_does(evaluate: list, tmp_path, run_cli) -> None:
+    """``evaluate`` under torchrun with 2 ranks (cache ``c2``) and in one process (cache ``c1``):
+    the three rows printed and the CSV files must be identical."""
+    done = torchrun("-m", "engine", *evaluate, "--cache-dir", tmp_path / "c2",
+                    "--csv", tmp_path / "two.csv")
+    assert done.returncode == 0, done.stderr[-3000:]
+    code, out, err = run_cli(*evaluate, "--cache-dir", tmp_path / "c1", "--csv", tmp_path / "one.csv")
+    assert code == 0, err
+    rows = [line for line in out.splitlines() if line.startswith("qaconv")]
+    assert len(rows) == 3 and rows == [line for line in done.stdout.splitlines() if line.startswith("qaconv")]
+    assert (tmp_path / "two.csv").read_bytes() == (tmp_path / "one.csv").read_bytes()
+
+
 @pytest.mark.slow
 def test_sharded_evaluate_matches_one_process_bit_for_bit(tiny_synth, random_checkpoint, tmp_path,
                                                           run_cli, monkeypatch):
@@ -129,14 +142,7 @@ def test_sharded_evaluate_matches_one_process_bit_for_bit(tiny_synth, random_che
     common = ["--data", root, "--checkpoint", random_checkpoint, "--device", "cpu", "--threads", "1"]
     evaluate = ["evaluate", *common, "--rerank", "--tlift"]
     monkeypatch.setenv("REID_TILE_PAIRS", "300")  # several tiles per block, spread over the ranks
-    done = torchrun("-m", "engine", *evaluate, "--cache-dir", tmp_path / "c2",
-                    "--csv", tmp_path / "two.csv")
-    assert done.returncode == 0, done.stderr[-3000:]
-    code, out, err = run_cli(*evaluate, "--cache-dir", tmp_path / "c1", "--csv", tmp_path / "one.csv")
-    assert code == 0, err
-    rows = [line for line in out.splitlines() if line.startswith("qaconv")]
-    assert len(rows) == 3 and rows == [line for line in done.stdout.splitlines() if line.startswith("qaconv")]
-    assert (tmp_path / "two.csv").read_bytes() == (tmp_path / "one.csv").read_bytes()
+    _two_ranks_print_and_write_what_one_process_does(evaluate, tmp_path, run_cli)
     # What the ranks left is what one process leaves: the viewer's session finds every map and
     # block in the cache and scores nothing.
     session = Session.open(root, random_checkpoint, device="cpu", cache_dir=tmp_path / "c2")
@@ -158,14 +164,7 @@ def test_sharded_two_stage_retrieval_matches_one_process_bit_for_bit(tiny_synth,
     evaluate = ["evaluate", *common, "--shortlist", k, "--rerank", "--tlift"]
     # One probe per batch of candidate pairs: the pairs are spread over both ranks.
     monkeypatch.setenv("REID_PAIR_BATCH_BYTES", "1")
-    done = torchrun("-m", "engine", *evaluate, "--cache-dir", tmp_path / "c2",
-                    "--csv", tmp_path / "two.csv")
-    assert done.returncode == 0, done.stderr[-3000:]
-    code, out, err = run_cli(*evaluate, "--cache-dir", tmp_path / "c1", "--csv", tmp_path / "one.csv")
-    assert code == 0, err
-    rows = [line for line in out.splitlines() if line.startswith("qaconv")]
-    assert len(rows) == 3 and rows == [line for line in done.stdout.splitlines() if line.startswith("qaconv")]
-    assert (tmp_path / "two.csv").read_bytes() == (tmp_path / "one.csv").read_bytes()
+    _two_ranks_print_and_write_what_one_process_does(evaluate, tmp_path, run_cli)
     # The block and graphs rank 0 assembled are stored as one process stores them, bit for bit,
     # and the viewer's session opens them without scoring.
     one = Session.open(root, random_checkpoint, device="cpu", cache_dir=tmp_path / "c1", shortlist=k)

@@ -102,6 +102,21 @@ def window_holding(qtbot, loaded):
     assert_no_job_running(win.controller)
 
 
+def open_inspector(qtbot, win, position: int):
+    """Select the result tile at ``position``, press Enter, and wait until the inspector holds
+    the pair's split (or says why it has none); returns the inspector's view."""
+    from PySide6.QtCore import Qt
+
+    win.tabs.setCurrentWidget(win.splitter)
+    win.state.selected_result = position
+    win.grid.setFocus()
+    qtbot.keyClick(win.grid, Qt.Key.Key_Return)
+    view = win.inspector.build()
+    ins = win.inspector_ctl.inspector
+    qtbot.waitUntil(lambda: ins.correspondence is not None or bool(ins.unavailable), timeout=60000)
+    return view
+
+
 @pytest.fixture
 def window(qtbot, loaded):
     """A main window holding the loaded session."""

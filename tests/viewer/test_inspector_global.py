@@ -7,25 +7,13 @@ import dataclasses
 
 import numpy as np
 import pytest
-from PySide6.QtCore import Qt
 
-from tests.viewer.conftest import window_holding
-
-
-def _open(qtbot, win, position: int):
-    win.tabs.setCurrentWidget(win.splitter)
-    win.state.selected_result = position
-    win.grid.setFocus()
-    qtbot.keyClick(win.grid, Qt.Key.Key_Return)
-    view = win.inspector.build()
-    ins = win.inspector_ctl.inspector
-    qtbot.waitUntil(lambda: ins.correspondence is not None or bool(ins.unavailable), timeout=60000)
-    return view
+from tests.viewer.conftest import open_inspector, window_holding
 
 
 def test_two_results_of_one_query_give_different_default_heatmaps(qtbot, window):
     win = window
-    view = _open(qtbot, win, position=0)
+    view = open_inspector(qtbot, win, position=0)
     ins = win.inspector_ctl.inspector
     first = np.array(view.heat["probe"].image)
     first_pair = ins.pair
@@ -63,7 +51,7 @@ def global_window(qtbot, global_loaded):
 def test_a_global_model_is_explained_exactly(qtbot, global_window, global_loaded, monkeypatch):
     win = global_window
     session = global_loaded.session
-    view = _open(qtbot, win, position=0)
+    view = open_inspector(qtbot, win, position=0)
     ins = win.inspector_ctl.inspector
     query, gallery_index = ins.pair
     corr = ins.correspondence

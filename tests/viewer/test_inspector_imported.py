@@ -9,10 +9,9 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from PySide6.QtCore import Qt
 
 from tests.engine.torchreid_layout import seeded_state, torchreid_checkpoint
-from tests.viewer.conftest import window_holding
+from tests.viewer.conftest import open_inspector, window_holding
 
 
 @pytest.fixture(scope="module")
@@ -34,17 +33,6 @@ def osnet_loaded(tiny_data, tmp_path_factory):
 def osnet_window(qtbot, osnet_loaded):
     with window_holding(qtbot, osnet_loaded) as win:
         yield win
-
-
-def _open(qtbot, win, position: int):
-    win.tabs.setCurrentWidget(win.splitter)
-    win.state.selected_result = position
-    win.grid.setFocus()
-    qtbot.keyClick(win.grid, Qt.Key.Key_Return)
-    view = win.inspector.build()
-    ins = win.inspector_ctl.inspector
-    qtbot.waitUntil(lambda: ins.correspondence is not None or bool(ins.unavailable), timeout=60000)
-    return view
 
 
 def _cosine_of_images(session, query_path: str, gallery_index: int) -> float:
@@ -72,7 +60,7 @@ def _check_exact(corr, cosine: float) -> None:
 def test_an_imported_osnet_pair_is_split_exactly_from_its_images(qtbot, osnet_window, osnet_loaded, tmp_path):
     win, session = osnet_window, osnet_loaded.session
     assert session.stores_embeddings and session.query_maps.shape[2:] == (1, 1)
-    view = _open(qtbot, win, position=0)
+    view = open_inspector(qtbot, win, position=0)
     ins = win.inspector_ctl.inspector
     query, gallery_index = ins.pair
     corr = ins.correspondence
@@ -92,7 +80,7 @@ def test_an_imported_osnet_pair_is_split_exactly_from_its_images(qtbot, osnet_wi
     win.controller.add_external_query(str(path))
     qtbot.waitUntil(lambda: win.state.num_queries == before + 1 and not win.state.busy, timeout=60000)
     win.inspector_ctl.close()
-    _open(qtbot, win, position=1)
+    open_inspector(qtbot, win, position=1)
     query, gallery_index = ins.pair
     assert win.state.is_extra(query) and ins.correspondence is not None
     _check_exact(ins.correspondence, _cosine_of_images(session, str(path), gallery_index))
@@ -104,7 +92,7 @@ def test_an_imported_model_with_no_exact_split_gets_a_message(qtbot, osnet_windo
 
     monkeypatch.setattr(GlobalModel, "has_correspondences", property(lambda self: False))
     win = osnet_window
-    view = _open(qtbot, win, position=1)
+    view = open_inspector(qtbot, win, position=1)
     ins = win.inspector_ctl.inspector
     assert ins.correspondence is None and "exact" in ins.unavailable
     assert "No picture" in view.sum_text.text() and view.line_segments() == []
