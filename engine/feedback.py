@@ -11,11 +11,13 @@ What the marks add, all from products the session already has:
   g-g block, re-ranked with the queries' own k-reciprocal encoding when re-ranking is on
   (:func:`engine.postprocess.rerank.jaccard_rows`) and lifted by TLift as its own probe when
   TLift is on;
-- a negative pushes down what matches it better than it matches the query's set, and the items
-  seen close in time to it in its camera that look like it;
+- a negative pushes down (a bounded amount) what matches it better than the person's best
+  confirmed view does, and the items seen close in time to it in its camera that look like it,
+  unless they are also close to a confirmed sighting (people walking together);
 - a confirmed sighting anchors time: items of a camera where the person was confirmed, close
   in time to that sighting, are lifted (TLift's kernel, docs/arithmetic.md 9.3, with the
-  confirmed sightings as the pivots).
+  confirmed sightings as the pivots), and so are items of other cameras seen a plausible
+  transit time away (:mod:`engine.postprocess.transit_model`, learned from the g-g block).
 
 The two published baselines the benchmark compares with live here too, on the same rows:
 :func:`query_shift` (Rocchio on similarities) and :func:`relevance_score` (Delussu et al.).
@@ -31,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.postprocess.params import RerankParams, TLiftParams, rerank_params, tlift_params
+from engine.postprocess.transit_model import TransitModel, learn_transits
 
 __all__ = ["FeedbackParams", "FeedbackRows", "feedback_rows", "pin", "query_shift", "refine",
            "refine_score", "relevance_score"]
@@ -46,10 +49,12 @@ class FeedbackParams:
     chosen by measurement with ``python -m engine feedback-bench`` (docs/results.md
     "Relevance feedback")."""
 
-    negative: float = 1.0     # push-down per standard deviation a negative matches better
+    negative: float = 1.0     # push-down per standard deviation a negative matches better...
+    negative_cap: float = 1.0  # ...up to this many (one look-alike is no proof)
     anchor: float = 4.0       # lift of items close in time to a confirmed sighting of their camera
     neg_anchor: float = 2.0   # push-down of items close in time to a negative that look like it
     sigma: float = 4.0        # seconds: the anchors' time kernel
+    transit: float = 3.0      # lift of items of other cameras a plausible transit from a sighting
     # Marks may be wrong. A positive counts in proportion to how well the query's own row
     # finds it (its standard score there: weight 0 at trust_lo, 1 from trust_hi on); a negative
     # the query's row finds too well is doubted (weight 1 up to doubt_lo, 0 from doubt_hi on).
@@ -65,19 +70,25 @@ class FeedbackRows:
     ``base [q, g]``: the chain's distances of those stages (:meth:`Session.distances`);
     ``qg``, ``gg``: the raw distance blocks; ``qq`` and ``neighbours`` (re-ranking's
     :func:`~engine.postprocess.rerank.top_ranks`, optional) only with re-ranking. Cameras and
-    times (seconds, or None) of queries and gallery. :meth:`gallery_rows` gives gallery items as
+    times (seconds, or None) of queries and gallery. ``transits``: the cameras' transit model
+    (:func:`~engine.postprocess.transit_model.learn_transits`; learned here from ``gg`` when
+    None and there are times, ``False`` for none). :meth:`gallery_rows` gives gallery items as
     queries in the same stages.
     """
 
     def __init__(self, base, qg, gg, *, query_cams, gallery_cams, query_times=None,
                  gallery_times=None, rerank: RerankParams | None = None,
-                 tlift: TLiftParams | None = None, qq=None, neighbours=None):
+                 tlift: TLiftParams | None = None, qq=None, neighbours=None,
+                 transits: TransitModel | None | bool = None):
         self.base, self.qg, self.gg = base, qg, gg
         self.rerank, self.tlift = rerank, tlift
         self.query_cams, self.gallery_cams = np.asarray(query_cams), np.asarray(gallery_cams)
         self.query_times = None if query_times is None else np.asarray(query_times, np.float64)
         self.gallery_times = None if gallery_times is None else np.asarray(gallery_times, np.float64)
         self._camera_masks = [self.gallery_cams == c for c in np.unique(self.gallery_cams)]
+        if transits is None and self.gallery_times is not None:
+            transits = learn_transits(gg, self.gallery_cams, self.gallery_times)
+        self.transits = transits or None
         self._encoding = None
         if rerank is not None:
             from engine.postprocess.rerank import encoding
@@ -100,7 +111,7 @@ class FeedbackRows:
                    query_times=session.times_of(session.dataset.query),
                    gallery_times=session.times_of(session.dataset.gallery), rerank=rerank,
                    tlift=tlift, qq=None if rerank is None else session.distance_block("qq"),
-                   neighbours=near)
+                   neighbours=near, transits=_session_transits(session))
 
     @property
     def num_gallery(self) -> int:
@@ -168,9 +179,37 @@ class FeedbackRows:
             w[same] = np.maximum(w[same], c * np.exp(-((self.gallery_times[same] - t) / sigma) ** 2))
         return w
 
+    def transit_weight(self, cams, times, weights) -> np.ndarray:
+        """``max`` over sightings ``(cam, time)`` (weights ``[n]``) of how plausible each
+        gallery item's camera and time are as the same person's next or previous sighting
+        (:meth:`TransitModel.plausibility`); zeros without a transit model."""
+        w = np.zeros(self.num_gallery)
+        if self.transits is None:
+            return w
+        for cam, t, c in zip(cams, times, weights, strict=True):
+            if c > 0:
+                w = np.maximum(w, c * self.transits.plausibility(
+                    int(cam), float(t), self.gallery_cams, self.gallery_times))
+        return w
+
 
 _KEPT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _KEPT_LOCK = threading.Lock()
+
+
+def _session_transits(session) -> TransitModel | bool:
+    """The session's transit model (one for every set of stages: it reads the raw g-g block),
+    ``False`` without times."""
+    times = session.times_of(session.dataset.gallery)
+    if times is None:
+        return False
+    with _KEPT_LOCK:
+        found = _KEPT.setdefault(session, {}).get("transits")
+    if found is None:
+        found = learn_transits(session.distance_block("gg"), session.gallery_cams, times)
+        with _KEPT_LOCK:
+            found = _KEPT[session].setdefault("transits", found)
+    return found
 
 
 def feedback_rows(session, rerank=None, tlift=None) -> FeedbackRows:
@@ -213,33 +252,45 @@ def pin(score: np.ndarray, positives: list[int], negatives: list[int]) -> np.nda
 def refine_score(rows: FeedbackRows, query: int, positives: list[int], negatives: list[int],
                  params: FeedbackParams = FeedbackParams()) -> np.ndarray:
     """:func:`refine`'s score of every gallery item (float64 ``[g]``, higher = closer;
-    docs/arithmetic.md section 12)."""
+    docs/arithmetic.md section 12.3)."""
+    m = len(positives) + 1  # the query and its positives: the person's confirmed views
     z = rows.standard(np.vstack([rows.base[query][None], rows.gallery_rows(positives)]))
     own = z[0]  # the query's own row
     trust = np.clip((own[positives] - params.trust_lo) / (params.trust_hi - params.trust_lo), 0, 1)
     weights = np.concatenate([[1.0], trust])
+    views = z
     if rows.rerank is not None:  # the raw rows too: re-ranking's coarse ranks, QAConv's detail
-        z = np.vstack([z, rows.standard(np.vstack([rows.qg[query][None], rows.gg[positives]]))])
-        weights = np.concatenate([weights, weights])
-    score = weights @ z / weights.sum()
+        raw = rows.standard(np.vstack([rows.qg[query][None], rows.gg[positives]]))
+        views = 0.5 * (z + raw)
+    score = weights @ views / weights.sum()
+    if rows.gallery_times is not None and rows.query_times is not None:
+        cams = np.concatenate([[rows.query_cams[query]], rows.gallery_cams[positives]])
+        times = np.concatenate([[rows.query_times[query]], rows.gallery_times[positives]])
+        near_sighting = rows.time_weight(cams, times, params.sigma, weights)
+    else:
+        cams = times = None
+        near_sighting = np.zeros(rows.num_gallery)
     if negatives:
         belief = np.clip((params.doubt_hi - own[negatives]) / (params.doubt_hi - params.doubt_lo), 0, 1)
         zn = rows.standard(rows.gallery_rows(negatives))
-        if rows.rerank is not None:
+        doubt = belief
+        if rows.rerank is not None:  # stage and raw rows of each negative
             zn = np.vstack([zn, rows.standard(rows.gg[negatives])])
-            belief = np.concatenate([belief, belief])
-        excess = np.maximum(zn - score, 0.0) * belief[:, None]   # [n, g]
-        closer = excess.max(axis=0) > 0
-        score = score - params.negative * excess.max(axis=0)
+            doubt = np.concatenate([belief, belief])
+        # What a negative resembles more than the person's best-matching confirmed view.
+        best_view = np.where((weights[:m] > 0)[:, None], views, -np.inf).max(axis=0)
+        excess = np.maximum(zn - np.maximum(score, best_view), 0.0) * doubt[:, None]   # [n, g]
+        push = excess.max(axis=0)
+        score = score - params.negative * np.minimum(push, params.negative_cap)
         if params.neg_anchor and rows.gallery_times is not None:
             seen = rows.time_weight(rows.gallery_cams[negatives], rows.gallery_times[negatives],
-                                    params.sigma, belief[:len(negatives)])
-            score -= params.neg_anchor * seen * closer
-    if params.anchor and rows.gallery_times is not None and rows.query_times is not None:
-        cams = np.concatenate([[rows.query_cams[query]], rows.gallery_cams[positives]])
-        times = np.concatenate([[rows.query_times[query]], rows.gallery_times[positives]])
-        score += params.anchor * rows.time_weight(cams, times, params.sigma,
-                                                  np.concatenate([[1.0], trust]))
+                                    params.sigma, belief)
+            # Companions walk together: near a negative and near a sighting is not evidence.
+            score -= params.neg_anchor * seen * (1.0 - near_sighting) * (push > 0)
+    if cams is not None:
+        score += params.anchor * near_sighting
+        if params.transit:
+            score += params.transit * rows.transit_weight(cams, times, weights)
     return score
 
 
