@@ -36,7 +36,7 @@ from engine.postprocess.params import RerankParams, TLiftParams, rerank_params, 
 from engine.postprocess.transit_model import TransitModel, learn_transits
 
 __all__ = ["FeedbackParams", "FeedbackRows", "feedback_rows", "pin", "query_shift", "refine",
-           "refine_score", "relevance_score"]
+           "refine_score", "relevance_score", "session_transits"]
 
 # Gallery rows (stage distances of gallery items as queries) kept per stage: 1,024 rows of
 # Market's 15,913 are 65 MB.
@@ -111,7 +111,7 @@ class FeedbackRows:
                    query_times=session.times_of(session.dataset.query),
                    gallery_times=session.times_of(session.dataset.gallery), rerank=rerank,
                    tlift=tlift, qq=None if rerank is None else session.distance_block("qq"),
-                   neighbours=near, transits=_session_transits(session))
+                   neighbours=near, transits=session_transits(session) or False)
 
     @property
     def num_gallery(self) -> int:
@@ -197,16 +197,18 @@ _KEPT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _KEPT_LOCK = threading.Lock()
 
 
-def _session_transits(session) -> TransitModel | bool:
-    """The session's transit model (one for every set of stages: it reads the raw g-g block),
-    ``False`` without times."""
+def session_transits(session, cancel=None) -> TransitModel | None:
+    """The session's transit model (docs/arithmetic.md 12.4), learned once from the raw g-g
+    block (scored here when missing) and kept with the session: feedback of every set of stages
+    and the viewer's path view share it. None without times or with two-stage retrieval (no
+    g-g block)."""
     times = session.times_of(session.dataset.gallery)
-    if times is None:
-        return False
+    if times is None or session.uses_shortlist:
+        return None
     with _KEPT_LOCK:
         found = _KEPT.setdefault(session, {}).get("transits")
     if found is None:
-        found = learn_transits(session.distance_block("gg"), session.gallery_cams, times)
+        found = learn_transits(session.distance_block("gg", cancel), session.gallery_cams, times)
         with _KEPT_LOCK:
             found = _KEPT[session].setdefault("transits", found)
     return found

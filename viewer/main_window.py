@@ -397,13 +397,19 @@ class MainWindow(QMainWindow):
         dock.controller.active = True
         dock.controller.refresh()
         dock.controller.active = dock.isVisible()
-        body = dock.widget()
-        if not body.isVisible():
-            body.resize(*size)
+        # Drawn at the case's size, never squeezed: a shown dock is copied off screen.
+        copy = type(dock)(dock.controller, self.thumbnails) if dock.isVisible() else None
+        if copy is not None:
+            copy.resize(*size)
+            copy.draw()
+        body = (copy or dock).widget()
+        body.resize(*size)
         data = QByteArray()
         buffer = QBuffer(data)
         buffer.open(QIODevice.OpenModeFlag.WriteOnly)
         body.grab().save(buffer, "PNG")
+        if copy is not None:
+            copy.deleteLater()
         return bytes(data.data())
 
     def save_case(self, folder: str | None = None):

@@ -47,6 +47,17 @@ class TransitModel:
             out[mask] = dens[bins[mask]]
         return out
 
+    def most_likely(self, start: int, end: int, sign: int = 1) -> float | None:
+        """The most plausible transit from camera ``start`` to ``end`` among offsets of
+        ``sign`` (+1: ``end`` after ``start``; -1: before), at a bin centre; None without a
+        model for the pair."""
+        dens = self.density.get((start, end))
+        if dens is None:
+            return None
+        centres = (self.edges[:-1] + self.edges[1:]) / 2
+        side = centres * sign > 0
+        return float(centres[side][np.argmax(dens[side])])
+
 
 def _best_per_camera(gg, cams: np.ndarray, chunk: int):
     """Per camera ``b``: every item's best match in ``b`` (gallery index), its distance, and the

@@ -92,6 +92,9 @@ def test_a_consistent_transit_is_learned_where_it_happens():
     assert abs(centres[np.argmax(model.density[(1, 0)])] + 60) <= 3
     assert model.plausibility(0, 100.0, [1, 1, 0], [160.0, 100.0, 160.0]).tolist()[1:] == [0.0, 0.0]
     assert model.plausibility(0, 100.0, [1], [160.0])[0] > 0.8
+    # The most likely transit either way: camera 1 about 60 s after camera 0, or 60 s before.
+    assert abs(model.most_likely(0, 1) - 60) <= 3 and abs(model.most_likely(1, 0, -1) + 60) <= 3
+    assert model.most_likely(0, 0) is None
 
 
 def test_bad_inputs_are_refused():

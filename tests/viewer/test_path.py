@@ -7,11 +7,13 @@ import math
 
 import numpy as np
 import pytest
+from PySide6.QtCore import Qt
 
 from engine.analysis.transit import pivot_transits
 from engine.data.samples import Sample
+from engine.postprocess.transit_model import learn_transits
 from viewer.marks.state import SAME
-from viewer.path.state import CANDIDATE, CONFIRMED, QUERY, build_path
+from viewer.path.state import CANDIDATE, CONFIRMED, LEARNED, PIVOTS, QUERY, build_path
 
 
 def _query_with_matches(session, at_least=2):
@@ -53,6 +55,28 @@ def test_path_state_from_the_tiny_set(loaded):
     assert {(r.start, r.end) for r in model.pairs} == {(leg.start.cam, leg.end.cam) for leg in model.legs}
     for row in model.pairs:
         assert row.model == transits[(row.start, row.end)]
+        assert row.learned is None and row.learned_count == 0
+    assert all(leg.basis == PIVOTS for leg in model.legs)
+
+    # With the learned transit model, a leg of a pair it knows is scored by it (as feedback
+    # scores candidates); a pair it does not know falls back to the pivots.
+    learned = learn_transits(session.distance_block("gg"), session.gallery_cams,
+                             session.times_of(gallery), min_z=-1e9, min_count=1)
+    known = {(leg.start.cam, leg.end.cam) for leg in model.legs} & set(learned.density)
+    assert known, "the tiny set should give a leg of a learned pair"
+    with_learned = build_path(query, gallery, positives, candidates, transits, 200.0, learned)
+    for leg, old in zip(with_learned.legs, model.legs, strict=True):
+        pair = (leg.start.cam, leg.end.cam)
+        if pair in learned.density:
+            assert leg.basis == LEARNED
+            assert leg.plausibility == learned.plausibility(pair[0], leg.start.time, [pair[1]],
+                                                            [leg.end.time])[0]
+            assert leg.expected == learned.most_likely(*pair, 1 if leg.transit >= 0 else -1)
+        else:
+            assert leg == old
+    for row in with_learned.pairs:
+        assert row.learned == learned.most_likely(row.start, row.end)
+        assert row.learned_count == learned.counts.get((row.start, row.end), 0)
 
 
 def test_an_empty_path_says_why():
@@ -85,6 +109,12 @@ def test_path_dock_follows_marks_and_selects_on_click(qtbot, window, refine_call
     target = next(s for s in reversed(spots) if int(s.data()) >= 0 and int(s.data()) != hits[0])
     dock._clicked(dock.scatter, [target])
     assert win.state.selected_item().gallery_index == int(target.data())
+    # A case's path.png is drawn at its own size, however small the dock is on screen.
+    from PySide6.QtGui import QImage
+
+    win.resizeDocks([dock], [150], Qt.Orientation.Vertical)
+    image = QImage.fromData(win.path_png(size=(900, 480)))
+    assert dock.widget().height() < 300 and image.height() >= 450 and image.width() >= 850
     win.path_dock.hide()
     qtbot.waitUntil(lambda: not ctl.active, timeout=2000)
 

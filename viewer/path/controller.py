@@ -1,7 +1,9 @@
 """Keeps the path view's :class:`~viewer.path.state.PathModel` in line with the window: the
 selected query, its marks, the list on screen, TLift's sigma and K. The camera-pair transits
-of TLift's pivots (a pass over the q-g scores) are computed once per session and K in a
-background job; the chart itself is a few points, built on the GUI thread."""
+of TLift's pivots (a pass over the q-g scores, once per session and K) and the session's
+learned transit model (a pass over the g-g block, once per session, shared with relevance
+feedback) are computed in background jobs; the chart itself is a few points, built on the
+GUI thread."""
 from __future__ import annotations
 
 from PySide6.QtCore import QObject, Signal
@@ -9,7 +11,7 @@ from PySide6.QtCore import QObject, Signal
 from viewer.controller import Controller
 from viewer.path.state import PathModel, build_path
 
-__all__ = ["PathController", "pivot_transits_job", "CANDIDATES"]
+__all__ = ["PathController", "pivot_transits_job", "learned_transits_job", "CANDIDATES"]
 
 #: The best unmarked results drawn faded.
 CANDIDATES = 5
@@ -28,6 +30,14 @@ def pivot_transits_job(session, k: int, *, progress, cancel):
                           session.gallery_cams, gallery_times, k=k)
 
 
+def learned_transits_job(session, *, progress, cancel):
+    """``engine.feedback.session_transits`` (None without timestamps or a g-g block)."""
+    from engine.feedback import session_transits
+
+    progress("learn camera transits", 0, 1)
+    return session_transits(session, cancel)
+
+
 class PathController(QObject):
     """Builds the path of the selected query while the view is shown."""
 
@@ -42,6 +52,7 @@ class PathController(QObject):
         self.model = PathModel(reason="Select a query to see its path.")
         self.active = False
         self._transits = None    # (session, k, {(a, b): PairTransit} or None)
+        self._learned = None     # (session, TransitModel or None)
         for name in ("selected_query", "marks", "overrides", "distmat", "session", "tlift"):
             self.viewer.events[name].connect(lambda *_a: self.refresh())
 
@@ -67,6 +78,22 @@ class PathController(QObject):
                                   group="path", pool="io", busy=False, on_result=done)
         return None
 
+    def learned(self):
+        """The session's learned transit model, or None while (or when not) known."""
+        viewer = self.viewer
+        session = viewer.session
+        if self._learned is not None and self._learned[0] is session:
+            return self._learned[1]
+        if session is not None and viewer.has_times and not self.main.jobs.is_busy("path-learned"):
+            def done(result) -> None:
+                if session is viewer.session:
+                    self._learned = (session, result)
+                    self.refresh()
+
+            self.main.jobs.submit(learned_transits_job, session, name="camera transit model",
+                                  group="path-learned", pool="io", busy=False, on_result=done)
+        return None
+
     def ready(self) -> bool:
         """Whether the path can be drawn in full now (else the transits are being computed)."""
         return not self.viewer.has_times or self.transits() is not None
@@ -90,7 +117,8 @@ class PathController(QObject):
                           if it.status != "junk" and it.gallery_index not in negatives
                           and it.gallery_index not in positives][:CANDIDATES]
             self.model = build_path(viewer.query_sample(query), viewer.session.dataset.gallery,
-                                    positives, candidates, self.transits(), viewer.tlift.sigma)
+                                    positives, candidates, self.transits(), viewer.tlift.sigma,
+                                    self.learned())
         self.changed.emit()
 
     def select(self, gallery_index: int) -> bool:

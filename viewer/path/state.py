@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from engine.analysis.transit import (
     PairTransit,
@@ -19,8 +20,11 @@ from engine.analysis.transit import (
     transit_plausibility,
 )
 
-__all__ = ["QUERY", "CONFIRMED", "CANDIDATE", "PathPoint", "PathLeg", "PairRow", "PathModel",
-           "build_path", "format_seconds"]
+if TYPE_CHECKING:  # importing engine.postprocess loads numba: not on the GUI's start
+    from engine.postprocess.transit_model import TransitModel
+
+__all__ = ["QUERY", "CONFIRMED", "CANDIDATE", "LEARNED", "PIVOTS", "PathPoint", "PathLeg",
+           "PairRow", "PathModel", "build_path", "format_seconds"]
 
 QUERY, CONFIRMED, CANDIDATE = "query", "confirmed", "candidate"
 
@@ -40,23 +44,31 @@ class PathPoint:
 @dataclass(frozen=True)
 class PathLeg:
     """Consecutive sightings: ``transit`` seconds from ``start`` to ``end``; ``expected``: the
-    pair's transit from TLift's pivots (None: unknown); ``plausibility`` in [0, 1] or NaN."""
+    pair's most likely transit (None: unknown) and ``plausibility`` in [0, 1] (NaN: unknown),
+    both from ``basis``: the learned transit model when it knows the pair, else TLift's pivots."""
 
     start: PathPoint
     end: PathPoint
     transit: float
     expected: float | None
     plausibility: float
+    basis: str = ""
+
+LEARNED, PIVOTS = "transit model", "TLift pivots"
 
 
 @dataclass(frozen=True)
 class PairRow:
-    """A camera pair in the transit table: from confirmed sightings and from TLift's pivots."""
+    """A camera pair in the transit table: from confirmed sightings, the learned transit
+    model's most likely transit from ``start`` to a later ``end`` (and the matches behind it),
+    and TLift's pivots."""
 
     start: int
     end: int
     confirmed: PairTransit | None
     model: PairTransit | None
+    learned: float | None = None
+    learned_count: int = 0
 
 
 @dataclass(frozen=True)
@@ -74,13 +86,16 @@ class PathModel:
 
 
 def build_path(query, gallery: Sequence, positives: Sequence[int], candidates: Sequence[tuple[int, int]],
-               model: Mapping[tuple[int, int], PairTransit] | None, sigma: float) -> PathModel:
+               model: Mapping[tuple[int, int], PairTransit] | None, sigma: float,
+               learned: TransitModel | None = None) -> PathModel:
     """The chart of one query.
 
     ``query``: its Sample (path, cam, time); ``gallery``: the gallery Samples; ``positives``:
     gallery indices marked the same person; ``candidates``: (gallery index, rank) of the best
     unmarked results; ``model``: the pair transits of TLift's pivots (None: not computed yet);
-    ``sigma``: TLift's kernel width (seconds).
+    ``sigma``: TLift's kernel width (seconds), scoring a leg against the pivots' median;
+    ``learned``: the session's transit model (:func:`engine.feedback.session_transits`), which
+    scores a leg of a pair it knows as relevance feedback does (docs/arithmetic.md 12.4).
     """
     if query is None:
         return PathModel(reason="Select a query to see its path.")
@@ -101,14 +116,12 @@ def build_path(query, gallery: Sequence, positives: Sequence[int], candidates: S
     faded = [PathPoint(CANDIDATE, int(g), gallery[g].path, int(gallery[g].cam),
                        float(gallery[g].time), int(rank))
              for g, rank in candidates if g not in marked and gallery[g].time is not None]
-    legs = []
-    for start, end in zip(sightings, sightings[1:], strict=False):
-        expected = None if model is None else getattr(model.get((start.cam, end.cam)), "median", None)
-        transit = end.time - start.time
-        legs.append(PathLeg(start, end, transit, expected,
-                            transit_plausibility(transit, expected, sigma)))
+    legs = [_leg(start, end, model, sigma, learned)
+            for start, end in zip(sightings, sightings[1:], strict=False)]
     confirmed = confirmed_transits([p.cam for p in sightings], [p.time for p in sightings])
-    pairs = tuple(PairRow(a, b, confirmed.get((a, b)), None if model is None else model.get((a, b)))
+    pairs = tuple(PairRow(a, b, confirmed.get((a, b)), None if model is None else model.get((a, b)),
+                          None if learned is None else learned.most_likely(a, b),
+                          0 if learned is None else learned.counts.get((a, b), 0))
                   for a, b in sorted(confirmed))
     cameras = tuple(sorted({p.cam for p in sightings} | {p.cam for p in faded}))
     if len(sightings) == 1:
@@ -116,6 +129,17 @@ def build_path(query, gallery: Sequence, positives: Sequence[int], candidates: S
                                       "path.", note)))
     return PathModel(cameras=cameras, points=tuple(sightings) + tuple(faded), legs=tuple(legs),
                      pairs=pairs, note=note)
+
+
+def _leg(start: PathPoint, end: PathPoint, model, sigma: float, learned) -> PathLeg:
+    transit = end.time - start.time
+    if learned is not None and (start.cam, end.cam) in learned.density:
+        plausible = float(learned.plausibility(start.cam, start.time, [end.cam], [end.time])[0])
+        likely = learned.most_likely(start.cam, end.cam, 1 if transit >= 0 else -1)
+        return PathLeg(start, end, transit, likely, plausible, LEARNED)
+    expected = None if model is None else getattr(model.get((start.cam, end.cam)), "median", None)
+    return PathLeg(start, end, transit, expected, transit_plausibility(transit, expected, sigma),
+                   "" if expected is None else PIVOTS)
 
 
 def format_seconds(value: float | None) -> str:

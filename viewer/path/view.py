@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 from viewer import style
 from viewer.formatting import camera_base, format_cam, format_time
 from viewer.path.controller import PathController
-from viewer.path.state import CANDIDATE, QUERY, format_seconds
+from viewer.path.state import CANDIDATE, LEARNED, QUERY, format_seconds
 from viewer.widgets.thumbnails import ThumbnailCache
 
 __all__ = ["PathDock", "plausibility_color"]
@@ -75,15 +75,19 @@ class PathDock(QDockWidget):
         self.note = QLabel()
         self.note.setObjectName("dim")
         self.note.setWordWrap(True)
-        self.table = QTableWidget(0, 3)
+        self.table = QTableWidget(0, 4)
         self.table.setHorizontalHeaderLabels(["cameras", "confirmed: median (n)",
+                                              "learned: most likely (n)",
                                               "TLift pivots: median (n)"])
         self.table.verticalHeader().hide()
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
-        self.table.setToolTip("Median transit per camera pair: from consecutive confirmed "
-                              "sightings, and from TLift's pivots (the K best matches of every "
-                              "query of the first camera in the second; docs/arithmetic.md 13)")
+        self.table.setToolTip("Transit per camera pair: the median over consecutive confirmed "
+                              "sightings; the most likely one under the transit model learned "
+                              "from the gallery's confident cross-camera matches (n: matches "
+                              "behind it; docs/arithmetic.md 12.4); the median over TLift's "
+                              "pivots (the K best matches of every query of the first camera in "
+                              "the second; docs/arithmetic.md 13)")
         body = QWidget()
         layout = QVBoxLayout(body)
         layout.setContentsMargins(4, 4, 4, 4)
@@ -105,9 +109,10 @@ class PathDock(QDockWidget):
         self.scatter = None
         self.note.setText(model.reason or model.note or
                           "Black frame: the query; blue: marked same person; faded: the best "
-                          "unmarked results. Legs: green = transit as TLift's pivots expect for "
-                          "the pair, red = far from it, grey = unknown. Click a point to select "
-                          "it in the grid.")
+                          "unmarked results. Legs: green = a transit the learned transit model "
+                          "finds likely for the pair (TLift's pivots where it has none), red = "
+                          "unlikely, grey dashed = unknown. Click a point to select it in the "
+                          "grid.")
         base = camera_base(self.controller.viewer)
         self.cameras.names = [format_cam(c, base) for c in model.cameras]
         self._fill_table(model, base)
@@ -124,7 +129,8 @@ class PathDock(QDockWidget):
                                          [row[leg.start.cam], row[leg.end.cam]], pen=pen))
             text = format_seconds(leg.transit)
             if math.isfinite(leg.plausibility):
-                text += f"  p={leg.plausibility:.2f} (exp. {format_seconds(leg.expected)})"
+                likely = "likely" if leg.basis == LEARNED else "pivots"
+                text += f"  p={leg.plausibility:.2f} ({likely} {format_seconds(leg.expected)})"
             label = pg.TextItem(text, color=color.darker(130), anchor=(0.5, 1.4))
             label.setPos((leg.start.time + leg.end.time) / 2, (row[leg.start.cam] + row[leg.end.cam]) / 2)
             plot.addItem(label)
@@ -161,6 +167,8 @@ class PathDock(QDockWidget):
             cells = (f"{format_cam(pair.start, base)} → {format_cam(pair.end, base)}",
                      "–" if pair.confirmed is None else
                      f"{format_seconds(pair.confirmed.median)} ({pair.confirmed.count})",
+                     "–" if pair.learned is None else
+                     f"{format_seconds(pair.learned)} ({pair.learned_count})",
                      "–" if pair.model is None else
                      f"{format_seconds(pair.model.median)} ({pair.model.count})")
             for j, text in enumerate(cells):
