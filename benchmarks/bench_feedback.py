@@ -11,7 +11,8 @@ queries with 5 positives and 10 negatives, each call with marks the stage has no
 (so the marks' rows are computed inside the timed call, as after a click), and the same calls
 of the Query Shift baseline on the same rows. ``--market`` uses 3,368 x 15,913 distances made
 from random identity features with the cameras and times of ``synth --market-scale`` (planned,
-not rendered), as ``bench_tlift.py --market``. Budgets: 100 ms on the demo, 1 s at Market size.
+not rendered), as ``bench_tlift.py --market``. Budgets: 100 ms on the demo, 1 s at Market size
+(a dataset of more than 10,000 gallery images counts as Market size).
 """
 from __future__ import annotations
 
@@ -95,7 +96,8 @@ def main(argv=None) -> int:
         from engine.session import Session
 
         session = Session.open(args.data, args.checkpoint, device="cpu", cache_dir=args.cache_dir)
-    budget = 1.0 if args.market else 0.1
+    # The targets (docs/architecture.md): 100 ms on the demo, 1 s at Market size.
+    budget = 1.0 if args.market or len(session.dataset.gallery) > 10_000 else 0.1
     for stage in args.stages.split(","):
         rerank, tlift = STAGES[stage]
         t0 = time.perf_counter()
