@@ -255,7 +255,6 @@ def refine_score(rows: FeedbackRows, query: int, positives: list[int], negatives
                  params: FeedbackParams = FeedbackParams()) -> np.ndarray:
     """:func:`refine`'s score of every gallery item (float64 ``[g]``, higher = closer;
     docs/arithmetic.md section 12.3)."""
-    m = len(positives) + 1  # the query and its positives: the person's confirmed views
     z = rows.standard(np.vstack([rows.base[query][None], rows.gallery_rows(positives)]))
     own = z[0]  # the query's own row
     trust = np.clip((own[positives] - params.trust_lo) / (params.trust_hi - params.trust_lo), 0, 1)
@@ -280,7 +279,7 @@ def refine_score(rows: FeedbackRows, query: int, positives: list[int], negatives
             zn = np.vstack([zn, rows.standard(rows.gg[negatives])])
             doubt = np.concatenate([belief, belief])
         # What a negative resembles more than the person's best-matching confirmed view.
-        best_view = np.where((weights[:m] > 0)[:, None], views, -np.inf).max(axis=0)
+        best_view = np.where((weights > 0)[:, None], views, -np.inf).max(axis=0)
         excess = np.maximum(zn - np.maximum(score, best_view), 0.0) * doubt[:, None]   # [n, g]
         push = excess.max(axis=0)
         score = score - params.negative * np.minimum(push, params.negative_cap)
