@@ -206,11 +206,13 @@ def session_transits(session, cancel=None) -> TransitModel | None:
     if times is None or session.uses_shortlist:
         return None
     with _KEPT_LOCK:
-        found = _KEPT.setdefault(session, {}).get("transits")
-    if found is None:
-        found = learn_transits(session.distance_block("gg", cancel), session.gallery_cams, times)
-        with _KEPT_LOCK:
-            found = _KEPT[session].setdefault("transits", found)
+        kept = _KEPT.setdefault(session, {})
+        learning = kept.setdefault("transits lock", threading.Lock())
+    with learning:  # feedback's warm-up and the path view may ask at once: learned once
+        found = kept.get("transits")
+        if found is None:
+            found = kept["transits"] = learn_transits(session.distance_block("gg", cancel),
+                                                      session.gallery_cams, times)
     return found
 
 

@@ -118,6 +118,36 @@ def test_confirmed_sightings_lift_plausible_transits(session):
     assert lifted.max() > 0
 
 
+def test_the_transit_model_is_learned_once_per_session(tiny_synth, shared_random_checkpoint,
+                                                       tmp_path, monkeypatch):
+    """Feedback's warm-up and the path view ask for it from two threads: one learns it."""
+    import threading
+    import time
+
+    import engine.feedback as feedback
+    from engine.session import Session
+
+    root, _ = tiny_synth
+    fresh = Session.open(str(root), shared_random_checkpoint, device="cpu", cache_dir=tmp_path)
+    fresh.score(("gg",))
+    calls, real = [], feedback.learn_transits
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        time.sleep(0.2)  # long enough for every thread to ask while it learns
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(feedback, "learn_transits", counted)
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(feedback.session_transits(fresh)))
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and len(got) == 4 and all(m is got[0] for m in got)
+
+
 def test_a_negative_pushes_down_a_bounded_amount(session):
     """A negative lowers what resembles it more than the person's best confirmed view, by at
     most negative x negative_cap; companions of a negative near a sighting are spared."""
