@@ -129,3 +129,22 @@ def test_path_dock_without_timestamps_says_why(qtbot, window, monkeypatch):
     assert ctl.model.reason and "no capture times" in ctl.model.reason
     assert win.path_dock.note.text() == ctl.model.reason and win.path_dock.scatter is None
     assert ctl.ready()   # nothing to wait for: a case is saved at once
+
+
+def test_the_path_view_alone_never_starts_scoring_the_gg_block(qtbot, window, monkeypatch):
+    """Without the g-g block the legs use TLift's pivots, and no job is asked to learn."""
+    from engine.session import Session
+
+    win = window
+    q, _ = _query_with_matches(win.state.session, at_least=1)
+    win.state.select_query(q)
+    monkeypatch.setattr(Session, "logits", property(lambda self: {"qg": self.blocks.logits["qg"]}))
+    submitted = []
+    real_submit = win.controller.jobs.submit
+    monkeypatch.setattr(win.controller.jobs, "submit",
+                        lambda fn, *a, **k: submitted.append(k.get("group")) or real_submit(fn, *a, **k))
+    win.show_path()
+    ctl = win.path_dock.controller
+    assert ctl.learned() is None
+    assert "path-learned" not in submitted
+    win.path_dock.hide()

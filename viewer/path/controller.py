@@ -79,12 +79,15 @@ class PathController(QObject):
         return None
 
     def learned(self):
-        """The session's learned transit model, or None while (or when not) known."""
+        """The session's learned transit model, or None while (or when not) known. Learned
+        once the g-g block is scored (re-ranking's background scoring or the first mark does
+        that); the path view alone never starts scoring it."""
         viewer = self.viewer
         session = viewer.session
         if self._learned is not None and self._learned[0] is session:
             return self._learned[1]
-        if session is not None and viewer.has_times and not self.main.jobs.is_busy("path-learned"):
+        if session is not None and viewer.has_times and "gg" in session.logits \
+                and not self.main.jobs.is_busy("path-learned"):
             def done(result) -> None:
                 if session is viewer.session:
                     self._learned = (session, result)
